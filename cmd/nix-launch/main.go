@@ -1,0 +1,38 @@
+// nix-launch runs a command of the image with the app's Nix closure visible
+// at /nix/store. The image's processes start through it; run_result.sh and
+// run_proot.sh are the same program under the old Heroku buildpacks' names.
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/nixcnb/nix-buildpack/launch"
+)
+
+func main() {
+	invokedAs := filepath.Base(os.Args[0])
+	if err := run(invokedAs, os.Args[1:]); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", invokedAs, err)
+		os.Exit(127)
+	}
+}
+
+func run(invokedAs string, args []string) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	exe, err = filepath.EvalSymlinks(exe)
+	if err != nil {
+		return err
+	}
+	// The launcher lives in <launch layer>/bin; its settings beside bin/.
+	layer := filepath.Dir(filepath.Dir(exe))
+	cfg, err := launch.ReadConfig(layer)
+	if err != nil {
+		return fmt.Errorf("reading the launcher's settings in %s: %w", layer, err)
+	}
+	return cfg.Exec(invokedAs, args)
+}

@@ -1,0 +1,217 @@
+// Package config reads the buildpack's settings from the environment, once.
+//
+// Build-time settings are named BP_NIX_*; the names the old Heroku Nix
+// buildpacks used (NIX_BUILD_FLAGS, ...) keep working as aliases. Everything
+// else in the buildpack receives a Config and never reads the environment.
+package config
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// StoreRuntime says how Nix sees its store at /nix during the build.
+type StoreRuntime string
+
+const (
+	RuntimeAuto   StoreRuntime = "auto"
+	RuntimeNative StoreRuntime = "native"
+	RuntimeBwrap  StoreRuntime = "bwrap"
+	RuntimeProot  StoreRuntime = "proot"
+)
+
+// Config is every setting the buildpack reads.
+type Config struct {
+	// NixFile is the Nix file to build, relative to the app root; empty
+	// means detect picks flake.nix or default.nix.
+	NixFile string
+	// Attr is the attribute to build (nix-build -A, or .#attr for flakes).
+	Attr string
+	// BuildFlags are extra arguments for nix-build / nix build.
+	BuildFlags []string
+	// WebCommand overrides the executable of the default `web` process.
+	WebCommand string
+	// StoreRuntime forces how /nix is provided during the build.
+	StoreRuntime StoreRuntime
+	// PurgeCache starts this build from an empty store.
+	PurgeCache bool
+	// InstallerURL and InstallerSHA256 replace the Nix release declared in
+	// buildpack.toml (an air-gapped mirror, a newer release).
+	InstallerURL    string
+	InstallerSHA256 string
+	// NixConfig is extra nix.conf text (BP_NIX_CONFIG), one setting a line.
+	NixConfig string
+	// DependencyMirrors maps a host, or "default", to a mirror URL for the
+	// buildpack's dependencies (BP_DEPENDENCY_MIRROR[_<HOST>]).
+	DependencyMirrors map[string]string
+	// Debug turns on detailed logs (BP_LOG_LEVEL=DEBUG).
+	Debug bool
+}
+
+// Setting describes one variable: its name, the old names it also answers
+// to, and its default. The same table documents buildpack.toml and README.
+type Setting struct {
+	Name    string
+	Aliases []string
+	Default string
+}
+
+// Settings lists every variable FromEnv reads.
+var Settings = []Setting{
+	{Name: "BP_NIX_FILE"},
+	{Name: "BP_NIX_ATTR"},
+	{Name: "BP_NIX_BUILD_FLAGS", Aliases: []string{"NIX_BUILD_FLAGS"}},
+	{Name: "BP_NIX_WEB_COMMAND"},
+	{Name: "BP_NIX_STORE_RUNTIME", Default: string(RuntimeAuto)},
+	{Name: "BP_NIX_PURGE_CACHE", Default: "false"},
+	{Name: "BP_NIX_INSTALLER_URL"},
+	{Name: "BP_NIX_INSTALLER_SHA256"},
+	{Name: "BP_NIX_CONFIG"},
+	{Name: "BP_LOG_LEVEL", Default: "INFO"},
+}
+
+// FromEnv parses environ (as os.Environ returns it). Invalid values are
+// errors that name the variable and say what it accepts.
+func FromEnv(environ []string) (Config, error) {
+	env := lookup(environ)
+	var c Config
+	var err error
+
+	c.NixFile = env.get("BP_NIX_FILE")
+	c.Attr = env.get("BP_NIX_ATTR")
+	if c.BuildFlags, err = SplitWords(env.get("BP_NIX_BUILD_FLAGS")); err != nil {
+		return c, fmt.Errorf("%s: %w", env.nameOf("BP_NIX_BUILD_FLAGS"), err)
+	}
+	c.WebCommand = env.get("BP_NIX_WEB_COMMAND")
+
+	switch r := StoreRuntime(strings.ToLower(env.get("BP_NIX_STORE_RUNTIME"))); r {
+	case RuntimeAuto, RuntimeNative, RuntimeBwrap, RuntimeProot:
+		c.StoreRuntime = r
+	default:
+		return c, fmt.Errorf("BP_NIX_STORE_RUNTIME=%q: use auto, native, bwrap or proot", r)
+	}
+
+	if c.PurgeCache, err = env.bool("BP_NIX_PURGE_CACHE"); err != nil {
+		return c, err
+	}
+
+	c.InstallerURL = env.get("BP_NIX_INSTALLER_URL")
+	c.InstallerSHA256 = strings.TrimPrefix(env.get("BP_NIX_INSTALLER_SHA256"), "sha256:")
+	if (c.InstallerURL == "") != (c.InstallerSHA256 == "") {
+		return c, fmt.Errorf("BP_NIX_INSTALLER_URL and BP_NIX_INSTALLER_SHA256 go together: set both, or neither to use the Nix release in buildpack.toml")
+	}
+
+	c.NixConfig = env.get("BP_NIX_CONFIG")
+	c.DependencyMirrors = dependencyMirrors(env.vars)
+	c.Debug = strings.EqualFold(env.get("BP_LOG_LEVEL"), "DEBUG")
+	return c, nil
+}
+
+// dependencyMirrors reads BP_DEPENDENCY_MIRROR (key "default") and
+// BP_DEPENDENCY_MIRROR_<HOST> (the host with _ for . and __ for -), the
+// variables packit's postal honours for the Nix release too.
+func dependencyMirrors(vars map[string]string) map[string]string {
+	mirrors := map[string]string{}
+	for name, value := range vars {
+		switch {
+		case name == "BP_DEPENDENCY_MIRROR":
+			mirrors["default"] = value
+		case strings.HasPrefix(name, "BP_DEPENDENCY_MIRROR_"):
+			host := strings.TrimPrefix(name, "BP_DEPENDENCY_MIRROR_")
+			host = strings.ToLower(strings.ReplaceAll(strings.ReplaceAll(host, "__", "-"), "_", "."))
+			mirrors[host] = value
+		}
+	}
+	return mirrors
+}
+
+// values holds the environment and knows each setting's aliases and default.
+type values struct {
+	vars    map[string]string
+	aliased map[string]string // setting name -> the variable that supplied it
+}
+
+func lookup(environ []string) values {
+	v := values{vars: map[string]string{}, aliased: map[string]string{}}
+	for _, kv := range environ {
+		if name, value, ok := strings.Cut(kv, "="); ok {
+			v.vars[name] = value
+		}
+	}
+	return v
+}
+
+func (v values) get(name string) string {
+	for _, s := range Settings {
+		if s.Name != name {
+			continue
+		}
+		if value, ok := v.vars[name]; ok && value != "" {
+			return value
+		}
+		for _, alias := range s.Aliases {
+			if value, ok := v.vars[alias]; ok && value != "" {
+				v.aliased[name] = alias
+				return value
+			}
+		}
+		return s.Default
+	}
+	return v.vars[name]
+}
+
+// nameOf is the variable that supplied a setting, for error messages.
+func (v values) nameOf(name string) string {
+	if alias, ok := v.aliased[name]; ok {
+		return alias
+	}
+	return name
+}
+
+func (v values) bool(name string) (bool, error) {
+	raw := v.get(name)
+	if raw == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(raw)
+	if err != nil {
+		return false, fmt.Errorf("%s=%q: use true or false", v.nameOf(name), raw)
+	}
+	return b, nil
+}
+
+// SplitWords splits a command line the way a shell would for simple quoting:
+// whitespace separates words, single and double quotes group them.
+func SplitWords(s string) ([]string, error) {
+	var words []string
+	var word strings.Builder
+	inWord := false
+	var quote rune
+	for _, r := range s {
+		switch {
+		case quote != 0 && r == quote:
+			quote = 0
+		case quote != 0:
+			word.WriteRune(r)
+		case r == '\'' || r == '"':
+			quote, inWord = r, true
+		case r == ' ' || r == '\t' || r == '\n':
+			if inWord {
+				words = append(words, word.String())
+				word.Reset()
+				inWord = false
+			}
+		default:
+			word.WriteRune(r)
+			inWord = true
+		}
+	}
+	if quote != 0 {
+		return nil, fmt.Errorf("unclosed %c quote in %q", quote, s)
+	}
+	if inWord {
+		words = append(words, word.String())
+	}
+	return words, nil
+}

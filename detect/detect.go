@@ -1,0 +1,70 @@
+// Package detect decides whether an app is a Nix project and which Nix file
+// the build phase should build.
+package detect
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/paketo-buildpacks/packit/v2"
+
+	"github.com/nixcnb/nix-buildpack/config"
+)
+
+// PlanName is what this buildpack provides and requires in the build plan.
+const PlanName = "nix"
+
+// candidates are the files detect looks for, in order, when BP_NIX_FILE is
+// not set. flake.nix wins: a project with both builds through its flake.
+var candidates = []string{"flake.nix", "default.nix"}
+
+// PlanMetadata tells the build phase what detect found.
+type PlanMetadata struct {
+	File  string `toml:"file"`
+	Flake bool   `toml:"flake"`
+}
+
+// Detect passes when the app root has flake.nix or default.nix, or the file
+// BP_NIX_FILE names.
+func Detect(cfg config.Config) packit.DetectFunc {
+	return func(ctx packit.DetectContext) (packit.DetectResult, error) {
+		file, err := NixFile(ctx.WorkingDir, cfg.NixFile)
+		if err != nil {
+			return packit.DetectResult{}, err
+		}
+		meta := PlanMetadata{File: file, Flake: filepath.Base(file) == "flake.nix"}
+		return packit.DetectResult{Plan: packit.BuildPlan{
+			Provides: []packit.BuildPlanProvision{{Name: PlanName}},
+			Requires: []packit.BuildPlanRequirement{{Name: PlanName, Metadata: meta}},
+		}}, nil
+	}
+}
+
+// NixFile returns the Nix file to build, relative to appDir. It returns
+// packit.Fail (detect exits 100) with a one-line reason when there is none.
+func NixFile(appDir, configured string) (string, error) {
+	if configured != "" {
+		info, err := os.Stat(filepath.Join(appDir, configured))
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			return "", packit.Fail.WithMessage("BP_NIX_FILE=%s: no such file in the app", configured)
+		case err != nil:
+			return "", fmt.Errorf("reading BP_NIX_FILE=%s: %w", configured, err)
+		case info.IsDir():
+			return "", packit.Fail.WithMessage("BP_NIX_FILE=%s is a directory: name a .nix file", configured)
+		}
+		return filepath.Clean(configured), nil
+	}
+	for _, name := range candidates {
+		info, err := os.Stat(filepath.Join(appDir, name))
+		if err == nil && !info.IsDir() {
+			return name, nil
+		}
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return "", fmt.Errorf("reading %s: %w", name, err)
+		}
+	}
+	return "", packit.Fail.WithMessage("no flake.nix or default.nix at the app root (set BP_NIX_FILE to build another file, e.g. deploy.nix or shell.nix)")
+}

@@ -1,0 +1,336 @@
+package harness
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+const (
+	platformAPI = "0.15"
+	// detectFailedCode is the detector's exit code when no group of
+	// buildpacks passed detection (platform API 0.6 and later).
+	detectFailedCode = 20
+	phasePath        = "/usr/local/bin:/usr/bin:/bin"
+)
+
+// ErrDetectFailed matches (with errors.Is) the error of a Build in which no
+// buildpack passed detection.
+var ErrDetectFailed = errors.New("no buildpack passed detection")
+
+// PhaseError is the error of a Build whose lifecycle phase exited non-zero.
+type PhaseError struct {
+	Phase    string // analyzer, detector, restorer, builder or exporter
+	ExitCode int
+}
+
+func (e *PhaseError) Error() string {
+	msg := fmt.Sprintf("lifecycle %s exited with code %d", e.Phase, e.ExitCode)
+	if e.Is(ErrDetectFailed) {
+		msg += " (" + ErrDetectFailed.Error() + ")"
+	}
+	return msg
+}
+
+// Is makes errors.Is(err, ErrDetectFailed) true for a failed detection.
+func (e *PhaseError) Is(target error) bool {
+	return target == ErrDetectFailed && e.Phase == "detector" && e.ExitCode == detectFailedCode
+}
+
+// BuildOptions says what one Build builds.
+type BuildOptions struct {
+	BuildpackDir string            // required: holds buildpack.toml and bin/
+	AppDir       string            // the app source, copied into a fresh /workspace; "" means empty
+	Image        string            // required: the full ref in Registry of the image to make
+	CacheDir     string            // kept by the caller between builds (-cache-dir); created if missing; "" means a fresh one
+	PlatformEnv  map[string]string // written as /platform/env/NAME (what `pack build --env` does)
+	ExtraBinds   []Bind            // extra bind mounts for the builder phase only
+	// DisableUserNamespaces makes user namespaces fail inside the builder
+	// phase (bwrap --unshare-user --disable-userns).
+	DisableUserNamespaces bool
+	ExtraBuilderBwrapArgs []string // raw extra bwrap args for the builder phase
+}
+
+// Bind is a bind mount of the host's Source at Dest in a sandbox.
+type Bind struct {
+	Source, Dest string
+	ReadOnly     bool
+}
+
+// BuildResult is what a Build printed.
+type BuildResult struct {
+	// Output holds everything the phases printed, in order, each phase
+	// introduced by a line "===> ANALYZING", "===> DETECTING"...
+	Output string
+}
+
+// phase is one lifecycle phase of a build.
+type phase struct {
+	name      string   // the lifecycle binary's name, e.g. "analyzer"
+	title     string   // e.g. "ANALYZING"
+	asCNBUser bool     // the detector and the builder refuse to run as root
+	args      []string // the phase's flags and arguments
+	bwrapArgs []string // extra sandbox args for this phase
+}
+
+// buildDirs are the host dirs of one Build, mounted at the canonical paths.
+type buildDirs struct {
+	layers, workspace, platform, buildpacks, orderTOML, home, tmp, cache string
+}
+
+// Build runs the lifecycle phases analyzer, detector, restorer, builder and
+// exporter to make opts.Image from opts.AppDir with the buildpack in
+// opts.BuildpackDir. If a phase fails, the error is a *PhaseError (see
+// ErrDetectFailed) and the result holds the output so far.
+func (e *Env) Build(opts BuildOptions) (BuildResult, error) {
+	if opts.BuildpackDir == "" || opts.Image == "" {
+		return BuildResult{}, errors.New("BuildOptions needs BuildpackDir and Image")
+	}
+	opts, err := absolutePaths(opts)
+	if err != nil {
+		return BuildResult{}, err
+	}
+	dirs, err := e.prepareBuild(opts)
+	if err != nil {
+		return BuildResult{}, err
+	}
+	var output bytes.Buffer
+	out := teeTo(&output, e.Log)
+	for _, p := range e.phases(opts, dirs) {
+		fmt.Fprintf(out, "===> %s\n", p.title)
+		if err := e.runPhase(p, dirs, out); err != nil {
+			return BuildResult{Output: output.String()}, err
+		}
+	}
+	return BuildResult{Output: output.String()}, nil
+}
+
+// absolutePaths makes the host paths that opts binds absolute, since the
+// sandboxes start in /.
+func absolutePaths(opts BuildOptions) (BuildOptions, error) {
+	var err error
+	if opts.CacheDir != "" {
+		if opts.CacheDir, err = filepath.Abs(opts.CacheDir); err != nil {
+			return opts, fmt.Errorf("resolving CacheDir: %w", err)
+		}
+	}
+	binds := make([]Bind, len(opts.ExtraBinds))
+	for i, b := range opts.ExtraBinds {
+		if b.Source, err = filepath.Abs(b.Source); err != nil {
+			return opts, fmt.Errorf("resolving the bind source %s: %w", b.Source, err)
+		}
+		binds[i] = b
+	}
+	opts.ExtraBinds = binds
+	return opts, nil
+}
+
+func (e *Env) phases(opts BuildOptions, dirs buildDirs) []phase {
+	// The root phases drop to the cnb user themselves. Only they see the
+	// cache, which may lie where the cnb user cannot reach.
+	ids := []string{"-uid", fmt.Sprint(cnbUID), "-gid", fmt.Sprint(cnbGID)}
+	cache := []string{"--bind", dirs.cache, "/cache"}
+	return []phase{
+		{name: "analyzer", title: "ANALYZING", args: slices.Concat(ids, []string{"-run-image", e.RunImage, opts.Image})},
+		{name: "detector", title: "DETECTING", asCNBUser: true},
+		{name: "restorer", title: "RESTORING", args: slices.Concat(ids, []string{"-cache-dir", "/cache"}), bwrapArgs: cache},
+		{name: "builder", title: "BUILDING", asCNBUser: true, bwrapArgs: builderBwrapArgs(opts)},
+		{name: "exporter", title: "EXPORTING", args: slices.Concat(ids, []string{"-cache-dir", "/cache", opts.Image}), bwrapArgs: cache},
+	}
+}
+
+func builderBwrapArgs(opts BuildOptions) []string {
+	var args []string
+	for _, b := range opts.ExtraBinds {
+		flag := "--bind"
+		if b.ReadOnly {
+			flag = "--ro-bind"
+		}
+		args = append(args, flag, b.Source, b.Dest)
+	}
+	if opts.DisableUserNamespaces {
+		args = append(args, "--unshare-user", "--disable-userns")
+	}
+	return append(args, opts.ExtraBuilderBwrapArgs...)
+}
+
+// runPhase runs one phase in its sandbox, its output to out.
+func (e *Env) runPhase(p phase, dirs buildDirs, out io.Writer) error {
+	argv := append(e.phaseBwrapArgs(dirs), p.bwrapArgs...)
+	argv = append(argv, "--", "/cnb/lifecycle/"+p.name)
+	cmd := exec.Command("bwrap", append(argv, p.args...)...)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.Env = []string{
+		"PATH=" + phasePath,
+		"CNB_PLATFORM_API=" + platformAPI,
+		fmt.Sprintf("CNB_USER_ID=%d", cnbUID),
+		fmt.Sprintf("CNB_GROUP_ID=%d", cnbGID),
+	}
+	if p.asCNBUser {
+		asCNBUser(cmd)
+		cmd.Env = append(cmd.Env, "HOME=/home/"+cnbUser)
+	} else {
+		cmd.Dir = "/"
+		cmd.Env = append(cmd.Env, "HOME=/root", "CNB_REGISTRY_AUTH={}")
+	}
+	err := cmd.Run()
+	var exitErr *exec.ExitError
+	if errors.As(err, &exitErr) {
+		return &PhaseError{Phase: p.name, ExitCode: exitErr.ExitCode()}
+	}
+	if err != nil {
+		return fmt.Errorf("running the lifecycle %s: %w", p.name, err)
+	}
+	return nil
+}
+
+// phaseBwrapArgs makes the build sandbox: the host's /usr and /etc
+// read-only, and the build's dirs at the canonical CNB paths.
+func (e *Env) phaseBwrapArgs(dirs buildDirs) []string {
+	args := []string{"--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"}
+	args = append(args, e.hostRootArgs...)
+	return append(args,
+		"--dev", "/dev",
+		"--proc", "/proc",
+		"--bind", dirs.tmp, "/tmp",
+		"--bind", dirs.home, "/home/"+cnbUser,
+		"--perms", "0755", "--dir", "/cnb",
+		"--ro-bind", dirs.buildpacks, "/cnb/buildpacks",
+		"--ro-bind", dirs.orderTOML, "/cnb/order.toml",
+		"--ro-bind", e.lifecycleDir, "/cnb/lifecycle",
+		"--bind", dirs.layers, "/layers",
+		"--bind", dirs.workspace, "/workspace",
+		"--ro-bind", dirs.platform, "/platform",
+		"--unshare-pid",
+		"--die-with-parent",
+		"--chdir", "/",
+	)
+}
+
+// prepareBuild makes a fresh dir for the build: empty layers, a copy of
+// the app, the platform env, the buildpack and its order.toml.
+func (e *Env) prepareBuild(opts BuildOptions) (buildDirs, error) {
+	root, err := e.newDir("build")
+	if err != nil {
+		return buildDirs{}, err
+	}
+	dirs := buildDirs{
+		layers:     filepath.Join(root, "layers"),
+		workspace:  filepath.Join(root, "workspace"),
+		platform:   filepath.Join(root, "platform"),
+		buildpacks: filepath.Join(root, "buildpacks"),
+		orderTOML:  filepath.Join(root, "order.toml"),
+		home:       filepath.Join(root, "home"),
+		tmp:        filepath.Join(root, "tmp"),
+		cache:      opts.CacheDir,
+	}
+	if dirs.cache == "" {
+		dirs.cache = filepath.Join(root, "cache")
+	}
+	for _, dir := range []string{dirs.layers, dirs.home, dirs.cache} {
+		if err := mkdirCNB(dir, 0o755); err != nil {
+			return buildDirs{}, fmt.Errorf("preparing the build: %w", err)
+		}
+	}
+	if err := mkdirCNB(dirs.tmp, 0o1777); err != nil {
+		return buildDirs{}, fmt.Errorf("preparing the build: %w", err)
+	}
+	if err := copyApp(opts.AppDir, dirs.workspace); err != nil {
+		return buildDirs{}, err
+	}
+	if err := writePlatformEnv(dirs.platform, opts.PlatformEnv); err != nil {
+		return buildDirs{}, err
+	}
+	if err := installBuildpack(opts.BuildpackDir, dirs.buildpacks, dirs.orderTOML); err != nil {
+		return buildDirs{}, err
+	}
+	return dirs, nil
+}
+
+func copyApp(appDir, workspace string) error {
+	if appDir == "" {
+		return mkdirCNB(workspace, 0o755)
+	}
+	if err := copyTree(appDir, workspace); err != nil {
+		return fmt.Errorf("copying the app %s into the workspace: %w", appDir, err)
+	}
+	return nil
+}
+
+func writePlatformEnv(platformDir string, env map[string]string) error {
+	envDir := filepath.Join(platformDir, "env")
+	if err := os.MkdirAll(envDir, 0o755); err != nil {
+		return fmt.Errorf("creating the platform dir: %w", err)
+	}
+	for name, value := range env {
+		if name == "" || strings.ContainsAny(name, "/=") {
+			return fmt.Errorf("platform env var %q: not a valid name", name)
+		}
+		if err := os.WriteFile(filepath.Join(envDir, name), []byte(value), 0o644); err != nil {
+			return fmt.Errorf("writing platform env var %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// buildpackTOML is the part of buildpack.toml the harness reads.
+type buildpackTOML struct {
+	Buildpack struct {
+		ID      string `toml:"id"`
+		Version string `toml:"version"`
+	} `toml:"buildpack"`
+}
+
+// orderTOML is /cnb/order.toml.
+type orderTOML struct {
+	Order []orderGroup `toml:"order"`
+}
+
+type orderGroup struct {
+	Group []orderEntry `toml:"group"`
+}
+
+type orderEntry struct {
+	ID      string `toml:"id"`
+	Version string `toml:"version"`
+}
+
+// installBuildpack copies the buildpack to
+// <buildpacksDir>/<id with / as _>/<version>/ and writes an order.toml that
+// lists just it.
+func installBuildpack(buildpackDir, buildpacksDir, orderPath string) error {
+	var bp buildpackTOML
+	tomlPath := filepath.Join(buildpackDir, "buildpack.toml")
+	if _, err := toml.DecodeFile(tomlPath, &bp); err != nil {
+		return fmt.Errorf("reading the buildpack's id and version: %w", err)
+	}
+	id, version := bp.Buildpack.ID, bp.Buildpack.Version
+	if id == "" || version == "" {
+		return fmt.Errorf("%s has no [buildpack] id and version", tomlPath)
+	}
+	parent := filepath.Join(buildpacksDir, strings.ReplaceAll(id, "/", "_"))
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return fmt.Errorf("installing the buildpack: %w", err)
+	}
+	if err := copyTree(buildpackDir, filepath.Join(parent, version)); err != nil {
+		return fmt.Errorf("installing the buildpack %s: %w", buildpackDir, err)
+	}
+	order := orderTOML{Order: []orderGroup{{Group: []orderEntry{{ID: id, Version: version}}}}}
+	f, err := os.Create(orderPath)
+	if err != nil {
+		return fmt.Errorf("writing order.toml: %w", err)
+	}
+	defer f.Close()
+	if err := toml.NewEncoder(f).Encode(order); err != nil {
+		return fmt.Errorf("writing order.toml: %w", err)
+	}
+	return f.Close()
+}

@@ -1,0 +1,175 @@
+package harness
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const helloBuildpackTOML = `api = "0.10"
+
+[buildpack]
+id = "test/hello"
+version = "0.0.1"
+`
+
+const helloDetect = `#!/bin/sh
+exit 0
+`
+
+// helloBuild caches a layer between builds, says whether user namespaces
+// work and what the platform env and /nix look like, and declares a web
+// process that serves /workspace/www with busybox httpd.
+const helloBuild = `#!/bin/sh
+set -eu
+layer="$CNB_LAYERS_DIR/hello"
+if [ -f "$layer/stamp" ]; then
+  echo "hello: layer restored from cache"
+else
+  mkdir -p "$layer"
+  date > "$layer/stamp"
+fi
+printf '[types]\nlaunch = true\ncache = true\n' > "$CNB_LAYERS_DIR/hello.toml"
+
+echo "hello: platform env GREETING=$(cat "$CNB_PLATFORM_DIR/env/GREETING")"
+if unshare --user true 2>/dev/null; then
+  echo "hello: user namespaces allowed"
+else
+  echo "hello: user namespaces blocked"
+fi
+if [ -d /nix ]; then touch /nix/seen-by-build; fi
+
+cat > "$CNB_LAYERS_DIR/launch.toml" <<'EOF'
+[[processes]]
+type = "web"
+command = ["sh", "-c", "exec busybox httpd -f -p 127.0.0.1:$PORT -h /workspace/www"]
+default = true
+EOF
+`
+
+func writeFile(t *testing.T, path, content string, mode os.FileMode) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustContain(t *testing.T, what, output string, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
+		if !strings.Contains(output, want) {
+			t.Errorf("%s does not contain %q", what, want)
+		}
+	}
+}
+
+// TestHarness builds a throwaway buildpack's app twice with one cache,
+// exports the image and serves a page from it.
+func TestHarness(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the harness needs root")
+	}
+	started := time.Now()
+	env, err := Start("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := env.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	env.Log = t.Output()
+	t.Logf("environment ready in %v", time.Since(started))
+
+	src := t.TempDir()
+	bp := filepath.Join(src, "buildpack")
+	writeFile(t, filepath.Join(bp, "buildpack.toml"), helloBuildpackTOML, 0o644)
+	writeFile(t, filepath.Join(bp, "bin/detect"), helloDetect, 0o755)
+	writeFile(t, filepath.Join(bp, "bin/build"), helloBuild, 0o755)
+	app := filepath.Join(src, "app")
+	writeFile(t, filepath.Join(app, "www/index.html"), "hello from the app\n", 0o644)
+
+	nixDir := filepath.Join(env.WorkDir, "nix")
+	if err := mkdirCNB(nixDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	opts := BuildOptions{
+		BuildpackDir: bp,
+		AppDir:       app,
+		Image:        env.Registry + "/hello:latest",
+		CacheDir:     filepath.Join(src, "cache"),
+		PlatformEnv:  map[string]string{"GREETING": "hi"},
+	}
+
+	first, err := env.Build(opts)
+	if err != nil {
+		t.Fatalf("first build: %v", err)
+	}
+	mustContain(t, "first build", first.Output,
+		"===> ANALYZING", "===> DETECTING", "===> RESTORING", "===> BUILDING", "===> EXPORTING",
+		"hello: platform env GREETING=hi", "hello: user namespaces allowed")
+
+	opts.DisableUserNamespaces = true
+	opts.ExtraBinds = []Bind{{Source: nixDir, Dest: "/nix"}}
+	second, err := env.Build(opts)
+	if err != nil {
+		t.Fatalf("second build: %v", err)
+	}
+	mustContain(t, "second build", second.Output,
+		"hello: layer restored from cache", "Reusing layer 'test/hello:hello'", "hello: user namespaces blocked")
+	if _, err := os.Stat(filepath.Join(nixDir, "seen-by-build")); err != nil {
+		t.Errorf("the build did not see the bind at /nix: %v", err)
+	}
+
+	info, err := env.ImageConfig(opts.Image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.User != "1001:1001" || info.Labels["io.buildpacks.lifecycle.metadata"] == "" || len(info.LayerDigests) == 0 {
+		t.Errorf("unexpected image config: user %q, labels %v, layers %v", info.User, info.Labels, info.LayerDigests)
+	}
+
+	rootfs, err := env.Export(opts.Image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, code, err := env.Exec(rootfs, RunOptions{}, "sh", "-c", "id -u; ls /nix 2>&1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code == 0 || !strings.HasPrefix(out, "1001\n") {
+		t.Errorf("exec: want uid 1001 and no /nix, got exit code %d and output:\n%s", code, out)
+	}
+
+	web, err := env.Run(rootfs, RunOptions{Process: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, body, err := web.Get("/", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status != 200 || body != "hello from the app\n" {
+		t.Errorf("GET /: got %d %q", status, body)
+	}
+	if err := web.Stop(); err != nil {
+		t.Error(err)
+	}
+
+	never := filepath.Join(src, "never")
+	writeFile(t, filepath.Join(never, "buildpack.toml"), strings.Replace(helloBuildpackTOML, "test/hello", "test/never", 1), 0o644)
+	writeFile(t, filepath.Join(never, "bin/detect"), "#!/bin/sh\nexit 100\n", 0o755)
+	writeFile(t, filepath.Join(never, "bin/build"), "#!/bin/sh\nexit 1\n", 0o755)
+	_, err = env.Build(BuildOptions{BuildpackDir: never, AppDir: app, Image: env.Registry + "/never:latest"})
+	if !errors.Is(err, ErrDetectFailed) {
+		t.Errorf("build with a buildpack that never passes detection: want ErrDetectFailed, got %v", err)
+	}
+	t.Logf("done in %v", time.Since(started))
+}

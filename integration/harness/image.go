@@ -1,0 +1,103 @@
+package harness
+
+import (
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"strings"
+)
+
+// ImageInfo is what an image's config and manifest say.
+type ImageInfo struct {
+	Labels       map[string]string
+	Env          []string // NAME=value
+	Entrypoint   []string
+	WorkingDir   string
+	User         string
+	LayerDigests []string // in order, base first
+}
+
+// ImageConfig reads the config and manifest of image from the registry.
+func (e *Env) ImageConfig(image string) (ImageInfo, error) {
+	configJSON, err := e.crane("config", image)
+	if err != nil {
+		return ImageInfo{}, fmt.Errorf("reading the config of %s: %w", image, err)
+	}
+	var config struct {
+		Config struct {
+			Labels     map[string]string
+			Env        []string
+			Entrypoint []string
+			WorkingDir string
+			User       string
+		} `json:"config"`
+	}
+	if err := json.Unmarshal(configJSON, &config); err != nil {
+		return ImageInfo{}, fmt.Errorf("parsing the config of %s: %w", image, err)
+	}
+	manifestJSON, err := e.crane("manifest", image)
+	if err != nil {
+		return ImageInfo{}, fmt.Errorf("reading the manifest of %s: %w", image, err)
+	}
+	var manifest struct {
+		Layers []struct {
+			Digest string `json:"digest"`
+		} `json:"layers"`
+	}
+	if err := json.Unmarshal(manifestJSON, &manifest); err != nil {
+		return ImageInfo{}, fmt.Errorf("parsing the manifest of %s: %w", image, err)
+	}
+	c := config.Config
+	info := ImageInfo{Labels: c.Labels, Env: c.Env, Entrypoint: c.Entrypoint, WorkingDir: c.WorkingDir, User: c.User}
+	for _, layer := range manifest.Layers {
+		info.LayerDigests = append(info.LayerDigests, layer.Digest)
+	}
+	return info, nil
+}
+
+// Export writes the filesystem of image into a fresh dir under WorkDir,
+// with the owners and modes the image gives, and returns the dir. Run and
+// Exec take that dir.
+func (e *Env) Export(image string) (string, error) {
+	info, err := e.ImageConfig(image)
+	if err != nil {
+		return "", err
+	}
+	root, err := e.newDir("rootfs")
+	if err != nil {
+		return "", err
+	}
+	if err := e.extract(image, root); err != nil {
+		return "", fmt.Errorf("exporting %s: %w", image, err)
+	}
+	e.mu.Lock()
+	e.exports[root] = info
+	e.mu.Unlock()
+	return root, nil
+}
+
+// extract runs `crane export IMAGE - | tar -x -C DIR`.
+func (e *Env) extract(image, dir string) error {
+	var craneErr, tarOut strings.Builder
+	export := exec.Command(e.tool("crane"), "export", image, "-")
+	export.Stderr = &craneErr
+	untar := exec.Command("tar", "-x", "--same-owner", "--same-permissions", "-C", dir)
+	untar.Stdout, untar.Stderr = &tarOut, &tarOut
+	pipe, err := export.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	untar.Stdin = pipe
+	if err := export.Start(); err != nil {
+		return fmt.Errorf("starting crane export: %w", err)
+	}
+	if err := untar.Run(); err != nil {
+		_ = export.Process.Kill()
+		_ = export.Wait()
+		return fmt.Errorf("tar -x: %w: %s", err, tarOut.String())
+	}
+	if err := export.Wait(); err != nil {
+		return fmt.Errorf("crane export: %w: %s", err, craneErr.String())
+	}
+	return nil
+}

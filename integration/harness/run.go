@@ -1,0 +1,178 @@
+package harness
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os/exec"
+	"slices"
+	"strings"
+	"time"
+)
+
+// launcherPath is the image entrypoint the exporter sets.
+const launcherPath = "/cnb/lifecycle/launcher"
+
+// RunOptions says how to start a process of an exported image.
+type RunOptions struct {
+	// Process is a process type, e.g. "web", run as /cnb/process/<Process>
+	// with Args appended. "" runs `/cnb/lifecycle/launcher -- ARGS...`:
+	// the launcher sets up the layers' env and execs Args directly (without
+	// "--" it would run them through bash, which the run image lacks).
+	Process        string
+	Args           []string          // extra args
+	Env            map[string]string // extra env, on top of the image's (e.g. BPL_* knobs)
+	ExtraBwrapArgs []string          // raw extra bwrap args
+}
+
+// Running is a process started by Run.
+type Running struct {
+	Port int    // the value of $PORT
+	URL  string // http://127.0.0.1:PORT
+	proc *process
+}
+
+// Run starts a process of an exported image as a platform would: the
+// rootfs made by Export as /, run as the cnb user with the image's env and
+// PORT set to a free loopback port. It returns once the process has started;
+// Close stops it if Stop was not called.
+func (e *Env) Run(rootfs string, opts RunOptions) (*Running, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	cmd, err := e.launchCommand(rootfs, opts, port, nil)
+	if err != nil {
+		return nil, err
+	}
+	proc, err := startProcess(cmd, e.Log)
+	if err != nil {
+		return nil, err
+	}
+	r := &Running{Port: port, URL: fmt.Sprintf("http://127.0.0.1:%d", port), proc: proc}
+	e.mu.Lock()
+	e.running = append(e.running, r)
+	e.mu.Unlock()
+	return r, nil
+}
+
+// Exec runs a one-off command in an exported image, like `heroku run`:
+// set up as Run does, with argv appended to opts.Args (so with no
+// opts.Process, the launcher execs argv in the layers' env). It waits for the command to exit and returns its output
+// (stdout and stderr) and exit code; err is set only if it could not run.
+func (e *Env) Exec(rootfs string, opts RunOptions, argv ...string) (output string, exitCode int, err error) {
+	port, err := freePort()
+	if err != nil {
+		return "", 0, err
+	}
+	cmd, err := e.launchCommand(rootfs, opts, port, argv)
+	if err != nil {
+		return "", 0, err
+	}
+	var out syncBuffer
+	cmd.Stdout = teeTo(&out, e.Log)
+	cmd.Stderr = cmd.Stdout
+	err = cmd.Run()
+	var exitErr *exec.ExitError
+	if errors.As(err, &exitErr) {
+		return out.String(), exitErr.ExitCode(), nil
+	}
+	if err != nil {
+		return out.String(), 0, fmt.Errorf("running %v in %s: %w", argv, rootfs, err)
+	}
+	return out.String(), 0, nil
+}
+
+// launchCommand makes the bwrap command that runs a process of the image
+// exported to rootfs, with opts.Args and then argv as its arguments.
+func (e *Env) launchCommand(rootfs string, opts RunOptions, port int, argv []string) (*exec.Cmd, error) {
+	e.mu.Lock()
+	info, ok := e.exports[rootfs]
+	e.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("%s was not made by Export, so its image config is unknown", rootfs)
+	}
+	workDir := info.WorkingDir
+	if workDir == "" {
+		workDir = "/"
+	}
+	bwrapArgs := []string{
+		"--ro-bind", rootfs, "/",
+		"--proc", "/proc",
+		"--dev", "/dev",
+		"--perms", "1777", "--tmpfs", "/tmp",
+		"--unshare-pid",
+		"--die-with-parent",
+		"--chdir", workDir,
+	}
+	bwrapArgs = append(bwrapArgs, opts.ExtraBwrapArgs...)
+	bwrapArgs = append(bwrapArgs, "--")
+	if opts.Process == "" {
+		bwrapArgs = append(bwrapArgs, launcherPath, "--")
+	} else {
+		bwrapArgs = append(bwrapArgs, "/cnb/process/"+opts.Process)
+	}
+	cmd := exec.Command("bwrap", slices.Concat(bwrapArgs, opts.Args, argv)...)
+	asCNBUser(cmd)
+	cmd.Env = launchEnv(info.Env, port, opts.Env)
+	return cmd, nil
+}
+
+// launchEnv is the image's env, with HOME if it has none, then PORT, then
+// extra.
+func launchEnv(imageEnv []string, port int, extra map[string]string) []string {
+	env := slices.Clone(imageEnv)
+	if !slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "HOME=") }) {
+		env = append(env, "HOME=/home/"+cnbUser)
+	}
+	env = append(env, fmt.Sprintf("PORT=%d", port))
+	for name, value := range extra {
+		env = append(env, name+"="+value)
+	}
+	return env
+}
+
+// Get polls GET URL+path until the process answers, exits, or timeout
+// passes. Any HTTP status counts as an answer. On failure the error holds
+// the process's output.
+func (r *Running) Get(path string, timeout time.Duration) (status int, body string, err error) {
+	client := &http.Client{Timeout: 2 * time.Second}
+	deadline := time.Now().Add(timeout)
+	for {
+		status, body, err := get(client, r.URL+path)
+		if err == nil {
+			return status, body, nil
+		}
+		if r.proc.exited() {
+			return 0, "", fmt.Errorf("GET %s: the process exited (%v) before answering; its output:\n%s", path, r.proc.err, r.Output())
+		}
+		if time.Now().After(deadline) {
+			return 0, "", fmt.Errorf("GET %s: no answer within %v: %w; the process's output:\n%s", path, timeout, err, r.Output())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func get(client *http.Client, url string) (int, string, error) {
+	resp, err := client.Get(url)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, "", err
+	}
+	return resp.StatusCode, string(body), nil
+}
+
+// Output returns what the process has printed so far (stdout and stderr).
+func (r *Running) Output() string {
+	return r.proc.output.String()
+}
+
+// Stop kills the process and everything it started, and waits for it.
+func (r *Running) Stop() error {
+	return r.proc.stop()
+}

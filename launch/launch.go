@@ -1,0 +1,146 @@
+// Package launch describes how the image runs the app: the process types the
+// result's executables become, and the launcher that makes /nix/store paths
+// resolve at run time (proot binds the closure's folder at /nix/store).
+package launch
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/BurntSushi/toml"
+	"github.com/paketo-buildpacks/packit/v2"
+
+	"github.com/nixcnb/nix-buildpack/procenv"
+)
+
+// ConfigFile is the launcher's settings file, at the top of the launch layer.
+const ConfigFile = "nix-launch.toml"
+
+// Launcher names: nix-launch is the launcher; run_result.sh and
+// run_proot.sh are the old Heroku buildpacks' names for it, kept so old
+// Procfiles work.
+const (
+	LauncherName = "nix-launch"
+	RunResult    = "run_result.sh"
+	RunProot     = "run_proot.sh"
+)
+
+// Modes of the launcher.
+const (
+	ModeProot = "proot"
+)
+
+// Config is what the launcher needs at run time, written at build time.
+type Config struct {
+	Mode string `toml:"mode"`
+	// Store is the folder holding the closure's store paths.
+	Store string `toml:"store"`
+	// Results are the build's output paths, as Nix names them.
+	Results []string `toml:"results"`
+	// Proot and ProotLibDir locate proot and its libtalloc.
+	Proot       string `toml:"proot"`
+	ProotLibDir string `toml:"proot-lib-dir"`
+}
+
+// Write saves c into layerDir.
+func (c Config) Write(layerDir string) error {
+	f, err := os.Create(filepath.Join(layerDir, ConfigFile))
+	if err != nil {
+		return err
+	}
+	err = toml.NewEncoder(f).Encode(c)
+	return errors.Join(err, f.Close())
+}
+
+// ReadConfig loads the settings file from layerDir.
+func ReadConfig(layerDir string) (Config, error) {
+	var c Config
+	_, err := toml.DecodeFile(filepath.Join(layerDir, ConfigFile), &c)
+	return c, err
+}
+
+// Command returns the program and environment that run argv with the
+// closure in place. invokedAs is the launcher's own name: as run_result.sh,
+// a relative command is looked up in the result first (run_result.sh
+// bin/webserver), as the old buildpack did.
+func (c Config) Command(invokedAs string, argv []string, env []string) (string, []string, []string, error) {
+	if len(argv) == 0 {
+		return "", nil, nil, fmt.Errorf("usage: %s COMMAND [ARGS...]: runs COMMAND with the Nix closure at /nix/store", invokedAs)
+	}
+	if len(c.Results) > 0 {
+		resultBins := make([]string, len(c.Results))
+		for i, r := range c.Results {
+			resultBins[i] = r + "/bin"
+		}
+		env = procenv.Prepend(env, "PATH", strings.Join(resultBins, ":"), "/usr/local/bin:/usr/bin:/bin")
+		if invokedAs == RunResult && !strings.HasPrefix(argv[0], "/") && strings.Contains(argv[0], "/") {
+			argv = append([]string{c.Results[0] + "/" + argv[0]}, argv[1:]...)
+		}
+	}
+	switch c.Mode {
+	case ModeProot:
+		args := append([]string{"proot", "--bind=" + c.Store + ":/nix/store"}, argv...)
+		return c.Proot, args, procenv.Prepend(env, "LD_LIBRARY_PATH", c.ProotLibDir, ""), nil
+	}
+	return "", nil, nil, fmt.Errorf("unknown launcher mode %q in %s", c.Mode, ConfigFile)
+}
+
+// Exec replaces the current process with argv run under the launcher.
+func (c Config) Exec(invokedAs string, argv []string) error {
+	program, args, env, err := c.Command(invokedAs, argv, os.Environ())
+	if err != nil {
+		return err
+	}
+	if err := syscall.Exec(program, args, env); err != nil {
+		return fmt.Errorf("starting %s: %w", program, err)
+	}
+	return nil
+}
+
+// processType keeps what the CNB spec allows in a process type.
+var processType = regexp.MustCompile(`[^A-Za-z0-9._-]`)
+
+// Processes makes a process for each executable in the result's bin/
+// (names), each run through the launcher. The default process is web: the
+// executable named web, or the only executable, or webCommand when set.
+func Processes(launcher, result string, names []string, webCommand []string) []packit.DirectProcess {
+	sort.Strings(names)
+	var procs []packit.DirectProcess
+	hasWeb := false
+	for _, name := range names {
+		typ := processType.ReplaceAllString(name, "-")
+		procs = append(procs, packit.DirectProcess{
+			Type:    typ,
+			Command: []string{launcher, result + "/bin/" + name},
+		})
+		hasWeb = hasWeb || typ == "web"
+	}
+	switch {
+	case len(webCommand) > 0:
+		cmd := append([]string{launcher}, webCommand...)
+		procs = removeType(procs, "web")
+		procs = append(procs, packit.DirectProcess{Type: "web", Command: cmd})
+	case !hasWeb && len(names) == 1:
+		procs = append(procs, packit.DirectProcess{Type: "web", Command: procs[0].Command})
+	}
+	for i := range procs {
+		procs[i].Default = procs[i].Type == "web"
+	}
+	return procs
+}
+
+func removeType(procs []packit.DirectProcess, typ string) []packit.DirectProcess {
+	out := procs[:0]
+	for _, p := range procs {
+		if p.Type != typ {
+			out = append(out, p)
+		}
+	}
+	return out
+}

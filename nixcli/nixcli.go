@@ -1,0 +1,253 @@
+// Package nixcli runs Nix's commands (nix-build, nix build, nix-store) under
+// a store runtime, streams their logs and parses their answers.
+package nixcli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/nixcnb/nix-buildpack/storeruntime"
+)
+
+// Nix is an installed Nix, reachable through a store runtime.
+type Nix struct {
+	Runtime storeruntime.Runtime
+	// BinDir is Nix's bin folder as Nix sees it: /nix/store/<hash>-nix-<v>/bin.
+	BinDir string
+	// Env is the environment of every Nix command (NIX_CONF_DIR, ...).
+	Env []string
+	// Log receives Nix's own output (build logs), line by line.
+	Log io.Writer
+}
+
+// BuildRequest says what to build.
+type BuildRequest struct {
+	AppDir string
+	File   string // relative to AppDir
+	Flake  bool
+	Attr   string
+	Flags  []string
+}
+
+// BuildResult is what a build produced and did.
+type BuildResult struct {
+	OutPaths []string
+	// Built counts derivations Nix built; Substituted counts store paths it
+	// fetched from a binary cache.
+	Built, Substituted int
+}
+
+// BuildError is a failed evaluation or build; Summary is Nix's last error
+// line, the rest of its output went to the log.
+type BuildError struct {
+	Command string
+	Summary string
+	Err     error
+}
+
+func (e *BuildError) Error() string {
+	if e.Summary == "" {
+		return fmt.Sprintf("%s failed: %v", e.Command, e.Err)
+	}
+	return fmt.Sprintf("%s failed: %s", e.Command, e.Summary)
+}
+
+func (e *BuildError) Unwrap() error { return e.Err }
+
+// Build runs nix-build for a .nix file, or nix build for a flake, with the
+// build log streaming to n.Log.
+func (n Nix) Build(ctx context.Context, req BuildRequest) (BuildResult, error) {
+	var argv []string
+	var shown string
+	if req.Flake {
+		installable := "path:" + req.AppDir
+		if req.Attr != "" {
+			installable += "#" + req.Attr
+		}
+		argv = []string{"nix", "--extra-experimental-features", "nix-command flakes",
+			"build", installable, "--no-link", "--print-out-paths", "--print-build-logs"}
+		shown = "nix build " + installable
+	} else {
+		argv = []string{"nix-build", filepath.Join(req.AppDir, req.File), "--no-out-link"}
+		if req.Attr != "" {
+			argv = append(argv, "--attr", req.Attr)
+		}
+		shown = "nix-build " + req.File
+	}
+	argv = append(argv, req.Flags...)
+
+	var stdout bytes.Buffer
+	counter := &logCounter{out: n.Log}
+	err := n.run(ctx, nil, &stdout, counter, argv...)
+	counter.flush()
+	if err != nil {
+		return BuildResult{}, &BuildError{Command: shown, Summary: counter.lastError, Err: err}
+	}
+	return BuildResult{
+		OutPaths:    fields(stdout.String()),
+		Built:       counter.built,
+		Substituted: counter.substituted,
+	}, nil
+}
+
+// LoadDB registers store paths from a .reginfo file (nix-store --load-db).
+func (n Nix) LoadDB(ctx context.Context, regInfo io.Reader) error {
+	return n.quiet(ctx, regInfo, nil, "nix-store", "--load-db")
+}
+
+// Version is `nix-store --version`'s answer, e.g. "nix-store (Nix) 2.34.1".
+func (n Nix) Version(ctx context.Context) (string, error) {
+	var out bytes.Buffer
+	err := n.quiet(ctx, nil, &out, "nix-store", "--version")
+	return strings.TrimSpace(out.String()), err
+}
+
+// Requisites is the closure of paths: nix-store --query --requisites.
+func (n Nix) Requisites(ctx context.Context, paths ...string) ([]string, error) {
+	var out bytes.Buffer
+	args := append([]string{"nix-store", "--query", "--requisites"}, paths...)
+	if err := n.quiet(ctx, nil, &out, args...); err != nil {
+		return nil, err
+	}
+	return fields(out.String()), nil
+}
+
+// Deriver is the derivation that built path, or "" when Nix does not know it.
+func (n Nix) Deriver(ctx context.Context, path string) (string, error) {
+	var out bytes.Buffer
+	if err := n.quiet(ctx, nil, &out, "nix-store", "--query", "--deriver", path); err != nil {
+		return "", err
+	}
+	drv := strings.TrimSpace(out.String())
+	if drv == "unknown-deriver" {
+		return "", nil
+	}
+	return drv, nil
+}
+
+// NarSizes returns the NAR size of each path, in the same order.
+func (n Nix) NarSizes(ctx context.Context, paths ...string) ([]int64, error) {
+	var out bytes.Buffer
+	args := append([]string{"nix-store", "--query", "--size"}, paths...)
+	if err := n.quiet(ctx, nil, &out, args...); err != nil {
+		return nil, err
+	}
+	var sizes []int64
+	for _, f := range fields(out.String()) {
+		size, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("nix-store --query --size answered %q", f)
+		}
+		sizes = append(sizes, size)
+	}
+	if len(sizes) != len(paths) {
+		return nil, fmt.Errorf("nix-store --query --size gave %d sizes for %d paths", len(sizes), len(paths))
+	}
+	return sizes, nil
+}
+
+// CollectGarbage deletes every store path no GC root keeps, and returns
+// Nix's summary ("3 store paths deleted, 1.20 MiB freed").
+func (n Nix) CollectGarbage(ctx context.Context) (string, error) {
+	var out bytes.Buffer
+	if err := n.quiet(ctx, nil, &out, "nix-store", "--gc"); err != nil {
+		return "", err
+	}
+	summary := ""
+	for _, line := range strings.Split(out.String(), "\n") {
+		if strings.Contains(line, "freed") {
+			summary = strings.TrimSpace(line)
+		}
+	}
+	return summary, nil
+}
+
+// quiet runs a query: its stderr is kept for the error, not streamed.
+func (n Nix) quiet(ctx context.Context, stdin io.Reader, stdout io.Writer, argv ...string) error {
+	var stderr bytes.Buffer
+	if stdout == nil {
+		stdout = &stderr
+	}
+	if err := n.run(ctx, stdin, stdout, &stderr, argv...); err != nil {
+		msg := strings.TrimSpace(stripANSI(stderr.String()))
+		return fmt.Errorf("%s: %w: %s", strings.Join(argv[:2], " "), err, msg)
+	}
+	return nil
+}
+
+func (n Nix) run(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, argv ...string) error {
+	argv = append([]string{n.BinDir + "/" + argv[0]}, argv[1:]...)
+	cmd := n.Runtime.Command(ctx, n.Env, argv...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
+	return cmd.Run()
+}
+
+// logCounter streams Nix's stderr to the log, counting the derivations it
+// builds and the paths it substitutes, and keeping its last error line.
+type logCounter struct {
+	out                io.Writer
+	partial            []byte
+	built, substituted int
+	lastError          string
+}
+
+var (
+	buildingLine = regexp.MustCompile(`^building '/[^']+\.drv'`)
+	copyingLine  = regexp.MustCompile(`^copying path '/[^']+' from '`)
+	ansi         = regexp.MustCompile("\x1b\\[[0-9;]*[A-Za-z]")
+)
+
+func (c *logCounter) Write(p []byte) (int, error) {
+	c.partial = append(c.partial, p...)
+	for {
+		i := bytes.IndexByte(c.partial, '\n')
+		if i < 0 {
+			break
+		}
+		c.line(string(c.partial[:i]))
+		c.partial = c.partial[i+1:]
+	}
+	return len(p), nil
+}
+
+func (c *logCounter) flush() {
+	if len(c.partial) > 0 {
+		c.line(string(c.partial))
+		c.partial = nil
+	}
+}
+
+func (c *logCounter) line(raw string) {
+	line := stripANSI(raw)
+	switch {
+	case buildingLine.MatchString(line):
+		c.built++
+	case copyingLine.MatchString(line):
+		c.substituted++
+	case strings.HasPrefix(strings.TrimSpace(line), "error:"):
+		c.lastError = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "error:"))
+	}
+	if c.out != nil {
+		fmt.Fprintln(c.out, line)
+	}
+}
+
+func stripANSI(s string) string { return ansi.ReplaceAllString(s, "") }
+
+func fields(s string) []string {
+	var out []string
+	sc := bufio.NewScanner(strings.NewReader(s))
+	for sc.Scan() {
+		if f := strings.TrimSpace(sc.Text()); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}

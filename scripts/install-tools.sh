@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Installs what the demo and the tests need on a fresh Debian 12 machine:
+# Debian packages (Nix, proot, bubblewrap, busybox) and the CNB tools built
+# from the Go module proxy at pinned versions. Safe to run again: tools that
+# are already built are kept.
+#
+# Usage: scripts/install-tools.sh [--with-docker]
+# Tools land in $NIXCNB_TOOLS (default /var/cache/nixcnb-tools/bin).
+set -euo pipefail
+
+LIFECYCLE_VERSION=0.21.0
+PACK_VERSION=0.40.3
+CRANE_VERSION=0.22.1
+VERSITYGW_VERSION=1.8.0
+
+tools_dir=${NIXCNB_TOOLS:-/var/cache/nixcnb-tools/bin}
+with_docker=false
+[[ "${1:-}" == "--with-docker" ]] && with_docker=true
+
+log() { printf '==> %s\n' "$*"; }
+
+install_debian_packages() {
+  local packages=(nix-bin proot bubblewrap busybox-static xz-utils ca-certificates git curl)
+  $with_docker && packages+=(docker.io)
+  local missing=()
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    log "Installing Debian packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+# go_tool NAME MODULE VERSION PACKAGE LDFLAGS [REPLACE...]
+# Builds PACKAGE from MODULE@VERSION in a scratch module of its own, so each
+# tool keeps its own dependency pins.
+go_tool() {
+  local name=$1 module=$2 version=$3 package=$4 ldflags=$5
+  shift 5
+  local stamp="$tools_dir/.$name-$version"
+  if [[ -x "$tools_dir/$name" && -f "$stamp" ]]; then return 0; fi
+  log "Building $name $version from the Go module proxy"
+  local scratch; scratch=$(mktemp -d)
+  (
+    cd "$scratch"
+    go mod init "scratch/$name" >/dev/null 2>&1
+    for r in "$@"; do go mod edit -replace "$r"; done
+    go get "$package@$version" 2>&1 | grep -v '^go: ' || true
+    CGO_ENABLED=0 go build -ldflags "$ldflags" -o "$tools_dir/$name" "$package"
+  )
+  rm -rf "$scratch"
+  touch "$stamp"
+}
+
+install_go_tools() {
+  mkdir -p "$tools_dir"
+  go_tool lifecycle github.com/buildpacks/lifecycle "v$LIFECYCLE_VERSION" \
+    github.com/buildpacks/lifecycle/cmd/lifecycle \
+    "-X github.com/buildpacks/lifecycle/cmd.Version=$LIFECYCLE_VERSION"
+  go_tool launcher github.com/buildpacks/lifecycle "v$LIFECYCLE_VERSION" \
+    github.com/buildpacks/lifecycle/cmd/launcher \
+    "-X github.com/buildpacks/lifecycle/cmd.Version=$LIFECYCLE_VERSION"
+  go_tool crane github.com/google/go-containerregistry "v$CRANE_VERSION" \
+    github.com/google/go-containerregistry/cmd/crane ""
+  go_tool versitygw github.com/versity/versitygw "v$VERSITYGW_VERSION" \
+    github.com/versity/versitygw/cmd/versitygw ""
+  if $with_docker; then
+    go_tool pack github.com/buildpacks/pack "v$PACK_VERSION" github.com/buildpacks/pack "" \
+      github.com/BurntSushi/toml=github.com/BurntSushi/toml@v1.3.2
+  fi
+}
+
+install_debian_packages
+install_go_tools
+log "Tools ready in $tools_dir"

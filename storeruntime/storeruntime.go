@@ -1,0 +1,220 @@
+// Package storeruntime makes a folder appear at /nix for the commands the
+// build runs, without root: natively where /nix is writable, with bubblewrap
+// where user namespaces work, or with proot where ptrace works.
+package storeruntime
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/nixcnb/nix-buildpack/procenv"
+)
+
+// Names of the runtimes, as BP_NIX_STORE_RUNTIME spells them.
+const (
+	Native = "native"
+	Bwrap  = "bwrap"
+	Proot  = "proot"
+	Auto   = "auto"
+)
+
+// Runtime runs commands that see the store folder at /nix.
+type Runtime interface {
+	Name() string
+	// Command prepares argv to run with /nix in place and env as its
+	// environment. The caller sets Stdout and Stderr.
+	Command(ctx context.Context, env []string, argv ...string) *exec.Cmd
+}
+
+// Options say what each runtime needs.
+type Options struct {
+	// NixDir is the folder to show as /nix (it holds store/ and var/).
+	NixDir string
+	// RootDir is the host's root, "/" outside tests.
+	RootDir string
+	// BwrapPath is the bubblewrap binary, "" when the build image has none.
+	BwrapPath string
+	// ProotPath is the proot binary and ProotLibDir the folder of the
+	// libraries it needs (libtalloc).
+	ProotPath   string
+	ProotLibDir string
+	// Probe is a command run under each candidate to prove it works: the
+	// installed nix-store --version. ProbeEnv is its environment.
+	Probe    []string
+	ProbeEnv []string
+}
+
+// Attempt records why a runtime was or was not chosen.
+type Attempt struct {
+	Name   string
+	Chosen bool
+	Reason string
+}
+
+// Choose returns the runtime to use: the one named by preference, or with
+// "auto" the first of native, bwrap and proot that runs the probe. Attempts
+// explain every candidate's outcome, for the log and for errors.
+func Choose(ctx context.Context, preference string, opts Options) (Runtime, []Attempt, error) {
+	if opts.RootDir == "" {
+		opts.RootDir = "/"
+	}
+	order := []string{Native, Bwrap, Proot}
+	if preference != Auto && preference != "" {
+		order = []string{preference}
+	}
+	var attempts []Attempt
+	for i, name := range order {
+		rt, err := prepare(name, opts)
+		if err == nil {
+			err = probe(ctx, rt, opts.Probe, opts.ProbeEnv)
+		}
+		if err != nil {
+			attempts = append(attempts, Attempt{Name: name, Reason: err.Error()})
+			continue
+		}
+		attempts = append(attempts, Attempt{Name: name, Chosen: true, Reason: "it runs Nix with the store at /nix"})
+		for _, later := range order[i+1:] {
+			attempts = append(attempts, Attempt{Name: later, Reason: "not needed: " + name + " works"})
+		}
+		return rt, attempts, nil
+	}
+	return nil, attempts, &UnavailableError{Attempts: attempts}
+}
+
+// UnavailableError says that no runtime can provide /nix, and why.
+type UnavailableError struct {
+	Attempts []Attempt
+}
+
+func (e *UnavailableError) Error() string {
+	var b strings.Builder
+	b.WriteString("Nix needs its store at /nix and this build environment offers no way to provide it")
+	for _, a := range e.Attempts {
+		fmt.Fprintf(&b, "\n  %s: %s", a.Name, a.Reason)
+	}
+	b.WriteString("\nBuild where /nix is writable by the build user, or where user namespaces (bubblewrap) or ptrace (proot) are allowed.")
+	return b.String()
+}
+
+func prepare(name string, opts Options) (Runtime, error) {
+	switch name {
+	case Native:
+		return prepareNative(opts)
+	case Bwrap:
+		if opts.BwrapPath == "" {
+			return nil, errors.New("bwrap is not installed on the build image")
+		}
+		return bwrapRuntime{bwrap: opts.BwrapPath, nixDir: opts.NixDir, root: opts.RootDir}, nil
+	case Proot:
+		if opts.ProotPath == "" {
+			return nil, errors.New("no proot binary is available")
+		}
+		return prootRuntime{proot: opts.ProotPath, libDir: opts.ProotLibDir, nixDir: opts.NixDir}, nil
+	}
+	return nil, fmt.Errorf("unknown store runtime %q", name)
+}
+
+func probe(ctx context.Context, rt Runtime, argv, env []string) error {
+	cmd := rt.Command(ctx, env, argv...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		msg := strings.TrimSpace(out.String())
+		if i := strings.IndexByte(msg, '\n'); i >= 0 {
+			msg = msg[:i]
+		}
+		if msg == "" {
+			return fmt.Errorf("running Nix failed: %w", err)
+		}
+		return fmt.Errorf("running Nix failed: %s", msg)
+	}
+	return nil
+}
+
+// native: /nix/store and /nix/var are symlinks into the store folder. Nix
+// accepts that with allow-symlinked-store = true, which the buildpack's
+// nix.conf sets.
+type nativeRuntime struct{}
+
+func prepareNative(opts Options) (Runtime, error) {
+	nix := filepath.Join(opts.RootDir, "nix")
+	for _, sub := range []string{"store", "var"} {
+		link, want := filepath.Join(nix, sub), filepath.Join(opts.NixDir, sub)
+		target, err := os.Readlink(link)
+		switch {
+		case err == nil && target == want:
+			continue
+		case err == nil:
+			return nil, fmt.Errorf("%s is a link to %s, not to this build's store", link, target)
+		case !errors.Is(err, os.ErrNotExist):
+			return nil, fmt.Errorf("%s already exists and is not this build's store", link)
+		}
+		if err := os.MkdirAll(nix, 0o755); err != nil {
+			return nil, fmt.Errorf("/nix is not writable: %w", errors.Unwrap(err))
+		}
+		if err := os.Symlink(want, link); err != nil {
+			return nil, fmt.Errorf("/nix is not writable: %w", errors.Unwrap(err))
+		}
+	}
+	return nativeRuntime{}, nil
+}
+
+func (nativeRuntime) Name() string { return Native }
+
+func (nativeRuntime) Command(ctx context.Context, env []string, argv ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = env
+	return cmd
+}
+
+// bwrap: a new mount namespace whose root re-binds every top-level entry of
+// the host's root, plus the store folder at /nix. Binding / itself would need
+// a /nix mount point, which an ordinary user cannot create.
+type bwrapRuntime struct {
+	bwrap, nixDir, root string
+}
+
+func (bwrapRuntime) Name() string { return Bwrap }
+
+func (b bwrapRuntime) Command(ctx context.Context, env []string, argv ...string) *exec.Cmd {
+	args := []string{"--die-with-parent", "--dev", "/dev", "--proc", "/proc"}
+	entries, _ := os.ReadDir(b.root)
+	for _, e := range entries {
+		name := e.Name()
+		if name == "nix" || name == "proc" || name == "dev" {
+			continue
+		}
+		host, inside := filepath.Join(b.root, name), "/"+name
+		if e.Type()&os.ModeSymlink != 0 {
+			if target, err := os.Readlink(host); err == nil {
+				args = append(args, "--symlink", target, inside)
+			}
+			continue
+		}
+		args = append(args, "--bind", host, inside)
+	}
+	args = append(args, "--bind", b.nixDir, "/nix", "--")
+	cmd := exec.CommandContext(ctx, b.bwrap, append(args, argv...)...)
+	cmd.Env = env
+	return cmd
+}
+
+// proot: ptrace-based bind of the store folder at /nix.
+type prootRuntime struct {
+	proot, libDir, nixDir string
+}
+
+func (prootRuntime) Name() string { return Proot }
+
+func (p prootRuntime) Command(ctx context.Context, env []string, argv ...string) *exec.Cmd {
+	args := append([]string{"--bind=" + p.nixDir + ":/nix"}, argv...)
+	cmd := exec.CommandContext(ctx, p.proot, args...)
+	cmd.Env = procenv.Prepend(env, "LD_LIBRARY_PATH", p.libDir, "")
+	return cmd
+}
