@@ -1,6 +1,11 @@
 package integration
 
 import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -8,29 +13,95 @@ import (
 	"github.com/nixcnb/nix-buildpack/integration/harness"
 )
 
-func TestBuildRunsTheApp(t *testing.T) {
+// The fixture's runtime closure, by name: hello-page is build-only.
+var helloRuntimeNames = []string{"bb", "hello-app", "hello-www"}
+
+func TestBuildRunAndRebuild(t *testing.T) {
 	env := suite.env
 	env.Log = t.Output()
 	app := fixture(t, "hello-web")
 	image := env.Registry + "/hello-web:latest"
-
-	result, err := env.Build(harness.BuildOptions{
-		BuildpackDir: suite.buildpackDir,
-		AppDir:       app,
-		Image:        image,
-		CacheDir:     cacheDir(t),
-		PlatformEnv:  platformEnv(nil),
-	})
-	if err != nil {
-		t.Fatalf("build failed: %v", err)
+	cache := cacheDir(t)
+	build := func() string {
+		t.Helper()
+		result, err := env.Build(harness.BuildOptions{
+			BuildpackDir: suite.buildpackDir,
+			AppDir:       app,
+			Image:        image,
+			CacheDir:     cache,
+			PlatformEnv:  platformEnv(nil),
+		})
+		if err != nil {
+			t.Fatalf("build failed: %v", err)
+		}
+		return result.Output
 	}
-	_ = result
 
-	rootfs, err := env.Export(image)
+	// First build: everything is built; the image serves the app.
+	first := build()
+	assertContains(t, first, "Nix built 3 derivations and fetched 0 paths")
+	assertContains(t, first, "3 store paths, ")
+	firstLayer := closureLayerSHA(t, image)
+	rootfs := export(t, image)
+	assertServes(t, rootfs, "Hello from Nix", "v1")
+
+	// Nothing build-only in the image: exactly the runtime closure, and
+	// every store reference inside it resolves within it.
+	storeDir := filepath.Join(rootfs, "layers", "nixcnb_nix", "nix-closure", "store")
+	if got := storeNames(t, storeDir); !equal(got, helloRuntimeNames) {
+		t.Fatalf("store paths in the image = %v, want the runtime closure %v", got, helloRuntimeNames)
+	}
+	assertClosed(t, storeDir)
+	if _, err := os.Stat(filepath.Join(rootfs, "nix")); !os.IsNotExist(err) {
+		t.Fatalf("the image has a /nix (%v): the app must run without one", err)
+	}
+
+	// Second build with the cache: Nix builds and fetches nothing, the
+	// bootstrap layer is reused, and the image's app layer is unchanged.
+	second := build()
+	assertContains(t, second, "Nix built 0 derivations and fetched 0 paths")
+	assertContains(t, second, "Reusing cached release")
+	assertContains(t, second, "Reusing cached store")
+	assertContains(t, second, "Reusing the image's closure layer")
+	assertContains(t, second, "Reusing layer 'nixcnb/nix:nix-closure'")
+	if strings.Contains(second, "building '") {
+		t.Fatalf("the second build ran a Nix build:\n%s", second)
+	}
+	if got := closureLayerSHA(t, image); got != firstLayer {
+		t.Fatalf("closure layer changed on a rebuild without changes: %s → %s", firstLayer, got)
+	}
+
+	// Third build after editing one source: only the derivation that reads
+	// it is rebuilt.
+	if err := os.WriteFile(filepath.Join(app, "version.txt"), []byte("v2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	third := build()
+	assertContains(t, third, "Nix built 1 derivation and fetched 0 paths")
+	built := regexp.MustCompile(`building '/nix/store/[a-z0-9]{32}-([^']+)\.drv'`).FindAllStringSubmatch(third, -1)
+	if len(built) != 1 || built[0][1] != "hello-app" {
+		t.Fatalf("third build built %v, want only hello-app", built)
+	}
+	if got := closureLayerSHA(t, image); got == firstLayer {
+		t.Fatal("closure layer unchanged after a source change")
+	}
+	assertServes(t, export(t, image), "Hello from Nix", "v2")
+}
+
+func export(t *testing.T, image string) string {
+	t.Helper()
+	rootfs, err := suite.env.Export(image)
 	if err != nil {
 		t.Fatal(err)
 	}
-	web, err := env.Run(rootfs, harness.RunOptions{Process: "web"})
+	return rootfs
+}
+
+// assertServes runs the image's web process as a platform would and checks
+// the page and the app's version file.
+func assertServes(t *testing.T, rootfs, page, version string) {
+	t.Helper()
+	web, err := suite.env.Run(rootfs, harness.RunOptions{Process: "web"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +110,101 @@ func TestBuildRunsTheApp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if status != 200 || !strings.Contains(body, "Hello from Nix") {
-		t.Fatalf("GET / = %d %q", status, body)
+	if status != 200 || !strings.Contains(body, page) {
+		t.Fatalf("GET / = %d %q, want %q\n%s", status, body, page, web.Output())
 	}
+	status, body, err = web.Get("/version.txt", 5*time.Second)
+	if err != nil || status != 200 || strings.TrimSpace(body) != version {
+		t.Fatalf("GET /version.txt = %d %q (%v), want %q", status, body, err, version)
+	}
+}
+
+// closureLayerSHA reads the closure layer's digest from the image's
+// lifecycle metadata label.
+func closureLayerSHA(t *testing.T, image string) string {
+	t.Helper()
+	info, err := suite.env.ImageConfig(image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var meta struct {
+		Buildpacks []struct {
+			Key    string `json:"key"`
+			Layers map[string]struct {
+				SHA string `json:"sha"`
+			} `json:"layers"`
+		} `json:"buildpacks"`
+	}
+	if err := json.Unmarshal([]byte(info.Labels["io.buildpacks.lifecycle.metadata"]), &meta); err != nil {
+		t.Fatalf("reading the lifecycle metadata label: %v", err)
+	}
+	for _, bp := range meta.Buildpacks {
+		if sha := bp.Layers["nix-closure"].SHA; bp.Key == "nixcnb/nix" && sha != "" {
+			return sha
+		}
+	}
+	t.Fatalf("no nix-closure layer in %s", image)
+	return ""
+}
+
+// storeNames lists a store folder's paths by name, without their hashes.
+func storeNames(t *testing.T, storeDir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(storeDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name()[33:])
+	}
+	sort.Strings(names)
+	return names
+}
+
+var storeRef = regexp.MustCompile(`/nix/store/([0-9a-df-np-sv-z]{32}-[A-Za-z0-9+._?=-]+)`)
+
+// assertClosed scans every file and link in the store folder for store
+// path references, as Nix does, and fails if one points outside it.
+func assertClosed(t *testing.T, storeDir string) {
+	t.Helper()
+	err := filepath.Walk(storeDir, func(path string, info os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		var data []byte
+		switch {
+		case info.Mode()&os.ModeSymlink != 0:
+			target, err := os.Readlink(path)
+			if err != nil {
+				return err
+			}
+			data = []byte(target)
+		case info.Mode().IsRegular():
+			if data, err = os.ReadFile(path); err != nil {
+				return err
+			}
+		}
+		for _, m := range storeRef.FindAllSubmatch(data, -1) {
+			name := string(m[1])
+			if _, err := os.Lstat(filepath.Join(storeDir, name)); err != nil {
+				t.Errorf("%s refers to /nix/store/%s, which the image lacks", path, name)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func assertContains(t *testing.T, output, want string) {
+	t.Helper()
+	if !strings.Contains(output, want) {
+		t.Fatalf("output lacks %q:\n%s", want, output)
+	}
+}
+
+func equal(a, b []string) bool {
+	return strings.Join(a, "\n") == strings.Join(b, "\n")
 }

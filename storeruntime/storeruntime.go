@@ -129,7 +129,12 @@ func probe(ctx context.Context, rt Runtime, argv, env []string) error {
 		if i := strings.IndexByte(msg, '\n'); i >= 0 {
 			msg = msg[:i]
 		}
-		if msg == "" {
+		switch {
+		case rt.Name() == Bwrap && strings.HasPrefix(msg, "bwrap:"):
+			return fmt.Errorf("user namespaces are unavailable (%s)", msg)
+		case rt.Name() == Proot && strings.Contains(msg, "ptrace"):
+			return fmt.Errorf("ptrace is blocked (%s)", msg)
+		case msg == "":
 			return fmt.Errorf("running Nix failed: %w", err)
 		}
 		return fmt.Errorf("running Nix failed: %s", msg)

@@ -1,0 +1,111 @@
+package detect_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"github.com/paketo-buildpacks/packit/v2"
+
+	"github.com/nixcnb/nix-buildpack/config"
+	"github.com/nixcnb/nix-buildpack/detect"
+)
+
+func writeFiles(t *testing.T, dir string, names ...string) {
+	t.Helper()
+	for _, name := range names {
+		path := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte("{ }\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestDetectPasses(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		files   []string
+		nixFile string
+		want    detect.PlanMetadata
+	}{
+		{"flake", []string{"flake.nix"}, "", detect.PlanMetadata{File: "flake.nix", Flake: true}},
+		{"default.nix", []string{"default.nix"}, "", detect.PlanMetadata{File: "default.nix"}},
+		{"flake wins over default.nix", []string{"default.nix", "flake.nix"}, "", detect.PlanMetadata{File: "flake.nix", Flake: true}},
+		{"BP_NIX_FILE", []string{"deploy.nix"}, "deploy.nix", detect.PlanMetadata{File: "deploy.nix"}},
+		{"BP_NIX_FILE wins over flake.nix", []string{"flake.nix", "deploy.nix"}, "deploy.nix", detect.PlanMetadata{File: "deploy.nix"}},
+		{"BP_NIX_FILE in a subfolder, cleaned", []string{"nix/app.nix"}, "./nix//app.nix", detect.PlanMetadata{File: "nix/app.nix"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeFiles(t, dir, tc.files...)
+			result, err := detect.Detect(config.Config{NixFile: tc.nixFile})(packit.DetectContext{WorkingDir: dir})
+			if err != nil {
+				t.Fatalf("detect failed: %v", err)
+			}
+			want := packit.BuildPlan{
+				Provides: []packit.BuildPlanProvision{{Name: "nix"}},
+				Requires: []packit.BuildPlanRequirement{{Name: "nix", Metadata: tc.want}},
+			}
+			if !reflect.DeepEqual(result.Plan, want) {
+				t.Errorf("plan:\n got %#v\nwant %#v", result.Plan, want)
+			}
+		})
+	}
+}
+
+func TestDetectFails(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		files   []string
+		dirs    []string
+		nixFile string
+		message string
+	}{
+		{
+			name:    "empty app",
+			message: "no flake.nix or default.nix at the app root (set BP_NIX_FILE to build another file, e.g. deploy.nix or shell.nix)",
+		},
+		{
+			name:    "flake.nix is a directory",
+			dirs:    []string{"flake.nix", "default.nix"},
+			message: "no flake.nix or default.nix at the app root (set BP_NIX_FILE to build another file, e.g. deploy.nix or shell.nix)",
+		},
+		{
+			name:    "BP_NIX_FILE missing",
+			files:   []string{"default.nix"},
+			nixFile: "deploy.nix",
+			message: "BP_NIX_FILE=deploy.nix: no such file in the app",
+		},
+		{
+			name:    "BP_NIX_FILE is a directory",
+			dirs:    []string{"nix"},
+			nixFile: "nix",
+			message: "BP_NIX_FILE=nix is a directory: name a .nix file",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeFiles(t, dir, tc.files...)
+			for _, d := range tc.dirs {
+				if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, err := detect.Detect(config.Config{NixFile: tc.nixFile})(packit.DetectContext{WorkingDir: dir})
+			if err == nil {
+				t.Fatal("detect passed, want it to fail")
+			}
+			if !errors.Is(err, packit.Fail) {
+				t.Errorf("error %q is not packit.Fail: detect would exit 1, not 100", err)
+			}
+			if err.Error() != tc.message {
+				t.Errorf("message:\n got %q\nwant %q", err, tc.message)
+			}
+		})
+	}
+}
