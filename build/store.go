@@ -134,7 +134,6 @@ func writeNixConf(path, storeDir, nixPath, extra string) error {
 		"# Written by the Nix buildpack for this build.",
 		"build-users-group =",
 		"sandbox = false",
-		"allow-symlinked-store = true",
 		"keep-outputs = true",
 		"keep-derivations = true",
 		"fallback = true",

@@ -145,17 +145,24 @@ func serveFile(path string) (string, error) {
 	return "http://" + ln.Addr().String() + name, nil
 }
 
-// fixture copies fixtures/<name> into a fresh dir and adds busybox, the
-// fixtures' only tool, as bb/busybox.
-func fixture(t *testing.T, name string) string {
+// fixture copies fixtures/<name> into a fresh dir, lays the fixtures named
+// by overlays over it, and adds busybox, the fixtures' only tool, as
+// bb/busybox.
+func fixture(t *testing.T, name string, overlays ...string) string {
 	t.Helper()
 	root, err := repoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(t.TempDir(), name)
-	if out, err := exec.Command("cp", "-r", filepath.Join(root, "fixtures", name), dir).CombinedOutput(); err != nil {
-		t.Fatalf("copying the fixture: %v\n%s", err, out)
+	dir := filepath.Join(t.TempDir(), "app")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, layer := range append([]string{name}, overlays...) {
+		src := filepath.Join(root, "fixtures", layer) + "/."
+		if out, err := exec.Command("cp", "-r", src, dir).CombinedOutput(); err != nil {
+			t.Fatalf("copying fixture %s: %v\n%s", layer, err, out)
+		}
 	}
 	if err := os.MkdirAll(filepath.Join(dir, "bb"), 0o755); err != nil {
 		t.Fatal(err)

@@ -6,10 +6,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -72,7 +74,7 @@ func (n Nix) Build(ctx context.Context, req BuildRequest) (BuildResult, error) {
 			installable += "#" + req.Attr
 		}
 		argv = []string{"nix", "--extra-experimental-features", "nix-command flakes",
-			"build", installable, "--no-link", "--print-out-paths", "--print-build-logs"}
+			"build", installable, "--no-link", "--json", "--print-build-logs"}
 		shown = "nix build " + installable
 	} else {
 		argv = []string{"nix-build", filepath.Join(req.AppDir, req.File), "--no-out-link"}
@@ -90,11 +92,42 @@ func (n Nix) Build(ctx context.Context, req BuildRequest) (BuildResult, error) {
 	if err != nil {
 		return BuildResult{}, &BuildError{Command: shown, Summary: counter.lastError, Err: err}
 	}
+	outPaths := fields(stdout.String())
+	if req.Flake {
+		if outPaths, err = flakeOutPaths(stdout.Bytes()); err != nil {
+			return BuildResult{}, fmt.Errorf("%s: %w", shown, err)
+		}
+	}
 	return BuildResult{
-		OutPaths:    fields(stdout.String()),
+		OutPaths:    outPaths,
 		Built:       counter.built,
 		Substituted: counter.substituted,
 	}, nil
+}
+
+// flakeOutPaths reads `nix build --json`: each installable's outputs, "out"
+// first. (--print-out-paths is newer than some Nix releases in use.)
+func flakeOutPaths(data []byte) ([]string, error) {
+	var built []struct {
+		Outputs map[string]string `json:"outputs"`
+	}
+	if err := json.Unmarshal(data, &built); err != nil {
+		return nil, fmt.Errorf("reading nix build --json: %w", err)
+	}
+	var paths []string
+	for _, b := range built {
+		names := make([]string, 0, len(b.Outputs))
+		for name := range b.Outputs {
+			names = append(names, name)
+		}
+		sort.Slice(names, func(i, j int) bool {
+			return names[i] == "out" || (names[j] != "out" && names[i] < names[j])
+		})
+		for _, name := range names {
+			paths = append(paths, b.Outputs[name])
+		}
+	}
+	return paths, nil
 }
 
 // LoadDB registers store paths from a .reginfo file (nix-store --load-db).

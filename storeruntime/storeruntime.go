@@ -142,10 +142,14 @@ func probe(ctx context.Context, rt Runtime, argv, env []string) error {
 	return nil
 }
 
-// native: /nix/store and /nix/var are symlinks into the store folder. Nix
-// accepts that with allow-symlinked-store = true, which the buildpack's
-// nix.conf sets.
-type nativeRuntime struct{}
+// native: /nix/store and /nix/var are symlinks into the store folder, so
+// builders and programs resolve /nix/store paths. Nix itself is told the
+// store's physical place (NIX_REMOTE=local?real=...): it refuses a symlinked
+// /nix/store otherwise, and with allow-symlinked-store flakes fail to
+// evaluate ("flake.nix escapes from ...").
+type nativeRuntime struct {
+	storeURI string
+}
 
 func prepareNative(opts Options) (Runtime, error) {
 	nix := filepath.Join(opts.RootDir, "nix")
@@ -167,14 +171,14 @@ func prepareNative(opts Options) (Runtime, error) {
 			return nil, fmt.Errorf("/nix is not writable: %w", errors.Unwrap(err))
 		}
 	}
-	return nativeRuntime{}, nil
+	return nativeRuntime{storeURI: "local?real=" + filepath.Join(opts.NixDir, "store") + "&state=" + filepath.Join(opts.NixDir, "var", "nix")}, nil
 }
 
 func (nativeRuntime) Name() string { return Native }
 
-func (nativeRuntime) Command(ctx context.Context, env []string, argv ...string) *exec.Cmd {
+func (n nativeRuntime) Command(ctx context.Context, env []string, argv ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Env = env
+	cmd.Env = append(append([]string(nil), env...), "NIX_REMOTE="+n.storeURI)
 	return cmd
 }
 
