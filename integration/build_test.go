@@ -82,10 +82,39 @@ func TestBuildRunAndRebuild(t *testing.T) {
 	if len(built) != 1 || built[0][1] != "hello-app" {
 		t.Fatalf("third build built %v, want only hello-app", built)
 	}
+	if !regexp.MustCompile(`[1-9][0-9]* store paths deleted`).MatchString(third) {
+		t.Fatalf("the third build collected no garbage (the v1 app is unreferenced now):\n%s", third)
+	}
 	if got := closureLayerSHA(t, image); got == firstLayer {
 		t.Fatal("closure layer unchanged after a source change")
 	}
-	assertServes(t, export(t, image), "Hello from Nix", "v2")
+	rootfs = export(t, image)
+	assertServes(t, rootfs, "Hello from Nix", "v2")
+
+	// The old buildpacks' launcher names are on PATH: a Procfile line
+	// `web: run_result.sh bin/web` still starts the app.
+	old, err := env.Run(rootfs, harness.RunOptions{Args: []string{"run_result.sh", "bin/web"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Stop()
+	if status, body, err := old.Get("/version.txt", 20*time.Second); err != nil || status != 200 || strings.TrimSpace(body) != "v2" {
+		t.Fatalf("run_result.sh bin/web: GET /version.txt = %d %q (%v)\n%s", status, body, err, old.Output())
+	}
+
+	// BP_NIX_PURGE_CACHE starts one build from an empty store.
+	purged, err := env.Build(harness.BuildOptions{
+		BuildpackDir: suite.buildpackDir,
+		AppDir:       app,
+		Image:        image,
+		CacheDir:     cache,
+		PlatformEnv:  platformEnv(map[string]string{"BP_NIX_PURGE_CACHE": "true"}),
+	})
+	if err != nil {
+		t.Fatalf("purged build failed: %v", err)
+	}
+	assertContains(t, purged.Output, "Starting with an empty store: BP_NIX_PURGE_CACHE is set")
+	assertContains(t, purged.Output, "Nix built 3 derivations")
 }
 
 func export(t *testing.T, image string) string {
