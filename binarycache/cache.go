@@ -1,0 +1,204 @@
+package binarycache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Cache reads and writes a Nix binary cache kept in Objects.
+type Cache struct {
+	Objects Objects
+	// Compression for pushed NARs: "zstd" (default), "xz" or "none". Fetch
+	// reads whatever each narinfo says (zstd, xz, bzip2, none).
+	Compression string
+	// SigningKey is a Nix secret key ("name:base64", as written by
+	// nix-store --generate-binary-cache-key); empty pushes unsigned paths.
+	SigningKey string
+	// TrustedKeys are Nix public keys ("name:base64"; an entry may hold
+	// several separated by spaces). When any is given, Fetch rejects paths
+	// that carry no valid signature by one of them.
+	TrustedKeys []string
+	// Parallel bounds concurrent transfers (default 8).
+	Parallel int
+	// Progress receives progress lines every couple of seconds and a
+	// summary at the end; nil prints nothing.
+	Progress io.Writer
+	// TempDir holds compressed NARs while they are pushed (default
+	// os.TempDir()). It needs room for Parallel NARs.
+	TempDir string
+
+	// progressEvery is the progress cadence (default 2s); tests shorten it.
+	progressEvery time.Duration
+}
+
+// PathInfo is what Nix's database says of a store path.
+type PathInfo struct {
+	StorePath string
+	// References are full store paths (may include StorePath itself).
+	References []string
+	// Deriver is the full path of the .drv, or "".
+	Deriver string
+	// NarHash is "sha256:<nixbase32>", as nix-store -q --hash prints it.
+	// Push checks it against the NAR it makes when set; Fetch fills it in.
+	NarHash string
+	// NarSize is the NAR's size in bytes; Fetch fills it in.
+	NarSize int64
+	// CA is the content address of content-addressed paths (e.g.
+	// "fixed:r:sha256:…"), or "". Carried to and from the narinfo.
+	CA string
+}
+
+func (c *Cache) parallel() int {
+	if c.Parallel > 0 {
+		return c.Parallel
+	}
+	return 8
+}
+
+func (c *Cache) compression() (string, error) {
+	switch c.Compression {
+	case "", "zstd":
+		return "zstd", nil
+	case "xz", "none":
+		return c.Compression, nil
+	}
+	return "", fmt.Errorf("unsupported compression %q: use zstd, xz or none", c.Compression)
+}
+
+func (c *Cache) tempDir() string {
+	if c.TempDir != "" {
+		return c.TempDir
+	}
+	return os.TempDir()
+}
+
+func (c *Cache) check() error {
+	if c == nil || c.Objects == nil {
+		return errors.New("binarycache: Cache.Objects is not set")
+	}
+	return nil
+}
+
+// ensureCacheInfo writes nix-cache-info unless it is there.
+func (c *Cache) ensureCacheInfo(ctx context.Context) error {
+	ok, err := c.Objects.Exists(ctx, cacheInfoKey)
+	if err != nil {
+		return err
+	}
+	if ok {
+		return nil
+	}
+	return c.Objects.Put(ctx, cacheInfoKey, strings.NewReader(cacheInfo), int64(len(cacheInfo)))
+}
+
+// Missing returns which of paths have no narinfo in the cache, in the order
+// given, checking up to Parallel at a time.
+func (c *Cache) Missing(ctx context.Context, paths []string) ([]string, error) {
+	if err := c.check(); err != nil {
+		return nil, err
+	}
+	sps := make([]storePath, len(paths))
+	for i, p := range paths {
+		sp, err := parseStorePath(p)
+		if err != nil {
+			return nil, err
+		}
+		sps[i] = sp
+	}
+	missing := make([]bool, len(paths))
+	g, gctx := newGroup(ctx, c.parallel())
+	for i, sp := range sps {
+		g.Go(func() error {
+			ok, err := c.Objects.Exists(gctx, narinfoKey(sp.hash))
+			if err != nil {
+				return err
+			}
+			missing[i] = !ok
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	var out []string
+	seen := map[string]bool{}
+	for i, p := range paths {
+		if missing[i] && !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// group runs functions with bounded concurrency; the first error cancels
+// the others' context and is what Wait returns.
+type group struct {
+	cancel context.CancelCauseFunc
+	sem    chan struct{}
+	wg     sync.WaitGroup
+	once   sync.Once
+	err    error
+}
+
+func newGroup(ctx context.Context, limit int) (*group, context.Context) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	return &group{cancel: cancel, sem: make(chan struct{}, limit)}, ctx
+}
+
+func (g *group) fail(err error) {
+	g.once.Do(func() {
+		g.err = err
+		g.cancel(err)
+	})
+}
+
+// Go runs f once a slot is free.
+func (g *group) Go(f func() error) {
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		g.sem <- struct{}{}
+		err := f()
+		<-g.sem
+		if err != nil {
+			g.fail(err)
+		}
+	}()
+}
+
+// GoUnbounded runs f at once; f takes a slot itself (acquire/release) for
+// the parts of its work that must be bounded.
+func (g *group) GoUnbounded(f func() error) {
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		if err := f(); err != nil {
+			g.fail(err)
+		}
+	}()
+}
+
+func (g *group) acquire(ctx context.Context) error {
+	select {
+	case g.sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+func (g *group) release() { <-g.sem }
+
+// Wait waits for every function and returns the first error.
+func (g *group) Wait() error {
+	g.wg.Wait()
+	g.cancel(nil)
+	return g.err
+}

@@ -1,0 +1,355 @@
+package binarycache
+
+import (
+	"bufio"
+	"compress/bzip2"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/nix-community/go-nix/pkg/nar"
+	"github.com/ulikunitz/xz"
+)
+
+// packedNar is a store path serialised to a NAR, compressed into a
+// temporary file, with the hashes and sizes a narinfo needs.
+type packedNar struct {
+	file     *os.File // positioned at 0; the caller closes and removes it
+	fileHash []byte   // sha256 of the compressed file
+	fileSize int64
+	narHash  []byte // sha256 of the NAR
+	narSize  int64
+}
+
+func (p *packedNar) discard() {
+	if p != nil && p.file != nil {
+		_ = p.file.Close()
+		_ = os.Remove(p.file.Name())
+	}
+}
+
+// countingHash hashes and counts what is written to it, and reports each
+// write's size to an optional callback.
+type countingHash struct {
+	h     hash.Hash
+	n     int64
+	ctx   context.Context
+	onAdd func(int64)
+}
+
+func newCountingHash(ctx context.Context, onAdd func(int64)) *countingHash {
+	return &countingHash{h: sha256.New(), ctx: ctx, onAdd: onAdd}
+}
+
+func (c *countingHash) Write(p []byte) (int, error) {
+	if c.ctx != nil {
+		if err := c.ctx.Err(); err != nil {
+			return 0, err
+		}
+	}
+	c.h.Write(p)
+	c.n += int64(len(p))
+	if c.onAdd != nil {
+		c.onAdd(int64(len(p)))
+	}
+	return len(p), nil
+}
+
+// packPath dumps src (a store path's physical location) as a NAR,
+// compresses it into a temporary file in tmpDir, and hashes both forms.
+// onNarBytes is told of NAR bytes as they are produced.
+func packPath(ctx context.Context, src, compression, tmpDir string, onNarBytes func(int64)) (*packedNar, error) {
+	tmp, err := os.CreateTemp(tmpDir, "binarycache-nar-*")
+	if err != nil {
+		return nil, fmt.Errorf("creating a temporary file for the NAR of %s: %w", src, err)
+	}
+	packed := &packedNar{file: tmp}
+	ok := false
+	defer func() {
+		if !ok {
+			packed.discard()
+		}
+	}()
+
+	buffered := bufio.NewWriterSize(tmp, 1<<20)
+	fileSum := newCountingHash(nil, nil)
+	compressed := io.MultiWriter(buffered, fileSum)
+	var comp io.WriteCloser
+	switch compression {
+	case "zstd":
+		comp, err = zstd.NewWriter(compressed, zstd.WithEncoderLevel(zstd.SpeedDefault))
+	case "xz":
+		comp, err = xz.NewWriter(compressed)
+	case "none":
+		comp = nopWriteCloser{compressed}
+	default:
+		err = fmt.Errorf("unsupported compression %q (zstd, xz or none)", compression)
+	}
+	if err != nil {
+		return nil, err
+	}
+	narSum := newCountingHash(ctx, onNarBytes)
+	if err := nar.DumpPath(io.MultiWriter(narSum, comp), src); err != nil {
+		_ = comp.Close()
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return nil, ctxErr
+		}
+		return nil, fmt.Errorf("serialising %s as a NAR: %w", src, err)
+	}
+	if err := comp.Close(); err != nil {
+		return nil, fmt.Errorf("compressing the NAR of %s: %w", src, err)
+	}
+	if err := buffered.Flush(); err != nil {
+		return nil, fmt.Errorf("writing the NAR of %s to %s: %w", src, tmp.Name(), err)
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("rewinding %s: %w", tmp.Name(), err)
+	}
+	packed.fileHash, packed.fileSize = fileSum.h.Sum(nil), fileSum.n
+	packed.narHash, packed.narSize = narSum.h.Sum(nil), narSum.n
+	ok = true
+	return packed, nil
+}
+
+type nopWriteCloser struct{ io.Writer }
+
+func (nopWriteCloser) Close() error { return nil }
+
+// decompressor wraps r in a reader for the named compression.
+func decompressor(compression string, r io.Reader) (io.ReadCloser, error) {
+	switch compression {
+	case "zstd":
+		d, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return nil, err
+		}
+		return d.IOReadCloser(), nil
+	case "xz":
+		x, err := xz.NewReader(r)
+		if err != nil {
+			return nil, err
+		}
+		return io.NopCloser(x), nil
+	case "bzip2":
+		return io.NopCloser(bzip2.NewReader(r)), nil
+	case "none":
+		return io.NopCloser(r), nil
+	}
+	return nil, fmt.Errorf("unsupported compression %q", compression)
+}
+
+// canonicalTime is the modification time Nix gives every file in the
+// store.
+var canonicalTime = time.Unix(1, 0)
+
+// restoreNar unpacks a NAR read from r at dest, which must not exist. Like
+// Nix, it makes files read-only (0444, or 0555 when executable), directories
+// 0555, and sets modification times to 1 s after the epoch. Every entry is
+// created exclusively (never through an existing file or symlink), so a NAR
+// cannot write outside dest. On error, dest may be left partly written;
+// the caller removes it with removeTree.
+func restoreNar(r io.Reader, dest string) (err error) {
+	src := &truncationGuard{r: r}
+	nr, err := nar.NewReader(src)
+	if err != nil {
+		return err
+	}
+	// go-nix parses in a goroutine that, if abandoned mid-archive, keeps
+	// reading r. On error, shut r and let the parser run into that, so it
+	// has stopped before the caller closes r.
+	defer func() {
+		if err != nil {
+			src.shut.Store(true)
+			for {
+				if _, e := nr.Next(); e != nil {
+					break
+				}
+			}
+		}
+		nr.Close()
+	}()
+	created := map[string]nar.NodeType{}
+	var dirs []string
+	for {
+		hdr, err := nr.Next()
+		if errors.Is(err, io.EOF) {
+			if src.short {
+				return io.ErrUnexpectedEOF
+			}
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if err := hdr.Validate(); err != nil {
+			return fmt.Errorf("NAR entry %q: %w", hdr.Path, err)
+		}
+		if _, dup := created[hdr.Path]; dup {
+			return fmt.Errorf("NAR entry %q appears twice", hdr.Path)
+		}
+		if hdr.Path != "/" {
+			if len(created) == 0 || created[path.Dir(hdr.Path)] != nar.TypeDirectory {
+				return fmt.Errorf("NAR entry %q is not inside a directory of the archive", hdr.Path)
+			}
+		} else if len(created) != 0 {
+			return errors.New("NAR has a second root entry")
+		}
+		target := dest
+		if hdr.Path != "/" {
+			target = filepath.Join(dest, filepath.FromSlash(hdr.Path[1:]))
+		}
+		switch hdr.Type {
+		case nar.TypeDirectory:
+			if err := os.Mkdir(target, 0o755); err != nil {
+				return err
+			}
+			dirs = append(dirs, target)
+		case nar.TypeSymlink:
+			if err := os.Symlink(hdr.LinkTarget, target); err != nil {
+				return err
+			}
+		case nar.TypeRegular:
+			if err := restoreFile(nr, target, hdr); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("NAR entry %q has unknown type %q", hdr.Path, hdr.Type)
+		}
+		created[hdr.Path] = hdr.Type
+	}
+	if len(created) == 0 {
+		return errors.New("NAR is empty")
+	}
+	// Deepest first, so a directory's time is set after its children.
+	for _, d := range slices.Backward(dirs) {
+		if err := os.Chmod(d, 0o555); err != nil {
+			return err
+		}
+		if err := os.Chtimes(d, canonicalTime, canonicalTime); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// truncationGuard notices a stream that ends in the middle of a read. The
+// NAR reader only ever asks for bytes it needs, so a short read at EOF means
+// a truncated archive, which the reader itself may report as a clean end.
+type truncationGuard struct {
+	r     io.Reader
+	short bool
+	shut  atomic.Bool // once set, reads fail
+}
+
+var errShut = errors.New("NAR reading stopped")
+
+func (g *truncationGuard) Read(p []byte) (int, error) {
+	if g.shut.Load() {
+		return 0, errShut
+	}
+	n, err := g.r.Read(p)
+	if errors.Is(err, io.EOF) && n < len(p) {
+		g.short = true
+	}
+	return n, err
+}
+
+func restoreFile(r io.Reader, target string, hdr *nar.Header) error {
+	mode := os.FileMode(0o444)
+	if hdr.Executable {
+		mode = 0o555
+	}
+	f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	n, err := io.Copy(f, r)
+	if err == nil && n != hdr.Size {
+		err = fmt.Errorf("NAR entry %q: read %d bytes, expected %d", hdr.Path, n, hdr.Size)
+	}
+	if err == nil {
+		err = f.Chmod(mode)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chtimes(target, canonicalTime, canonicalTime)
+	}
+	return err
+}
+
+// removeTree deletes a tree that restoreNar may have made read-only.
+func removeTree(p string) error {
+	_ = filepath.WalkDir(p, func(q string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			_ = os.Chmod(q, 0o755)
+		}
+		return nil
+	})
+	return os.RemoveAll(p)
+}
+
+// narSize computes the size of the NAR of p without writing it, so that
+// progress can show a true total before any work is done.
+func narSize(p string) (int64, error) {
+	str := func(n int64) int64 { return 8 + (n+7)/8*8 }
+	tok := func(s ...string) int64 {
+		var t int64
+		for _, x := range s {
+			t += str(int64(len(x)))
+		}
+		return t
+	}
+	var node func(string) (int64, error)
+	node = func(q string) (int64, error) {
+		fi, err := os.Lstat(q)
+		if err != nil {
+			return 0, err
+		}
+		switch {
+		case fi.Mode()&os.ModeSymlink != 0:
+			target, err := os.Readlink(q)
+			if err != nil {
+				return 0, err
+			}
+			return tok("(", "type", "symlink", "target") + str(int64(len(target))) + tok(")"), nil
+		case fi.IsDir():
+			entries, err := os.ReadDir(q)
+			if err != nil {
+				return 0, err
+			}
+			total := tok("(", "type", "directory", ")")
+			for _, e := range entries {
+				sub, err := node(filepath.Join(q, e.Name()))
+				if err != nil {
+					return 0, err
+				}
+				total += tok("entry", "(", "name", e.Name(), "node", ")") + sub
+			}
+			return total, nil
+		case fi.Mode().IsRegular():
+			total := tok("(", "type", "regular", "contents", ")") + str(fi.Size())
+			if fi.Mode()&0o100 != 0 {
+				total += tok("executable", "")
+			}
+			return total, nil
+		}
+		return 0, fmt.Errorf("%s is neither a file, a directory nor a symlink", q)
+	}
+	n, err := node(p)
+	if err != nil {
+		return 0, err
+	}
+	return tok("nix-archive-1") + n, nil
+}

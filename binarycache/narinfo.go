@@ -1,0 +1,294 @@
+package binarycache
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/nix-community/go-nix/pkg/narinfo"
+	"github.com/nix-community/go-nix/pkg/narinfo/signature"
+	"github.com/nix-community/go-nix/pkg/nixbase32"
+	"github.com/nix-community/go-nix/pkg/nixhash"
+	"github.com/nix-community/go-nix/pkg/storepath"
+)
+
+// StoreDir is the only store folder this package deals in.
+const StoreDir = storepath.StoreDir
+
+const (
+	cacheInfoKey = "nix-cache-info"
+	cacheInfo    = "StoreDir: " + StoreDir + "\nWantMassQuery: 1\nPriority: 40\n"
+	// maxNarinfoSize bounds what is read of one narinfo.
+	maxNarinfoSize = 4 << 20
+)
+
+// storePath is a parsed /nix/store/<hash>-<name>.
+type storePath struct {
+	full string // /nix/store/<hash>-<name>
+	base string // <hash>-<name>
+	hash string // <hash>
+}
+
+func parseStorePath(p string) (storePath, error) {
+	sp, err := storepath.FromAbsolutePath(p)
+	if err != nil || sp.Absolute() != p {
+		return storePath{}, fmt.Errorf("%q is not a store path (%s/<32-char hash>-<name>)", p, StoreDir)
+	}
+	base := sp.String()
+	return storePath{full: p, base: base, hash: base[:32]}, nil
+}
+
+// parseBase takes a store path's base name, as narinfos list references.
+func parseBase(base string) (storePath, error) {
+	return parseStorePath(StoreDir + "/" + base)
+}
+
+func narinfoKey(hash string) string { return hash + ".narinfo" }
+
+// narKey names a NAR file by the hash of its (compressed) bytes, as Nix does.
+func narKey(fileHash []byte, compression string) string {
+	return "nar/" + nixbase32.EncodeToString(fileHash) + narExt(compression)
+}
+
+func narExt(compression string) string {
+	switch compression {
+	case "zstd":
+		return ".nar.zst"
+	case "xz":
+		return ".nar.xz"
+	case "bzip2":
+		return ".nar.bz2"
+	default:
+		return ".nar"
+	}
+}
+
+func sha256Hash(digest []byte) *nixhash.HashWithEncoding {
+	return nixhash.MustNewHashWithEncoding(nixhash.SHA256, digest, nixhash.NixBase32, true)
+}
+
+// formatHash prints a digest as Nix prints NarHash: sha256:<nixbase32>.
+func formatHash(digest []byte) string { return sha256Hash(digest).Format(nixhash.NixBase32, true) }
+
+// newNarinfo describes a packed path.
+func newNarinfo(pi PathInfo, compression string, packed *packedNar) (*narinfo.NarInfo, error) {
+	refs := make([]string, 0, len(pi.References))
+	for _, r := range pi.References {
+		sp, err := parseStorePath(r)
+		if err != nil {
+			return nil, fmt.Errorf("reference of %s: %w", pi.StorePath, err)
+		}
+		refs = append(refs, sp.base)
+	}
+	// Nix keeps references as a sorted set; its signature fingerprint lists
+	// them in that order, so the narinfo must too.
+	slices.Sort(refs)
+	refs = slices.Compact(refs)
+	deriver := ""
+	if pi.Deriver != "" {
+		sp, err := parseStorePath(pi.Deriver)
+		if err != nil {
+			return nil, fmt.Errorf("deriver of %s: %w", pi.StorePath, err)
+		}
+		deriver = sp.base
+	}
+	return &narinfo.NarInfo{
+		StorePath:   pi.StorePath,
+		URL:         narKey(packed.fileHash, compression),
+		Compression: compression,
+		FileHash:    sha256Hash(packed.fileHash),
+		FileSize:    uint64(packed.fileSize),
+		NarHash:     sha256Hash(packed.narHash),
+		NarSize:     uint64(packed.narSize),
+		References:  refs,
+		Deriver:     deriver,
+		CA:          pi.CA,
+	}, nil
+}
+
+// fingerprint is what Nix signs: 1;<path>;<narhash>;<narsize>;<refs>, with
+// the references as full paths in sorted order.
+func fingerprint(ni *narinfo.NarInfo) string {
+	sorted := *ni
+	sorted.References = slices.Sorted(slices.Values(ni.References))
+	return sorted.Fingerprint()
+}
+
+// loadSigningKey parses a Nix secret key (name:base64 of 64 bytes).
+func loadSigningKey(s string) (*signature.SecretKey, error) {
+	if s == "" {
+		return nil, nil
+	}
+	sk, err := signature.LoadSecretKey(strings.TrimSpace(s))
+	if err != nil {
+		// The key itself is never printed.
+		return nil, fmt.Errorf("the signing key is not a Nix secret key "+
+			"(name:base64, as written by nix-store --generate-binary-cache-key): %w", err)
+	}
+	return &sk, nil
+}
+
+// loadTrustedKeys parses Nix public keys; each entry may hold several keys
+// separated by spaces, as Nix's trusted-public-keys setting does.
+func loadTrustedKeys(entries []string) ([]signature.PublicKey, error) {
+	var keys []signature.PublicKey
+	for _, e := range entries {
+		for _, f := range strings.Fields(e) {
+			pk, err := signature.ParsePublicKey(f)
+			if err != nil {
+				return nil, fmt.Errorf("trusted key %q is not a Nix public key (name:base64): %w", f, err)
+			}
+			keys = append(keys, pk)
+		}
+	}
+	return keys, nil
+}
+
+// verifySignatures reports whether any signature on ni is valid for any of
+// keys.
+func verifySignatures(ni *narinfo.NarInfo, keys []signature.PublicKey) bool {
+	fp := []byte(fingerprint(ni))
+	for _, sig := range ni.Signatures {
+		for _, k := range keys {
+			if k.Name == sig.Name && ed25519.Verify(k.Data, fp, sig.Data) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// readNarinfo downloads and checks the narinfo of sp.
+func (c *Cache) readNarinfo(ctx context.Context, sp storePath) (*narinfo.NarInfo, error) {
+	key := narinfoKey(sp.hash)
+	rc, err := c.Objects.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(io.LimitReader(rc, maxNarinfoSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", c.Objects.URL(key), err)
+	}
+	if len(data) > maxNarinfoSize {
+		return nil, fmt.Errorf("%s is larger than %d bytes: the cache entry is corrupt; delete it and push again",
+			c.Objects.URL(key), maxNarinfoSize)
+	}
+	ni, err := narinfo.Parse(bytes.NewReader(knownFields(data)))
+	if err != nil {
+		return nil, c.corrupt(sp, fmt.Sprintf("the narinfo of %s does not parse (%v)", sp.full, err))
+	}
+	if err := c.checkNarinfo(ni, sp); err != nil {
+		return nil, err
+	}
+	return ni, nil
+}
+
+// narinfoFields are the fields go-nix parses; it refuses any other, so
+// fields that other writers add are dropped first (Nix ignores them too).
+var narinfoFields = map[string]bool{
+	"StorePath": true, "URL": true, "Compression": true, "FileHash": true, "FileSize": true,
+	"NarHash": true, "NarSize": true, "References": true, "Deriver": true, "System": true,
+	"Sig": true, "CA": true,
+}
+
+func knownFields(data []byte) []byte {
+	var out bytes.Buffer
+	for line := range bytes.Lines(data) {
+		if k, _, ok := bytes.Cut(line, []byte(": ")); ok && !narinfoFields[string(k)] {
+			continue
+		}
+		out.Write(line)
+	}
+	return out.Bytes()
+}
+
+// checkNarinfo refuses narinfos that are inconsistent or that would make
+// Fetch read or write outside the cache and the destination.
+func (c *Cache) checkNarinfo(ni *narinfo.NarInfo, sp storePath) error {
+	if ni.StorePath != sp.full {
+		return c.corrupt(sp, fmt.Sprintf("the narinfo of %s names another path (%q)", sp.full, ni.StorePath))
+	}
+	if ni.NarHash == nil || ni.NarHash.Algo() != nixhash.SHA256 || ni.NarSize == 0 {
+		return c.corrupt(sp, "the narinfo of "+sp.full+" lacks a sha256 NarHash or a NarSize")
+	}
+	if ni.FileHash != nil && ni.FileHash.Algo() != nixhash.SHA256 {
+		return c.corrupt(sp, "the narinfo of "+sp.full+" has a FileHash that is not sha256")
+	}
+	switch ni.Compression {
+	case "zstd", "xz", "bzip2", "none":
+	default:
+		return fmt.Errorf("%s is stored with compression %q, which this reader does not support (zstd, xz, bzip2, none)",
+			sp.full, ni.Compression)
+	}
+	if strings.Contains(ni.URL, "://") || checkKey(ni.URL) != nil {
+		return c.corrupt(sp, fmt.Sprintf("the narinfo of %s has URL %q, which is not a relative key in the cache", sp.full, ni.URL))
+	}
+	for _, r := range ni.References {
+		if _, err := parseBase(r); err != nil {
+			return c.corrupt(sp, fmt.Sprintf("the narinfo of %s lists an invalid reference %q", sp.full, r))
+		}
+	}
+	if ni.Deriver != "" {
+		if _, err := parseBase(ni.Deriver); err != nil {
+			return c.corrupt(sp, fmt.Sprintf("the narinfo of %s names an invalid deriver %q", sp.full, ni.Deriver))
+		}
+	}
+	return nil
+}
+
+// ErrCorrupt is wrapped by errors about cache entries that fail a check
+// (hash or size mismatch, unparsable narinfo, bad NAR).
+var ErrCorrupt = errors.New("corrupt cache entry")
+
+// ErrUntrusted is wrapped by errors about paths without a valid signature
+// by a trusted key.
+var ErrUntrusted = errors.New("no signature by a trusted key")
+
+// kindError is an error whose message stands alone and that also matches a
+// sentinel (errors.Is) and, optionally, a cause.
+type kindError struct {
+	msg   string
+	kind  error
+	cause error
+}
+
+func (e *kindError) Error() string { return e.msg }
+func (e *kindError) Unwrap() []error {
+	if e.cause == nil {
+		return []error{e.kind}
+	}
+	return []error{e.kind, e.cause}
+}
+
+// corrupt says what is wrong with sp's cache entry and how to repair it.
+func (c *Cache) corrupt(sp storePath, what string) error {
+	return &kindError{
+		msg: fmt.Sprintf("%s: the cache entry is corrupt; delete %s and push again",
+			what, c.Objects.URL(narinfoKey(sp.hash))),
+		kind: ErrCorrupt,
+	}
+}
+
+// pathInfo turns a narinfo into what Nix's database would say of the path.
+func pathInfo(ni *narinfo.NarInfo) PathInfo {
+	pi := PathInfo{
+		StorePath: ni.StorePath,
+		NarHash:   ni.NarHash.Format(nixhash.NixBase32, true),
+		NarSize:   int64(ni.NarSize),
+		CA:        ni.CA,
+	}
+	for _, r := range ni.References {
+		pi.References = append(pi.References, StoreDir+"/"+r)
+	}
+	slices.Sort(pi.References)
+	if ni.Deriver != "" {
+		pi.Deriver = StoreDir + "/" + ni.Deriver
+	}
+	return pi
+}

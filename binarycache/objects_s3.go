@@ -1,0 +1,297 @@
+package binarycache
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"sort"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+)
+
+// DefaultPartSize is the size above which S3Objects uploads in parts, and
+// the size of each part.
+const DefaultPartSize = 64 << 20
+
+// minPartSize is S3's smallest allowed part (all but the last).
+const minPartSize = 5 << 20
+
+// S3Config says which bucket holds the cache and how to reach it.
+type S3Config struct {
+	Bucket string
+	// Prefix is put before every key, e.g. "team/app/". A missing trailing
+	// slash is added.
+	Prefix string
+	// Region defaults to the SDK's (AWS_REGION, profiles), else us-east-1.
+	Region string
+	// Endpoint is the S3 endpoint URL for S3-compatible servers (MinIO, R2,
+	// versitygw, …); empty means AWS. A URL without a scheme gets https://.
+	Endpoint string
+	// PathStyle addresses the bucket as ENDPOINT/BUCKET/KEY instead of
+	// BUCKET.ENDPOINT/KEY; most S3-compatible servers need it.
+	PathStyle bool
+	// AccessKeyID, SecretAccessKey and SessionToken are static credentials.
+	// When AccessKeyID is empty the SDK's default chain is used (AWS_* env
+	// vars, shared profiles, web identity, container and instance roles).
+	AccessKeyID     string
+	SecretAccessKey string
+	SessionToken    string
+	// PartSize is the size above which uploads go in parts of this size
+	// (default DefaultPartSize, at least 5 MiB).
+	PartSize int64
+}
+
+// String describes the configuration without its secrets.
+func (c S3Config) String() string {
+	creds := "default credential chain"
+	if c.AccessKeyID != "" {
+		creds = "access key " + c.AccessKeyID + " (secret redacted)"
+	}
+	return fmt.Sprintf("s3://%s/%s (region %q, endpoint %q, path-style %t, %s)",
+		c.Bucket, c.Prefix, c.Region, redactURL(c.Endpoint), c.PathStyle, creds)
+}
+
+// GoString keeps %#v from printing the secret too.
+func (c S3Config) GoString() string { return "binarycache.S3Config{" + c.String() + "}" }
+
+// S3Objects keeps the cache in an S3 bucket.
+type S3Objects struct {
+	client   *s3.Client
+	bucket   string
+	prefix   string
+	endpoint string
+	partSize int64
+}
+
+var _ Objects = (*S3Objects)(nil)
+
+// NewS3Objects makes an S3 client for cfg. It sends no request; the first
+// operation reports wrong credentials, a missing bucket or an unreachable
+// endpoint (see ErrS3Credentials, ErrS3NoSuchBucket, ErrS3Unreachable).
+func NewS3Objects(ctx context.Context, cfg S3Config) (*S3Objects, error) {
+	if cfg.Bucket == "" {
+		return nil, errors.New("no S3 bucket given")
+	}
+	if strings.ContainsAny(cfg.Bucket, "/ ") {
+		return nil, fmt.Errorf("S3 bucket name %q is not valid: give the bucket alone, and the folder as the prefix", cfg.Bucket)
+	}
+	if cfg.AccessKeyID != "" && cfg.SecretAccessKey == "" {
+		return nil, fmt.Errorf("an S3 access key ID (%s) was given without its secret access key", cfg.AccessKeyID)
+	}
+	endpoint := cfg.Endpoint
+	if endpoint != "" {
+		if !strings.Contains(endpoint, "://") {
+			endpoint = "https://" + endpoint
+		}
+		u, err := url.Parse(endpoint)
+		if err != nil || u.Host == "" {
+			return nil, fmt.Errorf("S3 endpoint %q is not a URL", redactURL(cfg.Endpoint))
+		}
+	}
+	opts := []func(*config.LoadOptions) error{
+		config.WithDefaultRegion("us-east-1"),
+		// Ask for checksums only where S3 requires them: many S3-compatible
+		// servers reject the SDK's default trailing CRC checksums.
+		config.WithRequestChecksumCalculation(aws.RequestChecksumCalculationWhenRequired),
+		config.WithResponseChecksumValidation(aws.ResponseChecksumValidationWhenRequired),
+	}
+	if cfg.Region != "" {
+		opts = append(opts, config.WithRegion(cfg.Region))
+	}
+	if cfg.AccessKeyID != "" {
+		opts = append(opts, config.WithCredentialsProvider(
+			credentials.NewStaticCredentialsProvider(cfg.AccessKeyID, cfg.SecretAccessKey, cfg.SessionToken)))
+	}
+	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("loading the AWS SDK configuration: %w", err)
+	}
+	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+		if endpoint != "" {
+			o.BaseEndpoint = aws.String(endpoint)
+		}
+		o.UsePathStyle = cfg.PathStyle
+	})
+	partSize := cfg.PartSize
+	if partSize == 0 {
+		partSize = DefaultPartSize
+	}
+	if partSize < minPartSize {
+		partSize = minPartSize
+	}
+	if endpoint == "" {
+		endpoint = "AWS S3 (region " + awsCfg.Region + ")"
+	}
+	return &S3Objects{
+		client:   client,
+		bucket:   cfg.Bucket,
+		prefix:   normalizePrefix(cfg.Prefix),
+		endpoint: redactURL(endpoint),
+		partSize: partSize,
+	}, nil
+}
+
+func normalizePrefix(p string) string {
+	p = strings.Trim(p, "/")
+	if p == "" {
+		return ""
+	}
+	return p + "/"
+}
+
+// Client is the underlying SDK client, for callers that need more (e.g.
+// creating a bucket in tests).
+func (s *S3Objects) Client() *s3.Client { return s.client }
+
+// URL returns s3://bucket/prefix/key.
+func (s *S3Objects) URL(key string) string {
+	return "s3://" + s.bucket + "/" + s.prefix + key
+}
+
+func (s *S3Objects) fullKey(key string) (string, error) {
+	if err := checkKey(key); err != nil {
+		return "", err
+	}
+	return s.prefix + key, nil
+}
+
+// Get downloads an object.
+func (s *S3Objects) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	k, err := s.fullKey(key)
+	if err != nil {
+		return nil, err
+	}
+	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: &k})
+	if err != nil {
+		return nil, s.explain("reading", key, err)
+	}
+	return out.Body, nil
+}
+
+// Exists sends a HEAD request for an object.
+func (s *S3Objects) Exists(ctx context.Context, key string) (bool, error) {
+	k, err := s.fullKey(key)
+	if err != nil {
+		return false, err
+	}
+	_, err = s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &k})
+	if err != nil {
+		err = s.explain("checking", key, err)
+		if errors.Is(err, ErrNotFound) {
+			return false, nil
+		}
+		return false, err
+	}
+	return true, nil
+}
+
+// Put uploads an object, in parts when it is larger than the part size. S3
+// makes an object visible only once its upload is complete.
+func (s *S3Objects) Put(ctx context.Context, key string, body io.ReadSeeker, size int64) error {
+	k, err := s.fullKey(key)
+	if err != nil {
+		return err
+	}
+	if size > s.partSize {
+		return s.putMultipart(ctx, key, k, body, size)
+	}
+	_, err = s.client.PutObject(ctx, &s3.PutObjectInput{
+		Bucket:        &s.bucket,
+		Key:           &k,
+		Body:          body,
+		ContentLength: aws.Int64(size),
+		ContentType:   aws.String(contentType(key)),
+	})
+	if err != nil {
+		return s.explain("writing", key, err)
+	}
+	return nil
+}
+
+func (s *S3Objects) putMultipart(ctx context.Context, key, k string, body io.ReadSeeker, size int64) error {
+	created, err := s.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
+		Bucket:      &s.bucket,
+		Key:         &k,
+		ContentType: aws.String(contentType(key)),
+	})
+	if err != nil {
+		return s.explain("starting the upload of", key, err)
+	}
+	uploadID := created.UploadId
+	abort := func(cause error) error {
+		// A fresh context: the upload's may be the one that was cancelled.
+		_, _ = s.client.AbortMultipartUpload(context.WithoutCancel(ctx), &s3.AbortMultipartUploadInput{
+			Bucket: &s.bucket, Key: &k, UploadId: uploadID,
+		})
+		return cause
+	}
+	readerAt, hasReaderAt := body.(io.ReaderAt)
+	var buf []byte
+	var parts []types.CompletedPart
+	for offset, n := int64(0), int32(1); offset < size; offset, n = offset+s.partSize, n+1 {
+		length := min(s.partSize, size-offset)
+		var part io.ReadSeeker
+		if hasReaderAt {
+			part = io.NewSectionReader(readerAt, offset, length)
+		} else {
+			if buf == nil {
+				buf = make([]byte, s.partSize)
+			}
+			if _, err := io.ReadFull(body, buf[:length]); err != nil {
+				return abort(fmt.Errorf("reading the data for %s: %w", s.URL(key), err))
+			}
+			part = bytes.NewReader(buf[:length])
+		}
+		out, err := s.client.UploadPart(ctx, &s3.UploadPartInput{
+			Bucket:        &s.bucket,
+			Key:           &k,
+			UploadId:      uploadID,
+			PartNumber:    aws.Int32(n),
+			Body:          part,
+			ContentLength: aws.Int64(length),
+		})
+		if err != nil {
+			return abort(s.explain(fmt.Sprintf("writing part %d of", n), key, err))
+		}
+		parts = append(parts, types.CompletedPart{ETag: out.ETag, PartNumber: aws.Int32(n)})
+	}
+	_, err = s.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+		Bucket:          &s.bucket,
+		Key:             &k,
+		UploadId:        uploadID,
+		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
+	})
+	if err != nil {
+		return abort(s.explain("completing the upload of", key, err))
+	}
+	return nil
+}
+
+// List pages through ListObjectsV2.
+func (s *S3Objects) List(ctx context.Context, prefix string) ([]ObjectInfo, error) {
+	full := s.prefix + prefix
+	p := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: &full})
+	var out []ObjectInfo
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, s.explain("listing", prefix, err)
+		}
+		for _, o := range page.Contents {
+			out = append(out, ObjectInfo{
+				Key:  strings.TrimPrefix(aws.ToString(o.Key), s.prefix),
+				Size: aws.ToInt64(o.Size),
+			})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out, nil
+}

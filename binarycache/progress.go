@@ -1,0 +1,146 @@
+package binarycache
+
+import (
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// defaultProgressEvery is how often progress lines are printed. Build logs
+// have no terminal, so lines come at a steady cadence rather than as a bar.
+const defaultProgressEvery = 2 * time.Second
+
+// progress prints lines like
+//
+//	uploading: 12/40 paths, 35.2 MiB of 120.0 MiB, 14.1 MiB/s, ETA 6s
+//
+// from a ticker, and a last one when finished. A nil *progress does nothing.
+type progress struct {
+	w          io.Writer
+	verb       string
+	totalPaths int
+	totalBytes int64
+	start      time.Time
+
+	paths atomic.Int64
+	bytes atomic.Int64
+
+	mu       sync.Mutex // serialises writes to w
+	stop     chan struct{}
+	stopped  chan struct{}
+	finished sync.Once
+}
+
+// startProgress starts printing to w every interval; nil w prints nothing.
+func startProgress(w io.Writer, verb string, totalPaths int, totalBytes int64, every time.Duration) *progress {
+	if w == nil {
+		return nil
+	}
+	if every <= 0 {
+		every = defaultProgressEvery
+	}
+	p := &progress{
+		w: w, verb: verb, totalPaths: totalPaths, totalBytes: totalBytes, start: time.Now(),
+		stop: make(chan struct{}), stopped: make(chan struct{}),
+	}
+	go func() {
+		defer close(p.stopped)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				p.print()
+			case <-p.stop:
+				return
+			}
+		}
+	}()
+	return p
+}
+
+func (p *progress) add(n int64) {
+	if p != nil {
+		p.bytes.Add(n)
+	}
+}
+
+func (p *progress) pathDone() {
+	if p != nil {
+		p.paths.Add(1)
+	}
+}
+
+// finish stops the ticker and prints the last progress line, then summary
+// (if not empty) on a line of its own.
+func (p *progress) finish(summary string) {
+	if p == nil {
+		return
+	}
+	p.finished.Do(func() {
+		close(p.stop)
+		<-p.stopped
+		p.print()
+		if summary != "" {
+			p.mu.Lock()
+			fmt.Fprintln(p.w, summary)
+			p.mu.Unlock()
+		}
+	})
+}
+
+func (p *progress) print() {
+	line := p.line(time.Since(p.start))
+	p.mu.Lock()
+	fmt.Fprintln(p.w, line)
+	p.mu.Unlock()
+}
+
+func (p *progress) line(elapsed time.Duration) string {
+	done := p.bytes.Load()
+	rate := 0.0
+	if s := elapsed.Seconds(); s > 0 {
+		rate = float64(done) / s
+	}
+	eta := "?"
+	if rate > 0 {
+		left := max(p.totalBytes-done, 0)
+		eta = formatDuration(time.Duration(float64(left) / rate * float64(time.Second)))
+	}
+	return fmt.Sprintf("  %s: %d/%d paths, %s of %s, %s/s, ETA %s",
+		p.verb, p.paths.Load(), p.totalPaths, formatBytes(done), formatBytes(p.totalBytes),
+		formatBytes(int64(rate)), eta)
+}
+
+// formatBytes prints a size in binary units with one decimal, e.g.
+// "35.2 MiB", or "512 B" below 1 KiB.
+func formatBytes(n int64) string {
+	if n < 1024 {
+		return fmt.Sprintf("%d B", n)
+	}
+	units := []string{"KiB", "MiB", "GiB", "TiB", "PiB"}
+	v := float64(n) / 1024
+	i := 0
+	for v >= 1024 && i < len(units)-1 {
+		v /= 1024
+		i++
+	}
+	return fmt.Sprintf("%.1f %s", v, units[i])
+}
+
+// formatDuration rounds to what a person wants to read: 850ms, 6s, 1m05s.
+func formatDuration(d time.Duration) string {
+	switch {
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < 10*time.Second:
+		return d.Round(100 * time.Millisecond).String()
+	case d < time.Minute:
+		return d.Round(time.Second).String()
+	default:
+		d = d.Round(time.Second)
+		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
+	}
+}

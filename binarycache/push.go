@@ -1,0 +1,280 @@
+package binarycache
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nix-community/go-nix/pkg/narinfo"
+	"github.com/nix-community/go-nix/pkg/narinfo/signature"
+	"github.com/nix-community/go-nix/pkg/nixhash"
+)
+
+// PushStats tells what a Push did.
+type PushStats struct {
+	// Uploaded paths had no narinfo in the cache and now have one.
+	Uploaded int
+	// Skipped paths were in the cache already.
+	Skipped int
+	// BytesUploaded counts compressed NAR bytes sent (NAR files already in
+	// the cache are not sent again).
+	BytesUploaded int64
+	// NarBytes is the uncompressed size of the uploaded paths.
+	NarBytes int64
+	Duration time.Duration
+}
+
+// Push uploads the paths the cache lacks. Each path's files are read from
+// storeDir/<base name> (the physical folder holding /nix/store's contents)
+// and serialised as a NAR.
+//
+// Every reference of a path must be among paths or already in the cache, so
+// the cache never holds a path without its closure. Writes are ordered for
+// readers: a path's NAR before its narinfo, and a path's narinfo only after
+// the narinfos of its references. A failed or interrupted Push leaves only
+// complete, content-addressed NAR files and valid narinfos behind.
+func (c *Cache) Push(ctx context.Context, paths []PathInfo, storeDir string) (PushStats, error) {
+	start := time.Now()
+	var stats PushStats
+	if err := c.check(); err != nil {
+		return stats, err
+	}
+	compression, err := c.compression()
+	if err != nil {
+		return stats, err
+	}
+	key, err := loadSigningKey(c.SigningKey)
+	if err != nil {
+		return stats, err
+	}
+
+	infos := map[string]PathInfo{}
+	var order []string
+	for _, pi := range paths {
+		if err := checkPathInfo(pi); err != nil {
+			return stats, err
+		}
+		if _, dup := infos[pi.StorePath]; !dup {
+			order = append(order, pi.StorePath)
+		}
+		infos[pi.StorePath] = pi
+	}
+
+	if err := c.ensureCacheInfo(ctx); err != nil {
+		return stats, err
+	}
+	missing, err := c.Missing(ctx, order)
+	if err != nil {
+		return stats, err
+	}
+	stats.Skipped = len(order) - len(missing)
+	if len(missing) == 0 {
+		stats.Duration = time.Since(start)
+		c.printSummary(fmt.Sprintf("  pushed 0 paths; %d already in the cache (%s)",
+			stats.Skipped, formatDuration(stats.Duration)))
+		return stats, nil
+	}
+	toPush := map[string]bool{}
+	for _, p := range missing {
+		toPush[p] = true
+	}
+
+	// References that are not being pushed must be in the cache already.
+	var outside []string
+	referrer := map[string]string{}
+	for _, p := range missing {
+		for _, r := range infos[p].References {
+			if _, ok := infos[r]; !ok && referrer[r] == "" {
+				referrer[r] = p
+				outside = append(outside, r)
+			}
+		}
+	}
+	absent, err := c.Missing(ctx, outside)
+	if err != nil {
+		return stats, err
+	}
+	if len(absent) > 0 {
+		return stats, fmt.Errorf("cannot push %s: it references %s, which is neither in the cache nor among the "+
+			"paths to push (%d such references); push the whole closure (nix-store -qR)",
+			referrer[absent[0]], absent[0], len(absent))
+	}
+
+	// Every path's files must be there, and their size gives the total.
+	var total int64
+	for _, p := range missing {
+		sp, _ := parseStorePath(p)
+		n, err := narSize(filepath.Join(storeDir, sp.base))
+		if errors.Is(err, fs.ErrNotExist) {
+			return stats, fmt.Errorf("cannot push %s: %s does not exist", p, filepath.Join(storeDir, sp.base))
+		}
+		if err != nil {
+			return stats, fmt.Errorf("cannot push %s: %w", p, err)
+		}
+		total += n
+	}
+	sorted, err := topoSort(missing, func(p string) []string { return infos[p].References })
+	if err != nil {
+		return stats, err
+	}
+
+	prog := startProgress(c.Progress, "uploading", len(sorted), total, c.progressEvery)
+	type node struct {
+		done chan struct{}
+		ok   bool
+	}
+	nodes := map[string]*node{}
+	for _, p := range sorted {
+		nodes[p] = &node{done: make(chan struct{})}
+	}
+	var mu sync.Mutex
+	g, gctx := newGroup(ctx, c.parallel())
+	for _, p := range sorted {
+		pi, n := infos[p], nodes[p]
+		g.GoUnbounded(func() error {
+			defer close(n.done)
+			if err := g.acquire(gctx); err != nil {
+				return err
+			}
+			ni, sent, err := c.pushNar(gctx, pi, storeDir, compression, prog)
+			g.release()
+			if err != nil {
+				return err
+			}
+			for _, r := range pi.References {
+				rn := nodes[r]
+				if rn == nil || r == p {
+					continue
+				}
+				select {
+				case <-rn.done:
+					if !rn.ok {
+						return nil // the reference's own error is the one reported
+					}
+				case <-gctx.Done():
+					return context.Cause(gctx)
+				}
+			}
+			if key != nil {
+				if err := signNarinfo(ni, key); err != nil {
+					return fmt.Errorf("signing %s: %w", p, err)
+				}
+			}
+			if err := g.acquire(gctx); err != nil {
+				return err
+			}
+			defer g.release()
+			text := []byte(ni.String())
+			if err := c.Objects.Put(gctx, narinfoKey(pathHash(p)), bytes.NewReader(text), int64(len(text))); err != nil {
+				return err
+			}
+			n.ok = true
+			prog.pathDone()
+			mu.Lock()
+			stats.Uploaded++
+			stats.BytesUploaded += sent
+			stats.NarBytes += int64(ni.NarSize)
+			mu.Unlock()
+			return nil
+		})
+	}
+	err = g.Wait()
+	stats.Duration = time.Since(start)
+	summary := fmt.Sprintf("  pushed %d paths (%s compressed, %s NAR); %d already in the cache (%s)",
+		stats.Uploaded, formatBytes(stats.BytesUploaded), formatBytes(stats.NarBytes), stats.Skipped,
+		formatDuration(stats.Duration))
+	if err != nil {
+		summary = fmt.Sprintf("  push failed after %d of %d paths (%s)", stats.Uploaded, len(sorted),
+			formatDuration(stats.Duration))
+	}
+	prog.finish(summary)
+	return stats, err
+}
+
+// pushNar packs one path and uploads its NAR file unless the cache has that
+// file already. It returns the narinfo to write (unsigned) and the number
+// of bytes sent.
+func (c *Cache) pushNar(ctx context.Context, pi PathInfo, storeDir, compression string,
+	prog *progress,
+) (ni *narinfo.NarInfo, sent int64, err error) {
+	sp, _ := parseStorePath(pi.StorePath)
+	packed, err := packPath(ctx, filepath.Join(storeDir, sp.base), compression, c.tempDir(), prog.add)
+	if err != nil {
+		return nil, 0, fmt.Errorf("cannot push %s: %w", pi.StorePath, err)
+	}
+	defer packed.discard()
+	if pi.NarHash != "" {
+		want, err := nixhash.ParseAny(pi.NarHash, nil)
+		if err != nil {
+			return nil, 0, fmt.Errorf("cannot push %s: its NarHash %q does not parse: %w", pi.StorePath, pi.NarHash, err)
+		}
+		if got := formatHash(packed.narHash); !bytes.Equal(want.Digest(), packed.narHash) {
+			return nil, 0, fmt.Errorf("cannot push %s: its files in %s do not match the NAR hash Nix recorded "+
+				"(want %s, got %s); the store path was changed after it was built: repair it "+
+				"(nix-store --verify --check-contents --repair) or build it again",
+				pi.StorePath, storeDir, pi.NarHash, got)
+		}
+	}
+	if pi.NarSize > 0 && pi.NarSize != packed.narSize {
+		return nil, 0, fmt.Errorf("cannot push %s: its NAR is %d bytes, but Nix recorded %d; the store path was "+
+			"changed after it was built", pi.StorePath, packed.narSize, pi.NarSize)
+	}
+	ni, err = newNarinfo(pi, compression, packed)
+	if err != nil {
+		return nil, 0, err
+	}
+	have, err := c.Objects.Exists(ctx, ni.URL)
+	if err != nil {
+		return nil, 0, err
+	}
+	if !have {
+		if err := c.Objects.Put(ctx, ni.URL, packed.file, packed.fileSize); err != nil {
+			return nil, 0, err
+		}
+		sent = packed.fileSize
+	}
+	return ni, sent, nil
+}
+
+func signNarinfo(ni *narinfo.NarInfo, key *signature.SecretKey) error {
+	sig, err := key.Sign(nil, fingerprint(ni))
+	if err != nil {
+		return err
+	}
+	ni.Signatures = append(ni.Signatures, sig)
+	return nil
+}
+
+// checkPathInfo validates the store paths a caller gives Push.
+func checkPathInfo(pi PathInfo) error {
+	if _, err := parseStorePath(pi.StorePath); err != nil {
+		return err
+	}
+	for _, r := range pi.References {
+		if _, err := parseStorePath(r); err != nil {
+			return fmt.Errorf("reference of %s: %w", pi.StorePath, err)
+		}
+	}
+	if pi.Deriver != "" {
+		if _, err := parseStorePath(pi.Deriver); err != nil {
+			return fmt.Errorf("deriver of %s: %w", pi.StorePath, err)
+		}
+	}
+	return nil
+}
+
+func pathHash(p string) string {
+	sp, _ := parseStorePath(p)
+	return sp.hash
+}
+
+func (c *Cache) printSummary(s string) {
+	if c.Progress != nil {
+		fmt.Fprintln(c.Progress, s)
+	}
+}

@@ -1,0 +1,332 @@
+package binarycache
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+// These tests run a real S3 server, versitygw (posix backend), on a free
+// loopback port, and talk to it with SigV4 and path-style addressing.
+
+const versitygwBin = "/var/cache/nixcnb-tools/bin/versitygw"
+
+type s3Server struct {
+	endpoint       string
+	access, secret string
+	dataDir        string
+}
+
+func startVersitygw(t *testing.T) *s3Server {
+	t.Helper()
+	if _, err := os.Stat(versitygwBin); err != nil {
+		t.Fatalf("%s is missing: run scripts/install-tools.sh (it builds versitygw v1.8.0)", versitygwBin)
+	}
+	root := t.TempDir()
+	data := filepath.Join(root, "data")
+	must(t, os.Mkdir(data, 0o755))
+	srv := &s3Server{access: "nixcnb-test-access", secret: "nixcnb-test-secret-Zq81x", dataDir: data}
+	addr := "127.0.0.1:" + freePort(t)
+	srv.endpoint = "http://" + addr
+	args := []string{"--port", addr, "--access", srv.access, "--secret", srv.secret, "--quiet", "posix"}
+	// The posix backend keeps metadata in extended attributes; where the
+	// file system has none, it needs a sidecar folder.
+	if err := syscall.Setxattr(data, "user.nixcnb-probe", []byte("1"), 0); err != nil {
+		sidecar := filepath.Join(root, "sidecar")
+		must(t, os.Mkdir(sidecar, 0o755))
+		args = append(args, "--sidecar", sidecar)
+	} else {
+		_ = syscall.Removexattr(data, "user.nixcnb-probe")
+	}
+	args = append(args, data)
+	cmd := exec.Command(versitygwBin, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	must(t, cmd.Start())
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		conn, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+		if err == nil {
+			conn.Close()
+			break
+		}
+		select {
+		case <-exited:
+			t.Fatalf("versitygw exited: %s", out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("versitygw did not listen on %s within 10s: %s", addr, out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return srv
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	defer l.Close()
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	return port
+}
+
+func (s *s3Server) config(bucket, prefix string) S3Config {
+	return S3Config{Bucket: bucket, Prefix: prefix, Endpoint: s.endpoint, PathStyle: true,
+		AccessKeyID: s.access, SecretAccessKey: s.secret}
+}
+
+func (s *s3Server) objects(t *testing.T, cfg S3Config) *S3Objects {
+	t.Helper()
+	o, err := NewS3Objects(ctx, cfg)
+	must(t, err)
+	return o
+}
+
+func (s *s3Server) createBucket(t *testing.T, name string) {
+	t.Helper()
+	o := s.objects(t, s.config(name, ""))
+	_, err := o.Client().CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(name)})
+	must(t, err)
+}
+
+func TestS3(t *testing.T) {
+	srv := startVersitygw(t)
+	srv.createBucket(t, "nix-cache")
+	objects := srv.objects(t, srv.config("nix-cache", "team/app"))
+	f := newFixture(t)
+	c := &Cache{Objects: objects, Parallel: 4}
+
+	t.Run("push, list, missing", func(t *testing.T) {
+		stats, err := c.Push(ctx, f.infos, f.storeDir)
+		must(t, err)
+		if stats.Uploaded != 5 {
+			t.Errorf("stats = %+v", stats)
+		}
+		list, err := objects.List(ctx, "")
+		must(t, err)
+		var narinfos, nars int
+		for _, o := range list {
+			switch {
+			case strings.HasSuffix(o.Key, ".narinfo"):
+				narinfos++
+			case strings.HasPrefix(o.Key, "nar/") && strings.HasSuffix(o.Key, ".nar.zst") && o.Size > 0:
+				nars++
+			case o.Key == cacheInfoKey:
+			default:
+				t.Errorf("unexpected object %q", o.Key)
+			}
+		}
+		if len(list) != 11 || narinfos != 5 || nars != 5 {
+			t.Errorf("listed %d objects (%d narinfos, %d NARs): %v", len(list), narinfos, nars, list)
+		}
+		// The prefix is part of the real keys: versitygw keeps them as files.
+		if _, err := os.Stat(filepath.Join(srv.dataDir, "nix-cache", "team", "app", "nix-cache-info")); err != nil {
+			t.Errorf("prefix not applied: %v", err)
+		}
+		missing, err := c.Missing(ctx, append(f.all(), fakeStorePath("absent")))
+		must(t, err)
+		if len(missing) != 1 || missing[0] != fakeStorePath("absent") {
+			t.Errorf("Missing = %v", missing)
+		}
+		again, err := c.Push(ctx, f.infos, f.storeDir)
+		must(t, err)
+		if again.Uploaded != 0 || again.Skipped != 5 {
+			t.Errorf("second push: %+v", again)
+		}
+	})
+
+	t.Run("fetch", func(t *testing.T) {
+		dest := filepath.Join(t.TempDir(), "dest")
+		_, stats, err := c.Fetch(ctx, []string{f.top}, dest)
+		must(t, err)
+		if stats.Downloaded != 5 {
+			t.Errorf("stats = %+v", stats)
+		}
+		for _, p := range f.all() {
+			sameTree(t, f.dir(p), filepath.Join(dest, filepath.Base(p)))
+		}
+	})
+
+	t.Run("app pointer", func(t *testing.T) {
+		_, err := c.ReadAppPointer(ctx, "web")
+		if !errors.Is(err, ErrNotFound) {
+			t.Fatalf("before writing: %v", err)
+		}
+		want := AppPointer{App: "web", StorePaths: []string{f.top}, System: "x86_64-linux",
+			SourceDigest: "sha256:abc", BuiltAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), NixVersion: "2.8.0"}
+		must(t, c.WriteAppPointer(ctx, want))
+		got, err := c.ReadAppPointer(ctx, "web")
+		must(t, err)
+		if got.App != want.App || got.StorePaths[0] != f.top || !got.BuiltAt.Equal(want.BuiltAt) ||
+			got.SourceDigest != want.SourceDigest || got.System != want.System || got.NixVersion != want.NixVersion {
+			t.Errorf("read %+v, wrote %+v", got, want)
+		}
+		err = c.WriteAppPointer(ctx, AppPointer{App: "web", StorePaths: []string{fakeStorePath("absent")}})
+		if err == nil || !strings.Contains(err.Error(), "is not in the cache") {
+			t.Errorf("pointer to an absent path: %v", err)
+		}
+		if err := c.WriteAppPointer(ctx, AppPointer{App: "../x", StorePaths: []string{f.top}}); err == nil {
+			t.Errorf("a bad app name was accepted")
+		}
+	})
+
+	t.Run("multipart", func(t *testing.T) {
+		cfg := srv.config("nix-cache", "multipart/")
+		cfg.PartSize = 5 << 20
+		mo := srv.objects(t, cfg)
+		g := newFixture(t)
+		big := fakeStorePath("big-random")
+		noise := make([]byte, 12<<20)
+		_, _ = rand.Read(noise)
+		must(t, os.MkdirAll(g.dir(big), 0o755))
+		must(t, os.WriteFile(filepath.Join(g.dir(big), "noise"), noise, 0o644))
+		mc := &Cache{Objects: mo}
+		_, err := mc.Push(ctx, []PathInfo{{StorePath: big}}, g.storeDir)
+		must(t, err)
+		ni, err := mc.readNarinfo(ctx, mustParse(t, big))
+		must(t, err)
+		head, err := mo.Client().HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String("nix-cache"),
+			Key: aws.String("multipart/" + ni.URL)})
+		must(t, err)
+		if !strings.Contains(aws.ToString(head.ETag), "-3") {
+			t.Errorf("ETag %s: expected a 3-part upload", aws.ToString(head.ETag))
+		}
+		dest := filepath.Join(t.TempDir(), "dest")
+		_, _, err = mc.Fetch(ctx, []string{big}, dest)
+		must(t, err)
+		sameTree(t, g.dir(big), filepath.Join(dest, filepath.Base(big)))
+	})
+
+	t.Run("handler", func(t *testing.T) {
+		hs := httptest.NewServer(c.Handler())
+		defer hs.Close()
+		res, err := http.Get(hs.URL + "/nix-cache-info")
+		must(t, err)
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 || string(body) != cacheInfo {
+			t.Errorf("nix-cache-info: %d %q", res.StatusCode, body)
+		}
+		res, err = http.Head(hs.URL + "/" + pathHash(f.lib) + ".narinfo")
+		must(t, err)
+		res.Body.Close()
+		if res.StatusCode != 200 || res.Header.Get("Content-Type") != "text/x-nix-narinfo" {
+			t.Errorf("HEAD narinfo: %d %s", res.StatusCode, res.Header.Get("Content-Type"))
+		}
+		res, err = http.Get(hs.URL + "/" + pathHash(fakeStorePath("absent")) + ".narinfo")
+		must(t, err)
+		res.Body.Close()
+		if res.StatusCode != 404 {
+			t.Errorf("absent narinfo: %d", res.StatusCode)
+		}
+	})
+
+	t.Run("default credential chain", func(t *testing.T) {
+		t.Setenv("AWS_ACCESS_KEY_ID", srv.access)
+		t.Setenv("AWS_SECRET_ACCESS_KEY", srv.secret)
+		t.Setenv("AWS_SESSION_TOKEN", "")
+		t.Setenv("AWS_PROFILE", "")
+		t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
+		t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
+		t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+		cfg := srv.config("nix-cache", "team/app/")
+		cfg.AccessKeyID, cfg.SecretAccessKey = "", ""
+		ec := &Cache{Objects: srv.objects(t, cfg)}
+		missing, err := ec.Missing(ctx, f.all())
+		must(t, err)
+		if len(missing) != 0 {
+			t.Errorf("Missing = %v", missing)
+		}
+	})
+
+	t.Run("no credentials at all", func(t *testing.T) {
+		for _, v := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+			"AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+			"AWS_CONTAINER_CREDENTIALS_FULL_URI"} {
+			t.Setenv(v, "")
+		}
+		t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
+		t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
+		// Never ask an instance metadata service: this machine has none.
+		t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+		cfg := srv.config("nix-cache", "")
+		cfg.AccessKeyID, cfg.SecretAccessKey = "", ""
+		_, err := (&Cache{Objects: srv.objects(t, cfg)}).Missing(ctx, f.all()[:1])
+		checkS3Error(t, err, ErrS3NoCredentials, srv.secret, "no S3 credentials found for bucket nix-cache")
+	})
+
+	t.Run("wrong secret", func(t *testing.T) {
+		cfg := srv.config("nix-cache", "team/app/")
+		cfg.SecretAccessKey = "wrong-secret-Hk29sQ"
+		if strings.Contains(cfg.String()+cfg.GoString(), cfg.SecretAccessKey) {
+			t.Errorf("S3Config prints its secret: %s", cfg)
+		}
+		wc := &Cache{Objects: srv.objects(t, cfg)}
+		_, err := wc.Missing(ctx, f.all()) // HEAD: 403 without a body
+		checkS3Error(t, err, ErrS3Credentials, cfg.SecretAccessKey,
+			"S3 rejected the credentials for bucket nix-cache", "check the access key and secret")
+		_, _, err = wc.Fetch(ctx, []string{f.top}, t.TempDir()) // GET: SignatureDoesNotMatch
+		checkS3Error(t, err, ErrS3Credentials, cfg.SecretAccessKey, "SignatureDoesNotMatch")
+		err = wc.Objects.Put(ctx, "x", strings.NewReader("x"), 1)
+		checkS3Error(t, err, ErrS3Credentials, cfg.SecretAccessKey, "S3 rejected the credentials")
+	})
+
+	t.Run("missing bucket", func(t *testing.T) {
+		nc := &Cache{Objects: srv.objects(t, srv.config("no-such-bucket", ""))}
+		_, err := nc.Push(ctx, f.infos, f.storeDir)
+		checkS3Error(t, err, ErrS3NoSuchBucket, srv.secret, `S3 bucket "no-such-bucket" does not exist`)
+		_, _, err = nc.Fetch(ctx, []string{f.top}, t.TempDir())
+		checkS3Error(t, err, ErrS3NoSuchBucket, srv.secret, "does not exist")
+	})
+
+	t.Run("unreachable endpoint", func(t *testing.T) {
+		cfg := srv.config("nix-cache", "")
+		cfg.Endpoint = "http://127.0.0.1:" + freePort(t)
+		uc := &Cache{Objects: srv.objects(t, cfg)}
+		start := time.Now()
+		_, err := uc.Missing(ctx, f.all()[:1])
+		checkS3Error(t, err, ErrS3Unreachable, srv.secret, "cannot reach the S3 endpoint "+cfg.Endpoint)
+		t.Logf("unreachable endpoint reported after %v", time.Since(start))
+	})
+}
+
+func checkS3Error(t *testing.T, err, kind error, secret string, want ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatal("no error")
+	}
+	t.Logf("error: %v", err)
+	if !errors.Is(err, kind) {
+		t.Errorf("error is not %v: %v", kind, err)
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error lacks %q: %v", w, err)
+		}
+	}
+	if strings.Contains(err.Error(), secret) {
+		t.Errorf("error shows the secret: %v", err)
+	}
+}
