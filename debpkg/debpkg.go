@@ -49,6 +49,9 @@ func (f Fetcher) Install(dep postal.Dependency, cnbPath, dest string) error {
 	// A .deb is small: read it whole, verify it, then unpack.
 	checked := cargo.NewValidatedReader(body, dep.Checksum)
 	raw, err := io.ReadAll(checked)
+	if errors.Is(err, cargo.ErrorChecksumMismatch) {
+		return fmt.Errorf("%s does not match its checksum %s: refusing to use it", uri, dep.Checksum)
+	}
 	if err != nil {
 		return fmt.Errorf("fetching %s: %w", uri, err)
 	}

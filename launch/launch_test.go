@@ -1,0 +1,314 @@
+package launch_test
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/paketo-buildpacks/packit/v2"
+
+	"github.com/nixcnb/nix-buildpack/launch"
+)
+
+const (
+	launcher = "/layers/nixcnb_nix/closure/bin/nix-launch"
+	result   = "/nix/store/0c3m8j5z3yx0m8bqfl6v8lx5n6c4d9nw-app"
+)
+
+func proc(typ string, def bool, command ...string) packit.DirectProcess {
+	return packit.DirectProcess{Type: typ, Command: command, Default: def}
+}
+
+func TestProcesses(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		names      []string
+		webCommand []string
+		want       []packit.DirectProcess
+	}{
+		{
+			name:  "an executable named web is the default",
+			names: []string{"worker", "web", "migrate"},
+			want: []packit.DirectProcess{
+				proc("migrate", false, launcher, result+"/bin/migrate"),
+				proc("web", true, launcher, result+"/bin/web"),
+				proc("worker", false, launcher, result+"/bin/worker"),
+			},
+		},
+		{
+			name:  "the only executable is also web",
+			names: []string{"hello"},
+			want: []packit.DirectProcess{
+				proc("hello", false, launcher, result+"/bin/hello"),
+				proc("web", true, launcher, result+"/bin/hello"),
+			},
+		},
+		{
+			name:  "several executables and none is web: no default",
+			names: []string{"b", "a"},
+			want: []packit.DirectProcess{
+				proc("a", false, launcher, result+"/bin/a"),
+				proc("b", false, launcher, result+"/bin/b"),
+			},
+		},
+		{
+			name:       "webCommand overrides the web executable",
+			names:      []string{"web", "worker"},
+			webCommand: []string{"bin/worker", "--serve", "--port=8080"},
+			want: []packit.DirectProcess{
+				proc("worker", false, launcher, result+"/bin/worker"),
+				proc("web", true, launcher, "bin/worker", "--serve", "--port=8080"),
+			},
+		},
+		{
+			name:       "webCommand adds web to several executables",
+			names:      []string{"a", "b"},
+			webCommand: []string{"a", "serve"},
+			want: []packit.DirectProcess{
+				proc("a", false, launcher, result+"/bin/a"),
+				proc("b", false, launcher, result+"/bin/b"),
+				proc("web", true, launcher, "a", "serve"),
+			},
+		},
+		{
+			name:       "webCommand without executables",
+			webCommand: []string{"/bin/sh", "-c", "echo hi"},
+			want:       []packit.DirectProcess{proc("web", true, launcher, "/bin/sh", "-c", "echo hi")},
+		},
+		{
+			name:  "no executables, no processes",
+			names: nil,
+			want:  nil,
+		},
+		{
+			name:  "process types keep only what the CNB spec allows",
+			names: []string{"my app", "x+y", "ok_name-1.2"},
+			want: []packit.DirectProcess{
+				proc("my-app", false, launcher, result+"/bin/my app"),
+				proc("ok_name-1.2", false, launcher, result+"/bin/ok_name-1.2"),
+				proc("x-y", false, launcher, result+"/bin/x+y"),
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := launch.Processes(launcher, result, tc.names, tc.webCommand)
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("processes:\n got %+v\nwant %+v", got, tc.want)
+			}
+			defaults := 0
+			for _, p := range got {
+				if p.Default {
+					defaults++
+				}
+			}
+			if defaults > 1 {
+				t.Errorf("%d default processes, at most one allowed", defaults)
+			}
+		})
+	}
+}
+
+func prootConfig() launch.Config {
+	return launch.Config{
+		Mode:        launch.ModeProot,
+		Store:       "/layers/nixcnb_nix/closure/store",
+		Results:     []string{result, "/nix/store/1a2b3c4d5f6g7h8i9j0k1l2m3n4p5q6r-app-doc"},
+		Proot:       "/layers/nixcnb_nix/proot/usr/bin/proot",
+		ProotLibDir: "/layers/nixcnb_nix/proot/usr/lib/x86_64-linux-gnu",
+	}
+}
+
+func envValue(env []string, name string) (string, bool) {
+	var value string
+	found := false
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, name+"="); ok {
+			if found {
+				return "duplicate " + name, true
+			}
+			value, found = v, true
+		}
+	}
+	return value, found
+}
+
+func TestCommandProot(t *testing.T) {
+	c := prootConfig()
+	bins := result + "/bin:/nix/store/1a2b3c4d5f6g7h8i9j0k1l2m3n4p5q6r-app-doc/bin"
+	for _, tc := range []struct {
+		name      string
+		invokedAs string
+		argv      []string
+		env       []string
+		wantArgs  []string
+		wantPATH  string
+		wantLD    string
+	}{
+		{
+			name:      "command found on PATH",
+			invokedAs: launch.LauncherName,
+			argv:      []string{"hello", "--greeting", "hi there"},
+			env:       []string{"PATH=/usr/bin:/bin", "HOME=/home/cnb"},
+			wantArgs:  []string{"proot", "--bind=/layers/nixcnb_nix/closure/store:/nix/store", "hello", "--greeting", "hi there"},
+			wantPATH:  bins + ":/usr/bin:/bin",
+			wantLD:    c.ProotLibDir,
+		},
+		{
+			name:      "no PATH and an existing LD_LIBRARY_PATH",
+			invokedAs: launch.LauncherName,
+			argv:      []string{"hello"},
+			env:       []string{"LD_LIBRARY_PATH=/opt/lib"},
+			wantArgs:  []string{"proot", "--bind=/layers/nixcnb_nix/closure/store:/nix/store", "hello"},
+			wantPATH:  bins + ":/usr/local/bin:/usr/bin:/bin",
+			wantLD:    c.ProotLibDir + ":/opt/lib",
+		},
+		{
+			name:      "run_result.sh resolves a relative command in the first result",
+			invokedAs: launch.RunResult,
+			argv:      []string{"bin/web", "--port", "5000"},
+			env:       []string{"PATH=/bin"},
+			wantArgs:  []string{"proot", "--bind=/layers/nixcnb_nix/closure/store:/nix/store", result + "/bin/web", "--port", "5000"},
+			wantPATH:  bins + ":/bin",
+			wantLD:    c.ProotLibDir,
+		},
+		{
+			name:      "run_result.sh leaves an absolute command",
+			invokedAs: launch.RunResult,
+			argv:      []string{"/bin/sh", "-c", "env"},
+			env:       []string{"PATH=/bin"},
+			wantArgs:  []string{"proot", "--bind=/layers/nixcnb_nix/closure/store:/nix/store", "/bin/sh", "-c", "env"},
+			wantPATH:  bins + ":/bin",
+			wantLD:    c.ProotLibDir,
+		},
+		{
+			name:      "run_result.sh leaves a bare name to PATH",
+			invokedAs: launch.RunResult,
+			argv:      []string{"web"},
+			env:       []string{"PATH=/bin"},
+			wantArgs:  []string{"proot", "--bind=/layers/nixcnb_nix/closure/store:/nix/store", "web"},
+			wantPATH:  bins + ":/bin",
+			wantLD:    c.ProotLibDir,
+		},
+		{
+			name:      "nix-launch leaves a relative command alone",
+			invokedAs: launch.LauncherName,
+			argv:      []string{"bin/web"},
+			env:       []string{"PATH=/bin"},
+			wantArgs:  []string{"proot", "--bind=/layers/nixcnb_nix/closure/store:/nix/store", "bin/web"},
+			wantPATH:  bins + ":/bin",
+			wantLD:    c.ProotLibDir,
+		},
+		{
+			name:      "run_proot.sh behaves as nix-launch",
+			invokedAs: launch.RunProot,
+			argv:      []string{result + "/bin/web"},
+			env:       nil,
+			wantArgs:  []string{"proot", "--bind=/layers/nixcnb_nix/closure/store:/nix/store", result + "/bin/web"},
+			wantPATH:  bins + ":/usr/local/bin:/usr/bin:/bin",
+			wantLD:    c.ProotLibDir,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			argv := append([]string(nil), tc.argv...)
+			env := append([]string(nil), tc.env...)
+			program, args, gotEnv, err := c.Command(tc.invokedAs, argv, env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if program != c.Proot {
+				t.Errorf("program = %q, want proot at %q", program, c.Proot)
+			}
+			if !reflect.DeepEqual(args, tc.wantArgs) {
+				t.Errorf("args:\n got %q\nwant %q", args, tc.wantArgs)
+			}
+			if got, _ := envValue(gotEnv, "PATH"); got != tc.wantPATH {
+				t.Errorf("PATH = %q, want %q", got, tc.wantPATH)
+			}
+			if got, _ := envValue(gotEnv, "LD_LIBRARY_PATH"); got != tc.wantLD {
+				t.Errorf("LD_LIBRARY_PATH = %q, want %q", got, tc.wantLD)
+			}
+			// The rest of the environment passes through.
+			for _, kv := range tc.env {
+				name, _, _ := strings.Cut(kv, "=")
+				if name == "PATH" || name == "LD_LIBRARY_PATH" {
+					continue
+				}
+				if got, ok := envValue(gotEnv, name); !ok || kv != name+"="+got {
+					t.Errorf("%s lost: env %q", kv, gotEnv)
+				}
+			}
+			// The caller's slices are not rewritten.
+			if !reflect.DeepEqual(argv, tc.argv) || !reflect.DeepEqual(env, tc.env) {
+				t.Errorf("Command modified its arguments: argv %q env %q", argv, env)
+			}
+		})
+	}
+}
+
+func TestCommandWithoutResultsLeavesPATH(t *testing.T) {
+	c := prootConfig()
+	c.Results = nil
+	_, args, env, err := c.Command(launch.RunResult, []string{"bin/web"}, []string{"PATH=/bin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := envValue(env, "PATH"); got != "/bin" {
+		t.Errorf("PATH = %q, want /bin unchanged", got)
+	}
+	if args[len(args)-1] != "bin/web" {
+		t.Errorf("args = %q, want bin/web left as it is", args)
+	}
+}
+
+func TestCommandErrors(t *testing.T) {
+	c := prootConfig()
+	for _, argv := range [][]string{nil, {}} {
+		_, _, _, err := c.Command(launch.RunResult, argv, nil)
+		if err == nil {
+			t.Fatalf("Command(%q) succeeded, want a usage error", argv)
+		}
+		if !strings.Contains(err.Error(), "usage: "+launch.RunResult+" COMMAND") {
+			t.Errorf("error %q is not a usage message naming %s", err, launch.RunResult)
+		}
+	}
+
+	c.Mode = "chroot"
+	if _, _, _, err := c.Command(launch.LauncherName, []string{"web"}, nil); err == nil || !strings.Contains(err.Error(), `"chroot"`) {
+		t.Errorf("unknown mode: error %v, want one naming the mode", err)
+	}
+}
+
+func TestConfigRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	want := prootConfig()
+	if err := want.Write(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, launch.ConfigFile)); err != nil {
+		t.Fatalf("Write did not create %s: %v", launch.ConfigFile, err)
+	}
+	got, err := launch.ReadConfig(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("read back:\n got %+v\nwant %+v", got, want)
+	}
+
+	// Writing again replaces the file.
+	want.Results = want.Results[:1]
+	if err := want.Write(dir); err != nil {
+		t.Fatal(err)
+	}
+	if got, err = launch.ReadConfig(dir); err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("after rewrite: %+v, %v; want %+v", got, err, want)
+	}
+}
+
+func TestReadConfigMissing(t *testing.T) {
+	if _, err := launch.ReadConfig(t.TempDir()); err == nil {
+		t.Error("ReadConfig of a layer without the file succeeded")
+	}
+}
