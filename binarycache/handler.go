@@ -33,7 +33,11 @@ func (c *Cache) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	var key string
 	switch p := r.URL.Path; {
 	case p == "/"+cacheInfoKey:
-		key = cacheInfoKey
+		// An empty bucket is an empty cache, not a broken one: Nix gives up
+		// on a substituter without nix-cache-info, so answer for it.
+		w.Header().Set("Content-Type", contentType(cacheInfoKey))
+		_, _ = io.WriteString(w, cacheInfo)
+		return
 	case narinfoPathRe.MatchString(p), narPathRe.MatchString(p):
 		key = strings.TrimPrefix(p, "/")
 	default:

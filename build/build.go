@@ -1,14 +1,22 @@
 // Package build is the buildpack's build phase. It reads in the order of the
 // README's "How it works":
 //
-//  1. the Nix bootstrap layer: the pinned Nix release, fetched and checked;
-//  2. the proot layer: the launcher's proot, from checksummed Debian packages;
+//  1. the proot layer: the launcher's proot, from checksummed Debian packages;
+//  2. the Nix bootstrap layer: the pinned Nix release, fetched and checked;
 //  3. the store layer (cache only): /nix/store and Nix's database, with Nix
 //     installed into it and a store runtime that shows it at /nix;
-//  4. the Nix build itself, with its log streaming;
+//  4. the Nix build itself, substituting from the S3 cache when there is
+//     one, with its log streaming;
 //  5. garbage collection, keeping the result and its build inputs;
-//  6. the closure layer (launch): exactly the result's runtime closure and
+//  6. sharing: the result's closure and build inputs pushed to S3 as a Nix
+//     binary cache, then the app pointer;
+//  7. the closure layer (launch): exactly the result's runtime closure and
 //     the launcher, and a process for each of the result's executables.
+//
+// With BP_NIX_BUILD_ON_PUSH=false the build runs no Nix: it restores the
+// app's last pushed closure from S3 into the closure layer (restore.go).
+// The image's `build` command runs this same phase as a one-off: it builds,
+// pushes and stops before the closure layer.
 package build
 
 import (
@@ -22,6 +30,7 @@ import (
 	"github.com/paketo-buildpacks/packit/v2/postal"
 	"github.com/paketo-buildpacks/packit/v2/scribe"
 
+	"github.com/nixcnb/nix-buildpack/closure"
 	"github.com/nixcnb/nix-buildpack/config"
 	"github.com/nixcnb/nix-buildpack/detect"
 	"github.com/nixcnb/nix-buildpack/nixcli"
@@ -65,8 +74,7 @@ func Build(cfg config.Config, tools Tools) packit.BuildFunc {
 		if err != nil {
 			return packit.BuildResult{}, err
 		}
-
-		release, err := b.nixReleaseLayer()
+		cache, err := b.openBinaryCache()
 		if err != nil {
 			return packit.BuildResult{}, err
 		}
@@ -74,7 +82,20 @@ func Build(cfg config.Config, tools Tools) packit.BuildFunc {
 		if err != nil {
 			return packit.BuildResult{}, err
 		}
-		store, err := b.storeLayer(release, proot)
+		if !cfg.BuildOnPush {
+			return b.restoreOnly(cache, proot, plan)
+		}
+
+		release, err := b.nixReleaseLayer()
+		if err != nil {
+			return packit.BuildResult{}, err
+		}
+		substituter, err := startSubstituter(cache)
+		if err != nil {
+			return packit.BuildResult{}, err
+		}
+		defer substituter.Close()
+		store, err := b.storeLayer(release, proot, substituter.URLs(cfg.TrustedPublicKeys, cfg.Substituters))
 		if err != nil {
 			return packit.BuildResult{}, err
 		}
@@ -83,12 +104,29 @@ func Build(cfg config.Config, tools Tools) packit.BuildFunc {
 		if err != nil {
 			return packit.BuildResult{}, err
 		}
-		runtimeClosure, err := b.keepAndCollect(store, release, built)
+		kept, err := b.keepAndCollect(store, release, built)
 		if err != nil {
 			return packit.BuildResult{}, err
 		}
+		if err := b.share(cache, store, built, kept); err != nil {
+			return packit.BuildResult{}, err
+		}
+		if cfg.OneOff {
+			b.log.Process("Done: the next deploy with BP_NIX_BUILD_ON_PUSH=false restores this build")
+			return packit.BuildResult{}, nil
+		}
 
-		closure, processes, err := b.closureLayer(store, proot, built.OutPaths, runtimeClosure)
+		closure, processes, err := b.closureLayer(proot, plan, built.OutPaths, closureDigest(built.OutPaths, kept.runtime),
+			func(dir string) error {
+				if err := b.logClosureSize(kept.runtime); err != nil {
+					return err
+				}
+				stats, err := closure.Copy(store.storeDir(), kept.runtime, dir)
+				if err == nil {
+					b.log.Subprocess("Copied %s (%d files) into the launch layer", plural(stats.Paths, "store path"), stats.Files)
+				}
+				return err
+			})
 		if err != nil {
 			return packit.BuildResult{}, err
 		}
@@ -106,8 +144,10 @@ type builder struct {
 	tools Tools
 	ctx   packit.BuildContext
 	log   scribe.Emitter
-	// nix is the installed Nix, once the store layer is ready.
-	nix nixcli.Nix
+	// nix is the installed Nix, once the store layer is ready, and
+	// nixVersion what it says of itself.
+	nix        nixcli.Nix
+	nixVersion string
 }
 
 // timed logs how long a step took, the way Paketo buildpacks do.

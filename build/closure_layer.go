@@ -15,65 +15,67 @@ import (
 
 	"github.com/nixcnb/nix-buildpack/closure"
 	"github.com/nixcnb/nix-buildpack/config"
+	"github.com/nixcnb/nix-buildpack/detect"
 	"github.com/nixcnb/nix-buildpack/launch"
 )
 
 // closureMetadata identifies what a closure layer holds: which store paths,
-// and which launcher.
+// which launcher, and the result's executables (so a reused layer still
+// yields its process types).
 type closureMetadata struct {
-	Digest   string `toml:"closure-digest"`
-	Launcher string `toml:"launcher"`
+	Digest      string `toml:"closure-digest"`
+	Launcher    string `toml:"launcher"`
+	Executables string `toml:"executables"`
 }
 
 // closureLayer is the launch layer: exactly the result's runtime closure
-// (nothing from the build-time closure), the launcher, and its settings.
+// (fill puts it into the folder it is given), the launcher and its settings.
 // When the closure and launcher are unchanged the previous image's layer is
 // reused as it is.
-func (b *builder) closureLayer(store storeLayer, proot prootLayer, results, paths []string) (packit.Layer, []packit.DirectProcess, error) {
+func (b *builder) closureLayer(proot prootLayer, plan detect.PlanMetadata, results []string, digest string, fill func(storeDir string) error) (packit.Layer, []packit.DirectProcess, error) {
 	layer, err := b.ctx.Layers.Get("nix-closure")
 	if err != nil {
 		return layer, nil, err
 	}
-	want := closureMetadata{
-		Digest:   closureDigest(results, paths),
-		Launcher: fmt.Sprintf("%s %s", b.ctx.BuildpackInfo.Version, launch.ModeProot),
-	}
+	want := closureMetadata{Digest: digest, Launcher: b.launcherID()}
 	var have closureMetadata
 	fromMetadata(layer, &have)
 
 	b.log.Process("Runtime closure")
-	if err := b.logClosureSize(paths); err != nil {
-		return layer, nil, err
-	}
-	if have == want {
+	if have.Digest == want.Digest && have.Launcher == want.Launcher {
 		b.log.Subprocess("Reusing the image's closure layer: the closure is unchanged")
+		want.Executables = have.Executables
 	} else {
-		if layer, err = layer.Reset(); err != nil {
+		if err := resetWritable(&layer); err != nil {
 			return layer, nil, err
 		}
+		storeDir := filepath.Join(layer.Path, "store")
 		err = b.timed(func() error {
-			stats, err := closure.Copy(store.storeDir(), paths, filepath.Join(layer.Path, "store"))
-			if err != nil {
+			if err := fill(storeDir); err != nil {
 				return err
 			}
-			b.log.Subprocess("Copied %s (%s files) into the launch layer", plural(stats.Paths, "store path"), fmt.Sprint(stats.Files))
-			return b.installLauncher(layer.Path, proot, results)
+			return b.installLauncher(layer.Path, b.launchConfig(layer.Path, proot, plan, results))
 		})
 		if err != nil {
 			return layer, nil, fmt.Errorf("making the launch layer: %w", err)
 		}
+		names, err := executables(filepath.Join(storeDir, mustBase(results[0]), "bin"))
+		if err != nil {
+			return layer, nil, err
+		}
+		want.Executables = strings.Join(names, ",")
 	}
 	layer.Launch = true
 	layer.Metadata = toMetadata(want)
 	b.log.Break()
 
-	names, err := executables(filepath.Join(store.storeDir(), mustBase(results[0]), "bin"))
-	if err != nil {
-		return layer, nil, err
-	}
 	web, err := webCommand(b.cfg)
 	if err != nil {
 		return layer, nil, err
+	}
+	var names []string
+	if want.Executables != "" {
+		names = strings.Split(want.Executables, ",")
 	}
 	processes := launch.Processes(filepath.Join(layer.Path, "bin", launch.LauncherName), results[0], names, web)
 	if len(processes) == 0 {
@@ -84,9 +86,29 @@ func (b *builder) closureLayer(store storeLayer, proot prootLayer, results, path
 	return layer, processes, nil
 }
 
+// launcherID names the launcher a closure layer was made with; a layer made
+// by another buildpack version or in another mode is remade.
+func (b *builder) launcherID() string {
+	return fmt.Sprintf("%s %s s3=%t", b.ctx.BuildpackInfo.Version, launch.ModeProot, b.cfg.S3.Enabled())
+}
+
+func (b *builder) launchConfig(layerDir string, proot prootLayer, plan detect.PlanMetadata, results []string) launch.Config {
+	return launch.Config{
+		Mode:        launch.ModeProot,
+		Store:       filepath.Join(layerDir, "store"),
+		Results:     results,
+		Proot:       proot.binary,
+		ProotLibDir: proot.libDir,
+		AppDir:      b.ctx.WorkingDir,
+		NixFile:     plan.File,
+		Flake:       plan.Flake,
+	}
+}
+
 // installLauncher puts nix-launch (and its old names) in the layer's bin/,
-// which the platform adds to PATH, and writes its settings.
-func (b *builder) installLauncher(layerDir string, proot prootLayer, results []string) error {
+// which the platform adds to PATH, and writes its settings. With S3, the
+// layer also carries the buildpack itself for the image's `build` command.
+func (b *builder) installLauncher(layerDir string, cfg launch.Config) error {
 	bin := filepath.Join(layerDir, "bin")
 	if err := os.MkdirAll(bin, 0o755); err != nil {
 		return err
@@ -94,31 +116,28 @@ func (b *builder) installLauncher(layerDir string, proot prootLayer, results []s
 	if err := fs.Copy(filepath.Join(b.ctx.CNBPath, "bin", launch.LauncherName), filepath.Join(bin, launch.LauncherName)); err != nil {
 		return fmt.Errorf("copying the launcher: %w", err)
 	}
-	for _, alias := range []string{launch.RunResult, launch.RunProot} {
+	aliases := []string{launch.RunResult, launch.RunProot}
+	if b.cfg.S3.Enabled() {
+		aliases = append(aliases, launch.BuildCommand)
+		buildpack := filepath.Join(layerDir, launch.BuildpackDir)
+		for _, f := range []string{"buildpack.toml", "bin/run"} {
+			if err := os.MkdirAll(filepath.Dir(filepath.Join(buildpack, f)), 0o755); err != nil {
+				return err
+			}
+			if err := fs.Copy(filepath.Join(b.ctx.CNBPath, f), filepath.Join(buildpack, f)); err != nil {
+				return fmt.Errorf("copying the buildpack for the build command: %w", err)
+			}
+		}
+		if err := os.Symlink("run", filepath.Join(buildpack, "bin", "build")); err != nil {
+			return err
+		}
+	}
+	for _, alias := range aliases {
 		if err := os.Symlink(launch.LauncherName, filepath.Join(bin, alias)); err != nil {
 			return err
 		}
 	}
-	return launch.Config{
-		Mode:        launch.ModeProot,
-		Store:       filepath.Join(layerDir, "store"),
-		Results:     results,
-		Proot:       proot.binary,
-		ProotLibDir: proot.libDir,
-	}.Write(layerDir)
-}
-
-func (b *builder) logClosureSize(paths []string) error {
-	sizes, err := b.nix.NarSizes(context.Background(), paths...)
-	if err != nil {
-		return err
-	}
-	var total int64
-	for _, s := range sizes {
-		total += s
-	}
-	b.log.Subprocess("%s, %s", plural(len(paths), "store path"), humanBytes(total))
-	return nil
+	return cfg.Write(layerDir)
 }
 
 // closureDigest names a closure: the results and every path in it.
@@ -188,4 +207,31 @@ func humanBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// logClosureSize prints the closure's path count and NAR size.
+func (b *builder) logClosureSize(paths []string) error {
+	sizes, err := b.nix.NarSizes(context.Background(), paths...)
+	if err != nil {
+		return err
+	}
+	var total int64
+	for _, s := range sizes {
+		total += s
+	}
+	b.log.Subprocess("%s, %s", plural(len(paths), "store path"), humanBytes(total))
+	return nil
+}
+
+// resetWritable empties a layer that may hold read-only store paths.
+func resetWritable(layer *packit.Layer) error {
+	if err := closure.MakeWritable(layer.Path); err != nil {
+		return err
+	}
+	reset, err := layer.Reset()
+	if err != nil {
+		return err
+	}
+	*layer = reset
+	return nil
 }

@@ -28,6 +28,10 @@ var prootDependencies = []string{"proot", "libtalloc2"}
 // packages. The launcher runs the app under it, and the store runtime may
 // run Nix under it; it is cached and launched.
 func (b *builder) prootLayer() (prootLayer, error) {
+	if b.cfg.ProotPath != "" {
+		// The image's build command: the image already has proot.
+		return prootLayer{binary: b.cfg.ProotPath, libDir: b.cfg.ProotLibDir}, nil
+	}
 	var deps []postal.Dependency
 	var sums []string
 	for _, id := range prootDependencies {

@@ -33,7 +33,7 @@ func (s storeLayer) rootsDir() string {
 // between builds (never in the image) so that a rebuild reuses everything.
 // Nix is installed into it from the release, and a store runtime shows it
 // at /nix.
-func (b *builder) storeLayer(release releaseLayer, proot prootLayer) (storeLayer, error) {
+func (b *builder) storeLayer(release releaseLayer, proot prootLayer, caches substituters) (storeLayer, error) {
 	layer, err := b.ctx.Layers.Get("nix-store")
 	if err != nil {
 		return storeLayer{}, err
@@ -56,11 +56,8 @@ func (b *builder) storeLayer(release releaseLayer, proot prootLayer) (storeLayer
 		b.log.Subprocess("Reusing cached store (%s)", storeSize(layer.Path))
 	} else {
 		b.log.Subprocess("Starting with an empty store: %s", reason)
-		if err := closure.MakeWritable(layer.Path); err != nil {
+		if err := resetWritable(&layer); err != nil {
 			return storeLayer{}, fmt.Errorf("clearing the cached store: %w", err)
-		}
-		if layer, err = layer.Reset(); err != nil {
-			return storeLayer{}, err
 		}
 	}
 	layer.Cache = true
@@ -80,7 +77,7 @@ func (b *builder) storeLayer(release releaseLayer, proot prootLayer) (storeLayer
 		b.log.Subprocess("Installed Nix into the store (%s)", plural(len(copied), "store path"))
 	}
 	nixStorePath := closure.StoreDir + "/" + release.nixPath
-	if err := writeNixConf(filepath.Join(layer.Path, "etc", "nix", "nix.conf"), store.storeDir(), release.nixPath, b.cfg.NixConfig); err != nil {
+	if err := writeNixConf(filepath.Join(layer.Path, "etc", "nix", "nix.conf"), store.storeDir(), release.nixPath, b.cfg.NixConfig, caches); err != nil {
 		return storeLayer{}, err
 	}
 
@@ -121,6 +118,7 @@ func (b *builder) storeLayer(release releaseLayer, proot prootLayer) (storeLayer
 	if err != nil {
 		return storeLayer{}, err
 	}
+	b.nixVersion = version
 	b.log.Subprocess("Using %s", version)
 	b.log.Break()
 	return store, nil
@@ -129,7 +127,7 @@ func (b *builder) storeLayer(release releaseLayer, proot prootLayer) (storeLayer
 // writeNixConf writes the configuration every Nix command of the build uses.
 // Nix releases that ship libexec/nix/build-remote get it as their build
 // hook; newer ones run themselves.
-func writeNixConf(path, storeDir, nixPath, extra string) error {
+func writeNixConf(path, storeDir, nixPath, extra string, caches substituters) error {
 	conf := []string{
 		"# Written by the Nix buildpack for this build.",
 		"build-users-group =",
@@ -143,6 +141,12 @@ func writeNixConf(path, storeDir, nixPath, extra string) error {
 	}
 	if extra != "" {
 		conf = append(conf, "# BP_NIX_CONFIG", extra)
+	}
+	if len(caches.urls) > 0 {
+		conf = append(conf, "extra-substituters = "+strings.Join(caches.urls, " "))
+	}
+	if len(caches.trustedKeys) > 0 {
+		conf = append(conf, "extra-trusted-public-keys = "+strings.Join(caches.trustedKeys, " "))
 	}
 	return os.WriteFile(path, []byte(strings.Join(conf, "\n")+"\n"), 0o644)
 }

@@ -47,6 +47,53 @@ type Config struct {
 	DependencyMirrors map[string]string
 	// Debug turns on detailed logs (BP_LOG_LEVEL=DEBUG).
 	Debug bool
+
+	// Sharing closures through S3 (a Nix binary cache) and other caches.
+	S3 S3
+	// AppName names the app pointer: the app's last good build in S3.
+	AppName string
+	// BuildOnPush false makes a deploy restore the app's last pushed
+	// closure instead of building (the two-stage deploy).
+	BuildOnPush bool
+	// Compression of the NARs pushed: zstd, xz or none.
+	Compression string
+	// SigningKey is a Nix secret key (name:base64) that signs pushed paths.
+	// It is a secret: never log it.
+	SigningKey string
+	// TrustedPublicKeys are Nix public keys; when set, every path restored
+	// or substituted must carry a signature by one of them.
+	TrustedPublicKeys []string
+	// Substituters are extra binary caches (Hydra, nix-serve, Cachix).
+	Substituters []string
+
+	// OneOff is set by the image's `build` command (NIXCNB_ONE_OFF): build,
+	// push, and make no layers. ProotPath and ProotLibDir (NIXCNB_PROOT)
+	// are the image's proot, used instead of fetching it. Internal: users
+	// never set these.
+	OneOff      bool
+	ProotPath   string
+	ProotLibDir string
+}
+
+// S3 is where closures are shared. Credentials are secrets: never log them.
+type S3 struct {
+	Bucket    string
+	Prefix    string
+	Region    string
+	Endpoint  string
+	PathStyle bool
+	// Empty credentials leave the AWS SDK's default chain to find them.
+	AccessKeyID     string
+	SecretAccessKey string
+	SessionToken    string
+}
+
+// Enabled says whether a bucket is configured.
+func (s S3) Enabled() bool { return s.Bucket != "" }
+
+// URL is the bucket and prefix, for logs: s3://bucket/prefix.
+func (s S3) URL() string {
+	return strings.TrimSuffix("s3://"+s.Bucket+"/"+s.Prefix, "/")
 }
 
 // Setting describes one variable: its name, the old names it also answers
@@ -69,6 +116,20 @@ var Settings = []Setting{
 	{Name: "BP_NIX_INSTALLER_SHA256"},
 	{Name: "BP_NIX_CONFIG"},
 	{Name: "BP_LOG_LEVEL", Default: "INFO"},
+	{Name: "BP_NIX_S3_BUCKET", Aliases: []string{"NIX_S3_BUCKET"}},
+	{Name: "BP_NIX_S3_PREFIX"},
+	{Name: "BP_NIX_S3_COMPRESSION", Default: "zstd"},
+	{Name: "BP_NIX_S3_PATH_STYLE"},
+	{Name: "BP_NIX_APP_NAME", Aliases: []string{"NIX_APP_NAME"}},
+	{Name: "BP_NIX_BUILD_ON_PUSH", Aliases: []string{"NIX_BUILD_ON_PUSH"}, Default: "true"},
+	{Name: "BP_NIX_SIGNING_KEY"},
+	{Name: "BP_NIX_TRUSTED_PUBLIC_KEYS"},
+	{Name: "BP_NIX_SUBSTITUTERS", Aliases: []string{"NIX_EXTRA_BINARY_CACHE"}},
+	{Name: "AWS_ACCESS_KEY_ID", Aliases: []string{"NIX_S3_KEY"}},
+	{Name: "AWS_SECRET_ACCESS_KEY", Aliases: []string{"NIX_S3_SECRET"}},
+	{Name: "AWS_SESSION_TOKEN"},
+	{Name: "AWS_REGION", Aliases: []string{"AWS_DEFAULT_REGION"}},
+	{Name: "AWS_ENDPOINT_URL_S3", Aliases: []string{"AWS_ENDPOINT_URL"}},
 }
 
 // FromEnv parses environ (as os.Environ returns it). Invalid values are
@@ -102,10 +163,73 @@ func FromEnv(environ []string) (Config, error) {
 		return c, fmt.Errorf("BP_NIX_INSTALLER_URL and BP_NIX_INSTALLER_SHA256 go together: set both, or neither to use the Nix release in buildpack.toml")
 	}
 
+	if err := c.readSharing(env); err != nil {
+		return c, err
+	}
+
+	c.OneOff = env.vars["NIXCNB_ONE_OFF"] == "true"
+	if proot := env.vars["NIXCNB_PROOT"]; proot != "" {
+		c.ProotPath, c.ProotLibDir, _ = strings.Cut(proot, ":")
+	}
+	if c.OneOff && !c.S3.Enabled() {
+		return c, fmt.Errorf("the build command pushes the app to S3, and no bucket is set: set BP_NIX_S3_BUCKET (or NIX_S3_BUCKET) and BP_NIX_APP_NAME")
+	}
+
 	c.NixConfig = env.get("BP_NIX_CONFIG")
 	c.DependencyMirrors = dependencyMirrors(env.vars)
 	c.Debug = strings.EqualFold(env.get("BP_LOG_LEVEL"), "DEBUG")
 	return c, nil
+}
+
+// readSharing reads the S3, signing and extra-cache settings.
+func (c *Config) readSharing(env values) error {
+	c.S3 = S3{
+		Bucket:          env.get("BP_NIX_S3_BUCKET"),
+		Prefix:          strings.Trim(env.get("BP_NIX_S3_PREFIX"), "/"),
+		Region:          env.get("AWS_REGION"),
+		Endpoint:        env.get("AWS_ENDPOINT_URL_S3"),
+		AccessKeyID:     env.get("AWS_ACCESS_KEY_ID"),
+		SecretAccessKey: env.get("AWS_SECRET_ACCESS_KEY"),
+		SessionToken:    env.get("AWS_SESSION_TOKEN"),
+	}
+	if c.S3.Prefix != "" {
+		c.S3.Prefix += "/"
+	}
+	// S3-compatible servers (an endpoint of one's own) want path-style
+	// addressing; AWS itself wants virtual-hosted style.
+	c.S3.PathStyle = c.S3.Endpoint != ""
+	if env.get("BP_NIX_S3_PATH_STYLE") != "" {
+		var err error
+		if c.S3.PathStyle, err = env.bool("BP_NIX_S3_PATH_STYLE"); err != nil {
+			return err
+		}
+	}
+	if (c.S3.AccessKeyID == "") != (c.S3.SecretAccessKey == "") {
+		return fmt.Errorf("S3 credentials are incomplete: set both %s and %s (or neither, to use the AWS SDK's default chain)",
+			env.nameOf("AWS_ACCESS_KEY_ID"), env.nameOf("AWS_SECRET_ACCESS_KEY"))
+	}
+
+	c.AppName = env.get("BP_NIX_APP_NAME")
+	var err error
+	if c.BuildOnPush, err = env.bool("BP_NIX_BUILD_ON_PUSH"); err != nil {
+		return err
+	}
+	if !c.BuildOnPush && (!c.S3.Enabled() || c.AppName == "") {
+		return fmt.Errorf("%s=false restores the app's last build from S3: set BP_NIX_S3_BUCKET and BP_NIX_APP_NAME too", env.nameOf("BP_NIX_BUILD_ON_PUSH"))
+	}
+
+	switch c.Compression = strings.ToLower(env.get("BP_NIX_S3_COMPRESSION")); c.Compression {
+	case "zstd", "xz", "none":
+	default:
+		return fmt.Errorf("BP_NIX_S3_COMPRESSION=%q: use zstd, xz or none", c.Compression)
+	}
+	c.SigningKey = env.get("BP_NIX_SIGNING_KEY")
+	if c.SigningKey != "" && !strings.Contains(c.SigningKey, ":") {
+		return fmt.Errorf("BP_NIX_SIGNING_KEY is not a Nix secret key (name:base64, as nix-store --generate-binary-cache-key writes it)")
+	}
+	c.TrustedPublicKeys = strings.Fields(env.get("BP_NIX_TRUSTED_PUBLIC_KEYS"))
+	c.Substituters = strings.Fields(env.get("BP_NIX_SUBSTITUTERS"))
+	return nil
 }
 
 // dependencyMirrors reads BP_DEPENDENCY_MIRROR (key "default") and

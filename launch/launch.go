@@ -33,7 +33,19 @@ const (
 
 // Modes of the launcher.
 const (
+	// ModeProot runs commands under proot, the closure bound at /nix/store.
 	ModeProot = "proot"
+	// ModeMissing: the deploy found no closure to restore; every command
+	// prints Message, which says what to do.
+	ModeMissing = "missing"
+)
+
+// BuildCommand is the image's one-off build command (`heroku run build`),
+// and BuildpackDir the folder of the launch layer that holds the buildpack
+// it runs.
+const (
+	BuildCommand = "build"
+	BuildpackDir = "buildpack"
 )
 
 // Config is what the launcher needs at run time, written at build time.
@@ -46,6 +58,13 @@ type Config struct {
 	// Proot and ProotLibDir locate proot and its libtalloc.
 	Proot       string `toml:"proot"`
 	ProotLibDir string `toml:"proot-lib-dir"`
+	// Message is what ModeMissing prints.
+	Message string `toml:"message,omitempty"`
+	// AppDir, NixFile and Flake say what the build command builds: the app
+	// source in the image and detect's choice of Nix file.
+	AppDir  string `toml:"app-dir"`
+	NixFile string `toml:"nix-file"`
+	Flake   bool   `toml:"flake"`
 }
 
 // Write saves c into layerDir.
@@ -70,6 +89,9 @@ func ReadConfig(layerDir string) (Config, error) {
 // a relative command is looked up in the result first (run_result.sh
 // bin/webserver), as the old buildpack did.
 func (c Config) Command(invokedAs string, argv []string, env []string) (string, []string, []string, error) {
+	if c.Mode == ModeMissing {
+		return "", nil, nil, errors.New(c.Message)
+	}
 	if len(argv) == 0 {
 		return "", nil, nil, fmt.Errorf("usage: %s COMMAND [ARGS...]: runs COMMAND with the Nix closure at /nix/store", invokedAs)
 	}

@@ -284,3 +284,54 @@ func fields(s string) []string {
 	}
 	return out
 }
+
+// PathInfo is what Nix's database records of a store path.
+type PathInfo struct {
+	Path       string
+	References []string
+	Deriver    string
+	CA         string
+}
+
+// PathInfos queries the database for paths (nix path-info --json). Older
+// Nix answers a list of objects, newer Nix an object keyed by path; both
+// are read.
+func (n Nix) PathInfos(ctx context.Context, paths ...string) ([]PathInfo, error) {
+	var out bytes.Buffer
+	args := append([]string{"nix", "--extra-experimental-features", "nix-command", "path-info", "--json"}, paths...)
+	if err := n.quiet(ctx, nil, &out, args...); err != nil {
+		return nil, err
+	}
+	type entry struct {
+		Path       string   `json:"path"`
+		References []string `json:"references"`
+		Deriver    string   `json:"deriver"`
+		CA         string   `json:"ca"`
+	}
+	var list []entry
+	if err := json.Unmarshal(out.Bytes(), &list); err != nil {
+		byPath := map[string]entry{}
+		if err2 := json.Unmarshal(out.Bytes(), &byPath); err2 != nil {
+			return nil, fmt.Errorf("reading nix path-info --json: %w", err)
+		}
+		for p, e := range byPath {
+			e.Path = p
+			list = append(list, e)
+		}
+	}
+	infos := make([]PathInfo, 0, len(list))
+	for _, e := range list {
+		infos = append(infos, PathInfo{Path: e.Path, References: e.References, Deriver: e.Deriver, CA: e.CA})
+	}
+	return infos, nil
+}
+
+// BuildInputs is the closure of drv with every output in it: what a
+// rebuild needs to find in a cache to build nothing.
+func (n Nix) BuildInputs(ctx context.Context, drv string) ([]string, error) {
+	var out bytes.Buffer
+	if err := n.quiet(ctx, nil, &out, "nix-store", "--query", "--requisites", "--include-outputs", drv); err != nil {
+		return nil, err
+	}
+	return fields(out.String()), nil
+}

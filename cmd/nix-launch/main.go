@@ -1,6 +1,7 @@
 // nix-launch runs a command of the image with the app's Nix closure visible
 // at /nix/store. The image's processes start through it; run_result.sh and
-// run_proot.sh are the same program under the old Heroku buildpacks' names.
+// run_proot.sh are the same program under the old Heroku buildpacks' names,
+// and `build` is the one-off build command (heroku run build).
 package main
 
 import (
@@ -33,6 +34,9 @@ func run(invokedAs string, args []string) error {
 	cfg, err := launch.ReadConfig(layer)
 	if err != nil {
 		return fmt.Errorf("reading the launcher's settings in %s: %w", layer, err)
+	}
+	if invokedAs == launch.BuildCommand {
+		return cfg.OneOffBuild(layer)
 	}
 	return cfg.Exec(invokedAs, args)
 }

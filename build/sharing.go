@@ -1,0 +1,174 @@
+package build
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"net"
+	"net/http"
+	"sort"
+
+	"github.com/nix-community/go-nix/pkg/nar"
+	"github.com/nix-community/go-nix/pkg/nixbase32"
+	"github.com/paketo-buildpacks/packit/v2/scribe"
+
+	"github.com/nixcnb/nix-buildpack/binarycache"
+	"github.com/nixcnb/nix-buildpack/nixcli"
+)
+
+// openBinaryCache is the S3 bucket as a Nix binary cache, or nil when no
+// bucket is set.
+func (b *builder) openBinaryCache() (*binarycache.Cache, error) {
+	s3 := b.cfg.S3
+	if !s3.Enabled() {
+		return nil, nil
+	}
+	objects, err := binarycache.NewS3Objects(context.Background(), binarycache.S3Config{
+		Bucket:          s3.Bucket,
+		Prefix:          s3.Prefix,
+		Region:          s3.Region,
+		Endpoint:        s3.Endpoint,
+		PathStyle:       s3.PathStyle,
+		AccessKeyID:     s3.AccessKeyID,
+		SecretAccessKey: s3.SecretAccessKey,
+		SessionToken:    s3.SessionToken,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", s3.URL(), err)
+	}
+	return &binarycache.Cache{
+		Objects:     objects,
+		Compression: b.cfg.Compression,
+		SigningKey:  b.cfg.SigningKey,
+		TrustedKeys: b.cfg.TrustedPublicKeys,
+		Progress:    scribe.NewWriter(b.tools.Output, scribe.WithIndent(2)),
+	}, nil
+}
+
+// substituters are the binary caches Nix substitutes from, beyond its
+// default.
+type substituters struct {
+	urls        []string
+	trustedKeys []string
+}
+
+// substituter serves the S3 cache to Nix on loopback: Nix builds without S3
+// support exist, and this way Nix needs no credentials.
+type substituter struct {
+	server *http.Server
+	url    string
+}
+
+// startSubstituter starts serving cache, which may be nil (no S3).
+func startSubstituter(cache *binarycache.Cache) (*substituter, error) {
+	if cache == nil {
+		return &substituter{}, nil
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("serving the S3 cache to Nix on loopback: %w", err)
+	}
+	s := &substituter{server: &http.Server{Handler: cache.Handler()}, url: "http://" + ln.Addr().String()}
+	go s.server.Serve(ln) //nolint:errcheck // ends with Close
+	return s, nil
+}
+
+// URLs lists the S3 cache's loopback address and the extra caches. With no
+// trusted keys configured, the S3 cache is trusted as it is (Nix still
+// checks every NAR's hash); with keys, its paths need their signatures.
+func (s *substituter) URLs(trustedKeys, extra []string) substituters {
+	var urls []string
+	if s.url != "" {
+		u := s.url
+		if len(trustedKeys) == 0 {
+			u += "?trusted=1"
+		}
+		urls = append(urls, u)
+	}
+	return substituters{urls: append(urls, extra...), trustedKeys: trustedKeys}
+}
+
+func (s *substituter) Close() {
+	if s.server != nil {
+		_ = s.server.Close()
+	}
+}
+
+// share pushes the result's runtime closure and its build inputs (so the
+// next build, anywhere, substitutes everything), then the app pointer. The
+// pointer is written last: a reader never sees it before its paths.
+func (b *builder) share(cache *binarycache.Cache, store storeLayer, built nixcli.BuildResult, kept keptPaths) error {
+	if cache == nil {
+		return nil
+	}
+	ctx := context.Background()
+	b.log.Process("Pushing to %s", b.cfg.S3.URL())
+	paths := map[string]bool{}
+	for _, p := range kept.runtime {
+		paths[p] = true
+	}
+	for _, drv := range kept.derivers {
+		inputs, err := b.nix.BuildInputs(ctx, drv)
+		if err != nil {
+			return err
+		}
+		for _, p := range inputs {
+			paths[p] = true
+		}
+	}
+	list := make([]string, 0, len(paths))
+	for p := range paths {
+		list = append(list, p)
+	}
+	sort.Strings(list)
+	infos, err := b.nix.PathInfos(ctx, list...)
+	if err != nil {
+		return err
+	}
+	toPush := make([]binarycache.PathInfo, 0, len(infos))
+	for _, in := range infos {
+		toPush = append(toPush, binarycache.PathInfo{StorePath: in.Path, References: in.References, Deriver: in.Deriver, CA: in.CA})
+	}
+	err = b.timed(func() error {
+		_, err := cache.Push(ctx, toPush, store.storeDir())
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("pushing to %s: %w", b.cfg.S3.URL(), err)
+	}
+
+	if b.cfg.AppName == "" {
+		b.log.Subprocess("No app pointer written: set BP_NIX_APP_NAME to deploy this build with BP_NIX_BUILD_ON_PUSH=false")
+		b.log.Break()
+		return nil
+	}
+	digest, err := sourceDigest(b.ctx.WorkingDir)
+	if err != nil {
+		return err
+	}
+	pointer := binarycache.AppPointer{
+		App:          b.cfg.AppName,
+		StorePaths:   built.OutPaths,
+		System:       nixSystem(b.ctx.TargetInfo.Arch),
+		SourceDigest: digest,
+		BuiltAt:      b.tools.Clock.Now().UTC(),
+		NixVersion:   b.nixVersion,
+	}
+	if err := cache.WriteAppPointer(ctx, pointer); err != nil {
+		return fmt.Errorf("writing the app pointer for %s: %w", b.cfg.AppName, err)
+	}
+	b.log.Subprocess("App pointer %s now names this build", b.cfg.AppName)
+	b.log.Break()
+	return nil
+}
+
+// sourceDigest is the NAR hash of the app source, as nix-hash would print
+// it: the app pointer records it so a deploy can tell whether the closure
+// it restores was built from the source being deployed.
+func sourceDigest(dir string) (string, error) {
+	h := sha256.New()
+	if err := nar.DumpPath(h, dir); err != nil {
+		return "", fmt.Errorf("hashing the app source: %w", err)
+	}
+	return "sha256:" + nixbase32.EncodeToString(h.Sum(nil)), nil
+}

@@ -1,0 +1,86 @@
+package launch
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+
+	"github.com/BurntSushi/toml"
+)
+
+// OneOffBuild is the image's `build` command, for `heroku run build` or any
+// one-off container of the image: it runs the buildpack's build phase on the
+// image's app source, in a scratch layers folder, with S3 settings from the
+// environment. That phase installs Nix, substitutes from S3, builds, and
+// pushes the closure and the app pointer; the next deploy with
+// BP_NIX_BUILD_ON_PUSH=false restores it.
+func (c Config) OneOffBuild(layerDir string) error {
+	scratch, err := os.MkdirTemp("", "nix-build-")
+	if err != nil {
+		return err
+	}
+	defer removeAll(scratch)
+
+	layers := filepath.Join(scratch, "layers")
+	platform := filepath.Join(scratch, "platform")
+	for _, dir := range []string{layers, filepath.Join(platform, "env")} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+	}
+	plan := filepath.Join(scratch, "plan.toml")
+	if err := writePlan(plan, c.NixFile, c.Flake); err != nil {
+		return err
+	}
+
+	buildpack := filepath.Join(layerDir, BuildpackDir)
+	cmd := exec.Command(filepath.Join(buildpack, "bin", "build"))
+	cmd.Dir = c.AppDir
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	cmd.Env = append(os.Environ(),
+		"CNB_LAYERS_DIR="+layers,
+		"CNB_PLATFORM_DIR="+platform,
+		"CNB_BP_PLAN_PATH="+plan,
+		"CNB_BUILDPACK_DIR="+buildpack,
+		"BP_NIX_BUILD_ON_PUSH=true",
+		OneOffVar+"=true",
+		ProotVar+"="+c.Proot+":"+c.ProotLibDir,
+	)
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("the build failed (%w); nothing was pushed that a deploy would trust", err)
+	}
+	return nil
+}
+
+// Variables through which the build command tells the build phase it runs
+// as a one-off, and where the image's proot is. They are internal.
+const (
+	OneOffVar = "NIXCNB_ONE_OFF"
+	ProotVar  = "NIXCNB_PROOT"
+)
+
+func writePlan(path, file string, flake bool) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	plan := map[string]any{"entries": []map[string]any{{
+		"name":     "nix",
+		"metadata": map[string]any{"file": file, "flake": flake},
+	}}}
+	err = toml.NewEncoder(f).Encode(plan)
+	return errors.Join(err, f.Close())
+}
+
+// removeAll deletes a tree that Nix may have made read-only.
+func removeAll(dir string) {
+	_ = filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		if err == nil && info.IsDir() {
+			_ = os.Chmod(p, 0o755)
+		}
+		return nil
+	})
+	_ = os.RemoveAll(dir)
+}
