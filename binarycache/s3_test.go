@@ -1,7 +1,6 @@
 package binarycache
 
 import (
-	"bytes"
 	"crypto/rand"
 	"errors"
 	"io"
@@ -9,21 +8,19 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/nixcnb/nix-buildpack/integration/s3server"
 )
 
 // These tests run a real S3 server, versitygw (posix backend), on a free
 // loopback port, and talk to it with SigV4 and path-style addressing.
-
-const versitygwBin = "/var/cache/nixcnb-tools/bin/versitygw"
 
 type s3Server struct {
 	endpoint       string
@@ -33,63 +30,12 @@ type s3Server struct {
 
 func startVersitygw(t *testing.T) *s3Server {
 	t.Helper()
-	if _, err := os.Stat(versitygwBin); err != nil {
-		t.Fatalf("%s is missing: run scripts/install-tools.sh (it builds versitygw v1.8.0)", versitygwBin)
+	srv, err := s3server.Start(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
 	}
-	root := t.TempDir()
-	data := filepath.Join(root, "data")
-	must(t, os.Mkdir(data, 0o755))
-	srv := &s3Server{access: "nixcnb-test-access", secret: "nixcnb-test-secret-Zq81x", dataDir: data}
-	addr := "127.0.0.1:" + freePort(t)
-	srv.endpoint = "http://" + addr
-	args := []string{"--port", addr, "--access", srv.access, "--secret", srv.secret, "--quiet", "posix"}
-	// The posix backend keeps metadata in extended attributes; where the
-	// file system has none, it needs a sidecar folder.
-	if err := syscall.Setxattr(data, "user.nixcnb-probe", []byte("1"), 0); err != nil {
-		sidecar := filepath.Join(root, "sidecar")
-		must(t, os.Mkdir(sidecar, 0o755))
-		args = append(args, "--sidecar", sidecar)
-	} else {
-		_ = syscall.Removexattr(data, "user.nixcnb-probe")
-	}
-	args = append(args, data)
-	cmd := exec.Command(versitygwBin, args...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	must(t, cmd.Start())
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		conn, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
-		if err == nil {
-			conn.Close()
-			break
-		}
-		select {
-		case <-exited:
-			t.Fatalf("versitygw exited: %s", out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("versitygw did not listen on %s within 10s: %s", addr, out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return srv
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	defer l.Close()
-	_, port, _ := net.SplitHostPort(l.Addr().String())
-	return port
+	t.Cleanup(func() { _ = srv.Stop() })
+	return &s3Server{endpoint: srv.Endpoint, access: srv.Access, secret: srv.Secret, dataDir: srv.DataDir}
 }
 
 func (s *s3Server) config(bucket, prefix string) S3Config {
@@ -329,4 +275,14 @@ func checkS3Error(t *testing.T, err, kind error, secret string, want ...string) 
 	if strings.Contains(err.Error(), secret) {
 		t.Errorf("error shows the secret: %v", err)
 	}
+}
+
+// freePort is a loopback port nothing listens on.
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	defer l.Close()
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	return port
 }
