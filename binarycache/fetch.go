@@ -145,7 +145,7 @@ func (c *Cache) Fetch(ctx context.Context, roots []string, destStoreDir string) 
 			} else if !present {
 				// Another process may have put it there meanwhile; then
 				// that copy stays, as it is just as complete.
-				if err := os.Rename(filepath.Join(tmp, "out"), dest); err != nil {
+				if err := moveIntoPlace(filepath.Join(tmp, "out"), dest); err != nil {
 					return fmt.Errorf("moving %s into place: %w", p, err)
 				}
 			}
@@ -371,4 +371,27 @@ func exists(p string) (bool, error) {
 		return false, fmt.Errorf("checking %s: %w", p, err)
 	}
 	return true, nil
+}
+
+// moveIntoPlace renames an unpacked path to its store name. Renaming a
+// directory needs write permission on it (its ".." changes), so a read-only
+// top directory is opened for the rename and closed again after it.
+func moveIntoPlace(src, dest string) error {
+	info, err := os.Lstat(src)
+	if err != nil {
+		return err
+	}
+	if !info.IsDir() {
+		return os.Rename(src, dest)
+	}
+	if err := os.Chmod(src, 0o755); err != nil {
+		return err
+	}
+	if err := os.Rename(src, dest); err != nil {
+		return err
+	}
+	if err := os.Chmod(dest, 0o555); err != nil {
+		return err
+	}
+	return os.Chtimes(dest, canonicalTime, canonicalTime)
 }

@@ -127,7 +127,7 @@ func (b *builder) share(cache *binarycache.Cache, store storeLayer, built nixcli
 	}
 	toPush := make([]binarycache.PathInfo, 0, len(infos))
 	for _, in := range infos {
-		toPush = append(toPush, binarycache.PathInfo{StorePath: in.Path, References: in.References, Deriver: in.Deriver, CA: in.CA})
+		toPush = append(toPush, binarycache.PathInfo{StorePath: in.Path, References: in.References, Deriver: in.Deriver})
 	}
 	err = b.timed(func() error {
 		_, err := cache.Push(ctx, toPush, store.storeDir())

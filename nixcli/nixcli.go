@@ -290,38 +290,36 @@ type PathInfo struct {
 	Path       string
 	References []string
 	Deriver    string
-	CA         string
 }
 
-// PathInfos queries the database for paths (nix path-info --json). Older
-// Nix answers a list of objects, newer Nix an object keyed by path; both
-// are read.
+// PathInfos reads the database's registration of paths (nix-store
+// --dump-db, the format of a release's .reginfo): for each path its NAR
+// hash, NAR size, deriver and references. Unlike nix path-info, it takes a
+// .drv path as itself, not as its outputs.
 func (n Nix) PathInfos(ctx context.Context, paths ...string) ([]PathInfo, error) {
 	var out bytes.Buffer
-	args := append([]string{"nix", "--extra-experimental-features", "nix-command", "path-info", "--json"}, paths...)
+	args := append([]string{"nix-store", "--dump-db"}, paths...)
 	if err := n.quiet(ctx, nil, &out, args...); err != nil {
 		return nil, err
 	}
-	type entry struct {
-		Path       string   `json:"path"`
-		References []string `json:"references"`
-		Deriver    string   `json:"deriver"`
-		CA         string   `json:"ca"`
-	}
-	var list []entry
-	if err := json.Unmarshal(out.Bytes(), &list); err != nil {
-		byPath := map[string]entry{}
-		if err2 := json.Unmarshal(out.Bytes(), &byPath); err2 != nil {
-			return nil, fmt.Errorf("reading nix path-info --json: %w", err)
+	return parseRegInfo(out.String())
+}
+
+func parseRegInfo(s string) ([]PathInfo, error) {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	var infos []PathInfo
+	for i := 0; i < len(lines); {
+		if i+4 >= len(lines) {
+			return nil, fmt.Errorf("nix-store --dump-db: truncated entry at line %d", i+1)
 		}
-		for p, e := range byPath {
-			e.Path = p
-			list = append(list, e)
+		info := PathInfo{Path: lines[i], Deriver: lines[i+3]}
+		n, err := strconv.Atoi(lines[i+4])
+		if err != nil || i+5+n > len(lines) {
+			return nil, fmt.Errorf("nix-store --dump-db: bad reference count for %s", lines[i])
 		}
-	}
-	infos := make([]PathInfo, 0, len(list))
-	for _, e := range list {
-		infos = append(infos, PathInfo{Path: e.Path, References: e.References, Deriver: e.Deriver, CA: e.CA})
+		info.References = lines[i+5 : i+5+n]
+		infos = append(infos, info)
+		i += 5 + n
 	}
 	return infos, nil
 }

@@ -1,0 +1,359 @@
+package integration
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/nix-community/go-nix/pkg/narinfo/signature"
+
+	"github.com/nixcnb/nix-buildpack/integration/harness"
+	"github.com/nixcnb/nix-buildpack/integration/s3server"
+)
+
+// bucket is a versitygw bucket for one test, and the settings that point
+// the buildpack at it (the old names for the bucket and credentials, to
+// show they keep working).
+type bucket struct {
+	srv  *s3server.Server
+	name string
+	env  map[string]string
+}
+
+func newBucket(t *testing.T) *bucket {
+	t.Helper()
+	srv, err := s3server.Start(filepath.Join(suite.env.WorkDir, "s3-"+strings.NewReplacer("/", "-").Replace(t.Name())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Stop() })
+	if err := srv.CreateBucket("nix-cache"); err != nil {
+		t.Fatal(err)
+	}
+	return &bucket{srv: srv, name: "nix-cache", env: map[string]string{
+		"NIX_S3_BUCKET":       "nix-cache",
+		"NIX_S3_KEY":          srv.Access,
+		"NIX_S3_SECRET":       srv.Secret,
+		"NIX_APP_NAME":        "hello",
+		"AWS_ENDPOINT_URL_S3": srv.Endpoint,
+		"AWS_REGION":          "us-east-1",
+	}}
+}
+
+// with is the bucket's settings plus extra.
+func (b *bucket) with(extra map[string]string) map[string]string {
+	env := map[string]string{}
+	for k, v := range b.env {
+		env[k] = v
+	}
+	for k, v := range extra {
+		env[k] = v
+	}
+	return env
+}
+
+// files lists the bucket's objects: key → size.
+func (b *bucket) files(t *testing.T) map[string]int64 {
+	t.Helper()
+	root := filepath.Join(b.srv.DataDir, b.name)
+	files := map[string]int64{}
+	err := filepath.Walk(root, func(p string, info os.FileInfo, err error) error {
+		if err != nil || info.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		files[rel] = info.Size()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+// storePathOf reads the StorePath line of a narinfo in the bucket.
+func (b *bucket) storePathOf(t *testing.T, key string) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(b.srv.DataDir, b.name, key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^StorePath: (\S+)$`).FindSubmatch(data)
+	if m == nil {
+		t.Fatalf("%s has no StorePath", key)
+	}
+	return string(m[1])
+}
+
+func (b *bucket) appPointer(t *testing.T) (paths []string) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(b.srv.DataDir, b.name, "apps", "hello.json"))
+	if err != nil {
+		t.Fatalf("no app pointer in the bucket: %v", err)
+	}
+	var p struct {
+		StorePaths []string `json:"storePaths"`
+	}
+	if err := json.Unmarshal(data, &p); err != nil {
+		t.Fatal(err)
+	}
+	return p.StorePaths
+}
+
+func build(t *testing.T, app, image, cache string, env map[string]string) string {
+	t.Helper()
+	suite.env.Log = t.Output()
+	result, err := suite.env.Build(harness.BuildOptions{
+		BuildpackDir: suite.buildpackDir,
+		AppDir:       app,
+		Image:        suite.env.Registry + "/" + image,
+		CacheDir:     cache,
+		PlatformEnv:  platformEnv(env),
+	})
+	if err != nil {
+		t.Fatalf("build of %s failed: %v", image, err)
+	}
+	return result.Output
+}
+
+var fetched = regexp.MustCompile(`Nix built (\d+) derivations? and fetched (\d+) paths?`)
+
+func TestSharingThroughS3(t *testing.T) {
+	s3 := newBucket(t)
+	app := fixture(t, "hello-web")
+
+	// Build A pushes the closure, the build inputs and the app pointer.
+	first := build(t, app, "share-a:latest", filepath.Join(t.TempDir(), "cache-a"), s3.with(nil))
+	assertContains(t, first, "Pushing to s3://nix-cache")
+	assertContains(t, first, "App pointer hello now names this build")
+	pointed := s3.appPointer(t)
+	if len(pointed) != 1 || !strings.HasSuffix(pointed[0], "-hello-app") {
+		t.Fatalf("app pointer names %v, want the hello-app result", pointed)
+	}
+
+	t.Run("a fresh build substitutes everything from S3", func(t *testing.T) {
+		out := build(t, app, "share-b:latest", filepath.Join(t.TempDir(), "cache-b"), s3.with(nil))
+		m := fetched.FindStringSubmatch(out)
+		if m == nil || m[1] != "0" || m[2] == "0" {
+			t.Fatalf("want Nix to build nothing and fetch the closure from S3, got %q", m)
+		}
+		if strings.Contains(out, "building '") {
+			t.Fatalf("a derivation was built:\n%s", out)
+		}
+		assertServes(t, export(t, suite.env.Registry+"/share-b:latest"), "Hello from Nix", "v1")
+	})
+
+	t.Run("a restore-only deploy runs no Nix", func(t *testing.T) {
+		out := build(t, app, "share-restore:latest", filepath.Join(t.TempDir(), "cache-r"), s3.with(map[string]string{"NIX_BUILD_ON_PUSH": "false"}))
+		assertContains(t, out, "Restoring app hello from s3://nix-cache")
+		assertContains(t, out, "Restored 3 store paths")
+		for _, never := range []string{"Nix release", "Store runtime", "Building the app"} {
+			if strings.Contains(out, never) {
+				t.Fatalf("a restore-only deploy printed %q: it must not install or run Nix\n%s", never, out)
+			}
+		}
+		assertServes(t, export(t, suite.env.Registry+"/share-restore:latest"), "Hello from Nix", "v1")
+	})
+
+	t.Run("Nix reads the bucket as a binary cache", func(t *testing.T) {
+		// Copy the bucket out and let Debian's Nix copy the app from it into
+		// a store of its own, checking every path.
+		dest := t.TempDir()
+		mustRun(t, "cp", "-r", filepath.Join(s3.srv.DataDir, s3.name), filepath.Join(dest, "cache"))
+		store := filepath.Join(dest, "store")
+		nixEnv := append(os.Environ(), "NIX_CONFIG=build-users-group =\nsubstituters =")
+		cmd := exec.Command("nix", "--extra-experimental-features", "nix-command", "copy", "--no-check-sigs",
+			"--from", "file://"+filepath.Join(dest, "cache"), "--to", store, pointed[0])
+		cmd.Env = nixEnv
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("nix copy --from file://: %v\n%s", err, out)
+		}
+		cmd = exec.Command("nix-store", "--store", store, "--verify-path", pointed[0])
+		cmd.Env = nixEnv
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("nix-store --verify-path: %v\n%s", err, out)
+		}
+		if _, err := os.Stat(filepath.Join(store, pointed[0], "bin", "web")); err != nil {
+			t.Fatalf("Nix copied the app without its bin/web: %v", err)
+		}
+	})
+
+	t.Run("after a one-file change the push uploads only what changed", func(t *testing.T) {
+		before := s3.files(t)
+		if err := os.WriteFile(filepath.Join(app, "version.txt"), []byte("v2\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		build(t, app, "share-a:latest", filepath.Join(t.TempDir(), "cache-a2"), s3.with(nil))
+		var newPaths []string
+		var newBytes, allBytes int64
+		for key, size := range s3.files(t) {
+			allBytes += size
+			if _, ok := before[key]; ok || key == "apps/hello.json" {
+				continue
+			}
+			newBytes += size
+			if strings.HasSuffix(key, ".narinfo") {
+				name := s3.storePathOf(t, key)[44:]
+				newPaths = append(newPaths, name)
+			}
+		}
+		// The edited source, the app's derivation and its output; nothing
+		// else (not busybox, not the site).
+		for _, p := range newPaths {
+			if p != "version.txt" && p != "hello-app" && p != "hello-app.drv" {
+				t.Errorf("the incremental push uploaded %s, which did not change", p)
+			}
+		}
+		if len(newPaths) != 3 {
+			t.Errorf("incremental push uploaded %d paths %v, want 3", len(newPaths), newPaths)
+		}
+		t.Logf("incremental push: %d objects, %d bytes of %d in the bucket", len(newPaths)*2, newBytes, allBytes)
+		if newBytes*10 > allBytes {
+			t.Errorf("incremental push uploaded %d of %d bytes: more than a tenth", newBytes, allBytes)
+		}
+	})
+}
+
+func TestTwoStageDeployWithTheBuildCommand(t *testing.T) {
+	s3 := newBucket(t)
+	app := fixture(t, "hello-web")
+	if err := os.WriteFile(filepath.Join(app, "version.txt"), []byte("v3\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	restoreOnly := s3.with(map[string]string{"BP_NIX_BUILD_ON_PUSH": "false"})
+	cache := filepath.Join(t.TempDir(), "cache")
+
+	// An empty bucket: the deploy succeeds, and the app says what to do.
+	out := build(t, app, "two-stage:latest", cache, restoreOnly)
+	assertContains(t, out, "No build yet")
+	rootfs := export(t, suite.env.Registry+"/two-stage:latest")
+	said, code, err := suite.env.Exec(rootfs, harness.RunOptions{Process: "web"})
+	if err != nil || code == 0 {
+		t.Fatalf("the web process of an image with no build should fail and explain: code %d, %v\n%s", code, err, said)
+	}
+	assertContains(t, said, "no build of app hello in s3://nix-cache yet")
+	assertContains(t, said, "heroku run build")
+
+	// `build` in a one-off container of the image, as the CNB user: it
+	// installs Nix, builds the image's source and pushes.
+	oneOff := map[string]string{}
+	for k, v := range platformEnv(s3.env) {
+		oneOff[k] = v
+	}
+	said, code, err = suite.env.Exec(rootfs, harness.RunOptions{Env: oneOff}, "build")
+	if err != nil || code != 0 {
+		t.Fatalf("build in the image failed: code %d, %v\n%s", code, err, said)
+	}
+	assertContains(t, said, "Store runtime: proot")
+	assertContains(t, said, "App pointer hello now names this build")
+
+	// The next restore-only deploy serves that build.
+	out = build(t, app, "two-stage:latest", cache, restoreOnly)
+	assertContains(t, out, "Restored 3 store paths")
+	assertServes(t, export(t, suite.env.Registry+"/two-stage:latest"), "Hello from Nix", "v3")
+}
+
+func TestRestoreRejectsWhatItCannotTrust(t *testing.T) {
+	secret, public, err := signature.GenerateKeypair("nixcnb-test-1", rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s3 := newBucket(t)
+	app := fixture(t, "hello-web")
+	build(t, app, "trust:latest", filepath.Join(t.TempDir(), "cache"), s3.with(map[string]string{"BP_NIX_SIGNING_KEY": secret.String()}))
+	restore := func(extra map[string]string) (string, error) {
+		suite.env.Log = t.Output()
+		env := s3.with(map[string]string{"BP_NIX_BUILD_ON_PUSH": "false"})
+		for k, v := range extra {
+			env[k] = v
+		}
+		result, err := suite.env.Build(harness.BuildOptions{
+			BuildpackDir: suite.buildpackDir, AppDir: app, Image: suite.env.Registry + "/trust-restore:latest",
+			CacheDir: filepath.Join(t.TempDir(), "cache"), PlatformEnv: platformEnv(env),
+		})
+		return result.Output, err
+	}
+
+	// Signed by the trusted key: restored.
+	if out, err := restore(map[string]string{"BP_NIX_TRUSTED_PUBLIC_KEYS": public.String()}); err != nil {
+		t.Fatalf("a signed closure was refused: %v\n%s", err, out)
+	}
+	// Trusting another key: refused.
+	_, other, _ := signature.GenerateKeypair("someone-else-1", rand.Reader)
+	out, err := restore(map[string]string{"BP_NIX_TRUSTED_PUBLIC_KEYS": other.String()})
+	if err == nil {
+		t.Fatalf("a closure signed by an untrusted key was restored:\n%s", out)
+	}
+	assertContains(t, out, "no signature by a trusted key")
+
+	appInfo := ""
+	for key := range s3.files(t) {
+		if strings.HasSuffix(key, ".narinfo") && strings.HasSuffix(s3.storePathOf(t, key), "-hello-app") {
+			appInfo = filepath.Join(s3.srv.DataDir, s3.name, key)
+		}
+	}
+	original, err := os.ReadFile(appInfo)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A narinfo whose NarSize was changed: refused.
+	tampered := regexp.MustCompile(`(?m)^NarSize: (\d+)$`).ReplaceAllFunc(original, func(line []byte) []byte {
+		n, _ := strconv.Atoi(string(line[len("NarSize: "):]))
+		return []byte("NarSize: " + strconv.Itoa(n+1))
+	})
+	writeFile(t, appInfo, tampered)
+	out, err = restore(nil)
+	if err == nil {
+		t.Fatalf("a tampered narinfo was trusted:\n%s", out)
+	}
+	assertContains(t, out, "restoring from s3://nix-cache")
+	writeFile(t, appInfo, original)
+
+	// A NAR with one byte changed: refused.
+	narKey := regexp.MustCompile(`(?m)^URL: (\S+)$`).FindSubmatch(original)[1]
+	narPath := filepath.Join(s3.srv.DataDir, s3.name, string(narKey))
+	nar, err := os.ReadFile(narPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flipped := bytes.Clone(nar)
+	flipped[len(flipped)/2] ^= 0xff
+	writeFile(t, narPath, flipped)
+	out, err = restore(nil)
+	if err == nil {
+		t.Fatalf("a tampered NAR was trusted:\n%s", out)
+	}
+	assertContains(t, out, "restoring from s3://nix-cache")
+	writeFile(t, narPath, nar)
+
+	// Unsigned paths under BP_NIX_TRUSTED_PUBLIC_KEYS: refused.
+	unsigned := regexp.MustCompile(`(?m)^Sig: .*\n`).ReplaceAll(original, nil)
+	writeFile(t, appInfo, unsigned)
+	out, err = restore(map[string]string{"BP_NIX_TRUSTED_PUBLIC_KEYS": public.String()})
+	if err == nil {
+		t.Fatalf("an unsigned path was trusted:\n%s", out)
+	}
+	assertContains(t, out, "no signature by a trusted key")
+}
+
+func writeFile(t *testing.T, path string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustRun(t *testing.T, argv ...string) {
+	t.Helper()
+	if out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %v\n%s", argv, err, out)
+	}
+}
