@@ -86,10 +86,13 @@ func (b *builder) closureLayer(proot prootLayer, plan detect.PlanMetadata, resul
 	return layer, processes, nil
 }
 
-// launcherID names the launcher a closure layer was made with; a layer made
-// by another buildpack version or in another mode is remade.
+// launcherID names how a closure layer was made; a layer made by another
+// buildpack version, in another mode or under other trusted keys is remade.
 func (b *builder) launcherID() string {
-	return fmt.Sprintf("%s %s s3=%t", b.ctx.BuildpackInfo.Version, launch.ModeProot, b.cfg.S3.Enabled())
+	// The trusted keys count too: a layer restored under other keys was not
+	// checked against these ones.
+	return fmt.Sprintf("%s %s s3=%t trusted=%s", b.ctx.BuildpackInfo.Version, launch.ModeProot, b.cfg.S3.Enabled(),
+		strings.Join(b.cfg.TrustedPublicKeys, ","))
 }
 
 func (b *builder) launchConfig(layerDir string, proot prootLayer, plan detect.PlanMetadata, results []string) launch.Config {

@@ -38,6 +38,9 @@ func (b *builder) restoreOnly(cache *binarycache.Cache, proot prootLayer, plan d
 	layer, processes, err := b.closureLayer(proot, plan, pointer.StorePaths, closureDigest(pointer.StorePaths, pointer.StorePaths),
 		func(dir string) error {
 			infos, stats, err := cache.Fetch(ctx, pointer.StorePaths, dir)
+			if errors.Is(err, binarycache.ErrUntrusted) {
+				return fmt.Errorf("restoring from %s: %w; BP_NIX_TRUSTED_PUBLIC_KEYS lists the keys trusted, and pushes are signed with BP_NIX_SIGNING_KEY", b.cfg.S3.URL(), err)
+			}
 			if err != nil {
 				return fmt.Errorf("restoring from %s: %w", b.cfg.S3.URL(), err)
 			}
