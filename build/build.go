@@ -184,6 +184,14 @@ func (b *builder) runNixBuild(plan detect.PlanMetadata) (nixcli.BuildResult, err
 		Attr:   b.cfg.Attr,
 		Flags:  b.cfg.BuildFlags,
 	}
+	if b.cfg.HydraInput != "" && !plan.Flake {
+		source, err := b.importSourceAsHydra()
+		if err != nil {
+			return nixcli.BuildResult{}, err
+		}
+		req.AppDir = source
+		req.SearchPath = []string{b.cfg.HydraInput + "=" + source}
+	}
 	what := "nix-build " + plan.File
 	if plan.Flake {
 		what = "nix build (flake)"

@@ -65,6 +65,12 @@ type Config struct {
 	TrustedPublicKeys []string
 	// Substituters are extra binary caches (Hydra, nix-serve, Cachix).
 	Substituters []string
+	// HydraInput names the Hydra jobset input the app is. When set, the
+	// source is added to the store as Hydra adds a git input (SourceName,
+	// default git-export) and built from there, with <HydraInput> on the
+	// Nix path, so store paths match the jobset's.
+	HydraInput string
+	SourceName string
 
 	// OneOff is set by the image's `build` command (NIXCNB_ONE_OFF): build,
 	// push, and make no layers. ProotPath and ProotLibDir (NIXCNB_PROOT)
@@ -125,6 +131,8 @@ var Settings = []Setting{
 	{Name: "BP_NIX_SIGNING_KEY"},
 	{Name: "BP_NIX_TRUSTED_PUBLIC_KEYS"},
 	{Name: "BP_NIX_SUBSTITUTERS", Aliases: []string{"NIX_EXTRA_BINARY_CACHE"}},
+	{Name: "BP_NIX_HYDRA_INPUT"},
+	{Name: "BP_NIX_SOURCE_NAME", Default: "git-export"},
 	{Name: "AWS_ACCESS_KEY_ID", Aliases: []string{"NIX_S3_KEY"}},
 	{Name: "AWS_SECRET_ACCESS_KEY", Aliases: []string{"NIX_S3_SECRET"}},
 	{Name: "AWS_SESSION_TOKEN"},
@@ -229,6 +237,8 @@ func (c *Config) readSharing(env values) error {
 	}
 	c.TrustedPublicKeys = strings.Fields(env.get("BP_NIX_TRUSTED_PUBLIC_KEYS"))
 	c.Substituters = strings.Fields(env.get("BP_NIX_SUBSTITUTERS"))
+	c.HydraInput = env.get("BP_NIX_HYDRA_INPUT")
+	c.SourceName = env.get("BP_NIX_SOURCE_NAME")
 	return nil
 }
 

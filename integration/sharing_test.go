@@ -133,6 +133,7 @@ func TestSharingThroughS3(t *testing.T) {
 	first := build(t, app, "share-a:latest", filepath.Join(t.TempDir(), "cache-a"), s3.with(nil))
 	assertContains(t, first, "Pushing to s3://nix-cache")
 	assertContains(t, first, "App pointer hello now names this build")
+	assertNoSecret(t, first, suite.env.Registry+"/share-a:latest", s3.srv.Secret)
 	pointed := s3.appPointer(t)
 	if len(pointed) != 1 || !strings.HasSuffix(pointed[0], "-hello-app") {
 		t.Fatalf("app pointer names %v, want the hello-app result", pointed)
@@ -360,5 +361,42 @@ func mustRun(t *testing.T, argv ...string) {
 	t.Helper()
 	if out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput(); err != nil {
 		t.Fatalf("%v: %v\n%s", argv, err, out)
+	}
+}
+
+// assertNoSecret checks the build log, the image's labels and env, and the
+// layer metadata in the image for a secret.
+func assertNoSecret(t *testing.T, output, image, secret string) {
+	t.Helper()
+	if strings.Contains(output, secret) {
+		t.Fatal("the build log shows the S3 secret")
+	}
+	info, err := suite.env.ImageConfig(image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, value := range info.Labels {
+		if strings.Contains(value, secret) {
+			t.Fatalf("image label %s holds the S3 secret", name)
+		}
+	}
+	for _, kv := range info.Env {
+		if strings.Contains(kv, secret) {
+			t.Fatal("the image's environment holds the S3 secret")
+		}
+	}
+	rootfs := export(t, image)
+	err = filepath.Walk(filepath.Join(rootfs, "layers"), func(p string, fi os.FileInfo, err error) error {
+		if err != nil || !fi.Mode().IsRegular() || fi.Size() > 1<<20 {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		if err == nil && bytes.Contains(data, []byte(secret)) {
+			t.Errorf("%s in the image holds the S3 secret", p)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -36,6 +36,8 @@ type BuildRequest struct {
 	Flake  bool
 	Attr   string
 	Flags  []string
+	// SearchPath entries (name=path) go on the Nix path (-I).
+	SearchPath []string
 }
 
 // BuildResult is what a build produced and did.
@@ -82,6 +84,9 @@ func (n Nix) Build(ctx context.Context, req BuildRequest) (BuildResult, error) {
 			argv = append(argv, "--attr", req.Attr)
 		}
 		shown = "nix-build " + req.File
+		for _, entry := range req.SearchPath {
+			argv = append(argv, "-I", entry)
+		}
 	}
 	argv = append(argv, req.Flags...)
 
@@ -322,6 +327,16 @@ func parseRegInfo(s string) ([]PathInfo, error) {
 		i += 5 + n
 	}
 	return infos, nil
+}
+
+// AddSource adds dir to the store as a fixed-output path (recursive
+// sha256), the way Hydra adds a git input; the path's name is dir's.
+func (n Nix) AddSource(ctx context.Context, dir string) (string, error) {
+	var out bytes.Buffer
+	if err := n.quiet(ctx, nil, &out, "nix-store", "--add-fixed", "--recursive", "sha256", dir); err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(out.String()), nil
 }
 
 // BuildInputs is the closure of drv with every output in it: what a
