@@ -36,6 +36,13 @@ func (b *builder) openBinaryCache() (*binarycache.Cache, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", s3.URL(), err)
 	}
+	// Fail before any work when the bucket is missing or the credentials
+	// are wrong, rather than in the middle of a build.
+	if _, err := objects.List(context.Background(), "nix-cache-info"); err != nil {
+		return nil, fmt.Errorf("checking access to %s: %w", s3.URL(), err)
+	}
+	b.log.Process("Sharing closures through %s", s3.URL())
+	b.log.Break()
 	return &binarycache.Cache{
 		Objects:     objects,
 		Compression: b.cfg.Compression,

@@ -400,3 +400,37 @@ func assertNoSecret(t *testing.T, output, image, secret string) {
 		t.Fatal(err)
 	}
 }
+
+func TestS3ProblemsAreExplained(t *testing.T) {
+	s3 := newBucket(t)
+	app := fixture(t, "hello-web")
+	cases := []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"wrong secret", map[string]string{"NIX_S3_SECRET": "not-the-secret"}, "S3 rejected the credentials for bucket nix-cache"},
+		{"missing bucket", map[string]string{"NIX_S3_BUCKET": "no-such-bucket"}, `S3 bucket "no-such-bucket" does not exist`},
+		{"unreachable endpoint", map[string]string{"AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9"}, "cannot reach the S3 endpoint http://127.0.0.1:9"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			suite.env.Log = t.Output()
+			result, err := suite.env.Build(harness.BuildOptions{
+				BuildpackDir: suite.buildpackDir, AppDir: app, Image: suite.env.Registry + "/s3-problems:latest",
+				CacheDir: filepath.Join(t.TempDir(), "cache"), PlatformEnv: platformEnv(s3.with(c.env)),
+			})
+			if err == nil {
+				t.Fatalf("the build succeeded:\n%s", result.Output)
+			}
+			assertContains(t, result.Output, c.want)
+			if strings.Contains(result.Output, s3.srv.Secret) || strings.Contains(result.Output, "not-the-secret") {
+				t.Fatal("the log shows a secret")
+			}
+			// Nothing half-written: the bucket has no app pointer.
+			if _, err := os.Stat(filepath.Join(s3.srv.DataDir, s3.name, "apps")); !os.IsNotExist(err) {
+				t.Fatalf("a failed build left an app pointer (%v)", err)
+			}
+		})
+	}
+}
