@@ -119,6 +119,11 @@ func (c Config) Exec(invokedAs string, argv []string) error {
 	if err != nil {
 		return err
 	}
+	if c.Mode == ModeProot {
+		if err := checkPtrace(); err != nil {
+			return err
+		}
+	}
 	if err := syscall.Exec(program, args, env); err != nil {
 		return fmt.Errorf("starting %s: %w", program, err)
 	}

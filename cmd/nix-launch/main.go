@@ -13,6 +13,12 @@ import (
 )
 
 func main() {
+	if os.Getenv(launch.PtraceProbeVar) != "" {
+		if err := launch.TryPtrace(); err != nil {
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	invokedAs := filepath.Base(os.Args[0])
 	if err := run(invokedAs, os.Args[1:]); err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", invokedAs, err)

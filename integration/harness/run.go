@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -24,6 +25,9 @@ type RunOptions struct {
 	Args           []string          // extra args
 	Env            map[string]string // extra env, on top of the image's (e.g. BPL_* knobs)
 	ExtraBwrapArgs []string          // raw extra bwrap args
+	// DenyPtrace runs the process under a seccomp filter that makes ptrace
+	// fail, as on platforms that block it (Heroku).
+	DenyPtrace bool
 }
 
 // Running is a process started by Run.
@@ -107,6 +111,15 @@ func (e *Env) launchCommand(rootfs string, opts RunOptions, port int, argv []str
 		"--chdir", workDir,
 	}
 	bwrapArgs = append(bwrapArgs, opts.ExtraBwrapArgs...)
+	var extraFiles []*os.File
+	if opts.DenyPtrace {
+		filter, args, err := denyPtrace(e.WorkDir)
+		if err != nil {
+			return nil, err
+		}
+		extraFiles = append(extraFiles, filter)
+		bwrapArgs = append(bwrapArgs, args...)
+	}
 	bwrapArgs = append(bwrapArgs, "--")
 	if opts.Process == "" {
 		bwrapArgs = append(bwrapArgs, launcherPath, "--")
@@ -115,6 +128,7 @@ func (e *Env) launchCommand(rootfs string, opts RunOptions, port int, argv []str
 	}
 	cmd := exec.Command("bwrap", slices.Concat(bwrapArgs, opts.Args, argv)...)
 	asCNBUser(cmd)
+	cmd.ExtraFiles = extraFiles
 	cmd.Env = launchEnv(info.Env, port, opts.Env)
 	return cmd, nil
 }
