@@ -34,6 +34,7 @@ import (
 	"github.com/nixcnb/nix-buildpack/config"
 	"github.com/nixcnb/nix-buildpack/detect"
 	"github.com/nixcnb/nix-buildpack/nixcli"
+	"github.com/nixcnb/nix-buildpack/sbom"
 )
 
 // DependencyManager resolves and fetches the dependencies declared in
@@ -117,15 +118,13 @@ func Build(cfg config.Config, tools Tools) packit.BuildFunc {
 		}
 
 		closure, processes, err := b.closureLayer(proot, plan, built.OutPaths, closureDigest(built.OutPaths, kept.runtime),
-			func(dir string) error {
-				if err := b.logClosureSize(kept.runtime); err != nil {
-					return err
-				}
+			func(dir string) ([]sbom.Path, error) {
 				stats, err := closure.Copy(store.storeDir(), kept.runtime, dir)
-				if err == nil {
-					b.log.Subprocess("Copied %s (%d files) into the launch layer", plural(stats.Paths, "store path"), stats.Files)
+				if err != nil {
+					return nil, err
 				}
-				return err
+				b.log.Subprocess("Copied %s (%d files) from the store", plural(stats.Paths, "store path"), stats.Files)
+				return b.sbomPaths(kept.runtime)
 			})
 		if err != nil {
 			return packit.BuildResult{}, err
@@ -224,4 +223,17 @@ func plural(n int, noun string) string {
 		return "1 " + noun
 	}
 	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+// sbomPaths describes paths for the SBOM from Nix's database.
+func (b *builder) sbomPaths(paths []string) ([]sbom.Path, error) {
+	infos, err := b.nix.PathInfos(context.Background(), paths...)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]sbom.Path, 0, len(infos))
+	for _, in := range infos {
+		out = append(out, sbom.Path{StorePath: in.Path, References: in.References, NarHash: in.NarHash, NarSize: in.NarSize})
+	}
+	return out, nil
 }

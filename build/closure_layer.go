@@ -1,7 +1,6 @@
 package build
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"github.com/nixcnb/nix-buildpack/config"
 	"github.com/nixcnb/nix-buildpack/detect"
 	"github.com/nixcnb/nix-buildpack/launch"
+	"github.com/nixcnb/nix-buildpack/sbom"
 )
 
 // closureMetadata identifies what a closure layer holds: which store paths,
@@ -32,7 +32,7 @@ type closureMetadata struct {
 // (fill puts it into the folder it is given), the launcher and its settings.
 // When the closure and launcher are unchanged the previous image's layer is
 // reused as it is.
-func (b *builder) closureLayer(proot prootLayer, plan detect.PlanMetadata, results []string, digest string, fill func(storeDir string) error) (packit.Layer, []packit.DirectProcess, error) {
+func (b *builder) closureLayer(proot prootLayer, plan detect.PlanMetadata, results []string, digest string, fill func(storeDir string) ([]sbom.Path, error)) (packit.Layer, []packit.DirectProcess, error) {
 	layer, err := b.ctx.Layers.Get("nix-closure")
 	if err != nil {
 		return layer, nil, err
@@ -50,11 +50,39 @@ func (b *builder) closureLayer(proot prootLayer, plan detect.PlanMetadata, resul
 			return layer, nil, err
 		}
 		storeDir := filepath.Join(layer.Path, "store")
-		err = b.timed(func() error {
-			if err := fill(storeDir); err != nil {
+		var paths []sbom.Path
+		populate := func() error {
+			if err := closure.MakeWritable(storeDir); err != nil {
 				return err
 			}
-			return b.installLauncher(layer.Path, b.launchConfig(layer.Path, proot, plan, results))
+			if err := os.RemoveAll(storeDir); err != nil {
+				return err
+			}
+			var err error
+			if paths, err = fill(storeDir); err != nil {
+				return err
+			}
+			return b.pruneClosure(layer.Path)
+		}
+		err = b.timed(func() error {
+			if err := populate(); err != nil {
+				return err
+			}
+			mode, prefix, err := b.relocateClosure(layer.Path, results, populate)
+			if err != nil {
+				return err
+			}
+			cfg := b.launchConfig(layer.Path, proot, plan, results)
+			cfg.Mode, cfg.Prefix = mode, prefix
+			if mode == launch.ModeRelocate {
+				if err := installRelocation(layer.Path, prefix); err != nil {
+					return err
+				}
+			}
+			if err := b.writeSBOM(layer.Name, results, paths); err != nil {
+				return fmt.Errorf("writing the SBOM: %w", err)
+			}
+			return b.installLauncher(layer.Path, cfg)
 		})
 		if err != nil {
 			return layer, nil, fmt.Errorf("making the launch layer: %w", err)
@@ -91,8 +119,8 @@ func (b *builder) closureLayer(proot prootLayer, plan detect.PlanMetadata, resul
 func (b *builder) launcherID() string {
 	// The trusted keys count too: a layer restored under other keys was not
 	// checked against these ones.
-	return fmt.Sprintf("%s %s s3=%t trusted=%s", b.ctx.BuildpackInfo.Version, launch.ModeProot, b.cfg.S3.Enabled(),
-		strings.Join(b.cfg.TrustedPublicKeys, ","))
+	return fmt.Sprintf("%s launcher=%s s3=%t slugexclude=%s trusted=%s", b.ctx.BuildpackInfo.Version, b.cfg.Launcher,
+		b.cfg.S3.Enabled(), b.slugExcludeDigest(), strings.Join(b.cfg.TrustedPublicKeys, ","))
 }
 
 func (b *builder) launchConfig(layerDir string, proot prootLayer, plan detect.PlanMetadata, results []string) launch.Config {
@@ -210,20 +238,6 @@ func humanBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
-
-// logClosureSize prints the closure's path count and NAR size.
-func (b *builder) logClosureSize(paths []string) error {
-	sizes, err := b.nix.NarSizes(context.Background(), paths...)
-	if err != nil {
-		return err
-	}
-	var total int64
-	for _, s := range sizes {
-		total += s
-	}
-	b.log.Subprocess("%s, %s", plural(len(paths), "store path"), humanBytes(total))
-	return nil
 }
 
 // resetWritable empties a layer that may hold read-only store paths.

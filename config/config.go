@@ -65,6 +65,10 @@ type Config struct {
 	TrustedPublicKeys []string
 	// Substituters are extra binary caches (Hydra, nix-serve, Cachix).
 	Substituters []string
+	// Launcher is how the image makes /nix/store paths resolve: auto,
+	// proot or relocate.
+	Launcher string
+
 	// HydraInput names the Hydra jobset input the app is. When set, the
 	// source is added to the store as Hydra adds a git input (SourceName,
 	// default git-export) and built from there, with <HydraInput> on the
@@ -131,6 +135,7 @@ var Settings = []Setting{
 	{Name: "BP_NIX_SIGNING_KEY"},
 	{Name: "BP_NIX_TRUSTED_PUBLIC_KEYS"},
 	{Name: "BP_NIX_SUBSTITUTERS", Aliases: []string{"NIX_EXTRA_BINARY_CACHE"}},
+	{Name: "BP_NIX_LAUNCHER", Default: "auto"},
 	{Name: "BP_NIX_HYDRA_INPUT"},
 	{Name: "BP_NIX_SOURCE_NAME", Default: "git-export"},
 	{Name: "AWS_ACCESS_KEY_ID", Aliases: []string{"NIX_S3_KEY"}},
@@ -237,6 +242,11 @@ func (c *Config) readSharing(env values) error {
 	}
 	c.TrustedPublicKeys = strings.Fields(env.get("BP_NIX_TRUSTED_PUBLIC_KEYS"))
 	c.Substituters = strings.Fields(env.get("BP_NIX_SUBSTITUTERS"))
+	switch c.Launcher = strings.ToLower(env.get("BP_NIX_LAUNCHER")); c.Launcher {
+	case "auto", "proot", "relocate":
+	default:
+		return fmt.Errorf("BP_NIX_LAUNCHER=%q: use auto, proot or relocate", c.Launcher)
+	}
 	c.HydraInput = env.get("BP_NIX_HYDRA_INPUT")
 	c.SourceName = env.get("BP_NIX_SOURCE_NAME")
 	return nil

@@ -10,7 +10,7 @@ import (
 // image's processes fail with a message that says what to do.
 func TestProotLauncherExplainsBlockedPtrace(t *testing.T) {
 	image := "ptrace:latest"
-	build(t, fixture(t, "hello-web"), image, cacheDir(t), nil)
+	build(t, fixture(t, "hello-web"), image, cacheDir(t), map[string]string{"BP_NIX_LAUNCHER": "proot"})
 	rootfs := export(t, suite.env.Registry+"/"+image)
 	out, code, err := suite.env.Exec(rootfs, harness.RunOptions{Process: "web", DenyPtrace: true})
 	if err != nil || code == 0 {

@@ -17,6 +17,7 @@ import (
 	"github.com/paketo-buildpacks/packit/v2"
 
 	"github.com/nixcnb/nix-buildpack/procenv"
+	"github.com/nixcnb/nix-buildpack/relocate"
 )
 
 // ConfigFile is the launcher's settings file, at the top of the launch layer.
@@ -35,6 +36,9 @@ const (
 const (
 	// ModeProot runs commands under proot, the closure bound at /nix/store.
 	ModeProot = "proot"
+	// ModeRelocate runs commands natively: the closure was rewritten to
+	// name Prefix instead of /nix/store, and Prefix links to Store.
+	ModeRelocate = "relocate"
 	// ModeMissing: the deploy found no closure to restore; every command
 	// prints Message, which says what to do.
 	ModeMissing = "missing"
@@ -46,6 +50,9 @@ const (
 const (
 	BuildCommand = "build"
 	BuildpackDir = "buildpack"
+	// RelocateExecD is the launcher's name as the exec.d program that links
+	// the relocation prefix to the closure before each process.
+	RelocateExecD = "nix-relocate"
 )
 
 // Config is what the launcher needs at run time, written at build time.
@@ -58,6 +65,8 @@ type Config struct {
 	// Proot and ProotLibDir locate proot and its libtalloc.
 	Proot       string `toml:"proot"`
 	ProotLibDir string `toml:"proot-lib-dir"`
+	// Prefix replaces /nix/store in a relocated closure.
+	Prefix string `toml:"prefix,omitempty"`
 	// Message is what ModeMissing prints.
 	Message string `toml:"message,omitempty"`
 	// AppDir, NixFile and Flake say what the build command builds: the app
@@ -95,22 +104,65 @@ func (c Config) Command(invokedAs string, argv []string, env []string) (string, 
 	if len(argv) == 0 {
 		return "", nil, nil, fmt.Errorf("usage: %s COMMAND [ARGS...]: runs COMMAND with the Nix closure at /nix/store", invokedAs)
 	}
-	if len(c.Results) > 0 {
-		resultBins := make([]string, len(c.Results))
-		for i, r := range c.Results {
+	results := c.Results
+	if c.Mode == ModeRelocate {
+		results = relocateAll(results, c.Prefix)
+		argv = relocateAll(argv, c.Prefix)
+	}
+	if len(results) > 0 {
+		resultBins := make([]string, len(results))
+		for i, r := range results {
 			resultBins[i] = r + "/bin"
 		}
 		env = procenv.Prepend(env, "PATH", strings.Join(resultBins, ":"), "/usr/local/bin:/usr/bin:/bin")
 		if invokedAs == RunResult && !strings.HasPrefix(argv[0], "/") && strings.Contains(argv[0], "/") {
-			argv = append([]string{c.Results[0] + "/" + argv[0]}, argv[1:]...)
+			argv = append([]string{results[0] + "/" + argv[0]}, argv[1:]...)
 		}
 	}
 	switch c.Mode {
 	case ModeProot:
 		args := append([]string{"proot", "--bind=" + c.Store + ":/nix/store"}, argv...)
 		return c.Proot, args, procenv.Prepend(env, "LD_LIBRARY_PATH", c.ProotLibDir, ""), nil
+	case ModeRelocate:
+		program, err := lookPath(argv[0], env)
+		if err != nil {
+			return "", nil, nil, err
+		}
+		return program, argv, env, nil
 	}
 	return "", nil, nil, fmt.Errorf("unknown launcher mode %q in %s", c.Mode, ConfigFile)
+}
+
+// relocateAll rewrites the /nix/store prefix of each word that has it.
+func relocateAll(words []string, prefix string) []string {
+	out := make([]string, len(words))
+	for i, w := range words {
+		if rest, ok := strings.CutPrefix(w, "/nix/store/"); ok {
+			w = prefix + "/" + rest
+		}
+		out[i] = w
+	}
+	return out
+}
+
+// lookPath finds name on env's PATH, as a shell would.
+func lookPath(name string, env []string) (string, error) {
+	if strings.Contains(name, "/") {
+		return name, nil
+	}
+	path := ""
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			path = v
+		}
+	}
+	for _, dir := range filepath.SplitList(path) {
+		candidate := filepath.Join(dir, name)
+		if info, err := os.Stat(candidate); err == nil && info.Mode().IsRegular() && info.Mode()&0o111 != 0 {
+			return candidate, nil
+		}
+	}
+	return "", fmt.Errorf("%s: not found in the result's bin/ or on PATH", name)
 }
 
 // Exec replaces the current process with argv run under the launcher.
@@ -119,8 +171,14 @@ func (c Config) Exec(invokedAs string, argv []string) error {
 	if err != nil {
 		return err
 	}
-	if c.Mode == ModeProot {
+	switch c.Mode {
+	case ModeProot:
 		if err := checkPtrace(); err != nil {
+			return err
+		}
+	case ModeRelocate:
+		// exec.d made the link already; making sure costs one lstat.
+		if err := relocate.Link(c.Prefix, c.Store); err != nil {
 			return err
 		}
 	}

@@ -295,6 +295,9 @@ type PathInfo struct {
 	Path       string
 	References []string
 	Deriver    string
+	// NarHash is "sha256:<hex>", as the database keeps it; NarSize bytes.
+	NarHash string
+	NarSize int64
 }
 
 // PathInfos reads the database's registration of paths (nix-store
@@ -317,7 +320,11 @@ func parseRegInfo(s string) ([]PathInfo, error) {
 		if i+4 >= len(lines) {
 			return nil, fmt.Errorf("nix-store --dump-db: truncated entry at line %d", i+1)
 		}
-		info := PathInfo{Path: lines[i], Deriver: lines[i+3]}
+		info := PathInfo{Path: lines[i], Deriver: lines[i+3], NarHash: lines[i+1]}
+		if !strings.Contains(info.NarHash, ":") {
+			info.NarHash = "sha256:" + info.NarHash
+		}
+		info.NarSize, _ = strconv.ParseInt(lines[i+2], 10, 64)
 		n, err := strconv.Atoi(lines[i+4])
 		if err != nil || i+5+n > len(lines) {
 			return nil, fmt.Errorf("nix-store --dump-db: bad reference count for %s", lines[i])

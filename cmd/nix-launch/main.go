@@ -1,7 +1,8 @@
 // nix-launch runs a command of the image with the app's Nix closure visible
 // at /nix/store. The image's processes start through it; run_result.sh and
 // run_proot.sh are the same program under the old Heroku buildpacks' names,
-// and `build` is the one-off build command (heroku run build).
+// `build` is the one-off build command (heroku run build), and in exec.d
+// as nix-relocate it links a relocated closure's prefix before each process.
 package main
 
 import (
@@ -37,6 +38,10 @@ func run(invokedAs string, args []string) error {
 	}
 	// The launcher lives in <launch layer>/bin; its settings beside bin/.
 	layer := filepath.Dir(filepath.Dir(exe))
+	if invokedAs == launch.RelocateExecD {
+		launch.RunRelocationExecD(layer)
+		return nil
+	}
 	cfg, err := launch.ReadConfig(layer)
 	if err != nil {
 		return fmt.Errorf("reading the launcher's settings in %s: %w", layer, err)

@@ -1,0 +1,273 @@
+package relocate_test
+
+import (
+	"debug/elf"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nixcnb/nix-buildpack/relocate"
+)
+
+const (
+	glibcName = "3x4mpl3gl1bch0stxxxxxxxxxxxxxxxx-glibc-host"
+	envApp    = "4pp4pp4pp4pp4pp4pp4pp4pp4pp4pp4p-app"
+	hostBB    = "5bb5bb5bb5bb5bb5bb5bb5bb5bb5bb5b-busybox"
+)
+
+// copyFile copies src (following symlinks) to dest with mode.
+func copyFile(t *testing.T, src, dest string, mode fs.FileMode) {
+	t.Helper()
+	in, err := os.Open(src)
+	if err != nil {
+		t.Skipf("this host has no %s: %v", src, err)
+	}
+	defer in.Close()
+	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := os.OpenFile(dest, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dest, mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// readOnly makes every folder below dir 0555, as in a Nix store.
+func readOnly(t *testing.T, dir string) {
+	t.Helper()
+	var dirs []string
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if d != nil && d.IsDir() && path != dir {
+			dirs = append(dirs, path)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if err := os.Chmod(dirs[i], 0o555); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// linkPrefix links prefix to store for the test, and removes the link after.
+func linkPrefix(t *testing.T, prefix, store string) {
+	t.Helper()
+	if _, err := os.Lstat(prefix); err == nil {
+		t.Skipf("%s exists already", prefix)
+	}
+	if err := relocate.Link(prefix, store); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if target, err := os.Readlink(prefix); err == nil && target == store {
+			_ = os.Remove(prefix)
+		}
+	})
+}
+
+// TestRelocatedBinaryRuns relocates a real dynamically linked program whose
+// interpreter and RPATH name a /nix/store that does not exist here, and
+// runs it through the prefix.
+func TestRelocatedBinaryRuns(t *testing.T) {
+	patchelf, err := exec.LookPath("patchelf")
+	if err != nil {
+		t.Skip("patchelf is not installed")
+	}
+	store := filepath.Join(t.TempDir(), "store")
+	glibcLib := filepath.Join(store, glibcName, "lib")
+	copyFile(t, "/lib64/ld-linux-x86-64.so.2", filepath.Join(glibcLib, "ld-linux-x86-64.so.2"), 0o555)
+	copyFile(t, "/lib/x86_64-linux-gnu/libc.so.6", filepath.Join(glibcLib, "libc.so.6"), 0o555)
+	env := filepath.Join(store, envApp, "bin", "env")
+	copyFile(t, "/usr/bin/env", env, 0o755)
+	copyFile(t, "/usr/bin/busybox", filepath.Join(store, hostBB, "bin", "busybox"), 0o555)
+	if f, err := elf.Open(filepath.Join(store, hostBB, "bin", "busybox")); err == nil {
+		static := true
+		for _, p := range f.Progs {
+			static = static && p.Type != elf.PT_INTERP
+		}
+		f.Close()
+		if !static {
+			t.Skip("this host's busybox is not statically linked")
+		}
+	}
+	nixLib := "/nix/store/" + glibcName + "/lib"
+	out, err := exec.Command(patchelf, "--set-interpreter", nixLib+"/ld-linux-x86-64.so.2", "--set-rpath", nixLib, env).CombinedOutput()
+	if err != nil {
+		t.Fatalf("patchelf: %v\n%s", err, out)
+	}
+	if err := os.Chmod(env, 0o555); err != nil {
+		t.Fatal(err)
+	}
+	script := "#!/nix/store/" + hostBB + "/bin/busybox sh\n" +
+		"echo \"script at $0\"\n" +
+		"exec /nix/store/" + envApp + "/bin/env echo from env\n"
+	if err := os.WriteFile(filepath.Join(store, envApp, "bin", "hello"), []byte(script), 0o555); err != nil {
+		t.Fatal(err)
+	}
+	readOnly(t, store)
+	t.Cleanup(func() { _ = os.Chmod(store, 0o755); makeWritable(store) })
+
+	prefix := relocate.Prefix(store)
+	report, err := relocate.Rewrite(store, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if report.FilesRewritten != 2 {
+		t.Errorf("rewrote %d files, want env and hello", report.FilesRewritten)
+	}
+	f, err := elf.Open(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rpath, _ := f.DynString(elf.DT_RUNPATH)
+	if r, _ := f.DynString(elf.DT_RPATH); len(r) > 0 {
+		rpath = append(rpath, r...)
+	}
+	f.Close()
+	if len(rpath) != 1 || rpath[0] != prefix+"/"+glibcName+"/lib" {
+		t.Errorf("RPATH/RUNPATH is %q, want %s/%s/lib", rpath, prefix, glibcName)
+	}
+
+	linkPrefix(t, prefix, store)
+
+	cmd := exec.Command(prefix+"/"+envApp+"/bin/env", "echo", "ok")
+	cmd.Env = []string{"LD_DEBUG=libs", "PATH=/usr/bin:/bin"}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	stdout, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("running the relocated env: %v\n%s", err, stderr.String())
+	}
+	if string(stdout) != "ok\n" {
+		t.Errorf("the relocated env printed %q, want ok", stdout)
+	}
+	// The loader found libc through the rewritten RPATH, not the host's.
+	if want := prefix + "/" + glibcName + "/lib/libc.so.6"; !strings.Contains(stderr.String(), want) {
+		t.Errorf("the loader did not load %s:\n%s", want, stderr.String())
+	}
+
+	cmd = exec.Command(prefix + "/" + envApp + "/bin/hello")
+	cmd.Env = []string{"PATH=/usr/bin:/bin"}
+	got, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("running the relocated script: %v\n%s", err, got)
+	}
+	if want := "script at " + prefix + "/" + envApp + "/bin/hello\nfrom env\n"; string(got) != want {
+		t.Errorf("the relocated script printed %q, want %q", got, want)
+	}
+}
+
+func makeWritable(dir string) {
+	_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if d != nil && d.IsDir() {
+			_ = os.Chmod(path, 0o755)
+		}
+		return nil
+	})
+}
+
+func TestLink(t *testing.T) {
+	store := t.TempDir()
+	prefix := relocate.Prefix(store)
+	linkPrefix(t, prefix, store)
+	// Again: an existing correct link is fine.
+	if err := relocate.Link(prefix, store); err != nil {
+		t.Errorf("second Link: %v", err)
+	}
+	if err := relocate.Link(prefix, store+"/"); err != nil {
+		t.Errorf("Link with a trailing slash: %v", err)
+	}
+}
+
+func TestLinkRefusesPlantedNames(t *testing.T) {
+	store := t.TempDir()
+	elsewhere := t.TempDir()
+	cases := []struct {
+		name  string
+		plant func(prefix string) error
+		want  string
+	}{
+		{"symlink elsewhere", func(p string) error { return os.Symlink(elsewhere, p) }, "symlink to " + elsewhere},
+		{"folder", func(p string) error { return os.Mkdir(p, 0o755) }, "as a folder"},
+		{"file", func(p string) error { return os.WriteFile(p, nil, 0o644) }, "as a file"},
+		{"another user's link", func(p string) error {
+			if os.Getuid() != 0 {
+				return errors.ErrUnsupported
+			}
+			if err := os.Symlink(store, p); err != nil {
+				return err
+			}
+			return os.Lchown(p, nobody, nobody)
+		}, "owned by uid 65534"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			prefix := relocate.Prefix(store + c.name)
+			if _, err := os.Lstat(prefix); err == nil {
+				t.Skipf("%s exists already", prefix)
+			}
+			if err := c.plant(prefix); errors.Is(err, errors.ErrUnsupported) {
+				t.Skip("needs root to plant a name as another user")
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = os.RemoveAll(prefix) })
+			before, _ := os.Lstat(prefix)
+
+			err := relocate.Link(prefix, store)
+			if err == nil {
+				t.Fatal("Link accepted a planted name")
+			}
+			for _, want := range []string{c.want, "planted by another user", "will not start"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not say %q", err, want)
+				}
+			}
+			// Link left it alone.
+			after, err := os.Lstat(prefix)
+			if err != nil || !os.SameFile(before, after) {
+				t.Errorf("Link changed the planted name: %v", err)
+			}
+		})
+	}
+}
+
+func TestLaunchConfig(t *testing.T) {
+	layer := t.TempDir()
+	if err := (relocate.LaunchConfig{Prefix: "/tmp/nx3k9", Store: "store"}).Write(layer); err != nil {
+		t.Fatal(err)
+	}
+	c, err := relocate.ReadLaunchConfig(layer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Prefix != "/tmp/nx3k9" || c.Store != filepath.Join(layer, "store") {
+		t.Errorf("read %+v", c)
+	}
+	if err := (relocate.LaunchConfig{Prefix: "/tmp/x", Store: "/s"}).Write(layer); err == nil {
+		t.Error("Write accepted a prefix of the wrong length")
+	}
+	if err := os.WriteFile(filepath.Join(layer, relocate.ConfigFile), []byte("prefix = \"/tmp/x\"\nstore = \"/s\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := relocate.ReadLaunchConfig(layer); err == nil {
+		t.Error("ReadLaunchConfig accepted a prefix of the wrong length")
+	}
+}

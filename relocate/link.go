@@ -1,0 +1,134 @@
+package relocate
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Link makes prefix a symlink to storeDir, so that the paths Rewrite wrote
+// resolve. It is idempotent: a symlink already there that this user owns
+// and that points at storeDir is fine.
+//
+// The prefix lives in /tmp, where any user may create names (the sticky bit
+// only stops them removing other users' names). So Link never removes or
+// replaces anything: when the name exists as anything else, or belongs to
+// another user (who could repoint it at will), it refuses, and the app must
+// not start, since its programs would load whatever that name leads to.
+func Link(prefix, storeDir string) error {
+	if err := CheckPrefix(prefix); err != nil {
+		return err
+	}
+	if !filepath.IsAbs(storeDir) {
+		return fmt.Errorf("the relocated store %q must be an absolute path", storeDir)
+	}
+	storeDir = filepath.Clean(storeDir)
+	err := os.Symlink(storeDir, prefix)
+	if err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("linking %s to the relocated Nix store %s: %w", prefix, storeDir, err)
+	}
+	if problem := checkLink(prefix, storeDir); problem != "" {
+		return fmt.Errorf("%s %s, not a symlink of this user (uid %d) to %s. It may have been planted by another user, so the app will not start: "+
+			"its programs load libraries and interpreters through %s. Remove %s, or run the app in a container of its own",
+			prefix, problem, os.Getuid(), storeDir, prefix, prefix)
+	}
+	return nil
+}
+
+// checkLink says what is wrong with prefix as a link to storeDir, or "".
+func checkLink(prefix, storeDir string) string {
+	info, err := os.Lstat(prefix)
+	if err != nil {
+		return fmt.Sprintf("could not be inspected (%v)", err)
+	}
+	if info.Mode()&fs.ModeSymlink == 0 {
+		if info.IsDir() {
+			return "already exists as a folder"
+		}
+		return fmt.Sprintf("already exists as a %s", describe(info.Mode()))
+	}
+	target, err := os.Readlink(prefix)
+	if err != nil {
+		return fmt.Sprintf("could not be read (%v)", err)
+	}
+	if filepath.Clean(target) != storeDir {
+		return fmt.Sprintf("already exists as a symlink to %s", target)
+	}
+	st, ok := info.Sys().(*syscall.Stat_t)
+	if !ok {
+		return "has no owner this system reports"
+	}
+	if int(st.Uid) != os.Getuid() {
+		return fmt.Sprintf("already exists as a symlink owned by uid %d", st.Uid)
+	}
+	return ""
+}
+
+func describe(mode fs.FileMode) string {
+	switch {
+	case mode.IsRegular():
+		return "file"
+	case mode&fs.ModeNamedPipe != 0:
+		return "named pipe"
+	case mode&fs.ModeSocket != 0:
+		return "socket"
+	case mode&fs.ModeDevice != 0:
+		return "device"
+	}
+	return "special file"
+}
+
+// ConfigFile is the exec.d program's settings file, at the top of the
+// layer whose exec.d/ folder holds the program.
+const ConfigFile = "relocate.toml"
+
+// LaunchConfig is what the exec.d program needs at launch.
+type LaunchConfig struct {
+	// Prefix is the path Rewrite wrote in place of /nix/store.
+	Prefix string `toml:"prefix"`
+	// Store is the folder holding the relocated store paths: absolute, or
+	// relative to the layer.
+	Store string `toml:"store"`
+}
+
+// Write saves c as ConfigFile in layerDir.
+func (c LaunchConfig) Write(layerDir string) error {
+	if err := c.check(); err != nil {
+		return err
+	}
+	f, err := os.Create(filepath.Join(layerDir, ConfigFile))
+	if err != nil {
+		return err
+	}
+	err = toml.NewEncoder(f).Encode(c)
+	return errors.Join(err, f.Close())
+}
+
+// ReadLaunchConfig loads ConfigFile from layerDir, and makes its Store
+// absolute.
+func ReadLaunchConfig(layerDir string) (LaunchConfig, error) {
+	var c LaunchConfig
+	path := filepath.Join(layerDir, ConfigFile)
+	if _, err := toml.DecodeFile(path, &c); err != nil {
+		return c, fmt.Errorf("reading the relocation settings: %w", err)
+	}
+	if err := c.check(); err != nil {
+		return c, fmt.Errorf("%s: %w", path, err)
+	}
+	if !filepath.IsAbs(c.Store) {
+		c.Store = filepath.Join(layerDir, c.Store)
+	}
+	return c, nil
+}
+
+func (c LaunchConfig) check() error {
+	if c.Store == "" {
+		return errors.New("the relocation settings name no store folder")
+	}
+	return CheckPrefix(c.Prefix)
+}

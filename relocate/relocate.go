@@ -1,0 +1,257 @@
+// Package relocate moves a copied Nix closure from /nix/store to another
+// path of the same length, so its programs run without proot (which needs
+// ptrace, and Heroku blocks ptrace).
+//
+// Rewrite replaces the 10 bytes "/nix/store" with a 10-byte prefix such as
+// /tmp/nx3k9 in every file and symlink target of the copied store; ELF
+// interpreters, RPATHs, shebangs and scripts then name paths below the
+// prefix. At launch, Link makes the prefix a symlink to the copied store, so
+// those paths resolve. Keeping the length equal leaves every offset, string
+// table and length field in binaries valid.
+package relocate
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// StoreDir is the prefix Rewrite replaces.
+const StoreDir = "/nix/store"
+
+// Prefix derives a per-app prefix under /tmp from seed (the app's name or a
+// digest of its closure): "/tmp/" and 5 characters of [a-z0-9], 10 bytes in
+// all, like StoreDir. The same seed always gives the same prefix.
+func Prefix(seed string) string {
+	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+	sum := sha256.Sum256([]byte("nix-buildpack relocate\x00" + seed))
+	n := binary.BigEndian.Uint64(sum[:8])
+	var b strings.Builder
+	b.WriteString("/tmp/")
+	for range 5 {
+		b.WriteByte(alphabet[n%uint64(len(alphabet))])
+		n /= uint64(len(alphabet))
+	}
+	return b.String()
+}
+
+// CheckPrefix says why prefix cannot replace StoreDir, or returns nil.
+func CheckPrefix(prefix string) error {
+	switch {
+	case len(prefix) != len(StoreDir):
+		return fmt.Errorf("relocation prefix %q is %d bytes long; it must be %d, the length of %s, so that binaries keep their layout", prefix, len(prefix), len(StoreDir), StoreDir)
+	case !strings.HasPrefix(prefix, "/") || filepath.Clean(prefix) != prefix:
+		return fmt.Errorf("relocation prefix %q must be a clean absolute path", prefix)
+	case prefix == StoreDir:
+		return fmt.Errorf("relocation prefix %q is %s itself", prefix, StoreDir)
+	case strings.ContainsRune(prefix, 0):
+		return fmt.Errorf("relocation prefix %q contains a NUL byte", prefix)
+	}
+	return nil
+}
+
+// Report says what Rewrite did.
+type Report struct {
+	// FilesRewritten counts regular files, LinksRewritten symlinks.
+	FilesRewritten, LinksRewritten int
+	// Occurrences counts the replaced StoreDir strings, in files and links.
+	Occurrences int
+	// Skipped lists files that mention StoreDir but were left alone.
+	Skipped []Skipped
+}
+
+// Skipped is a file Rewrite left alone, and why.
+type Skipped struct {
+	// Path is relative to the store folder, with / separators.
+	Path   string
+	Reason string
+}
+
+// Documentation says whether the skipped file is documentation that
+// programs do not load at run time: below share/man, share/info, share/doc
+// or share/gtk-doc of its store path. Nix gzips man and info pages, and
+// they often mention store paths, so most closures have a few skipped
+// files; only the others can break a relocated app.
+func (s Skipped) Documentation() bool {
+	_, inPath, ok := strings.Cut(s.Path, "/")
+	if !ok {
+		return false
+	}
+	for _, dir := range []string{"share/man/", "share/info/", "share/doc/", "share/gtk-doc/"} {
+		if strings.HasPrefix(inPath, dir) {
+			return true
+		}
+	}
+	return false
+}
+
+// Rewrite replaces every occurrence of StoreDir with prefix in every regular
+// file and symlink target below storeDir, the folder that holds the copied
+// <hash>-<name> store paths.
+//
+// A changed file is written anew beside the old one and renamed over it,
+// with the old one's mode and times: the copy may share its inode with
+// another layer through a hard link, and that layer must not change.
+// Read-only directories are made writable while they are worked on, and get
+// their modes back before Rewrite returns.
+//
+// Files whose bytes the rewrite could break are left alone and listed in
+// the report's Skipped when they mention StoreDir (see skipReason).
+func Rewrite(storeDir, prefix string) (Report, error) {
+	var report Report
+	if err := CheckPrefix(prefix); err != nil {
+		return report, err
+	}
+	old, repl := []byte(StoreDir), []byte(prefix)
+	var restore dirModes
+	err := filepath.WalkDir(storeDir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(storeDir, path)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		switch {
+		case d.IsDir():
+			return restore.makeWritable(path)
+		case d.Type()&fs.ModeSymlink != 0:
+			n, err := rewriteLink(path, old, repl)
+			if err != nil {
+				return fmt.Errorf("rewriting the symlink %s: %w", rel, err)
+			}
+			if n > 0 {
+				report.LinksRewritten++
+				report.Occurrences += n
+			}
+		case d.Type().IsRegular():
+			n, reason, err := rewriteFile(path, old, repl)
+			if err != nil {
+				return fmt.Errorf("rewriting %s: %w", rel, err)
+			}
+			if reason != "" {
+				report.Skipped = append(report.Skipped, Skipped{Path: rel, Reason: reason})
+			} else if n > 0 {
+				report.FilesRewritten++
+				report.Occurrences += n
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		err = fmt.Errorf("relocating the closure in %s to %s: %w", storeDir, prefix, err)
+	}
+	return report, errors.Join(err, restore.restore())
+}
+
+// Verify walks storeDir and returns, relative to it, every regular file not
+// listed in skipped and every symlink that still mentions StoreDir.
+func Verify(storeDir string, skipped []Skipped) ([]string, error) {
+	skip := make(map[string]bool, len(skipped))
+	for _, s := range skipped {
+		skip[s.Path] = true
+	}
+	var left []string
+	err := filepath.WalkDir(storeDir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(storeDir, path)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		switch {
+		case d.Type()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(path)
+			if err != nil {
+				return err
+			}
+			if strings.Contains(target, StoreDir) {
+				left = append(left, rel)
+			}
+		case d.Type().IsRegular() && !skip[rel]:
+			n, err := countFile(path, []byte(StoreDir))
+			if err != nil {
+				return err
+			}
+			if n > 0 {
+				left = append(left, rel)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return left, fmt.Errorf("checking the relocated closure in %s: %w", storeDir, err)
+	}
+	return left, nil
+}
+
+// rewriteLink points the symlink at path to its target with old replaced,
+// by making a new link and renaming it over the old one.
+func rewriteLink(path string, old, repl []byte) (int, error) {
+	target, err := os.Readlink(path)
+	if err != nil {
+		return 0, err
+	}
+	n := strings.Count(target, string(old))
+	if n == 0 {
+		return 0, nil
+	}
+	tmp, err := tempName(path)
+	if err != nil {
+		return 0, err
+	}
+	if err := os.Symlink(strings.ReplaceAll(target, string(old), string(repl)), tmp); err != nil {
+		return 0, err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
+		return 0, err
+	}
+	return n, nil
+}
+
+// dirModes remembers the modes of directories made writable, to put back.
+type dirModes []struct {
+	path string
+	mode fs.FileMode
+}
+
+// makeWritable gives the owner full access to dir, remembering its mode
+// when that changes it.
+func (m *dirModes) makeWritable(dir string) error {
+	info, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	mode := info.Mode() & (fs.ModePerm | fs.ModeSetgid | fs.ModeSetuid | fs.ModeSticky)
+	if mode&0o700 == 0o700 {
+		return nil
+	}
+	if err := os.Chmod(dir, mode|0o700); err != nil {
+		return fmt.Errorf("making the read-only folder %s writable: %w", dir, err)
+	}
+	*m = append(*m, struct {
+		path string
+		mode fs.FileMode
+	}{dir, mode})
+	return nil
+}
+
+// restore puts the remembered modes back, deepest folder first.
+func (m dirModes) restore() error {
+	var errs []error
+	for i := len(m) - 1; i >= 0; i-- {
+		if err := os.Chmod(m[i].path, m[i].mode); err != nil {
+			errs = append(errs, fmt.Errorf("restoring the mode of %s: %w", m[i].path, err))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,459 @@
+package relocate_test
+
+import (
+	"archive/zip"
+	"bytes"
+	"compress/gzip"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nixcnb/nix-buildpack/closure"
+	"github.com/nixcnb/nix-buildpack/relocate"
+)
+
+const (
+	appName = "0c3m8j5z3yx0m8bqfl6v8lx5n6c4d9nw-app-1.0"
+	bbName  = "1a2b3c4d5f6g7h8i9j0k1l2m3n4p5q6r-bb"
+	libName = "9zyxwvsrqpnmlkjihgfdcba987654321-libgreet-2.1"
+)
+
+// entry is one file system object of a fake store, relative to its top.
+type entry struct {
+	path string
+	mode fs.FileMode // permission bits; fs.ModeDir or fs.ModeSymlink for those
+	data string      // file contents, or the link target
+}
+
+func gzipped(t *testing.T, s string) string {
+	t.Helper()
+	var b bytes.Buffer
+	zw := gzip.NewWriter(&b)
+	if _, err := zw.Write([]byte(s)); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+// storedZip makes a zip whose one entry is stored uncompressed, so the
+// entry's bytes, CRC-32 and all, appear as they are in the file.
+func storedZip(t *testing.T, name, s string) string {
+	t.Helper()
+	var b bytes.Buffer
+	zw := zip.NewWriter(&b)
+	w, err := zw.CreateHeader(&zip.FileHeader{Name: name, Method: zip.Store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte(s)); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+func fakeStore(t *testing.T) []entry {
+	return []entry{
+		{appName, fs.ModeDir | 0o555, ""},
+		{appName + "/bin", fs.ModeDir | 0o555, ""},
+		{appName + "/bin/web", 0o555, "#!/nix/store/" + bbName + "/busybox sh\nexec /nix/store/" + libName + "/bin/greet \"$@\"\n"},
+		{appName + "/bin/hi", fs.ModeSymlink, "web"},
+		{appName + "/bin/greet", fs.ModeSymlink, "/nix/store/" + libName + "/bin/greet"},
+		{appName + "/etc", fs.ModeDir | 0o555, ""},
+		{appName + "/etc/paths", 0o444, "PATH=/nix/store/" + bbName + ":/nix/store/" + libName + "/bin\n"},
+		{appName + "/etc/plain", 0o444, "no store paths here\n"},
+		{appName + "/share", fs.ModeDir | 0o555, ""},
+		{appName + "/share/man.1.gz", 0o444, gzipped(t, ".TH see /nix/store/"+libName+"/share\n")},
+		{appName + "/share/clean.1.gz", 0o444, gzipped(t, ".TH nothing to see\n")},
+		{appName + "/share/lib.jar", 0o444, storedZip(t, "META-INF/MANIFEST.MF", "Class-Path: /nix/store/"+libName+"/lib.jar\n")},
+		{libName, fs.ModeDir | 0o555, ""},
+		{libName + "/bin", fs.ModeDir | 0o555, ""},
+		{libName + "/bin/greet", 0o555, "#!/nix/store/" + bbName + "/busybox sh\necho hello\n"},
+		{libName + "/lib", fs.ModeDir | 0o555, ""},
+		{libName + "/lib/libgreet.so.2", 0o444, "\x7fELF\x00\x00/nix/store/" + libName + "/lib\x00/nix/store/" + bbName + "\x00"},
+		{libName + "/lib/libgreet.so", fs.ModeSymlink, "/nix/store/" + libName + "/lib/libgreet.so.2"},
+		// A store path can be a single file or a symlink.
+		{"5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f-alias", fs.ModeSymlink, "/nix/store/" + appName + "/bin/web"},
+	}
+}
+
+// makeStore writes entries into dir, making directories read-only last, as
+// Nix does, and sets every file's time to 1 s after the epoch, as Nix does.
+func makeStore(t *testing.T, dir string, entries []entry) {
+	t.Helper()
+	t.Cleanup(func() { _ = closure.MakeWritable(dir) })
+	var dirs []entry
+	for _, e := range entries {
+		p := filepath.Join(dir, e.path)
+		var err error
+		switch {
+		case e.mode.IsDir():
+			err = os.Mkdir(p, 0o755)
+			dirs = append(dirs, e)
+		case e.mode&fs.ModeSymlink != 0:
+			err = os.Symlink(e.data, p)
+		default:
+			if err = os.WriteFile(p, []byte(e.data), 0o600); err == nil {
+				err = os.Chmod(p, e.mode)
+			}
+			if err == nil {
+				err = os.Chtimes(p, time.Unix(1, 0), time.Unix(1, 0))
+			}
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	slices.Reverse(dirs)
+	for _, e := range dirs {
+		if err := os.Chmod(filepath.Join(dir, e.path), e.mode.Perm()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestPrefix(t *testing.T) {
+	a, b := relocate.Prefix("my-awesome-app"), relocate.Prefix("other-app")
+	for _, p := range []string{a, b} {
+		if len(p) != len(relocate.StoreDir) || !strings.HasPrefix(p, "/tmp/") {
+			t.Errorf("Prefix gave %q, want /tmp/ and 5 characters", p)
+		}
+		if strings.Trim(p[5:], "abcdefghijklmnopqrstuvwxyz0123456789") != "" {
+			t.Errorf("Prefix gave %q, with characters outside [a-z0-9]", p)
+		}
+		if err := relocate.CheckPrefix(p); err != nil {
+			t.Error(err)
+		}
+	}
+	if a == b {
+		t.Errorf("two apps got the same prefix %q", a)
+	}
+	if relocate.Prefix("my-awesome-app") != a {
+		t.Error("Prefix is not stable")
+	}
+}
+
+func TestCheckPrefix(t *testing.T) {
+	for _, p := range []string{"/tmp/nx", "/tmp/nx3k9x", "tmp/nx3k9x", "/tmp/../ab", "/nix/store", "/tmp/a\x00cd"} {
+		if relocate.CheckPrefix(p) == nil {
+			t.Errorf("CheckPrefix(%q) accepted it", p)
+		}
+	}
+}
+
+func TestRewrite(t *testing.T) {
+	root := t.TempDir()
+	store := filepath.Join(root, "store")
+	if err := os.Mkdir(store, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	entries := fakeStore(t)
+	makeStore(t, store, entries)
+
+	// The build hard-links the closure out of a cache layer: the cache's
+	// copy must stay as it is.
+	cached := filepath.Join(root, "cache-copy-of-paths")
+	if err := os.Link(filepath.Join(store, appName, "etc/paths"), cached); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(cached)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	const prefix = "/tmp/nx3k9"
+	report, err := relocate.Rewrite(store, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// web (2), paths (2), greet (1), libgreet.so.2 (2) are rewritten;
+	// greet, libgreet.so and the alias are links (1 each).
+	if report.FilesRewritten != 4 || report.LinksRewritten != 3 || report.Occurrences != 10 {
+		t.Errorf("report = %+v, want 4 files, 3 links, 10 occurrences", report)
+	}
+
+	read := func(rel string) string {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(store, rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	link := func(rel string) string {
+		t.Helper()
+		s, err := os.Readlink(filepath.Join(store, rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	if got, want := read(appName+"/bin/web"), "#!/tmp/nx3k9/"+bbName+"/busybox sh\nexec /tmp/nx3k9/"+libName+"/bin/greet \"$@\"\n"; got != want {
+		t.Errorf("web = %q, want %q", got, want)
+	}
+	if got, want := read(appName+"/etc/paths"), "PATH=/tmp/nx3k9/"+bbName+":/tmp/nx3k9/"+libName+"/bin\n"; got != want {
+		t.Errorf("paths = %q, want %q", got, want)
+	}
+	if got := read(libName + "/lib/libgreet.so.2"); got != "\x7fELF\x00\x00/tmp/nx3k9/"+libName+"/lib\x00/tmp/nx3k9/"+bbName+"\x00" {
+		t.Errorf("libgreet.so.2 = %q", got)
+	}
+	if got := link(appName + "/bin/greet"); got != "/tmp/nx3k9/"+libName+"/bin/greet" {
+		t.Errorf("greet -> %q", got)
+	}
+	if got := link("5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f-alias"); got != "/tmp/nx3k9/"+appName+"/bin/web" {
+		t.Errorf("alias -> %q", got)
+	}
+	if got := link(appName + "/bin/hi"); got != "web" {
+		t.Errorf("hi -> %q, want it untouched", got)
+	}
+
+	after, err := os.ReadFile(cached)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(before, after) {
+		t.Errorf("the hard-linked copy changed to %q", after)
+	}
+
+	// Modes of rewritten files and of the read-only folders are kept, and
+	// so is the file time Nix sets.
+	for rel, want := range map[string]fs.FileMode{
+		appName:                        fs.ModeDir | 0o555,
+		appName + "/bin":               fs.ModeDir | 0o555,
+		appName + "/etc":               fs.ModeDir | 0o555,
+		appName + "/bin/web":           0o555,
+		appName + "/etc/paths":         0o444,
+		libName + "/lib/libgreet.so.2": 0o444,
+	} {
+		info, err := os.Lstat(filepath.Join(store, rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Mode() != want {
+			t.Errorf("%s has mode %v, want %v", rel, info.Mode(), want)
+		}
+		if !info.IsDir() && !info.ModTime().Equal(time.Unix(1, 0)) {
+			t.Errorf("%s has time %v, want 1 s after the epoch", rel, info.ModTime())
+		}
+	}
+	// No temporary files are left behind.
+	listing, err := os.ReadDir(filepath.Join(store, appName, "bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(listing) != 3 {
+		t.Errorf("bin holds %d entries, want 3", len(listing))
+	}
+
+	// The gzip file that mentions the store and the jar are reported; the
+	// other gzip file is left alone quietly.
+	var skipped []string
+	for _, s := range report.Skipped {
+		skipped = append(skipped, s.Path)
+		if s.Reason == "" {
+			t.Errorf("%s skipped with no reason", s.Path)
+		}
+	}
+	slices.Sort(skipped)
+	if want := []string{appName + "/share/lib.jar", appName + "/share/man.1.gz"}; !slices.Equal(skipped, want) {
+		t.Errorf("skipped %q, want %q", skipped, want)
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.path, appName+"/share/") && read(e.path) != e.data {
+			t.Errorf("%s was changed", e.path)
+		}
+	}
+
+	left, err := relocate.Verify(store, report.Skipped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != 0 {
+		t.Errorf("Verify found %q still mentioning /nix/store", left)
+	}
+	// The jar mentions the store in its bytes: without the skip list,
+	// Verify finds it.
+	left, err = relocate.Verify(store, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{appName + "/share/lib.jar"}; !slices.Equal(left, want) {
+		t.Errorf("Verify(nil) = %q, want %q", left, want)
+	}
+
+	// A second run finds nothing to do.
+	again, err := relocate.Rewrite(store, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.FilesRewritten+again.LinksRewritten+again.Occurrences != 0 {
+		t.Errorf("second run = %+v, want nothing done", again)
+	}
+}
+
+func TestSkippedDocumentation(t *testing.T) {
+	for path, want := range map[string]bool{
+		appName + "/share/man/man1/web.1.gz":  true,
+		appName + "/share/info/web.info.gz":   true,
+		appName + "/share/doc/web/NEWS.gz":    true,
+		appName + "/share/web/templates.zip":  false,
+		appName + "/lib/web.jar":              false,
+		"share/man/man1/not-in-a-store-path":  false,
+		"0c3m8j5z3yx0m8bqfl6v8lx5n6c4d9nw.gz": false,
+	} {
+		if got := (relocate.Skipped{Path: path}).Documentation(); got != want {
+			t.Errorf("Documentation(%q) = %v, want %v", path, got, want)
+		}
+	}
+}
+
+func TestRewriteLargeFile(t *testing.T) {
+	// Occurrences straddle the 1 MiB chunks the rewrite reads.
+	store := t.TempDir()
+	var b bytes.Buffer
+	for b.Len() < 3<<20 {
+		b.WriteString(strings.Repeat("x", 1<<20-5))
+		b.WriteString("/nix/store/abc ")
+	}
+	want := strings.ReplaceAll(b.String(), "/nix/store", "/tmp/nx3k9")
+	n := strings.Count(b.String(), "/nix/store")
+	if err := os.WriteFile(filepath.Join(store, "big"), b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	report, err := relocate.Rewrite(store, "/tmp/nx3k9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if report.Occurrences != n {
+		t.Errorf("replaced %d, want %d", report.Occurrences, n)
+	}
+	got, err := os.ReadFile(filepath.Join(store, "big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != want {
+		t.Error("the large file was not rewritten correctly")
+	}
+}
+
+func TestRewriteRefusesBadPrefix(t *testing.T) {
+	if _, err := relocate.Rewrite(t.TempDir(), "/tmp/toolong"); err == nil || !strings.Contains(err.Error(), "10") {
+		t.Errorf("err = %v, want one about the length", err)
+	}
+}
+
+// TestRewriteAsUser runs Rewrite as an ordinary user on a read-only tree that
+// user owns, the way the build runs: root would not notice read-only
+// folders. As root, the test runs itself again as nobody.
+func TestRewriteAsUser(t *testing.T) {
+	if dir := os.Getenv("RELOCATE_TEST_STORE"); dir != "" {
+		report, err := relocate.Rewrite(dir, "/tmp/nx3k9")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if report.FilesRewritten != 4 {
+			t.Errorf("report = %+v", report)
+		}
+		return
+	}
+	if os.Getuid() != 0 {
+		store := t.TempDir()
+		makeStore(t, store, fakeStore(t))
+		if _, err := relocate.Rewrite(store, "/tmp/nx3k9"); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+
+	top := shared(t)
+	store := filepath.Join(top, "store")
+	if err := os.Mkdir(store, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	makeStore(t, store, fakeStore(t))
+	chownTree(t, store, nobody)
+	out, err := runAs(t, top, nobody, "TestRewriteAsUser", "RELOCATE_TEST_STORE="+store)
+	if err != nil {
+		t.Fatalf("as nobody: %v\n%s", err, out)
+	}
+	info, err := os.Stat(filepath.Join(store, appName, "bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Mode().Perm() != 0o555 {
+		t.Errorf("bin has mode %v after the rewrite, want 0555", info.Mode())
+	}
+	b, err := os.ReadFile(filepath.Join(store, appName, "etc/paths"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "/nix/store") {
+		t.Errorf("paths = %q, not rewritten", b)
+	}
+}
+
+const nobody = 65534
+
+// shared makes a folder every user may enter, removed after the test.
+func shared(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "relocate-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = closure.MakeWritable(dir)
+		_ = os.RemoveAll(dir)
+	})
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func chownTree(t *testing.T, dir string, uid int) {
+	t.Helper()
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(path, uid, uid)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// runAs runs the test binary's test named test as uid, with env added.
+func runAs(t *testing.T, dir string, uid int, test string, env ...string) ([]byte, error) {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The test binary sits in a folder only root may enter: copy it.
+	bin := filepath.Join(dir, "test.bin")
+	data, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-test.run=^"+test+"$", "-test.count=1")
+	cmd.Dir = dir
+	cmd.Env = append([]string{"PATH=/usr/bin:/bin", "HOME=" + dir, "TMPDIR=" + dir}, env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)}}
+	return cmd.CombinedOutput()
+}

@@ -1,0 +1,257 @@
+package slugexclude_test
+
+import (
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/nixcnb/nix-buildpack/closure"
+	"github.com/nixcnb/nix-buildpack/slugexclude"
+)
+
+const (
+	hello = "0c3m8j5z3yx0m8bqfl6v8lx5n6c4d9nw-hello-2.12"
+	app   = "1a2b3c4d5f6g7h8i9j0k1l2m3n4p5q6r-my-awesome-app-1.0"
+	glibc = "9zyxwvsrqpnmlkjihgfdcba987654321-glibc-2.39-52"
+	env   = "5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f-user-environment"
+)
+
+// entry is one file system object, relative to the root.
+type entry struct {
+	path string
+	mode fs.FileMode // permission bits; fs.ModeDir or fs.ModeSymlink for those
+	data string      // file contents, or the link target
+}
+
+var tree = []entry{
+	{"store", fs.ModeDir | 0o755, ""},
+	{"store/" + hello, fs.ModeDir | 0o555, ""},
+	{"store/" + hello + "/bin", fs.ModeDir | 0o555, ""},
+	{"store/" + hello + "/bin/hello", 0o555, "#!/bin/sh\necho hello\n"},
+	{"store/" + hello + "/share", fs.ModeDir | 0o555, ""},
+	{"store/" + hello + "/share/doc", fs.ModeDir | 0o555, ""},
+	{"store/" + hello + "/share/doc/README", 0o444, "0123456789"},
+	{"store/" + hello + "/share/doc/link", fs.ModeSymlink, "README"},
+	{"store/" + glibc, fs.ModeDir | 0o555, ""},
+	{"store/" + glibc + "/lib", fs.ModeDir | 0o555, ""},
+	{"store/" + glibc + "/lib/libc.so.6", 0o555, "not really"},
+	{"store/" + glibc + "/lib/libc.a", 0o444, "12345"},
+	{"store/" + app, fs.ModeDir | 0o555, ""},
+	{"store/" + app + "/bin", fs.ModeDir | 0o555, ""},
+	{"store/" + app + "/bin/web", 0o555, "#!/bin/sh\n"},
+	{"store/" + env, fs.ModeDir | 0o555, ""},
+	{"store/" + env + "/manifest.nix", 0o444, "[]"},
+	{"store/7x7x7x7x7x7x7x7x7x7x7x7x7x7x7x7x-single.sh", 0o555, "#!/bin/sh\n"},
+	{"nix-launch.toml", 0o644, "mode = \"proot\"\n"},
+}
+
+// makeTree writes entries below root, making folders read-only last.
+func makeTree(t *testing.T, root string, entries []entry) {
+	t.Helper()
+	t.Cleanup(func() { _ = closure.MakeWritable(root) })
+	var dirs []entry
+	for _, e := range entries {
+		p := filepath.Join(root, e.path)
+		var err error
+		switch {
+		case e.mode.IsDir():
+			err = os.Mkdir(p, 0o755)
+			dirs = append(dirs, e)
+		case e.mode&fs.ModeSymlink != 0:
+			err = os.Symlink(e.data, p)
+		default:
+			if err = os.WriteFile(p, []byte(e.data), 0o600); err == nil {
+				err = os.Chmod(p, e.mode)
+			}
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	slices.Reverse(dirs)
+	for _, e := range dirs {
+		if err := os.Chmod(filepath.Join(root, e.path), e.mode.Perm()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+var wantRemoved = []string{
+	"store/" + hello + "/bin/hello",
+	"store/" + hello + "/share/doc/README",
+	"store/" + hello + "/share/doc/link",
+	"store/7x7x7x7x7x7x7x7x7x7x7x7x7x7x7x7x-single.sh",
+	"store/" + glibc + "/lib/libc.a",
+}
+
+func checkApplied(t *testing.T, root string) {
+	t.Helper()
+	for _, rel := range wantRemoved {
+		if _, err := os.Lstat(filepath.Join(root, rel)); err == nil {
+			t.Errorf("%s is still there", rel)
+		}
+	}
+	for _, rel := range []string{
+		"store/" + hello + "/share/doc",
+		"store/" + glibc + "/lib/libc.so.6",
+		"store/" + app + "/bin/web",
+		"store/" + env + "/manifest.nix",
+		"nix-launch.toml",
+	} {
+		if _, err := os.Lstat(filepath.Join(root, rel)); err != nil {
+			t.Errorf("%s was removed: %v", rel, err)
+		}
+	}
+	// The read-only folders are read-only again.
+	for _, rel := range []string{"store/" + hello + "/bin", "store/" + hello + "/share/doc", "store/" + glibc + "/lib"} {
+		info, err := os.Stat(filepath.Join(root, rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Mode().Perm() != 0o555 {
+			t.Errorf("%s has mode %v, want 0555", rel, info.Mode())
+		}
+	}
+}
+
+func TestApplySeed(t *testing.T) {
+	root := t.TempDir()
+	makeTree(t, root, tree)
+	res, err := slugexclude.Apply(root, mustParse(t, seed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.Removed, wantRemoved) {
+		t.Errorf("removed %q, want %q", res.Removed, wantRemoved)
+	}
+	// hello (21), README (10), libc.a (5), single.sh (10); the link is no file.
+	if res.Bytes != 46 {
+		t.Errorf("freed %d bytes, want 46", res.Bytes)
+	}
+	if len(res.Warnings) != 0 {
+		t.Errorf("warnings %q, want none", res.Warnings)
+	}
+	checkApplied(t, root)
+}
+
+func TestApplyPrunesExcludedFolders(t *testing.T) {
+	root := t.TempDir()
+	makeTree(t, root, tree)
+	// The include comes after the folder's exclusion, as in rsync, it
+	// cannot bring back what is inside a removed folder.
+	res, err := slugexclude.Apply(root, mustParse(t, "- share/\n+ README\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"store/" + hello + "/share"}; !slices.Equal(res.Removed, want) {
+		t.Errorf("removed %q, want %q", res.Removed, want)
+	}
+	if res.Bytes != 10 {
+		t.Errorf("freed %d bytes, want 10", res.Bytes)
+	}
+	info, err := os.Stat(filepath.Join(root, "store", hello))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Mode().Perm() != 0o555 {
+		t.Errorf("the parent folder has mode %v, want 0555", info.Mode())
+	}
+}
+
+// TestApplyAsUser applies the seed as an ordinary user who owns the tree,
+// as the build does: root would not notice the read-only folders. As root,
+// the test runs itself again as nobody.
+func TestApplyAsUser(t *testing.T) {
+	if root := os.Getenv("SLUGEXCLUDE_TEST_ROOT"); root != "" {
+		res, err := slugexclude.Apply(root, mustParse(t, seed))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Removed) != len(wantRemoved) {
+			t.Errorf("removed %q", res.Removed)
+		}
+		return
+	}
+	if os.Getuid() != 0 {
+		root := t.TempDir()
+		makeTree(t, root, tree)
+		if _, err := slugexclude.Apply(root, mustParse(t, seed)); err != nil {
+			t.Fatal(err)
+		}
+		checkApplied(t, root)
+		return
+	}
+
+	top, err := os.MkdirTemp("", "slugexclude-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = closure.MakeWritable(top)
+		_ = os.RemoveAll(top)
+	})
+	if err := os.Chmod(top, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(top, "layer")
+	if err := os.Mkdir(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	makeTree(t, root, tree)
+	const nobody = 65534
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(path, nobody, nobody)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The test binary sits in a folder only root may enter: copy it.
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(top, "test.bin")
+	copyFile(t, self, bin, 0o755)
+	cmd := exec.Command(bin, "-test.run=^TestApplyAsUser$", "-test.count=1")
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + top, "TMPDIR=" + top, "SLUGEXCLUDE_TEST_ROOT=" + root}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "PASS") {
+		t.Fatalf("as nobody: %v\n%s", err, out)
+	}
+	checkApplied(t, root)
+}
+
+// copyFile copies src (following symlinks) to dest with mode.
+func copyFile(t *testing.T, src, dest string, mode fs.FileMode) {
+	t.Helper()
+	in, err := os.Open(src)
+	if err != nil {
+		t.Skipf("this host has no %s: %v", src, err)
+	}
+	defer in.Close()
+	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := os.OpenFile(dest, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dest, mode); err != nil {
+		t.Fatal(err)
+	}
+}
