@@ -60,10 +60,7 @@ func (b *builder) slugExcludeRules() (slugexclude.Rules, bool, error) {
 	}
 	defer f.Close()
 	rules, err := slugexclude.Parse(f)
-	if err != nil {
-		return rules, false, fmt.Errorf("%s: %w", slugExcludeFile, err)
-	}
-	return rules, true, nil
+	return rules, err == nil, err
 }
 
 // slugExcludeDigest identifies the .slugexclude a layer was pruned with.

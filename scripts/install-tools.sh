@@ -5,6 +5,8 @@
 # are already built are kept.
 #
 # Usage: scripts/install-tools.sh [--with-docker]
+#   --with-docker also installs Debian's docker.io (never started as a
+#   service: the pack test starts a daemon of its own) and builds pack.
 # Tools land in $NIXCNB_TOOLS (default /var/cache/nixcnb-tools/bin).
 set -euo pipefail
 
@@ -12,6 +14,9 @@ LIFECYCLE_VERSION=0.21.0
 PACK_VERSION=0.40.3
 CRANE_VERSION=0.22.1
 VERSITYGW_VERSION=1.8.0
+# govulncheck 1.9.0 needs a golang.org/x/telemetry version the module proxy
+# here refuses; 1.8.0 resolves.
+GOVULNCHECK_VERSION=1.8.0
 
 tools_dir=${NIXCNB_TOOLS:-/var/cache/nixcnb-tools/bin}
 with_docker=false
@@ -28,8 +33,18 @@ install_debian_packages() {
   done
   if ((${#missing[@]})); then
     log "Installing Debian packages: ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Installing docker.io must not start the system's Docker daemon (its
+    # docker0 bridge and iptables rules): where no policy-rc.d says
+    # otherwise, deny service starts during the install.
+    local policy=/usr/sbin/policy-rc.d added_policy=false
+    if [[ ! -e $policy ]]; then
+      printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && added_policy=true
+    fi
+    local rc=0
+    apt-get update -qq &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || rc=$?
+    if $added_policy; then rm -f "$policy"; fi
+    return "$rc"
   fi
 }
 
@@ -66,6 +81,8 @@ install_go_tools() {
     github.com/google/go-containerregistry/cmd/crane ""
   go_tool versitygw github.com/versity/versitygw "v$VERSITYGW_VERSION" \
     github.com/versity/versitygw/cmd/versitygw ""
+  go_tool govulncheck golang.org/x/vuln "v$GOVULNCHECK_VERSION" \
+    golang.org/x/vuln/cmd/govulncheck ""
   if $with_docker; then
     go_tool pack github.com/buildpacks/pack "v$PACK_VERSION" github.com/buildpacks/pack "" \
       github.com/BurntSushi/toml=github.com/BurntSushi/toml@v1.3.2
