@@ -25,7 +25,7 @@ func copyFile(t *testing.T, src, dest string, mode fs.FileMode) {
 	t.Helper()
 	in, err := os.Open(src)
 	if err != nil {
-		t.Skipf("this host has no %s: %v", src, err)
+		t.Fatalf("this host has no %s: %v", src, err)
 	}
 	defer in.Close()
 	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
@@ -70,7 +70,7 @@ func readOnly(t *testing.T, dir string) {
 func linkPrefix(t *testing.T, prefix, store string) {
 	t.Helper()
 	if _, err := os.Lstat(prefix); err == nil {
-		t.Skipf("%s exists already", prefix)
+		t.Fatalf("%s exists already", prefix)
 	}
 	if err := relocate.Link(prefix, store); err != nil {
 		t.Fatal(err)
@@ -88,7 +88,7 @@ func linkPrefix(t *testing.T, prefix, store string) {
 func TestRelocatedBinaryRuns(t *testing.T) {
 	patchelf, err := exec.LookPath("patchelf")
 	if err != nil {
-		t.Skip("patchelf is not installed")
+		t.Fatal("patchelf is not installed: run scripts/install-tools.sh")
 	}
 	store := filepath.Join(t.TempDir(), "store")
 	glibcLib := filepath.Join(store, glibcName, "lib")
@@ -104,7 +104,7 @@ func TestRelocatedBinaryRuns(t *testing.T) {
 		}
 		f.Close()
 		if !static {
-			t.Skip("this host's busybox is not statically linked")
+			t.Fatal("this host's busybox is not statically linked")
 		}
 	}
 	nixLib := "/nix/store/" + glibcName + "/lib"
@@ -221,10 +221,10 @@ func TestLinkRefusesPlantedNames(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			prefix := relocate.Prefix(store + c.name)
 			if _, err := os.Lstat(prefix); err == nil {
-				t.Skipf("%s exists already", prefix)
+				t.Fatalf("%s exists already", prefix)
 			}
 			if err := c.plant(prefix); errors.Is(err, errors.ErrUnsupported) {
-				t.Skip("needs root to plant a name as another user")
+				t.Fatal("needs root to plant a name as another user")
 			} else if err != nil {
 				t.Fatal(err)
 			}

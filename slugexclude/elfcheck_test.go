@@ -23,7 +23,7 @@ func elfRoot(t *testing.T, rpath, libcTarget string) string {
 	t.Helper()
 	patchelf, err := exec.LookPath("patchelf")
 	if err != nil {
-		t.Skip("patchelf is not installed")
+		t.Fatal("patchelf is not installed: run scripts/install-tools.sh")
 	}
 	root := t.TempDir()
 	lib := filepath.Join(root, "store", glibc, "lib")

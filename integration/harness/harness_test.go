@@ -73,7 +73,7 @@ func mustContain(t *testing.T, what, output string, wants ...string) {
 // exports the image and serves a page from it.
 func TestHarness(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("the harness needs root")
+		t.Fatal("the harness needs root: run the tests as root (scripts/test.sh)")
 	}
 	started := time.Now()
 	env, err := Start("")
