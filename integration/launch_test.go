@@ -1,21 +1,37 @@
 package integration
 
 import (
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/nixcnb/nix-buildpack/integration/harness"
 )
 
-// Where ptrace is blocked (a seccomp filter here, as on Heroku), a proot
-// image's processes fail with a message that says what to do.
-func TestProotLauncherExplainsBlockedPtrace(t *testing.T) {
+// The relocation fixture in proot mode: it serves where ptrace works, and
+// where ptrace is blocked (a seccomp filter here, as on Heroku) its
+// processes fail with a message that says what to do. The same app in
+// relocate mode serves in both (TestRelocatedImageRunsWithoutPtrace).
+func TestProotLauncherNeedsPtrace(t *testing.T) {
 	image := "ptrace:latest"
-	build(t, fixture(t, "hello-web"), image, cacheDir(t), map[string]string{"BP_NIX_LAUNCHER": "proot"})
+	out := build(t, relocationFixture(t), image, cacheDir(t), map[string]string{"BP_NIX_LAUNCHER": "proot"})
+	assertContains(t, out, "Launcher: proot (BP_NIX_LAUNCHER=proot)")
 	rootfs := export(t, suite.env.Registry+"/"+image)
-	out, code, err := suite.env.Exec(rootfs, harness.RunOptions{Process: "web", DenyPtrace: true})
-	if err != nil || code == 0 {
-		t.Fatalf("the app started without ptrace under proot? code %d, %v\n%s", code, err, out)
+
+	web, err := suite.env.Run(rootfs, harness.RunOptions{Process: "web"})
+	if err != nil {
+		t.Fatal(err)
 	}
-	assertContains(t, out, "ptrace is blocked on this platform, and this image runs its app under proot")
-	assertContains(t, out, "BP_NIX_LAUNCHER=relocate")
+	status, body, err := web.Get("/status.txt", 20*time.Second)
+	web.Stop()
+	if err != nil || status != 200 || strings.TrimSpace(body) != "served-from-the-store" {
+		t.Fatalf("proot web: GET /status.txt = %d %q (%v)\n%s", status, body, err, web.Output())
+	}
+
+	said, code, err := suite.env.Exec(rootfs, harness.RunOptions{Process: "web", DenyPtrace: true})
+	if err != nil || code == 0 {
+		t.Fatalf("the app started without ptrace under proot? code %d, %v\n%s", code, err, said)
+	}
+	assertContains(t, said, "ptrace is blocked on this platform, and this image runs its app under proot")
+	assertContains(t, said, "BP_NIX_LAUNCHER=relocate")
 }

@@ -81,10 +81,10 @@ func TestRelocatedImageRunsWithoutPtrace(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		status, body, err := web.Get("/mode.txt", 20*time.Second)
+		status, body, err := web.Get("/status.txt", 20*time.Second)
 		web.Stop()
-		if err != nil || status != 200 || strings.TrimSpace(body) != "relocated" {
-			t.Fatalf("relocated web (ptrace blocked: %t): GET /mode.txt = %d %q (%v)\n%s", denyPtrace, status, body, err, web.Output())
+		if err != nil || status != 200 || strings.TrimSpace(body) != "served-from-the-store" {
+			t.Fatalf("relocated web (ptrace blocked: %t): GET /status.txt = %d %q (%v)\n%s", denyPtrace, status, body, err, web.Output())
 		}
 	}
 
