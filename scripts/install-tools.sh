@@ -25,7 +25,7 @@ with_docker=false
 log() { printf '==> %s\n' "$*"; }
 
 install_debian_packages() {
-  local packages=(nix-bin proot bubblewrap busybox-static xz-utils ca-certificates git curl)
+  local packages=(nix-bin proot bubblewrap busybox-static patchelf xz-utils ca-certificates git curl)
   $with_docker && packages+=(docker.io)
   local missing=()
   for p in "${packages[@]}"; do
