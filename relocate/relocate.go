@@ -19,6 +19,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/nixcnb/nix-buildpack/closure"
 )
 
 // StoreDir is the prefix Rewrite replaces.
@@ -108,7 +110,7 @@ func Rewrite(storeDir, prefix string) (Report, error) {
 		return report, err
 	}
 	old, repl := []byte(StoreDir), []byte(prefix)
-	var restore dirModes
+	var restore closure.DirModes
 	err := filepath.WalkDir(storeDir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -120,7 +122,7 @@ func Rewrite(storeDir, prefix string) (Report, error) {
 		rel = filepath.ToSlash(rel)
 		switch {
 		case d.IsDir():
-			return restore.makeWritable(path)
+			return restore.MakeWritable(path)
 		case d.Type()&fs.ModeSymlink != 0:
 			n, err := rewriteLink(path, old, repl)
 			if err != nil {
@@ -147,7 +149,7 @@ func Rewrite(storeDir, prefix string) (Report, error) {
 	if err != nil {
 		err = fmt.Errorf("relocating the closure in %s to %s: %w", storeDir, prefix, err)
 	}
-	return report, errors.Join(err, restore.restore())
+	return report, errors.Join(err, restore.Restore())
 }
 
 // Verify walks storeDir and returns, relative to it, every regular file not
@@ -218,40 +220,4 @@ func rewriteLink(path string, old, repl []byte) (int, error) {
 	return n, nil
 }
 
-// dirModes remembers the modes of directories made writable, to put back.
-type dirModes []struct {
-	path string
-	mode fs.FileMode
-}
 
-// makeWritable gives the owner full access to dir, remembering its mode
-// when that changes it.
-func (m *dirModes) makeWritable(dir string) error {
-	info, err := os.Lstat(dir)
-	if err != nil {
-		return err
-	}
-	mode := info.Mode() & (fs.ModePerm | fs.ModeSetgid | fs.ModeSetuid | fs.ModeSticky)
-	if mode&0o700 == 0o700 {
-		return nil
-	}
-	if err := os.Chmod(dir, mode|0o700); err != nil {
-		return fmt.Errorf("making the read-only folder %s writable: %w", dir, err)
-	}
-	*m = append(*m, struct {
-		path string
-		mode fs.FileMode
-	}{dir, mode})
-	return nil
-}
-
-// restore puts the remembered modes back, deepest folder first.
-func (m dirModes) restore() error {
-	var errs []error
-	for i := len(m) - 1; i >= 0; i-- {
-		if err := os.Chmod(m[i].path, m[i].mode); err != nil {
-			errs = append(errs, fmt.Errorf("restoring the mode of %s: %w", m[i].path, err))
-		}
-	}
-	return errors.Join(errs...)
-}

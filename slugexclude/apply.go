@@ -66,17 +66,17 @@ func Apply(root string, rules Rules) (Result, error) {
 	r := resolver{root: root}
 	needs := r.needs(elves)
 
-	var restore dirModes
+	var restore closure.DirModes
 	for _, rel := range doomed {
 		size, err := remove(root, rel, &restore)
 		if err != nil {
 			err = fmt.Errorf("removing %s, which .slugexclude excludes: %w", rel, err)
-			return res, errors.Join(err, restore.restore())
+			return res, errors.Join(err, restore.Restore())
 		}
 		res.Removed = append(res.Removed, rel)
 		res.Bytes += size
 	}
-	if err := restore.restore(); err != nil {
+	if err := restore.Restore(); err != nil {
 		return res, err
 	}
 	res.Warnings = r.broken(needs)
@@ -84,9 +84,9 @@ func Apply(root string, rules Rules) (Result, error) {
 }
 
 // remove deletes root/rel and returns the size of the files it held.
-func remove(root, rel string, restore *dirModes) (int64, error) {
+func remove(root, rel string, restore *closure.DirModes) (int64, error) {
 	path := filepath.Join(root, filepath.FromSlash(rel))
-	if err := restore.makeWritable(filepath.Dir(path)); err != nil {
+	if err := restore.MakeWritable(filepath.Dir(path)); err != nil {
 		return 0, err
 	}
 	var size int64
@@ -112,37 +112,4 @@ func remove(root, rel string, restore *dirModes) (int64, error) {
 	return size, os.RemoveAll(path)
 }
 
-// dirModes remembers the modes of folders made writable, to put back.
-type dirModes []struct {
-	path string
-	mode fs.FileMode
-}
 
-func (m *dirModes) makeWritable(dir string) error {
-	info, err := os.Stat(dir)
-	if err != nil {
-		return err
-	}
-	mode := info.Mode() & (fs.ModePerm | fs.ModeSetgid | fs.ModeSetuid | fs.ModeSticky)
-	if mode&0o700 == 0o700 {
-		return nil
-	}
-	if err := os.Chmod(dir, mode|0o700); err != nil {
-		return fmt.Errorf("making the read-only folder %s writable: %w", dir, err)
-	}
-	*m = append(*m, struct {
-		path string
-		mode fs.FileMode
-	}{dir, mode})
-	return nil
-}
-
-func (m dirModes) restore() error {
-	var errs []error
-	for i := len(m) - 1; i >= 0; i-- {
-		if err := os.Chmod(m[i].path, m[i].mode); err != nil {
-			errs = append(errs, fmt.Errorf("restoring the mode of %s: %w", m[i].path, err))
-		}
-	}
-	return errors.Join(errs...)
-}
