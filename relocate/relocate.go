@@ -219,5 +219,3 @@ func rewriteLink(path string, old, repl []byte) (int, error) {
 	}
 	return n, nil
 }
-
-

@@ -111,5 +111,3 @@ func remove(root, rel string, restore *closure.DirModes) (int64, error) {
 	}
 	return size, os.RemoveAll(path)
 }
-
-
