@@ -1,0 +1,96 @@
+package config_test
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/nixcnb/nix-buildpack/config"
+)
+
+func TestSharingDefaults(t *testing.T) {
+	c, err := config.FromEnv(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.S3.Enabled() || !c.BuildOnPush || c.Compression != "zstd" || c.Launcher != "auto" || c.SourceName != "git-export" {
+		t.Errorf("defaults: S3 %v, build on push %t, compression %q, launcher %q, source name %q",
+			c.S3.Enabled(), c.BuildOnPush, c.Compression, c.Launcher, c.SourceName)
+	}
+}
+
+// The old buildpacks' names and the standard AWS variables fill the S3
+// settings; the new names win.
+func TestSharingAliases(t *testing.T) {
+	c, err := config.FromEnv([]string{
+		"NIX_S3_BUCKET=old-bucket", "NIX_S3_KEY=AKIAOLD", "NIX_S3_SECRET=old-secret", "NIX_APP_NAME=old-app",
+		"NIX_BUILD_ON_PUSH=1", "NIX_EXTRA_BINARY_CACHE=http://hydra:3000 https://cachix.example",
+		"AWS_DEFAULT_REGION=eu-west-1", "AWS_ENDPOINT_URL=http://127.0.0.1:7070", "BP_NIX_S3_PREFIX=/team/app/",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config.S3{Bucket: "old-bucket", Prefix: "team/app/", Region: "eu-west-1", Endpoint: "http://127.0.0.1:7070",
+		PathStyle: true, AccessKeyID: "AKIAOLD", SecretAccessKey: "old-secret"}
+	if c.S3 != want {
+		t.Errorf("S3 = %#v\nwant %#v", c.S3, want)
+	}
+	if c.AppName != "old-app" || !c.BuildOnPush || !reflect.DeepEqual(c.Substituters, []string{"http://hydra:3000", "https://cachix.example"}) {
+		t.Errorf("app %q, build on push %t, substituters %v", c.AppName, c.BuildOnPush, c.Substituters)
+	}
+	if got := c.S3.URL(); got != "s3://old-bucket/team/app" {
+		t.Errorf("URL() = %q", got)
+	}
+
+	c, err = config.FromEnv([]string{"NIX_S3_BUCKET=old", "BP_NIX_S3_BUCKET=new", "AWS_ACCESS_KEY_ID=A", "NIX_S3_KEY=B", "AWS_SECRET_ACCESS_KEY=S"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.S3.Bucket != "new" || c.S3.AccessKeyID != "A" || c.S3.PathStyle {
+		t.Errorf("new names must win and AWS itself gets virtual-hosted style: %#v", c.S3)
+	}
+}
+
+func TestSharingErrors(t *testing.T) {
+	cases := []struct {
+		env  []string
+		want string
+	}{
+		{[]string{"BP_NIX_S3_BUCKET=b", "AWS_ACCESS_KEY_ID=A"}, "S3 credentials are incomplete: set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"},
+		{[]string{"BP_NIX_S3_BUCKET=b", "NIX_S3_SECRET=s"}, "set both AWS_ACCESS_KEY_ID and NIX_S3_SECRET"},
+		{[]string{"NIX_BUILD_ON_PUSH=false"}, "NIX_BUILD_ON_PUSH=false restores the app's last build from S3: set BP_NIX_S3_BUCKET and BP_NIX_APP_NAME too"},
+		{[]string{"BP_NIX_BUILD_ON_PUSH=false", "BP_NIX_S3_BUCKET=b"}, "set BP_NIX_S3_BUCKET and BP_NIX_APP_NAME too"},
+		{[]string{"BP_NIX_S3_COMPRESSION=lz4"}, `BP_NIX_S3_COMPRESSION="lz4": use zstd, xz or none`},
+		{[]string{"BP_NIX_SIGNING_KEY=not-a-key"}, "BP_NIX_SIGNING_KEY is not a Nix secret key"},
+		{[]string{"BP_NIX_LAUNCHER=docker"}, `BP_NIX_LAUNCHER="docker": use auto, proot or relocate`},
+		{[]string{"BP_NIX_S3_PATH_STYLE=sometimes"}, `BP_NIX_S3_PATH_STYLE="sometimes": use true or false`},
+		{[]string{"NIXCNB_ONE_OFF=true"}, "the build command pushes the app to S3, and no bucket is set"},
+	}
+	for _, c := range cases {
+		_, err := config.FromEnv(c.env)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("FromEnv(%v) = %v, want an error containing %q", c.env, err, c.want)
+		}
+	}
+}
+
+// A secret never shows in an error message.
+func TestSharingErrorsKeepSecrets(t *testing.T) {
+	_, err := config.FromEnv([]string{"BP_NIX_S3_BUCKET=b", "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI-secret"})
+	if err == nil || strings.Contains(err.Error(), "wJalrXUtnFEMI-secret") {
+		t.Fatalf("error %v", err)
+	}
+}
+
+func TestLauncherAndHydraSettings(t *testing.T) {
+	c, err := config.FromEnv([]string{"BP_NIX_LAUNCHER=Relocate", "BP_NIX_HYDRA_INPUT=my-project", "BP_NIX_SOURCE_NAME=src",
+		"NIXCNB_PROOT=/layers/p/usr/bin/proot:/layers/p/usr/lib/x86_64-linux-gnu", "BP_NIX_TRUSTED_PUBLIC_KEYS=a-1:AAA  b-1:BBB"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Launcher != "relocate" || c.HydraInput != "my-project" || c.SourceName != "src" ||
+		c.ProotPath != "/layers/p/usr/bin/proot" || c.ProotLibDir != "/layers/p/usr/lib/x86_64-linux-gnu" ||
+		!reflect.DeepEqual(c.TrustedPublicKeys, []string{"a-1:AAA", "b-1:BBB"}) {
+		t.Errorf("%+v", c)
+	}
+}

@@ -1,0 +1,63 @@
+package launch_test
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/nixcnb/nix-buildpack/launch"
+)
+
+// In relocate mode the launcher runs the command itself: store paths in
+// its words and in the results are read under the prefix.
+func TestCommandRelocate(t *testing.T) {
+	prefix := "/tmp/abcde"
+	hash := "0c9wd5z8sg8f4m5q2lzq3m1n7x0yh6a2"
+	c := launch.Config{Mode: launch.ModeRelocate, Prefix: prefix, Store: "/layers/nixcnb_nix/nix-closure/store",
+		Results: []string{"/nix/store/" + hash + "-app"}}
+
+	program, args, env, err := c.Command(launch.LauncherName, []string{"/nix/store/" + hash + "-app/bin/web", "--config", "/nix/store/" + hash + "-app/etc/x"}, []string{"PATH=/usr/bin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := prefix + "/" + hash + "-app/bin/web"
+	if program != want || !reflect.DeepEqual(args, []string{want, "--config", prefix + "/" + hash + "-app/etc/x"}) {
+		t.Errorf("program %q args %q", program, args)
+	}
+	if !slicesContain(env, "PATH="+prefix+"/"+hash+"-app/bin:/usr/bin") {
+		t.Errorf("env %q lacks the relocated result's bin on PATH", env)
+	}
+
+	// A bare name is looked up on PATH, the result's bin first.
+	dir := t.TempDir()
+	tool := filepath.Join(dir, "tool")
+	if err := os.WriteFile(tool, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	program, _, _, err = c.Command(launch.LauncherName, []string{"tool"}, []string{"PATH=" + dir})
+	if err != nil || program != tool {
+		t.Errorf("lookup of tool: %q, %v", program, err)
+	}
+	_, _, _, err = c.Command(launch.LauncherName, []string{"no-such-tool"}, []string{"PATH=" + dir})
+	if err == nil || !strings.Contains(err.Error(), "no-such-tool: not found") {
+		t.Errorf("missing command: %v", err)
+	}
+}
+
+func TestCommandMissing(t *testing.T) {
+	c := launch.Config{Mode: launch.ModeMissing, Message: "no build of app hello yet"}
+	if _, _, _, err := c.Command(launch.LauncherName, []string{"anything"}, nil); err == nil || err.Error() != "no build of app hello yet" {
+		t.Errorf("missing mode: %v", err)
+	}
+}
+
+func slicesContain(s []string, want string) bool {
+	for _, v := range s {
+		if v == want {
+			return true
+		}
+	}
+	return false
+}
