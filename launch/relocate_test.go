@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -26,7 +27,7 @@ func TestCommandRelocate(t *testing.T) {
 	if program != want || !reflect.DeepEqual(args, []string{want, "--config", prefix + "/" + hash + "-app/etc/x"}) {
 		t.Errorf("program %q args %q", program, args)
 	}
-	if !slicesContain(env, "PATH="+prefix+"/"+hash+"-app/bin:/usr/bin") {
+	if !slices.Contains(env, "PATH="+prefix+"/"+hash+"-app/bin:/usr/bin") {
 		t.Errorf("env %q lacks the relocated result's bin on PATH", env)
 	}
 
@@ -51,13 +52,4 @@ func TestCommandMissing(t *testing.T) {
 	if _, _, _, err := c.Command(launch.LauncherName, []string{"anything"}, nil); err == nil || err.Error() != "no build of app hello yet" {
 		t.Errorf("missing mode: %v", err)
 	}
-}
-
-func slicesContain(s []string, want string) bool {
-	for _, v := range s {
-		if v == want {
-			return true
-		}
-	}
-	return false
 }
