@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // BuildBuildpack runs scripts/build.sh of the repo at repoRoot into dir.
@@ -52,6 +53,18 @@ func (e *Env) OfflineDependencies(repoRoot, buildpackDir string) (map[string]str
 
 func nixRelease(repoRoot, dir string) (tarball, sha256 string, err error) {
 	envFile := filepath.Join(dir, "nix-release.env")
+	// Test packages run in parallel: one makes the release, the others wait.
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", "", err
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return "", "", err
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return "", "", fmt.Errorf("locking %s: %w", dir, err)
+	}
 	if _, err := os.Stat(envFile); err != nil {
 		if out, err := exec.Command(filepath.Join(repoRoot, "scripts", "make-nix-release.sh"), dir).CombinedOutput(); err != nil {
 			return "", "", fmt.Errorf("scripts/make-nix-release.sh: %w\n%s", err, out)
