@@ -166,9 +166,17 @@ func TestNixThroughBwrap(t *testing.T) {
 	if err != nil || !strings.HasPrefix(drv, "/nix/store/") || !strings.HasSuffix(drv, "-x.drv") {
 		t.Errorf("Deriver = %q, %v; want /nix/store/<hash>-x.drv", drv, err)
 	}
-	sizes, err := nix.NarSizes(ctx, out, res3.OutPaths[0])
-	if err != nil || len(sizes) != 2 || sizes[0] <= int64(len("hi\n")) || sizes[1] <= sizes[0] {
-		t.Errorf("NarSizes = %v, %v; want two NAR sizes, the longer file's larger", sizes, err)
+	// PathInfos takes a .drv as itself (nix path-info would take its
+	// outputs), with its references, and the output with its deriver.
+	infos, err := nix.PathInfos(ctx, out, drv)
+	if err != nil || len(infos) != 2 {
+		t.Fatalf("PathInfos = %+v, %v", infos, err)
+	}
+	if infos[0].Path != out || infos[0].Deriver != drv || infos[0].NarSize <= int64(len("hi\n")) || !strings.HasPrefix(infos[0].NarHash, "sha256:") {
+		t.Errorf("PathInfos(out) = %+v", infos[0])
+	}
+	if infos[1].Path != drv || len(infos[1].References) == 0 {
+		t.Errorf("PathInfos(drv) = %+v, want the derivation with its inputs as references", infos[1])
 	}
 	if _, err := nix.Requisites(ctx, "/nix/store/00000000000000000000000000000000-missing"); err == nil {
 		t.Error("Requisites of a path not in the store succeeded")

@@ -170,27 +170,6 @@ func (n Nix) Deriver(ctx context.Context, path string) (string, error) {
 	return drv, nil
 }
 
-// NarSizes returns the NAR size of each path, in the same order.
-func (n Nix) NarSizes(ctx context.Context, paths ...string) ([]int64, error) {
-	var out bytes.Buffer
-	args := append([]string{"nix-store", "--query", "--size"}, paths...)
-	if err := n.quiet(ctx, nil, &out, args...); err != nil {
-		return nil, err
-	}
-	var sizes []int64
-	for _, f := range fields(out.String()) {
-		size, err := strconv.ParseInt(f, 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("nix-store --query --size answered %q", f)
-		}
-		sizes = append(sizes, size)
-	}
-	if len(sizes) != len(paths) {
-		return nil, fmt.Errorf("nix-store --query --size gave %d sizes for %d paths", len(sizes), len(paths))
-	}
-	return sizes, nil
-}
-
 // CollectGarbage deletes every store path no GC root keeps, and returns
 // Nix's summary ("3 store paths deleted, 1.20 MiB freed").
 func (n Nix) CollectGarbage(ctx context.Context) (string, error) {
