@@ -1,6 +1,8 @@
 package closure_test
 
 import (
+	"github.com/nixcnb/nix-buildpack/internal/storetest"
+
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -19,33 +21,29 @@ const (
 )
 
 // entry is one file system object of the fake store, relative to its top.
-type entry struct {
-	path string
-	mode fs.FileMode // permission bits; fs.ModeDir or fs.ModeSymlink for those
-	data string      // file contents, or the link target
-}
+type entry = storetest.Entry
 
 // fakeStore is laid out the way Nix leaves a store: read-only files and
 // 0555 directories, executables, relative and absolute symlinks.
 var fakeStore = []entry{
-	{helloName, fs.ModeDir | 0o555, ""},
-	{helloName + "/bin", fs.ModeDir | 0o555, ""},
-	{helloName + "/bin/hello", 0o555, "#!/bin/sh\necho hello\n"},
-	{helloName + "/bin/hi", fs.ModeSymlink, "hello"},
-	{helloName + "/lib", fs.ModeDir | 0o555, ""},
-	{helloName + "/lib/libgreet.so", fs.ModeSymlink, "/nix/store/" + libName + "/lib/libgreet.so.1"},
-	{helloName + "/share", fs.ModeDir | 0o555, ""},
-	{helloName + "/share/doc", fs.ModeDir | 0o555, ""},
-	{helloName + "/share/doc/hello", fs.ModeDir | 0o555, ""},
-	{helloName + "/share/doc/hello/README", 0o444, "Hello, world.\n"},
-	{helloName + "/share/doc/hello/empty", 0o444, ""},
-	{helloName + "/share/doc/hello/up", fs.ModeSymlink, "../../../bin/hello"},
-	{libName, fs.ModeDir | 0o555, ""},
-	{libName + "/lib", fs.ModeDir | 0o555, ""},
-	{libName + "/lib/libgreet.so.1", 0o555, "\x7fELF not really"},
+	{Path: helloName, Mode: fs.ModeDir | 0o555, Data: ""},
+	{Path: helloName + "/bin", Mode: fs.ModeDir | 0o555, Data: ""},
+	{Path: helloName + "/bin/hello", Mode: 0o555, Data: "#!/bin/sh\necho hello\n"},
+	{Path: helloName + "/bin/hi", Mode: fs.ModeSymlink, Data: "hello"},
+	{Path: helloName + "/lib", Mode: fs.ModeDir | 0o555, Data: ""},
+	{Path: helloName + "/lib/libgreet.so", Mode: fs.ModeSymlink, Data: "/nix/store/" + libName + "/lib/libgreet.so.1"},
+	{Path: helloName + "/share", Mode: fs.ModeDir | 0o555, Data: ""},
+	{Path: helloName + "/share/doc", Mode: fs.ModeDir | 0o555, Data: ""},
+	{Path: helloName + "/share/doc/hello", Mode: fs.ModeDir | 0o555, Data: ""},
+	{Path: helloName + "/share/doc/hello/README", Mode: 0o444, Data: "Hello, world.\n"},
+	{Path: helloName + "/share/doc/hello/empty", Mode: 0o444, Data: ""},
+	{Path: helloName + "/share/doc/hello/up", Mode: fs.ModeSymlink, Data: "../../../bin/hello"},
+	{Path: libName, Mode: fs.ModeDir | 0o555, Data: ""},
+	{Path: libName + "/lib", Mode: fs.ModeDir | 0o555, Data: ""},
+	{Path: libName + "/lib/libgreet.so.1", Mode: 0o555, Data: "\x7fELF not really"},
 	// A store path can be a single file, or a symlink.
-	{scriptNm, 0o555, "#!/bin/sh\nexec hello\n"},
-	{aliasNm, fs.ModeSymlink, "/nix/store/" + helloName + "/bin/hello"},
+	{Path: scriptNm, Mode: 0o555, Data: "#!/bin/sh\nexec hello\n"},
+	{Path: aliasNm, Mode: fs.ModeSymlink, Data: "/nix/store/" + helloName + "/bin/hello"},
 }
 
 var allPaths = []string{
@@ -60,31 +58,7 @@ var allPaths = []string{
 func makeStore(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	t.Cleanup(func() { _ = closure.MakeWritable(dir) })
-	var dirs []entry
-	for _, e := range fakeStore {
-		p := filepath.Join(dir, e.path)
-		var err error
-		switch {
-		case e.mode.IsDir():
-			err = os.Mkdir(p, 0o755)
-			dirs = append(dirs, e)
-		case e.mode&fs.ModeSymlink != 0:
-			err = os.Symlink(e.data, p)
-		default:
-			if err = os.WriteFile(p, []byte(e.data), 0o600); err == nil {
-				err = os.Chmod(p, e.mode)
-			}
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	for i := len(dirs) - 1; i >= 0; i-- {
-		if err := os.Chmod(filepath.Join(dir, dirs[i].path), dirs[i].mode.Perm()); err != nil {
-			t.Fatal(err)
-		}
-	}
+	storetest.Make(t, dir, fakeStore)
 	return dir
 }
 
@@ -135,41 +109,41 @@ func TestCopy(t *testing.T) {
 			var wantFiles int
 			var wantBytes int64
 			for _, e := range fakeStore {
-				src, dst := filepath.Join(store, e.path), filepath.Join(dest, e.path)
+				src, dst := filepath.Join(store, e.Path), filepath.Join(dest, e.Path)
 				info, err := os.Lstat(dst)
 				if err != nil {
-					t.Errorf("%s was not copied: %v", e.path, err)
+					t.Errorf("%s was not copied: %v", e.Path, err)
 					continue
 				}
 				switch {
-				case e.mode.IsDir():
+				case e.Mode.IsDir():
 					if !info.IsDir() {
-						t.Errorf("%s: got mode %v, want a directory", e.path, info.Mode())
+						t.Errorf("%s: got mode %v, want a directory", e.Path, info.Mode())
 					}
 					// The layer must stay replaceable: its folders are writable.
 					if info.Mode().Perm()&0o200 == 0 {
-						t.Errorf("%s: directory mode %v is not writable by its owner", e.path, info.Mode().Perm())
+						t.Errorf("%s: directory mode %v is not writable by its owner", e.Path, info.Mode().Perm())
 					}
-				case e.mode&fs.ModeSymlink != 0:
+				case e.Mode&fs.ModeSymlink != 0:
 					if info.Mode()&fs.ModeSymlink == 0 {
-						t.Errorf("%s: got mode %v, want a symlink", e.path, info.Mode())
+						t.Errorf("%s: got mode %v, want a symlink", e.Path, info.Mode())
 						continue
 					}
-					if target, _ := os.Readlink(dst); target != e.data {
-						t.Errorf("%s: links to %q, want %q", e.path, target, e.data)
+					if target, _ := os.Readlink(dst); target != e.Data {
+						t.Errorf("%s: links to %q, want %q", e.Path, target, e.Data)
 					}
 				default:
 					wantFiles++
-					wantBytes += int64(len(e.data))
-					if !info.Mode().IsRegular() || info.Mode().Perm() != e.mode.Perm() {
-						t.Errorf("%s: mode %v, want %v", e.path, info.Mode(), e.mode.Perm())
+					wantBytes += int64(len(e.Data))
+					if !info.Mode().IsRegular() || info.Mode().Perm() != e.Mode.Perm() {
+						t.Errorf("%s: mode %v, want %v", e.Path, info.Mode(), e.Mode.Perm())
 					}
-					if got, _ := os.ReadFile(dst); string(got) != e.data {
-						t.Errorf("%s: contents %q, want %q", e.path, got, e.data)
+					if got, _ := os.ReadFile(dst); string(got) != e.Data {
+						t.Errorf("%s: contents %q, want %q", e.Path, got, e.Data)
 					}
 					srcInfo, _ := os.Stat(src)
 					if linked := os.SameFile(srcInfo, info); linked != tc.hardLinked {
-						t.Errorf("%s: hard-linked = %v, want %v", e.path, linked, tc.hardLinked)
+						t.Errorf("%s: hard-linked = %v, want %v", e.Path, linked, tc.hardLinked)
 					}
 				}
 			}
@@ -182,7 +156,7 @@ func TestCopy(t *testing.T) {
 					return nil
 				}
 				for _, e := range fakeStore {
-					if e.path == rel {
+					if e.Path == rel {
 						return nil
 					}
 				}
@@ -288,20 +262,20 @@ func TestMakeWritable(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, e := range fakeStore {
-		info, err := os.Lstat(filepath.Join(store, e.path))
+		info, err := os.Lstat(filepath.Join(store, e.Path))
 		if err != nil {
 			t.Fatal(err)
 		}
 		switch {
-		case e.mode.IsDir():
+		case e.Mode.IsDir():
 			// Only the owner's write bit is added.
-			if got, want := info.Mode().Perm(), e.mode.Perm()|0o200; got != want {
-				t.Errorf("%s: mode %v, want %v", e.path, got, want)
+			if got, want := info.Mode().Perm(), e.Mode.Perm()|0o200; got != want {
+				t.Errorf("%s: mode %v, want %v", e.Path, got, want)
 			}
-		case e.mode&fs.ModeSymlink == 0:
+		case e.Mode&fs.ModeSymlink == 0:
 			// Files keep their modes: they are hard-linked into layers.
-			if got := info.Mode().Perm(); got != e.mode.Perm() {
-				t.Errorf("file %s: mode changed to %v", e.path, got)
+			if got := info.Mode().Perm(); got != e.Mode.Perm() {
+				t.Errorf("file %s: mode changed to %v", e.Path, got)
 			}
 		}
 	}

@@ -1,6 +1,8 @@
 package relocate_test
 
 import (
+	"github.com/nixcnb/nix-buildpack/internal/storetest"
+
 	"archive/zip"
 	"bytes"
 	"compress/gzip"
@@ -25,11 +27,7 @@ const (
 )
 
 // entry is one file system object of a fake store, relative to its top.
-type entry struct {
-	path string
-	mode fs.FileMode // permission bits; fs.ModeDir or fs.ModeSymlink for those
-	data string      // file contents, or the link target
-}
+type entry = storetest.Entry
 
 func gzipped(t *testing.T, s string) string {
 	t.Helper()
@@ -65,61 +63,26 @@ func storedZip(t *testing.T, name, s string) string {
 
 func fakeStore(t *testing.T) []entry {
 	return []entry{
-		{appName, fs.ModeDir | 0o555, ""},
-		{appName + "/bin", fs.ModeDir | 0o555, ""},
-		{appName + "/bin/web", 0o555, "#!/nix/store/" + bbName + "/busybox sh\nexec /nix/store/" + libName + "/bin/greet \"$@\"\n"},
-		{appName + "/bin/hi", fs.ModeSymlink, "web"},
-		{appName + "/bin/greet", fs.ModeSymlink, "/nix/store/" + libName + "/bin/greet"},
-		{appName + "/etc", fs.ModeDir | 0o555, ""},
-		{appName + "/etc/paths", 0o444, "PATH=/nix/store/" + bbName + ":/nix/store/" + libName + "/bin\n"},
-		{appName + "/etc/plain", 0o444, "no store paths here\n"},
-		{appName + "/share", fs.ModeDir | 0o555, ""},
-		{appName + "/share/man.1.gz", 0o444, gzipped(t, ".TH see /nix/store/"+libName+"/share\n")},
-		{appName + "/share/clean.1.gz", 0o444, gzipped(t, ".TH nothing to see\n")},
-		{appName + "/share/lib.jar", 0o444, storedZip(t, "META-INF/MANIFEST.MF", "Class-Path: /nix/store/"+libName+"/lib.jar\n")},
-		{libName, fs.ModeDir | 0o555, ""},
-		{libName + "/bin", fs.ModeDir | 0o555, ""},
-		{libName + "/bin/greet", 0o555, "#!/nix/store/" + bbName + "/busybox sh\necho hello\n"},
-		{libName + "/lib", fs.ModeDir | 0o555, ""},
-		{libName + "/lib/libgreet.so.2", 0o444, "\x7fELF\x00\x00/nix/store/" + libName + "/lib\x00/nix/store/" + bbName + "\x00"},
-		{libName + "/lib/libgreet.so", fs.ModeSymlink, "/nix/store/" + libName + "/lib/libgreet.so.2"},
+		{Path: appName, Mode: fs.ModeDir | 0o555, Data: ""},
+		{Path: appName + "/bin", Mode: fs.ModeDir | 0o555, Data: ""},
+		{Path: appName + "/bin/web", Mode: 0o555, Data: "#!/nix/store/" + bbName + "/busybox sh\nexec /nix/store/" + libName + "/bin/greet \"$@\"\n"},
+		{Path: appName + "/bin/hi", Mode: fs.ModeSymlink, Data: "web"},
+		{Path: appName + "/bin/greet", Mode: fs.ModeSymlink, Data: "/nix/store/" + libName + "/bin/greet"},
+		{Path: appName + "/etc", Mode: fs.ModeDir | 0o555, Data: ""},
+		{Path: appName + "/etc/paths", Mode: 0o444, Data: "PATH=/nix/store/" + bbName + ":/nix/store/" + libName + "/bin\n"},
+		{Path: appName + "/etc/plain", Mode: 0o444, Data: "no store paths here\n"},
+		{Path: appName + "/share", Mode: fs.ModeDir | 0o555, Data: ""},
+		{Path: appName + "/share/man.1.gz", Mode: 0o444, Data: gzipped(t, ".TH see /nix/store/"+libName+"/share\n")},
+		{Path: appName + "/share/clean.1.gz", Mode: 0o444, Data: gzipped(t, ".TH nothing to see\n")},
+		{Path: appName + "/share/lib.jar", Mode: 0o444, Data: storedZip(t, "META-INF/MANIFEST.MF", "Class-Path: /nix/store/"+libName+"/lib.jar\n")},
+		{Path: libName, Mode: fs.ModeDir | 0o555, Data: ""},
+		{Path: libName + "/bin", Mode: fs.ModeDir | 0o555, Data: ""},
+		{Path: libName + "/bin/greet", Mode: 0o555, Data: "#!/nix/store/" + bbName + "/busybox sh\necho hello\n"},
+		{Path: libName + "/lib", Mode: fs.ModeDir | 0o555, Data: ""},
+		{Path: libName + "/lib/libgreet.so.2", Mode: 0o444, Data: "\x7fELF\x00\x00/nix/store/" + libName + "/lib\x00/nix/store/" + bbName + "\x00"},
+		{Path: libName + "/lib/libgreet.so", Mode: fs.ModeSymlink, Data: "/nix/store/" + libName + "/lib/libgreet.so.2"},
 		// A store path can be a single file or a symlink.
-		{"5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f-alias", fs.ModeSymlink, "/nix/store/" + appName + "/bin/web"},
-	}
-}
-
-// makeStore writes entries into dir, making directories read-only last, as
-// Nix does, and sets every file's time to 1 s after the epoch, as Nix does.
-func makeStore(t *testing.T, dir string, entries []entry) {
-	t.Helper()
-	t.Cleanup(func() { _ = closure.MakeWritable(dir) })
-	var dirs []entry
-	for _, e := range entries {
-		p := filepath.Join(dir, e.path)
-		var err error
-		switch {
-		case e.mode.IsDir():
-			err = os.Mkdir(p, 0o755)
-			dirs = append(dirs, e)
-		case e.mode&fs.ModeSymlink != 0:
-			err = os.Symlink(e.data, p)
-		default:
-			if err = os.WriteFile(p, []byte(e.data), 0o600); err == nil {
-				err = os.Chmod(p, e.mode)
-			}
-			if err == nil {
-				err = os.Chtimes(p, time.Unix(1, 0), time.Unix(1, 0))
-			}
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	slices.Reverse(dirs)
-	for _, e := range dirs {
-		if err := os.Chmod(filepath.Join(dir, e.path), e.mode.Perm()); err != nil {
-			t.Fatal(err)
-		}
+		{Path: "5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f-alias", Mode: fs.ModeSymlink, Data: "/nix/store/" + appName + "/bin/web"},
 	}
 }
 
@@ -159,7 +122,7 @@ func TestRewrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	entries := fakeStore(t)
-	makeStore(t, store, entries)
+	storetest.Make(t, store, entries)
 
 	// The build hard-links the closure out of a cache layer: the cache's
 	// copy must stay as it is.
@@ -270,8 +233,8 @@ func TestRewrite(t *testing.T) {
 		t.Errorf("skipped %q, want %q", skipped, want)
 	}
 	for _, e := range entries {
-		if strings.HasPrefix(e.path, appName+"/share/") && read(e.path) != e.data {
-			t.Errorf("%s was changed", e.path)
+		if strings.HasPrefix(e.Path, appName+"/share/") && read(e.Path) != e.Data {
+			t.Errorf("%s was changed", e.Path)
 		}
 	}
 
@@ -369,7 +332,7 @@ func TestRewriteAsUser(t *testing.T) {
 	}
 	if os.Getuid() != 0 {
 		store := t.TempDir()
-		makeStore(t, store, fakeStore(t))
+		storetest.Make(t, store, fakeStore(t))
 		if _, err := relocate.Rewrite(store, "/tmp/nx3k9"); err != nil {
 			t.Fatal(err)
 		}
@@ -381,7 +344,7 @@ func TestRewriteAsUser(t *testing.T) {
 	if err := os.Mkdir(store, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	makeStore(t, store, fakeStore(t))
+	storetest.Make(t, store, fakeStore(t))
 	chownTree(t, store, nobody)
 	out, err := runAs(t, top, nobody, "TestRewriteAsUser", "RELOCATE_TEST_STORE="+store)
 	if err != nil {

@@ -1,6 +1,8 @@
 package slugexclude_test
 
 import (
+	"github.com/nixcnb/nix-buildpack/internal/storetest"
+
 	"io"
 	"io/fs"
 	"os"
@@ -23,63 +25,28 @@ const (
 )
 
 // entry is one file system object, relative to the root.
-type entry struct {
-	path string
-	mode fs.FileMode // permission bits; fs.ModeDir or fs.ModeSymlink for those
-	data string      // file contents, or the link target
-}
+type entry = storetest.Entry
 
 var tree = []entry{
-	{"store", fs.ModeDir | 0o755, ""},
-	{"store/" + hello, fs.ModeDir | 0o555, ""},
-	{"store/" + hello + "/bin", fs.ModeDir | 0o555, ""},
-	{"store/" + hello + "/bin/hello", 0o555, "#!/bin/sh\necho hello\n"},
-	{"store/" + hello + "/share", fs.ModeDir | 0o555, ""},
-	{"store/" + hello + "/share/doc", fs.ModeDir | 0o555, ""},
-	{"store/" + hello + "/share/doc/README", 0o444, "0123456789"},
-	{"store/" + hello + "/share/doc/link", fs.ModeSymlink, "README"},
-	{"store/" + glibc, fs.ModeDir | 0o555, ""},
-	{"store/" + glibc + "/lib", fs.ModeDir | 0o555, ""},
-	{"store/" + glibc + "/lib/libc.so.6", 0o555, "not really"},
-	{"store/" + glibc + "/lib/libc.a", 0o444, "12345"},
-	{"store/" + app, fs.ModeDir | 0o555, ""},
-	{"store/" + app + "/bin", fs.ModeDir | 0o555, ""},
-	{"store/" + app + "/bin/web", 0o555, "#!/bin/sh\n"},
-	{"store/" + env, fs.ModeDir | 0o555, ""},
-	{"store/" + env + "/manifest.nix", 0o444, "[]"},
-	{"store/7x7x7x7x7x7x7x7x7x7x7x7x7x7x7x7x-single.sh", 0o555, "#!/bin/sh\n"},
-	{"nix-launch.toml", 0o644, "mode = \"proot\"\n"},
-}
-
-// makeTree writes entries below root, making folders read-only last.
-func makeTree(t *testing.T, root string, entries []entry) {
-	t.Helper()
-	t.Cleanup(func() { _ = closure.MakeWritable(root) })
-	var dirs []entry
-	for _, e := range entries {
-		p := filepath.Join(root, e.path)
-		var err error
-		switch {
-		case e.mode.IsDir():
-			err = os.Mkdir(p, 0o755)
-			dirs = append(dirs, e)
-		case e.mode&fs.ModeSymlink != 0:
-			err = os.Symlink(e.data, p)
-		default:
-			if err = os.WriteFile(p, []byte(e.data), 0o600); err == nil {
-				err = os.Chmod(p, e.mode)
-			}
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	slices.Reverse(dirs)
-	for _, e := range dirs {
-		if err := os.Chmod(filepath.Join(root, e.path), e.mode.Perm()); err != nil {
-			t.Fatal(err)
-		}
-	}
+	{Path: "store", Mode: fs.ModeDir | 0o755, Data: ""},
+	{Path: "store/" + hello, Mode: fs.ModeDir | 0o555, Data: ""},
+	{Path: "store/" + hello + "/bin", Mode: fs.ModeDir | 0o555, Data: ""},
+	{Path: "store/" + hello + "/bin/hello", Mode: 0o555, Data: "#!/bin/sh\necho hello\n"},
+	{Path: "store/" + hello + "/share", Mode: fs.ModeDir | 0o555, Data: ""},
+	{Path: "store/" + hello + "/share/doc", Mode: fs.ModeDir | 0o555, Data: ""},
+	{Path: "store/" + hello + "/share/doc/README", Mode: 0o444, Data: "0123456789"},
+	{Path: "store/" + hello + "/share/doc/link", Mode: fs.ModeSymlink, Data: "README"},
+	{Path: "store/" + glibc, Mode: fs.ModeDir | 0o555, Data: ""},
+	{Path: "store/" + glibc + "/lib", Mode: fs.ModeDir | 0o555, Data: ""},
+	{Path: "store/" + glibc + "/lib/libc.so.6", Mode: 0o555, Data: "not really"},
+	{Path: "store/" + glibc + "/lib/libc.a", Mode: 0o444, Data: "12345"},
+	{Path: "store/" + app, Mode: fs.ModeDir | 0o555, Data: ""},
+	{Path: "store/" + app + "/bin", Mode: fs.ModeDir | 0o555, Data: ""},
+	{Path: "store/" + app + "/bin/web", Mode: 0o555, Data: "#!/bin/sh\n"},
+	{Path: "store/" + env, Mode: fs.ModeDir | 0o555, Data: ""},
+	{Path: "store/" + env + "/manifest.nix", Mode: 0o444, Data: "[]"},
+	{Path: "store/7x7x7x7x7x7x7x7x7x7x7x7x7x7x7x7x-single.sh", Mode: 0o555, Data: "#!/bin/sh\n"},
+	{Path: "nix-launch.toml", Mode: 0o644, Data: "mode = \"proot\"\n"},
 }
 
 var wantRemoved = []string{
@@ -122,7 +89,7 @@ func checkApplied(t *testing.T, root string) {
 
 func TestApplySeed(t *testing.T) {
 	root := t.TempDir()
-	makeTree(t, root, tree)
+	storetest.Make(t, root, tree)
 	res, err := slugexclude.Apply(root, mustParse(t, seed))
 	if err != nil {
 		t.Fatal(err)
@@ -142,7 +109,7 @@ func TestApplySeed(t *testing.T) {
 
 func TestApplyPrunesExcludedFolders(t *testing.T) {
 	root := t.TempDir()
-	makeTree(t, root, tree)
+	storetest.Make(t, root, tree)
 	// The include comes after the folder's exclusion, as in rsync, it
 	// cannot bring back what is inside a removed folder.
 	res, err := slugexclude.Apply(root, mustParse(t, "- share/\n+ README\n"))
@@ -180,7 +147,7 @@ func TestApplyAsUser(t *testing.T) {
 	}
 	if os.Getuid() != 0 {
 		root := t.TempDir()
-		makeTree(t, root, tree)
+		storetest.Make(t, root, tree)
 		if _, err := slugexclude.Apply(root, mustParse(t, seed)); err != nil {
 			t.Fatal(err)
 		}
@@ -203,7 +170,7 @@ func TestApplyAsUser(t *testing.T) {
 	if err := os.Mkdir(root, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	makeTree(t, root, tree)
+	storetest.Make(t, root, tree)
 	const nobody = 65534
 	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {

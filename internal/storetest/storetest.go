@@ -1,0 +1,63 @@
+// Package storetest makes trees shaped like a Nix store for tests: files,
+// symlinks and folders, with folders made read-only last and every file's
+// time set to 1 s after the epoch, as Nix leaves them.
+package storetest
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+)
+
+// Entry is one file, folder or symlink, relative to the tree's root.
+type Entry struct {
+	Path string
+	Mode fs.FileMode // permission bits; fs.ModeDir or fs.ModeSymlink for those
+	Data string      // file contents, or the link target
+}
+
+// Make writes entries below root, in order. The folders it makes
+// read-only are made writable again when the test ends, so its temporary
+// folders can be removed.
+func Make(t testing.TB, root string, entries []Entry) {
+	t.Helper()
+	t.Cleanup(func() {
+		_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				_ = os.Chmod(p, 0o755)
+			}
+			return nil
+		})
+	})
+	var dirs []Entry
+	for _, e := range entries {
+		p := filepath.Join(root, e.Path)
+		var err error
+		switch {
+		case e.Mode.IsDir():
+			err = os.Mkdir(p, 0o755)
+			dirs = append(dirs, e)
+		case e.Mode&fs.ModeSymlink != 0:
+			err = os.Symlink(e.Data, p)
+		default:
+			if err = os.WriteFile(p, []byte(e.Data), 0o600); err == nil {
+				err = os.Chmod(p, e.Mode)
+			}
+			if err == nil {
+				err = os.Chtimes(p, time.Unix(1, 0), time.Unix(1, 0))
+			}
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	slices.Reverse(dirs)
+	for _, e := range dirs {
+		if err := os.Chmod(filepath.Join(root, e.Path), e.Mode.Perm()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
