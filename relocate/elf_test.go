@@ -1,9 +1,10 @@
 package relocate_test
 
 import (
+	"github.com/nixcnb/nix-buildpack/internal/storetest"
+
 	"debug/elf"
 	"errors"
-	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -19,32 +20,6 @@ const (
 	envApp    = "4pp4pp4pp4pp4pp4pp4pp4pp4pp4pp4p-app"
 	hostBB    = "5bb5bb5bb5bb5bb5bb5bb5bb5bb5bb5b-busybox"
 )
-
-// copyFile copies src (following symlinks) to dest with mode.
-func copyFile(t *testing.T, src, dest string, mode fs.FileMode) {
-	t.Helper()
-	in, err := os.Open(src)
-	if err != nil {
-		t.Fatalf("this host has no %s: %v", src, err)
-	}
-	defer in.Close()
-	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	out, err := os.OpenFile(dest, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o755)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(dest, mode); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // readOnly makes every folder below dir 0555, as in a Nix store.
 func readOnly(t *testing.T, dir string) {
@@ -92,11 +67,11 @@ func TestRelocatedBinaryRuns(t *testing.T) {
 	}
 	store := filepath.Join(t.TempDir(), "store")
 	glibcLib := filepath.Join(store, glibcName, "lib")
-	copyFile(t, "/lib64/ld-linux-x86-64.so.2", filepath.Join(glibcLib, "ld-linux-x86-64.so.2"), 0o555)
-	copyFile(t, "/lib/x86_64-linux-gnu/libc.so.6", filepath.Join(glibcLib, "libc.so.6"), 0o555)
+	storetest.CopyFile(t, "/lib64/ld-linux-x86-64.so.2", filepath.Join(glibcLib, "ld-linux-x86-64.so.2"), 0o555)
+	storetest.CopyFile(t, "/lib/x86_64-linux-gnu/libc.so.6", filepath.Join(glibcLib, "libc.so.6"), 0o555)
 	env := filepath.Join(store, envApp, "bin", "env")
-	copyFile(t, "/usr/bin/env", env, 0o755)
-	copyFile(t, "/usr/bin/busybox", filepath.Join(store, hostBB, "bin", "busybox"), 0o555)
+	storetest.CopyFile(t, "/usr/bin/env", env, 0o755)
+	storetest.CopyFile(t, "/usr/bin/busybox", filepath.Join(store, hostBB, "bin", "busybox"), 0o555)
 	if f, err := elf.Open(filepath.Join(store, hostBB, "bin", "busybox")); err == nil {
 		static := true
 		for _, p := range f.Progs {

@@ -3,7 +3,6 @@ package slugexclude_test
 import (
 	"github.com/nixcnb/nix-buildpack/internal/storetest"
 
-	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -187,7 +186,7 @@ func TestApplyAsUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	bin := filepath.Join(top, "test.bin")
-	copyFile(t, self, bin, 0o755)
+	storetest.CopyFile(t, self, bin, 0o755)
 	cmd := exec.Command(bin, "-test.run=^TestApplyAsUser$", "-test.count=1")
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + top, "TMPDIR=" + top, "SLUGEXCLUDE_TEST_ROOT=" + root}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
@@ -195,30 +194,4 @@ func TestApplyAsUser(t *testing.T) {
 		t.Fatalf("as nobody: %v\n%s", err, out)
 	}
 	checkApplied(t, root)
-}
-
-// copyFile copies src (following symlinks) to dest with mode.
-func copyFile(t *testing.T, src, dest string, mode fs.FileMode) {
-	t.Helper()
-	in, err := os.Open(src)
-	if err != nil {
-		t.Fatalf("this host has no %s: %v", src, err)
-	}
-	defer in.Close()
-	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	out, err := os.OpenFile(dest, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o755)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(dest, mode); err != nil {
-		t.Fatal(err)
-	}
 }

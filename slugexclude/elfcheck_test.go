@@ -1,6 +1,8 @@
 package slugexclude_test
 
 import (
+	"github.com/nixcnb/nix-buildpack/internal/storetest"
+
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,19 +29,19 @@ func elfRoot(t *testing.T, rpath, libcTarget string) string {
 	}
 	root := t.TempDir()
 	lib := filepath.Join(root, "store", glibc, "lib")
-	copyFile(t, "/lib64/ld-linux-x86-64.so.2", filepath.Join(lib, "ld-linux-x86-64.so.2"), 0o555)
+	storetest.CopyFile(t, "/lib64/ld-linux-x86-64.so.2", filepath.Join(lib, "ld-linux-x86-64.so.2"), 0o555)
 	if libcTarget == "" {
-		copyFile(t, "/lib/x86_64-linux-gnu/libc.so.6", filepath.Join(lib, "libc.so.6"), 0o555)
+		storetest.CopyFile(t, "/lib/x86_64-linux-gnu/libc.so.6", filepath.Join(lib, "libc.so.6"), 0o555)
 	} else {
-		copyFile(t, "/lib/x86_64-linux-gnu/libc.so.6", filepath.Join(root, "store", glibc, "real", "c-library"), 0o555)
+		storetest.CopyFile(t, "/lib/x86_64-linux-gnu/libc.so.6", filepath.Join(root, "store", glibc, "real", "c-library"), 0o555)
 		if err := os.Symlink(libcTarget, filepath.Join(lib, "libc.so.6")); err != nil {
 			t.Fatal(err)
 		}
 	}
-	copyFile(t, "/lib/x86_64-linux-gnu/libc.so.6", filepath.Join(root, "store", other, "lib", "libc.so.6"), 0o555)
-	copyFile(t, "/lib/x86_64-linux-gnu/libc.so.6", filepath.Join(root, "store", app, "lib", "libc.so.6"), 0o555)
+	storetest.CopyFile(t, "/lib/x86_64-linux-gnu/libc.so.6", filepath.Join(root, "store", other, "lib", "libc.so.6"), 0o555)
+	storetest.CopyFile(t, "/lib/x86_64-linux-gnu/libc.so.6", filepath.Join(root, "store", app, "lib", "libc.so.6"), 0o555)
 	web := filepath.Join(root, "store", app, "bin", "web")
-	copyFile(t, "/usr/bin/env", web, 0o755)
+	storetest.CopyFile(t, "/usr/bin/env", web, 0o755)
 	if out, err := exec.Command(patchelf, "--set-interpreter", interp, "--set-rpath", rpath, web).CombinedOutput(); err != nil {
 		t.Fatalf("patchelf: %v\n%s", err, out)
 	}

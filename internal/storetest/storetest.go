@@ -61,3 +61,23 @@ func Make(t testing.TB, root string, entries []Entry) {
 		}
 	}
 }
+
+// CopyFile copies src (following symlinks, e.g. a host library) to dest with
+// mode, making dest's folder. A missing src fails the test: the host lacks
+// what the test needs.
+func CopyFile(t testing.TB, src, dest string, mode fs.FileMode) {
+	t.Helper()
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatalf("this host has no %s: %v", src, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dest, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dest, mode); err != nil {
+		t.Fatal(err)
+	}
+}
