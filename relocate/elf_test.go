@@ -189,7 +189,7 @@ func TestLinkRefusesPlantedNames(t *testing.T) {
 			if err := os.Symlink(store, p); err != nil {
 				return err
 			}
-			return os.Lchown(p, nobody, nobody)
+			return os.Lchown(p, storetest.Nobody, storetest.Nobody)
 		}, "owned by uid 65534"},
 	}
 	for _, c := range cases {

@@ -8,15 +8,12 @@ import (
 	"compress/gzip"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/nixcnb/nix-buildpack/closure"
 	"github.com/nixcnb/nix-buildpack/relocate"
 )
 
@@ -339,14 +336,14 @@ func TestRewriteAsUser(t *testing.T) {
 		return
 	}
 
-	top := shared(t)
+	top := storetest.SharedDir(t)
 	store := filepath.Join(top, "store")
 	if err := os.Mkdir(store, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	storetest.Make(t, store, fakeStore(t))
-	chownTree(t, store, nobody)
-	out, err := runAs(t, top, nobody, "TestRewriteAsUser", "RELOCATE_TEST_STORE="+store)
+	storetest.ChownTree(t, store, storetest.Nobody)
+	out, err := storetest.RunTestAs(t, top, storetest.Nobody, "TestRewriteAsUser", "RELOCATE_TEST_STORE="+store)
 	if err != nil {
 		t.Fatalf("as nobody: %v\n%s", err, out)
 	}
@@ -364,59 +361,4 @@ func TestRewriteAsUser(t *testing.T) {
 	if strings.Contains(string(b), "/nix/store") {
 		t.Errorf("paths = %q, not rewritten", b)
 	}
-}
-
-const nobody = 65534
-
-// shared makes a folder every user may enter, removed after the test.
-func shared(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "relocate-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = closure.MakeWritable(dir)
-		_ = os.RemoveAll(dir)
-	})
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
-func chownTree(t *testing.T, dir string, uid int) {
-	t.Helper()
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Lchown(path, uid, uid)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-// runAs runs the test binary's test named test as uid, with env added.
-func runAs(t *testing.T, dir string, uid int, test string, env ...string) ([]byte, error) {
-	t.Helper()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The test binary sits in a folder only root may enter: copy it.
-	bin := filepath.Join(dir, "test.bin")
-	data, err := os.ReadFile(self)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bin, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-test.run=^"+test+"$", "-test.count=1")
-	cmd.Dir = dir
-	cmd.Env = append([]string{"PATH=/usr/bin:/bin", "HOME=" + dir, "TMPDIR=" + dir}, env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)}}
-	return cmd.CombinedOutput()
 }

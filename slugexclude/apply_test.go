@@ -5,14 +5,11 @@ import (
 
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 
-	"github.com/nixcnb/nix-buildpack/closure"
 	"github.com/nixcnb/nix-buildpack/slugexclude"
 )
 
@@ -154,43 +151,15 @@ func TestApplyAsUser(t *testing.T) {
 		return
 	}
 
-	top, err := os.MkdirTemp("", "slugexclude-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = closure.MakeWritable(top)
-		_ = os.RemoveAll(top)
-	})
-	if err := os.Chmod(top, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	top := storetest.SharedDir(t)
 	root := filepath.Join(top, "layer")
 	if err := os.Mkdir(root, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	storetest.Make(t, root, tree)
-	const nobody = 65534
-	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Lchown(path, nobody, nobody)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The test binary sits in a folder only root may enter: copy it.
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(top, "test.bin")
-	storetest.CopyFile(t, self, bin, 0o755)
-	cmd := exec.Command(bin, "-test.run=^TestApplyAsUser$", "-test.count=1")
-	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + top, "TMPDIR=" + top, "SLUGEXCLUDE_TEST_ROOT=" + root}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
-	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "PASS") {
+	storetest.ChownTree(t, root, storetest.Nobody)
+	out, err := storetest.RunTestAs(t, top, storetest.Nobody, "TestApplyAsUser", "SLUGEXCLUDE_TEST_ROOT="+root)
+	if err != nil || !strings.Contains(string(out), "PASS") {
 		t.Fatalf("as nobody: %v\n%s", err, out)
 	}
 	checkApplied(t, root)

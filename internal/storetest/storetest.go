@@ -6,8 +6,10 @@ package storetest
 import (
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -80,4 +82,63 @@ func CopyFile(t testing.TB, src, dest string, mode fs.FileMode) {
 	if err := os.Chmod(dest, mode); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Nobody is the uid (and gid) tests run as to feel file permissions, which
+// root ignores.
+const Nobody = 65534
+
+// SharedDir makes a folder every user may enter (t.TempDir is 0700),
+// removed after the test.
+func SharedDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "storetest-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				_ = os.Chmod(p, 0o755)
+			}
+			return nil
+		})
+		_ = os.RemoveAll(dir)
+	})
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// ChownTree gives everything below dir to uid.
+func ChownTree(t testing.TB, dir string, uid int) {
+	t.Helper()
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(path, uid, uid)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// RunTestAs runs the test named test of the current test binary again, as
+// uid, in dir (a SharedDir: the binary is copied there, since it sits in a
+// folder only root may enter), with env added, and returns its output.
+func RunTestAs(t testing.TB, dir string, uid int, test string, env ...string) ([]byte, error) {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "test.bin")
+	CopyFile(t, self, bin, 0o755)
+	cmd := exec.Command(bin, "-test.run=^"+test+"$", "-test.count=1")
+	cmd.Dir = dir
+	cmd.Env = append([]string{"PATH=/usr/bin:/bin", "HOME=" + dir, "TMPDIR=" + dir}, env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)}}
+	return cmd.CombinedOutput()
 }
