@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/nixcnb/nix-buildpack/closure"
 )
 
 // OneOffBuild is the image's `build` command, for `heroku run build` or any
@@ -76,11 +78,6 @@ func writePlan(path, file string, flake bool) error {
 
 // removeAll deletes a tree that Nix may have made read-only.
 func removeAll(dir string) {
-	_ = filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
-		if err == nil && info.IsDir() {
-			_ = os.Chmod(p, 0o755)
-		}
-		return nil
-	})
+	_ = closure.MakeWritable(dir)
 	_ = os.RemoveAll(dir)
 }

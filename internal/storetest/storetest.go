@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nixcnb/nix-buildpack/closure"
 )
 
 // Entry is one file, folder or symlink, relative to the tree's root.
@@ -26,14 +28,7 @@ type Entry struct {
 // folders can be removed.
 func Make(t testing.TB, root string, entries []Entry) {
 	t.Helper()
-	t.Cleanup(func() {
-		_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-			if err == nil && d.IsDir() {
-				_ = os.Chmod(p, 0o755)
-			}
-			return nil
-		})
-	})
+	t.Cleanup(func() { _ = closure.MakeWritable(root) })
 	var dirs []Entry
 	for _, e := range entries {
 		p := filepath.Join(root, e.Path)
@@ -97,12 +92,7 @@ func SharedDir(t testing.TB) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-			if err == nil && d.IsDir() {
-				_ = os.Chmod(p, 0o755)
-			}
-			return nil
-		})
+		_ = closure.MakeWritable(dir)
 		_ = os.RemoveAll(dir)
 	})
 	if err := os.Chmod(dir, 0o755); err != nil {
