@@ -2,6 +2,7 @@ package integration
 
 import (
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,10 +24,11 @@ func TestProotLauncherNeedsPtrace(t *testing.T) {
 		t.Fatal(err)
 	}
 	status, body, err := web.Get("/status.txt", 20*time.Second)
-	web.Stop()
 	if err != nil || status != 200 || strings.TrimSpace(body) != "served-from-the-store" {
+		web.Stop()
 		t.Fatalf("proot web: GET /status.txt = %d %q (%v)\n%s", status, body, err, web.Output())
 	}
+	assertStopsOnSIGTERM(t, web)
 
 	said, code, err := suite.env.Exec(rootfs, harness.RunOptions{Process: "web", DenyPtrace: true})
 	if err != nil || code == 0 {
@@ -34,4 +36,22 @@ func TestProotLauncherNeedsPtrace(t *testing.T) {
 	}
 	assertContains(t, said, "ptrace is blocked on this platform, and this image runs its app under proot")
 	assertContains(t, said, "BP_NIX_LAUNCHER=relocate")
+}
+
+// assertStopsOnSIGTERM stops web as docker stop and Kubernetes do, with
+// SIGTERM to the container's first process, and checks that the app heard
+// it: busybox httpd dies of SIGTERM, so the process ends with 128+15.
+func assertStopsOnSIGTERM(t *testing.T, web *harness.Running) {
+	t.Helper()
+	defer web.Stop()
+	if err := web.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	code, err := web.Wait(20 * time.Second)
+	if err != nil {
+		t.Fatalf("after SIGTERM: %v", err)
+	}
+	if code != 128+int(syscall.SIGTERM) {
+		t.Fatalf("after SIGTERM the process exited %d, want 143 (the app killed by SIGTERM); its output:\n%s", code, web.Output())
+	}
 }

@@ -82,10 +82,11 @@ func TestRelocatedImageRunsWithoutPtrace(t *testing.T) {
 			t.Fatal(err)
 		}
 		status, body, err := web.Get("/status.txt", 20*time.Second)
-		web.Stop()
 		if err != nil || status != 200 || strings.TrimSpace(body) != "served-from-the-store" {
+			web.Stop()
 			t.Fatalf("relocated web (ptrace blocked: %t): GET /status.txt = %d %q (%v)\n%s", denyPtrace, status, body, err, web.Output())
 		}
+		assertStopsOnSIGTERM(t, web)
 	}
 
 	// The exec.d program refuses a prefix someone else planted.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -121,7 +122,7 @@ func (c Config) Command(invokedAs string, argv []string, env []string) (string, 
 	}
 	switch c.Mode {
 	case ModeProot:
-		args := append([]string{"proot", "--bind=" + c.Store + ":/nix/store"}, argv...)
+		args := append(c.prootOptions(), argv...)
 		return c.Proot, args, procenv.Prepend(env, "LD_LIBRARY_PATH", c.ProotLibDir, ""), nil
 	case ModeRelocate:
 		program, err := lookPath(argv[0], env)
@@ -131,6 +132,11 @@ func (c Config) Command(invokedAs string, argv []string, env []string) (string, 
 		return program, argv, env, nil
 	}
 	return "", nil, nil, fmt.Errorf("unknown launcher mode %q in %s", c.Mode, ConfigFile)
+}
+
+// prootOptions is proot's command line up to the command it runs.
+func (c Config) prootOptions() []string {
+	return []string{"proot", "--bind=" + c.Store + ":/nix/store"}
 }
 
 // relocateAll rewrites the /nix/store prefix of each word that has it.
@@ -165,27 +171,36 @@ func lookPath(name string, env []string) (string, error) {
 	return "", fmt.Errorf("%s: not found in the result's bin/ or on PATH", name)
 }
 
-// Exec replaces the current process with argv run under the launcher.
-func (c Config) Exec(invokedAs string, argv []string) error {
+// Run runs argv with the closure in place and returns its exit code. A
+// relocated closure needs no helper, so the launcher replaces itself with
+// the command. Under proot it stays the parent, to pass signals on, and
+// proot runs the launcher again as the command's exit reporter (see
+// supervise).
+func (c Config) Run(invokedAs string, argv []string) (int, error) {
 	program, args, env, err := c.Command(invokedAs, argv, os.Environ())
 	if err != nil {
-		return err
+		return 0, err
 	}
 	switch c.Mode {
 	case ModeProot:
 		if err := checkPtrace(); err != nil {
-			return err
+			return 0, err
 		}
+		self, err := os.Executable()
+		if err != nil {
+			return 0, err
+		}
+		return supervise(program, slices.Insert(args, len(c.prootOptions()), self), env)
 	case ModeRelocate:
 		// exec.d made the link already; making sure costs one lstat.
 		if err := relocate.Link(c.Prefix, c.Store); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	if err := syscall.Exec(program, args, env); err != nil {
-		return fmt.Errorf("starting %s: %w", program, err)
+		return 0, fmt.Errorf("starting %s: %w", program, err)
 	}
-	return nil
+	return 0, nil
 }
 
 // processType keeps what the CNB spec allows in a process type.

@@ -20,34 +20,41 @@ func main() {
 		}
 		os.Exit(0)
 	}
+	if os.Getenv(launch.ExitReportVar) != "" {
+		os.Exit(launch.ReportExit(os.Args[1:]))
+	}
 	invokedAs := filepath.Base(os.Args[0])
-	if err := run(invokedAs, os.Args[1:]); err != nil {
+	code, err := run(invokedAs, os.Args[1:])
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", invokedAs, err)
 		os.Exit(127)
 	}
+	os.Exit(code)
 }
 
-func run(invokedAs string, args []string) error {
+// run does what invokedAs names and returns the exit code of the command it
+// ran.
+func run(invokedAs string, args []string) (int, error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	exe, err = filepath.EvalSymlinks(exe)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	// The launcher lives in <launch layer>/bin; its settings beside bin/.
 	layer := filepath.Dir(filepath.Dir(exe))
 	if invokedAs == launch.RelocateExecD {
 		launch.RunRelocationExecD(layer)
-		return nil
+		return 0, nil
 	}
 	cfg, err := launch.ReadConfig(layer)
 	if err != nil {
-		return fmt.Errorf("reading the launcher's settings in %s: %w", layer, err)
+		return 0, fmt.Errorf("reading the launcher's settings in %s: %w", layer, err)
 	}
 	if invokedAs == launch.BuildCommand {
-		return cfg.OneOffBuild(layer)
+		return 0, cfg.OneOffBuild(layer)
 	}
-	return cfg.Exec(invokedAs, args)
+	return cfg.Run(invokedAs, args)
 }

@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -184,6 +186,59 @@ func get(client *http.Client, url string) (int, string, error) {
 // Output returns what the process has printed so far (stdout and stderr).
 func (r *Running) Output() string {
 	return r.proc.output.String()
+}
+
+// Signal sends sig to the image's process, the first one inside the
+// sandbox, as a container runtime does: docker stop and Kubernetes send
+// SIGTERM to the container's first process.
+func (r *Running) Signal(sig syscall.Signal) error {
+	pid, err := firstInside(r.proc.cmd.Process.Pid)
+	if err != nil {
+		return err
+	}
+	return syscall.Kill(pid, sig)
+}
+
+// firstInside finds the first process below bwrap (pid) that is not bwrap
+// itself (with --unshare-pid, bwrap's own init sits between them).
+func firstInside(pid int) (int, error) {
+	for {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+		if err != nil {
+			return 0, fmt.Errorf("finding the image's process below pid %d: %w", pid, err)
+		}
+		children := strings.Fields(string(data))
+		if len(children) == 0 {
+			return 0, fmt.Errorf("the image's process has exited (pid %d has no children)", pid)
+		}
+		child, err := strconv.Atoi(children[0])
+		if err != nil {
+			return 0, err
+		}
+		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", child))
+		if err != nil {
+			return 0, err
+		}
+		if strings.TrimSpace(string(comm)) != "bwrap" {
+			return child, nil
+		}
+		pid = child
+	}
+}
+
+// Wait waits up to timeout for the process to exit by itself and returns
+// its exit code; it fails if the process is still running then.
+func (r *Running) Wait(timeout time.Duration) (int, error) {
+	select {
+	case <-r.proc.done:
+	case <-time.After(timeout):
+		return 0, fmt.Errorf("the process was still running %v later; its output:\n%s", timeout, r.Output())
+	}
+	var exitErr *exec.ExitError
+	if errors.As(r.proc.err, &exitErr) {
+		return exitErr.ExitCode(), nil
+	}
+	return 0, r.proc.err
 }
 
 // Stop kills the process and everything it started, and waits for it.

@@ -120,6 +120,13 @@ func ChownTree(t testing.TB, dir string, uid int) {
 // folder only root may enter), with env added, and returns its output.
 func RunTestAs(t testing.TB, dir string, uid int, test string, env ...string) ([]byte, error) {
 	t.Helper()
+	return TestAs(t, dir, uid, test, env...).CombinedOutput()
+}
+
+// TestAs is the command RunTestAs runs, for a caller that starts it and
+// deals with it while it runs.
+func TestAs(t testing.TB, dir string, uid int, test string, env ...string) *exec.Cmd {
+	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -130,5 +137,5 @@ func RunTestAs(t testing.TB, dir string, uid int, test string, env ...string) ([
 	cmd.Dir = dir
 	cmd.Env = append([]string{"PATH=/usr/bin:/bin", "HOME=" + dir, "TMPDIR=" + dir}, env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)}}
-	return cmd.CombinedOutput()
+	return cmd
 }
