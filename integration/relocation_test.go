@@ -102,6 +102,13 @@ func TestRelocatedImageRunsWithoutPtrace(t *testing.T) {
 	}
 	assertContains(t, said, "planted")
 
+	// A read-only /tmp (readOnlyRootFilesystem on Kubernetes) is explained.
+	said, code, err = suite.env.Exec(rootfs, harness.RunOptions{Process: "web", ExtraBwrapArgs: []string{"--remount-ro", "/tmp"}})
+	if err != nil || code == 0 {
+		t.Fatalf("the app started with a read-only /tmp: code %d, %v\n%s", code, err, said)
+	}
+	assertContains(t, said, "The relocated app needs a writable /tmp")
+
 	// The closure's SBOM is in the image, one component per store path.
 	data, err := os.ReadFile(filepath.Join(rootfs, "layers", "sbom", "launch", "nixcnb_nix", "nix-closure", "sbom.cdx.json"))
 	if err != nil {

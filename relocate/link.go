@@ -29,6 +29,10 @@ func Link(prefix, storeDir string) error {
 	}
 	storeDir = filepath.Clean(storeDir)
 	err := os.Symlink(storeDir, prefix)
+	if errors.Is(err, syscall.EROFS) || errors.Is(err, fs.ErrPermission) {
+		return fmt.Errorf("linking %s to the relocated Nix store %s: %w. The relocated app needs a writable %s: "+
+			"on Kubernetes with readOnlyRootFilesystem, mount an emptyDir there", prefix, storeDir, err, filepath.Dir(prefix))
+	}
 	if err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("linking %s to the relocated Nix store %s: %w", prefix, storeDir, err)
 	}
