@@ -130,6 +130,7 @@ func Build(cfg config.Config, tools Tools) packit.BuildFunc {
 			return packit.BuildResult{}, err
 		}
 
+		proot.layer.Launch = b.needsProot(closure)
 		b.log.LaunchDirectProcesses(processes)
 		return packit.BuildResult{
 			Layers: []packit.Layer{release.layer, proot.layer, store.layer, closure},

@@ -20,11 +20,13 @@ import (
 )
 
 // closureMetadata identifies what a closure layer holds: which store paths,
-// which launcher, and the result's executables (so a reused layer still
-// yields its process types).
+// which launcher settings, and what came of them: the launcher's mode and
+// the result's executables (so a reused layer still yields its process
+// types, and says whether the image needs proot).
 type closureMetadata struct {
 	Digest      string `toml:"closure-digest"`
 	Launcher    string `toml:"launcher"`
+	Mode        string `toml:"mode"`
 	Executables string `toml:"executables"`
 }
 
@@ -44,7 +46,7 @@ func (b *builder) closureLayer(proot prootLayer, plan detect.PlanMetadata, resul
 	b.log.Process("Runtime closure")
 	if have.Digest == want.Digest && have.Launcher == want.Launcher {
 		b.log.Subprocess("Reusing the image's closure layer: the closure is unchanged")
-		want.Executables = have.Executables
+		want.Mode, want.Executables = have.Mode, have.Executables
 	} else {
 		if err := resetWritable(&layer); err != nil {
 			return layer, nil, err
@@ -74,6 +76,7 @@ func (b *builder) closureLayer(proot prootLayer, plan detect.PlanMetadata, resul
 			}
 			cfg := b.launchConfig(layer.Path, proot, plan, results)
 			cfg.Mode, cfg.Prefix = mode, prefix
+			want.Mode = mode
 			if mode == launch.ModeRelocate {
 				if err := installRelocation(layer.Path, prefix); err != nil {
 					return err
@@ -112,6 +115,15 @@ func (b *builder) closureLayer(proot prootLayer, plan detect.PlanMetadata, resul
 		b.log.Subprocess("The result has several executables and none is named web: set BP_NIX_WEB_COMMAND to choose the default process.")
 	}
 	return layer, processes, nil
+}
+
+// needsProot says whether the image needs the proot layer: to run a closure
+// kept for proot, or for the image's build command (with S3). A relocated
+// closure runs without it.
+func (b *builder) needsProot(closure packit.Layer) bool {
+	var m closureMetadata
+	fromMetadata(closure, &m)
+	return m.Mode != launch.ModeRelocate || b.cfg.S3.Enabled()
 }
 
 // launcherID names how a closure layer was made; a layer made by another

@@ -25,8 +25,9 @@ type prootLayer struct {
 var prootDependencies = []string{"proot", "libtalloc2"}
 
 // prootLayer holds proot and libtalloc, unpacked from checksummed Debian
-// packages. The launcher runs the app under it, and the store runtime may
-// run Nix under it; it is cached and launched.
+// packages. The store runtime may run Nix under it, and the launcher the
+// app; it is cached, and in the image unless the app runs without it (see
+// needsProot).
 func (b *builder) prootLayer() (prootLayer, error) {
 	if b.cfg.ProotPath != "" {
 		// The image's build command: the image already has proot.
@@ -70,7 +71,7 @@ func (b *builder) prootLayer() (prootLayer, error) {
 			return prootLayer{}, fmt.Errorf("installing proot: %w", err)
 		}
 	}
-	layer.Launch, layer.Cache = true, true
+	layer.Cache = true
 	layer.Metadata = toMetadata(want)
 
 	binary := filepath.Join(layer.Path, "usr", "bin", "proot")

@@ -57,6 +57,7 @@ func (b *builder) restoreOnly(cache *binarycache.Cache, proot prootLayer, plan d
 	if err != nil {
 		return packit.BuildResult{}, err
 	}
+	proot.layer.Launch = b.needsProot(layer)
 	b.log.LaunchDirectProcesses(processes)
 	return packit.BuildResult{
 		Layers: []packit.Layer{proot.layer, layer},
@@ -86,7 +87,8 @@ func (b *builder) noBuildYet(proot prootLayer, plan detect.PlanMetadata) (packit
 		return packit.BuildResult{}, err
 	}
 	layer.Launch = true
-	layer.Metadata = toMetadata(closureMetadata{Digest: "none", Launcher: b.launcherID()})
+	layer.Metadata = toMetadata(closureMetadata{Digest: "none", Launcher: b.launcherID(), Mode: launch.ModeMissing})
+	proot.layer.Launch = b.needsProot(layer)
 	processes := []packit.DirectProcess{{Type: "web", Command: []string{filepath.Join(layer.Path, "bin", launch.LauncherName)}, Default: true}}
 	b.log.Break()
 	return packit.BuildResult{

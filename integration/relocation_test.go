@@ -2,6 +2,8 @@ package integration
 
 import (
 	"encoding/json"
+	"errors"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -73,6 +75,11 @@ func TestRelocatedImageRunsWithoutPtrace(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+
+	// The image has no proot: nothing in it needs proot.
+	if _, err := os.Stat(filepath.Join(rootfs, "layers", "nixcnb_nix", "proot")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the relocated image carries the proot layer (%v)", err)
 	}
 
 	// It serves, and it serves with ptrace blocked: no proot, no ptrace.
