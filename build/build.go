@@ -105,7 +105,7 @@ func Build(cfg config.Config, tools Tools) packit.BuildFunc {
 		if err != nil {
 			return packit.BuildResult{}, err
 		}
-		kept, err := b.keepAndCollect(store, release, built)
+		kept, err := b.keepAndCollect(&store, release, built)
 		if err != nil {
 			return packit.BuildResult{}, err
 		}

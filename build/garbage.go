@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/nixcnb/nix-buildpack/closure"
 	"github.com/nixcnb/nix-buildpack/nixcli"
@@ -17,10 +19,11 @@ type keptPaths struct {
 }
 
 // keepAndCollect registers what the next build needs as GC roots (Nix
-// itself, the result, and the result's derivation, whose build inputs
-// keep-outputs and keep-derivations then keep), collects the rest so the
-// cache cannot grow without bound, and returns the runtime closure.
-func (b *builder) keepAndCollect(store storeLayer, release releaseLayer, built nixcli.BuildResult) (keptPaths, error) {
+// itself, the result, the result's derivation, whose build inputs
+// keep-outputs and keep-derivations then keep, and the sources evaluation
+// fetched lately), collects the rest so the cache cannot grow without
+// bound, and returns the runtime closure.
+func (b *builder) keepAndCollect(store *storeLayer, release releaseLayer, built nixcli.BuildResult) (keptPaths, error) {
 	var kept keptPaths
 	ctx := context.Background()
 	nix := b.nix
@@ -47,6 +50,15 @@ func (b *builder) keepAndCollect(store storeLayer, release releaseLayer, built n
 	if err := writeRoots(store.rootsDir(), roots); err != nil {
 		return kept, fmt.Errorf("registering GC roots: %w", err)
 	}
+	sources, err := b.recentSources(ctx, store)
+	if err != nil {
+		return kept, fmt.Errorf("finding the sources to keep: %w", err)
+	}
+	if len(sources) > 0 {
+		if err := writeRoots(store.rootsDir(), append(roots, sources...)); err != nil {
+			return kept, fmt.Errorf("registering GC roots: %w", err)
+		}
+	}
 
 	var summary string
 	err = b.timed(func() error {
@@ -63,6 +75,72 @@ func (b *builder) keepAndCollect(store storeLayer, release releaseLayer, built n
 	b.log.Break()
 	kept.runtime, err = nix.Requisites(ctx, built.OutPaths...)
 	return kept, err
+}
+
+// recentSources are the unreferenced sources to keep: store paths that no
+// derivation built (no deriver) and that are not derivations, which is what
+// evaluation makes when it fetches (fetchTarball, fetchGit, flake inputs)
+// or copies (./file) a source. Nothing refers to a fetched nixpkgs once the
+// build is done, yet the next evaluation reads it again, so collecting it
+// would mean fetching it again at every build. Each source is kept for
+// BP_NIX_KEEP_SOURCES_DAYS from the build that first left it unreferenced,
+// which the store layer's metadata records; one still in use past that is
+// fetched again once and kept again.
+func (b *builder) recentSources(ctx context.Context, store *storeLayer) ([]string, error) {
+	var infos []nixcli.PathInfo
+	if b.cfg.KeepSourcesDays > 0 {
+		dead, err := b.nix.DeadPaths(ctx)
+		if err != nil {
+			return nil, err
+		}
+		var candidates []string
+		for _, p := range dead {
+			if !strings.HasSuffix(p, ".drv") {
+				candidates = append(candidates, p)
+			}
+		}
+		if len(candidates) > 0 {
+			if infos, err = b.nix.PathInfos(ctx, candidates...); err != nil {
+				return nil, err
+			}
+		}
+	}
+
+	keep, size, seen := sourcesToKeep(infos, store.metadata.SourcesSeen, b.tools.Clock.Now(), b.cfg.KeepSourcesDays)
+	store.metadata.SourcesSeen = seen
+	store.layer.Metadata = toMetadata(store.metadata)
+	if len(keep) > 0 {
+		b.log.Subprocess("Keeping %s that evaluation fetched or copied (%s), unreferenced for less than %d days: the next evaluation likely reads them again (BP_NIX_KEEP_SOURCES_DAYS)",
+			plural(len(keep), "source"), humanBytes(size), b.cfg.KeepSourcesDays)
+	}
+	return keep, nil
+}
+
+// sourcesToKeep picks, from unreferenced paths, the sources first seen
+// unreferenced less than days ago (seen records when, by path; a path not
+// in it is seen now). It returns them, their NAR size, and the record to
+// keep for the next build: the kept paths only.
+func sourcesToKeep(unreferenced []nixcli.PathInfo, seen map[string]string, now time.Time, days int) ([]string, int64, map[string]string) {
+	window := time.Duration(days) * 24 * time.Hour
+	next := map[string]string{}
+	var keep []string
+	var size int64
+	for _, info := range unreferenced {
+		if info.Deriver != "" || strings.HasSuffix(info.Path, ".drv") {
+			continue
+		}
+		first, err := time.Parse(time.RFC3339, seen[info.Path])
+		if err != nil {
+			first = now
+		}
+		if now.Sub(first) >= window {
+			continue
+		}
+		next[info.Path] = first.UTC().Format(time.RFC3339)
+		keep = append(keep, info.Path)
+		size += info.NarSize
+	}
+	return keep, size, next
 }
 
 // writeRoots replaces the buildpack's GC roots with one symlink per path.

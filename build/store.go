@@ -17,11 +17,15 @@ import (
 // storeMetadata describes the cached store.
 type storeMetadata struct {
 	System string `toml:"system"`
+	// SourcesSeen maps each unreferenced source garbage collection spares
+	// to when a build first left it unreferenced (RFC 3339).
+	SourcesSeen map[string]string `toml:"sources-seen"`
 }
 
 type storeLayer struct {
-	layer  packit.Layer
-	nixDir string // shown as /nix: store/ and var/nix/
+	layer    packit.Layer
+	metadata storeMetadata
+	nixDir   string // shown as /nix: store/ and var/nix/
 }
 
 func (s storeLayer) storeDir() string { return filepath.Join(s.nixDir, "store") }
@@ -54,6 +58,7 @@ func (b *builder) storeLayer(release releaseLayer, proot prootLayer, caches subs
 	}
 	if reason == "" {
 		b.log.Subprocess("Reusing cached store (%s)", storeSize(layer.Path))
+		want.SourcesSeen = have.SourcesSeen
 	} else {
 		b.log.Subprocess("Starting with an empty store: %s", reason)
 		if err := resetWritable(&layer); err != nil {
@@ -62,7 +67,7 @@ func (b *builder) storeLayer(release releaseLayer, proot prootLayer, caches subs
 	}
 	layer.Cache = true
 	layer.Metadata = toMetadata(want)
-	store := storeLayer{layer: layer, nixDir: filepath.Join(layer.Path, "nix")}
+	store := storeLayer{layer: layer, metadata: want, nixDir: filepath.Join(layer.Path, "nix")}
 
 	for _, dir := range []string{store.storeDir(), filepath.Join(store.nixDir, "var", "nix"), filepath.Join(layer.Path, "etc", "nix"), filepath.Join(layer.Path, "cache")} {
 		if err := os.MkdirAll(dir, 0o755); err != nil {

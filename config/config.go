@@ -36,6 +36,11 @@ type Config struct {
 	StoreRuntime StoreRuntime
 	// PurgeCache starts this build from an empty store.
 	PurgeCache bool
+	// KeepSourcesDays is how long garbage collection spares an unreferenced
+	// source that evaluation fetched or copied (fetchTarball, fetchGit, flake
+	// inputs), counted from the build that first left it unreferenced. 0
+	// collects them at once.
+	KeepSourcesDays int
 	// InstallerURL and InstallerSHA256 replace the Nix release declared in
 	// buildpack.toml (an air-gapped mirror, a newer release).
 	InstallerURL    string
@@ -122,6 +127,7 @@ var Settings = []Setting{
 	{Name: "BP_NIX_WEB_COMMAND"},
 	{Name: "BP_NIX_STORE_RUNTIME", Default: string(RuntimeAuto)},
 	{Name: "BP_NIX_PURGE_CACHE", Default: "false"},
+	{Name: "BP_NIX_KEEP_SOURCES_DAYS", Default: "7"},
 	{Name: "BP_NIX_INSTALLER_URL"},
 	{Name: "BP_NIX_INSTALLER_SHA256"},
 	{Name: "BP_NIX_CONFIG"},
@@ -168,6 +174,9 @@ func FromEnv(environ []string) (Config, error) {
 
 	if c.PurgeCache, err = env.bool("BP_NIX_PURGE_CACHE"); err != nil {
 		return c, err
+	}
+	if c.KeepSourcesDays, err = strconv.Atoi(env.get("BP_NIX_KEEP_SOURCES_DAYS")); err != nil || c.KeepSourcesDays < 0 {
+		return c, fmt.Errorf("%s=%q: use a whole number of days, 0 or more", env.nameOf("BP_NIX_KEEP_SOURCES_DAYS"), env.get("BP_NIX_KEEP_SOURCES_DAYS"))
 	}
 
 	c.InstallerURL = env.get("BP_NIX_INSTALLER_URL")

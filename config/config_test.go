@@ -18,6 +18,7 @@ func core(c config.Config) config.Config {
 		WebCommand:        c.WebCommand,
 		StoreRuntime:      c.StoreRuntime,
 		PurgeCache:        c.PurgeCache,
+		KeepSourcesDays:   c.KeepSourcesDays,
 		InstallerURL:      c.InstallerURL,
 		InstallerSHA256:   c.InstallerSHA256,
 		NixConfig:         c.NixConfig,
@@ -34,6 +35,7 @@ func TestFromEnvDefaults(t *testing.T) {
 	}
 	want := config.Config{
 		StoreRuntime:      config.RuntimeAuto,
+		KeepSourcesDays:   7,
 		DependencyMirrors: map[string]string{},
 	}
 	if !reflect.DeepEqual(core(c), want) {
@@ -49,6 +51,7 @@ func TestFromEnvReadsEverySetting(t *testing.T) {
 		"BP_NIX_WEB_COMMAND=bin/server --port 8080",
 		"BP_NIX_STORE_RUNTIME=PRoot",
 		"BP_NIX_PURGE_CACHE=true",
+		"BP_NIX_KEEP_SOURCES_DAYS=30",
 		"BP_NIX_INSTALLER_URL=https://mirror.example/nix-2.34.1.tar.xz",
 		"BP_NIX_INSTALLER_SHA256=abc123",
 		"BP_NIX_CONFIG=cores = 4\nmax-jobs = 2",
@@ -64,6 +67,7 @@ func TestFromEnvReadsEverySetting(t *testing.T) {
 		WebCommand:        "bin/server --port 8080",
 		StoreRuntime:      config.RuntimeProot,
 		PurgeCache:        true,
+		KeepSourcesDays:   30,
 		InstallerURL:      "https://mirror.example/nix-2.34.1.tar.xz",
 		InstallerSHA256:   "abc123",
 		NixConfig:         "cores = 4\nmax-jobs = 2",
@@ -185,6 +189,16 @@ func TestFromEnvErrors(t *testing.T) {
 			name: "purge cache not a bool",
 			env:  []string{"BP_NIX_PURGE_CACHE=yes please"},
 			want: []string{"BP_NIX_PURGE_CACHE", `"yes please"`, "true or false"},
+		},
+		{
+			name: "days to keep sources not a number",
+			env:  []string{"BP_NIX_KEEP_SOURCES_DAYS=a week"},
+			want: []string{"BP_NIX_KEEP_SOURCES_DAYS", `"a week"`, "whole number of days"},
+		},
+		{
+			name: "days to keep sources negative",
+			env:  []string{"BP_NIX_KEEP_SOURCES_DAYS=-1"},
+			want: []string{"BP_NIX_KEEP_SOURCES_DAYS", `"-1"`, "0 or more"},
 		},
 		{
 			name: "installer URL without checksum",

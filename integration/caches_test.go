@@ -1,13 +1,19 @@
 package integration
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
 	"crypto/rand"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
@@ -82,4 +88,69 @@ func serveDir(t *testing.T, dir string) string {
 	go srv.Serve(ln) //nolint:errcheck // ends with Close
 	t.Cleanup(func() { srv.Close() })
 	return "http://" + ln.Addr().String()
+}
+
+// A source that evaluation fetches (here with fetchTarball, as a pinned
+// nixpkgs is) is unreferenced once the build is done. Garbage collection
+// spares it for BP_NIX_KEEP_SOURCES_DAYS, so a rebuild does not fetch it
+// again; with 0 it is collected, and the next build fetches it again.
+func TestFetchedSourcesSurviveGarbageCollection(t *testing.T) {
+	var fetches atomic.Int32
+	tarball := tarGz(t, map[string]string{"pinned/message.nix": `"hello from a fetched tarball"`})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		_, _ = w.Write(tarball)
+	}))
+	t.Cleanup(srv.Close)
+	app := fixture(t, "fetched-source")
+	if err := os.WriteFile(filepath.Join(app, "tarball-url"), []byte(srv.URL+"/pinned.tar.gz"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cache := cacheDir(t)
+	builds := []struct {
+		env         map[string]string
+		wantFetches int32
+		wantKept    bool
+	}{
+		{nil, 1, true}, // fetches the tarball, keeps it
+		{nil, 1, true}, // finds it in the store
+		{map[string]string{"BP_NIX_KEEP_SOURCES_DAYS": "0"}, 1, false}, // finds it, then collects it
+		{nil, 2, true}, // fetches it again
+	}
+	for i, b := range builds {
+		out := build(t, app, "fetched:latest", cache, b.env)
+		if got := fetches.Load(); got != b.wantFetches {
+			t.Fatalf("after build %d the tarball was fetched %d times, want %d:\n%s", i+1, got, b.wantFetches, out)
+		}
+		// Nix 2.8 keeps the downloaded tarball besides its unpacked tree.
+		if kept := keptSources.MatchString(out); kept != b.wantKept {
+			t.Fatalf("build %d kept the fetched source: %t, want %t:\n%s", i+1, kept, b.wantKept, out)
+		}
+	}
+}
+
+var keptSources = regexp.MustCompile(`Keeping [1-9][0-9]* sources? that evaluation fetched or copied`)
+
+// tarGz makes a .tar.gz holding files (name → content).
+func tarGz(t *testing.T, files map[string]string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(gz)
+	for name, content := range files {
+		hdr := &tar.Header{Name: name, Mode: 0o644, Size: int64(len(content)), Typeflag: tar.TypeReg}
+		if err := tw.WriteHeader(hdr); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write([]byte(content)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := gz.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }

@@ -170,6 +170,22 @@ func (n Nix) Deriver(ctx context.Context, path string) (string, error) {
 	return drv, nil
 }
 
+// DeadPaths lists the store paths no GC root keeps: what CollectGarbage
+// would delete.
+func (n Nix) DeadPaths(ctx context.Context) ([]string, error) {
+	var out bytes.Buffer
+	if err := n.quiet(ctx, nil, &out, "nix-store", "--gc", "--print-dead"); err != nil {
+		return nil, err
+	}
+	var dead []string
+	for _, line := range fields(out.String()) {
+		if strings.HasPrefix(line, "/") {
+			dead = append(dead, line)
+		}
+	}
+	return dead, nil
+}
+
 // CollectGarbage deletes every store path no GC root keeps, and returns
 // Nix's summary ("3 store paths deleted, 1.20 MiB freed").
 func (n Nix) CollectGarbage(ctx context.Context) (string, error) {
