@@ -1,5 +1,5 @@
 // Command launch benchmarks what running a Nix closure's programs costs
-// when the image has no /nix, on syscall-heavy workloads, three ways in one
+// when the image has no /nix, on syscall-heavy workloads, several ways in one
 // run:
 //
 //   - native: a real /nix/store (the closure bound there with bubblewrap,
@@ -7,7 +7,10 @@
 //   - relocate: a copy of the closure rewritten by relocate.Rewrite to a
 //     same-length prefix that relocate.Link points at the copy, run
 //     directly;
-//   - proot: the unrewritten closure under `proot --bind=STORE:/nix/store`.
+//   - proot: the unrewritten closure under `proot --bind=STORE:/nix/store`;
+//   - relocate and proot again, each started through nix-launch's code
+//     (launch.Config.Run), as an image's processes are: what the launcher
+//     adds to each.
 //
 // The closure is a fake store it builds from host files: the host's loader,
 // libc and libraries in a <hash>-glibc-host path, dash, find and cat
@@ -36,6 +39,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nixcnb/nix-buildpack/launch"
 	"github.com/nixcnb/nix-buildpack/relocate"
 )
 
@@ -45,8 +49,18 @@ type options struct {
 }
 
 func main() {
-	if len(os.Args) > 2 && os.Args[1] == timerMode {
+	switch {
+	case len(os.Args) > 2 && os.Args[1] == timerMode:
 		os.Exit(timer(os.Args[2], os.Args[3:]))
+	case len(os.Args) > 1 && os.Args[1] == launcherMode:
+		os.Exit(launcher(os.Args[2:]))
+	case os.Getenv(launch.PtraceProbeVar) != "":
+		if launch.TryPtrace() != nil {
+			os.Exit(1)
+		}
+		os.Exit(0)
+	case os.Getenv(launch.ExitReportVar) != "":
+		os.Exit(launch.ReportExit(os.Args[1:]))
 	}
 	var o options
 	var files int
@@ -169,7 +183,7 @@ func run(ctx context.Context, o options) (err error) {
 		errPath:  filepath.Join(scratch, "stderr"),
 		timePath: filepath.Join(scratch, "time"),
 	}
-	ways, err := makeWays(store, prefix, scratch, self)
+	ways, err := makeWays(store, relocated, prefix, scratch, self)
 	if err != nil {
 		return err
 	}

@@ -30,7 +30,7 @@ func formatReport(d reportData) string {
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	f := d.facts
 
-	p("## Launch overhead: native /nix/store vs relocate vs proot\n\n")
+	p("## Launch overhead: native /nix/store vs relocate vs proot, with and without nix-launch\n\n")
 	p("- CPU: %s, %s\n", orUnknown(f.cpuModel), f.cpus)
 	p("- Kernel: Linux %s; %s; load average at start %s\n", orUnknown(f.kernel), orUnknown(f.os), orUnknown(f.load))
 	p("- proot %s (%s), %s\n", orUnknown(f.proot), orUnknown(f.prootPkg), orUnknown(f.prootBuild))
@@ -99,6 +99,10 @@ func formatReport(d reportData) string {
 		"proot creates the missing /nix/store mount point in the real root folder (removing it only when it exits normally) "+
 		"and keeps its loader and glue in /tmp: there both land in throwaway tmpfs mounts, never on the host, even when a run is killed. "+
 		"The control row shows what the sandbox itself costs.\n", orUnknown(f.proot), accel)
+	p("- **relocate, nix-launch** and **proot, nix-launch**: the same two, started through the image's launcher, as an image's processes are " +
+		"(`launch.Config.Run`, in this program re-run as nix-launch). For relocate it makes sure of the prefix link and execs the program. " +
+		"For proot it first runs itself as the ptrace probe, then starts proot as its child (to pass signals on), and proot runs it once more as the exit reporter, which runs the program. " +
+		"The difference from the row without nix-launch is what the launcher costs.\n")
 	p("- **Timing.** TIMER is this program re-run as a timer: the wall time from just before it starts the program "+
 		"(the relocated program directly, or proot, whose start is part of its cost) to just after reaping it. "+
 		"stdout and stdin are /dev/null, environment `PATH=/usr/bin:/bin LC_ALL=C`, working folder /. "+

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/nixcnb/nix-buildpack/launch"
 )
 
 // way is one way of running the closure's programs.
@@ -87,7 +89,7 @@ func bwrapArgs(store string, keep []string) ([]string, error) {
 // removes it only if it exits normally; it keeps its loader and glue in
 // /tmp. In the sandbox both land in throwaway tmpfs mounts, never on the
 // host, even when a run is killed.
-func makeWays(store, prefix, scratch, self string) ([]way, error) {
+func makeWays(store, relocated, prefix, scratch, self string) ([]way, error) {
 	bw, err := bwrapArgs(store, nil)
 	if err != nil {
 		return nil, err
@@ -110,7 +112,41 @@ func makeWays(store, prefix, scratch, self string) ([]way, error) {
 			return slices.Concat(bwProot, timer, []string{"proot", "--bind=" + store + ":" + nixStore}, argv)
 		}},
 		{name: "relocate in bwrap", root: prefix, wrap: inBwrap, control: true},
+		{name: "relocate, nix-launch", root: prefix, wrap: func(timer, argv []string) []string {
+			return slices.Concat(timer, []string{self, launcherMode, launch.ModeRelocate, relocated, prefix}, argv)
+		}},
+		{name: "proot, nix-launch", root: nixStore, wrap: func(timer, argv []string) []string {
+			return slices.Concat(bwProot, timer, []string{self, launcherMode, launch.ModeProot, store, ""}, argv)
+		}},
 	}, nil
+}
+
+// launcherMode is the first argument that makes this program nix-launch:
+// launch.Config.Run with a mode, the closure's folder, the relocation
+// prefix, then the command. As nix-launch does, it also answers as the
+// ptrace probe and the exit reporter (see main).
+const launcherMode = "__bench-launch-launcher"
+
+func launcher(args []string) int {
+	if len(args) < 4 {
+		fmt.Fprintln(os.Stderr, "launcher: want MODE STORE PREFIX COMMAND...")
+		return 127
+	}
+	c := launch.Config{Mode: args[0], Store: args[1], Prefix: args[2]}
+	if c.Mode == launch.ModeProot {
+		proot, err := exec.LookPath("proot")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "launcher:", err)
+			return 127
+		}
+		c.Proot = proot
+	}
+	code, err := c.Run(launch.LauncherName, args[3:])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "launcher:", err)
+		return 127
+	}
+	return code
 }
 
 // runner starts the benchmark's commands.
