@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Benchmarks what running a Nix closure without /nix costs on syscall-heavy
-# workloads (stat, exec, read, and a bare launch), three ways in one run:
+# workloads (stat, exec, read, and a bare launch), several ways in one run:
 # native (the closure bound at a real /nix/store with bubblewrap, the
 # baseline), relocate (the closure rewritten by package relocate to a
-# same-length /tmp prefix, run directly) and proot (--bind=STORE:/nix/store).
+# same-length /tmp prefix, run directly) and proot (--bind=STORE:/nix/store),
+# and relocate and proot again started through the launcher's code, as an
+# image's processes are.
 # The closure is a fake store built from host files (the host's glibc,
 # dash, find and cat patched with patchelf). Prints a markdown report on
 # stdout (progress on stderr); about 2 minutes with the defaults. Installs
