@@ -101,11 +101,15 @@ func Build(cfg config.Config, tools Tools) packit.BuildFunc {
 			return packit.BuildResult{}, err
 		}
 
+		before, err := store.paths()
+		if err != nil {
+			return packit.BuildResult{}, err
+		}
 		built, err := b.runNixBuild(plan)
 		if err != nil {
 			return packit.BuildResult{}, err
 		}
-		kept, err := b.keepAndCollect(&store, release, built)
+		kept, err := b.keepAndCollect(&store, release, built, before)
 		if err != nil {
 			return packit.BuildResult{}, err
 		}

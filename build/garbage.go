@@ -22,8 +22,9 @@ type keptPaths struct {
 // itself, the result, the result's derivation, whose build inputs
 // keep-outputs and keep-derivations then keep, and the sources evaluation
 // fetched lately), collects the rest so the cache cannot grow without
-// bound, and returns the runtime closure.
-func (b *builder) keepAndCollect(store *storeLayer, release releaseLayer, built nixcli.BuildResult) (keptPaths, error) {
+// bound, and returns the runtime closure. before is the store's paths
+// before the build.
+func (b *builder) keepAndCollect(store *storeLayer, release releaseLayer, built nixcli.BuildResult, before map[string]bool) (keptPaths, error) {
 	var kept keptPaths
 	ctx := context.Background()
 	nix := b.nix
@@ -50,7 +51,7 @@ func (b *builder) keepAndCollect(store *storeLayer, release releaseLayer, built 
 	if err := writeRoots(store.rootsDir(), roots); err != nil {
 		return kept, fmt.Errorf("registering GC roots: %w", err)
 	}
-	sources, err := b.recentSources(ctx, store)
+	sources, err := b.recentSources(ctx, store, before)
 	if err != nil {
 		return kept, fmt.Errorf("finding the sources to keep: %w", err)
 	}
@@ -77,16 +78,19 @@ func (b *builder) keepAndCollect(store *storeLayer, release releaseLayer, built 
 	return kept, err
 }
 
-// recentSources are the unreferenced sources to keep: store paths that no
-// derivation built (no deriver) and that are not derivations, which is what
-// evaluation makes when it fetches (fetchTarball, fetchGit, flake inputs)
-// or copies (./file) a source. Nothing refers to a fetched nixpkgs once the
-// build is done, yet the next evaluation reads it again, so collecting it
-// would mean fetching it again at every build. Each source is kept for
-// BP_NIX_KEEP_SOURCES_DAYS from the build that first left it unreferenced,
-// which the store layer's metadata records; one still in use past that is
-// fetched again once and kept again.
-func (b *builder) recentSources(ctx context.Context, store *storeLayer) ([]string, error) {
+// recentSources are the unreferenced sources to keep. Evaluation adds
+// sources to the store when it fetches (fetchTarball, fetchGit, flake
+// inputs: a pinned nixpkgs) or copies (./file) them: paths that no
+// derivation built (no deriver) and that are not derivations. No store path
+// refers to a fetched nixpkgs once the build is done, yet the next
+// evaluation reads it again, so collecting it would mean fetching it again
+// at every build. A source this build added that nothing refers to is kept
+// for BP_NIX_KEEP_SOURCES_DAYS, which the store layer's metadata counts
+// from this build; one still in use after that is fetched again once, and
+// kept again. A source unreferenced now that was in the store before the
+// build and is not being kept already was in use by an earlier build (an
+// older copy of the app's own source): it goes.
+func (b *builder) recentSources(ctx context.Context, store *storeLayer, before map[string]bool) ([]string, error) {
 	var infos []nixcli.PathInfo
 	if b.cfg.KeepSourcesDays > 0 {
 		dead, err := b.nix.DeadPaths(ctx)
@@ -106,7 +110,7 @@ func (b *builder) recentSources(ctx context.Context, store *storeLayer) ([]strin
 		}
 	}
 
-	keep, size, seen := sourcesToKeep(infos, store.metadata.SourcesSeen, b.tools.Clock.Now(), b.cfg.KeepSourcesDays)
+	keep, size, seen := sourcesToKeep(infos, store.metadata.SourcesSeen, before, b.tools.Clock.Now(), b.cfg.KeepSourcesDays)
 	store.metadata.SourcesSeen = seen
 	store.layer.Metadata = toMetadata(store.metadata)
 	if len(keep) > 0 {
@@ -116,11 +120,11 @@ func (b *builder) recentSources(ctx context.Context, store *storeLayer) ([]strin
 	return keep, nil
 }
 
-// sourcesToKeep picks, from unreferenced paths, the sources first seen
-// unreferenced less than days ago (seen records when, by path; a path not
-// in it is seen now). It returns them, their NAR size, and the record to
-// keep for the next build: the kept paths only.
-func sourcesToKeep(unreferenced []nixcli.PathInfo, seen map[string]string, now time.Time, days int) ([]string, int64, map[string]string) {
+// sourcesToKeep picks, from unreferenced paths, the sources to keep: those
+// first kept less than days ago (seen records when, by path), and those new
+// since before. It returns them, their NAR size, and the record for the
+// next build: the kept paths only.
+func sourcesToKeep(unreferenced []nixcli.PathInfo, seen map[string]string, before map[string]bool, now time.Time, days int) ([]string, int64, map[string]string) {
 	window := time.Duration(days) * 24 * time.Hour
 	next := map[string]string{}
 	var keep []string
@@ -131,10 +135,13 @@ func sourcesToKeep(unreferenced []nixcli.PathInfo, seen map[string]string, now t
 		}
 		first, err := time.Parse(time.RFC3339, seen[info.Path])
 		if err != nil {
-			first = now
+			if before[info.Path] {
+				continue // used by an earlier build, unreferenced now
+			}
+			first = now // added by this build
 		}
 		if now.Sub(first) >= window {
-			continue
+			continue // kept long enough
 		}
 		next[info.Path] = first.UTC().Format(time.RFC3339)
 		keep = append(keep, info.Path)

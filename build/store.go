@@ -29,6 +29,21 @@ type storeLayer struct {
 }
 
 func (s storeLayer) storeDir() string { return filepath.Join(s.nixDir, "store") }
+
+// paths lists the store's paths as Nix names them (/nix/store/<hash>-<name>).
+func (s storeLayer) paths() (map[string]bool, error) {
+	entries, err := os.ReadDir(s.storeDir())
+	if err != nil {
+		return nil, fmt.Errorf("listing the store: %w", err)
+	}
+	paths := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), ".") {
+			paths[closure.StoreDir+"/"+e.Name()] = true
+		}
+	}
+	return paths, nil
+}
 func (s storeLayer) rootsDir() string {
 	return filepath.Join(s.nixDir, "var", "nix", "gcroots", "nixcnb")
 }

@@ -93,7 +93,8 @@ func serveDir(t *testing.T, dir string) string {
 // A source that evaluation fetches (here with fetchTarball, as a pinned
 // nixpkgs is) is unreferenced once the build is done. Garbage collection
 // spares it for BP_NIX_KEEP_SOURCES_DAYS, so a rebuild does not fetch it
-// again; with 0 it is collected, and the next build fetches it again.
+// again, while an old copy of the app's own files goes; with 0 the fetched
+// source is collected too, and the next build fetches it again.
 func TestFetchedSourcesSurviveGarbageCollection(t *testing.T) {
 	var fetches atomic.Int32
 	tarball := tarGz(t, map[string]string{"pinned/message.nix": `"hello from a fetched tarball"`})
@@ -108,28 +109,40 @@ func TestFetchedSourcesSurviveGarbageCollection(t *testing.T) {
 	}
 	cache := cacheDir(t)
 	builds := []struct {
+		what        string
 		env         map[string]string
+		version     string // written to version.txt first, if set
 		wantFetches int32
-		wantKept    bool
+		wantKept    bool // the fetched sources, and no other
 	}{
-		{nil, 1, true}, // fetches the tarball, keeps it
-		{nil, 1, true}, // finds it in the store
-		{map[string]string{"BP_NIX_KEEP_SOURCES_DAYS": "0"}, 1, false}, // finds it, then collects it
-		{nil, 2, true}, // fetches it again
+		{"first build: fetches the tarball, keeps it", nil, "", 1, true},
+		{"unchanged: finds it in the store", nil, "", 1, true},
+		{"new version.txt: the old copy is not kept", nil, "v2", 1, true},
+		{"BP_NIX_KEEP_SOURCES_DAYS=0: finds it, then collects it", map[string]string{"BP_NIX_KEEP_SOURCES_DAYS": "0"}, "", 1, false},
+		{"fetches it again", nil, "", 2, true},
 	}
+	firstKept := ""
 	for i, b := range builds {
+		if b.version != "" {
+			if err := os.WriteFile(filepath.Join(app, "version.txt"), []byte(b.version+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
 		out := build(t, app, "fetched:latest", cache, b.env)
 		if got := fetches.Load(); got != b.wantFetches {
-			t.Fatalf("after build %d the tarball was fetched %d times, want %d:\n%s", i+1, got, b.wantFetches, out)
+			t.Fatalf("build %d (%s): the tarball was fetched %d times in all, want %d:\n%s", i+1, b.what, got, b.wantFetches, out)
 		}
-		// Nix 2.8 keeps the downloaded tarball besides its unpacked tree.
-		if kept := keptSources.MatchString(out); kept != b.wantKept {
-			t.Fatalf("build %d kept the fetched source: %t, want %t:\n%s", i+1, kept, b.wantKept, out)
+		kept := keptSources.FindString(out)
+		if firstKept == "" {
+			firstKept = kept // Nix 2.8 keeps the downloaded tarball besides its unpacked tree
+		}
+		if b.wantKept && (kept == "" || kept != firstKept) || !b.wantKept && kept != "" {
+			t.Fatalf("build %d (%s): said %q of the sources kept, want %q:\n%s", i+1, b.what, kept, map[bool]string{true: firstKept}[b.wantKept], out)
 		}
 	}
 }
 
-var keptSources = regexp.MustCompile(`Keeping [1-9][0-9]* sources? that evaluation fetched or copied`)
+var keptSources = regexp.MustCompile(`Keeping [1-9][0-9]* sources? that evaluation fetched or copied \([^)]*\)`)
 
 // tarGz makes a .tar.gz holding files (name → content).
 func tarGz(t *testing.T, files map[string]string) []byte {
