@@ -152,6 +152,8 @@ type builder struct {
 	// nixVersion what it says of itself.
 	nix        nixcli.Nix
 	nixVersion string
+	// hydraSource is the app source imported as Hydra does, if it was.
+	hydraSource string
 }
 
 // timed logs how long a step took, the way Paketo buildpacks do.

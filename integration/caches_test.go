@@ -74,6 +74,11 @@ func TestSourceImportedAsHydraDoes(t *testing.T) {
 	image := "hydra-source:latest"
 	out := build(t, app, image, filepath.Join(t.TempDir(), "cache"), map[string]string{"BP_NIX_HYDRA_INPUT": "hello-web"})
 	assertContains(t, out, "Source imported as Hydra does: "+strings.TrimSpace(string(want))+" (on the Nix path as <hello-web>)")
+	// The imported source is unreferenced after the build, but every build
+	// imports it again: garbage collection does not keep it.
+	if kept := keptSources.FindString(out); kept != "" {
+		t.Errorf("garbage collection kept the imported source: %q", kept)
+	}
 	assertServes(t, export(t, suite.env.Registry+"/"+image), "Hello from Nix", "v1")
 }
 
