@@ -152,8 +152,9 @@ type builder struct {
 	// nixVersion what it says of itself.
 	nix        nixcli.Nix
 	nixVersion string
-	// hydraSource is the app source imported as Hydra does, if it was.
-	hydraSource string
+	// appSource is the app's own source as a store path, when the build
+	// made one itself: the flake's copy, or the import as Hydra does.
+	appSource string
 }
 
 // timed logs how long a step took, the way Paketo buildpacks do.
@@ -216,6 +217,11 @@ func (b *builder) runNixBuild(plan detect.PlanMetadata) (nixcli.BuildResult, err
 	})
 	if err != nil {
 		return result, err
+	}
+	if plan.Flake {
+		if b.appSource, err = b.nix.FlakeSource(context.Background(), req.AppDir); err != nil {
+			return result, fmt.Errorf("finding the flake's store path: %w", err)
+		}
 	}
 	b.log.Subprocess("Nix built %s and fetched %s", plural(result.Built, "derivation"), plural(result.Substituted, "path"))
 	for _, p := range result.OutPaths {

@@ -110,10 +110,10 @@ func (b *builder) recentSources(ctx context.Context, store *storeLayer, before m
 		}
 	}
 
-	if b.hydraSource != "" {
-		// Every build imports the app's source again, cheaply: a copy of
-		// an older version is of no use to the next build.
-		before[b.hydraSource] = true
+	if b.appSource != "" {
+		// Every build copies the app's source again, cheaply: a copy of an
+		// older version is of no use to the next build.
+		before[b.appSource] = true
 	}
 	keep, size, seen := sourcesToKeep(infos, store.metadata.SourcesSeen, before, b.tools.Clock.Now(), b.cfg.KeepSourcesDays)
 	store.metadata.SourcesSeen = seen

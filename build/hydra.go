@@ -41,6 +41,6 @@ func (b *builder) importSourceAsHydra() (string, error) {
 		return "", fmt.Errorf("adding the source to the store: %w", err)
 	}
 	b.log.Subprocess("Source imported as Hydra does: %s (on the Nix path as <%s>)", path, b.cfg.HydraInput)
-	b.hydraSource = path
+	b.appSource = path
 	return path, nil
 }

@@ -87,5 +87,11 @@ func TestFlakeBuildsWithNixBuild(t *testing.T) {
 	}
 	assertContains(t, result.Output, "Building the app: nix build (flake)")
 	assertContains(t, result.Output, "Nix built 3 derivations")
+	// nix build copied the app to the store, and nothing refers to that
+	// copy after the build: garbage collection does not keep it, as every
+	// build copies the app again.
+	if kept := keptSources.FindString(result.Output); kept != "" {
+		t.Errorf("garbage collection kept the flake's copy of the app: %q", kept)
+	}
 	assertServes(t, export(t, image), "Hello from Nix", "v1")
 }

@@ -110,6 +110,23 @@ func (n Nix) Build(ctx context.Context, req BuildRequest) (BuildResult, error) {
 	}, nil
 }
 
+// FlakeSource is the store path of the flake at appDir (its path: copy,
+// which nix build evaluates): nix flake metadata's "path".
+func (n Nix) FlakeSource(ctx context.Context, appDir string) (string, error) {
+	var out bytes.Buffer
+	if err := n.quiet(ctx, nil, &out, "nix", "--extra-experimental-features", "nix-command flakes",
+		"flake", "metadata", "--json", "path:"+appDir); err != nil {
+		return "", err
+	}
+	var meta struct {
+		Path string `json:"path"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &meta); err != nil || meta.Path == "" {
+		return "", fmt.Errorf("nix flake metadata gave no store path (%v): %s", err, out.String())
+	}
+	return meta.Path, nil
+}
+
 // flakeOutPaths reads `nix build --json`: each installable's outputs, "out"
 // first. (--print-out-paths is newer than some Nix releases in use.)
 func flakeOutPaths(data []byte) ([]string, error) {
