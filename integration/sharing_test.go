@@ -129,11 +129,17 @@ func TestSharingThroughS3(t *testing.T) {
 	s3 := newBucket(t)
 	app := fixture(t, "hello-web")
 
-	// Build A pushes the closure, the build inputs and the app pointer.
-	first := build(t, app, "share-a:latest", filepath.Join(t.TempDir(), "cache-a"), s3.with(nil))
+	// Build A pushes the closure, the build inputs and the app pointer. A
+	// token in BP_NIX_CONFIG, as for private flake inputs, is a secret too.
+	token := "ghp_" + rand.Text()
+	first := build(t, app, "share-a:latest", filepath.Join(t.TempDir(), "cache-a"),
+		s3.with(map[string]string{"BP_NIX_CONFIG": "access-tokens = github.com=" + token}))
 	assertContains(t, first, "Pushing to s3://nix-cache")
 	assertContains(t, first, "App pointer hello now names this build")
-	assertNoSecret(t, first, suite.env.Registry+"/share-a:latest", s3.srv.Secret)
+	for _, secret := range []string{s3.srv.Secret, token} {
+		assertNoSecret(t, first, suite.env.Registry+"/share-a:latest", secret)
+		assertNotInFolder(t, s3.srv.DataDir, secret)
+	}
 	pointed := s3.appPointer(t)
 	if len(pointed) != 1 || !strings.HasSuffix(pointed[0], "-hello-app") {
 		t.Fatalf("app pointer names %v, want the hello-app result", pointed)
@@ -369,7 +375,7 @@ func mustRun(t *testing.T, argv ...string) {
 func assertNoSecret(t *testing.T, output, image, secret string) {
 	t.Helper()
 	if strings.Contains(output, secret) {
-		t.Fatal("the build log shows the S3 secret")
+		t.Fatal("the build log shows a secret")
 	}
 	info, err := suite.env.ImageConfig(image)
 	if err != nil {
@@ -377,22 +383,27 @@ func assertNoSecret(t *testing.T, output, image, secret string) {
 	}
 	for name, value := range info.Labels {
 		if strings.Contains(value, secret) {
-			t.Fatalf("image label %s holds the S3 secret", name)
+			t.Fatalf("image label %s holds a secret", name)
 		}
 	}
 	for _, kv := range info.Env {
 		if strings.Contains(kv, secret) {
-			t.Fatal("the image's environment holds the S3 secret")
+			t.Fatal("the image's environment holds a secret")
 		}
 	}
-	rootfs := export(t, image)
-	err = filepath.Walk(filepath.Join(rootfs, "layers"), func(p string, fi os.FileInfo, err error) error {
+	assertNotInFolder(t, filepath.Join(export(t, image), "layers"), secret)
+}
+
+// assertNotInFolder checks every file up to 1 MiB below dir for secret.
+func assertNotInFolder(t *testing.T, dir, secret string) {
+	t.Helper()
+	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
 		if err != nil || !fi.Mode().IsRegular() || fi.Size() > 1<<20 {
 			return err
 		}
 		data, err := os.ReadFile(p)
 		if err == nil && bytes.Contains(data, []byte(secret)) {
-			t.Errorf("%s in the image holds the S3 secret", p)
+			t.Errorf("%s holds a secret", p)
 		}
 		return err
 	})
