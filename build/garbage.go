@@ -73,6 +73,16 @@ func (b *builder) keepAndCollect(store *storeLayer, release releaseLayer, built 
 	if summary != "" {
 		b.log.Subprocess("%s", summary)
 	}
+	// What the platform saves as the cache, and restores next time.
+	all, err := nix.PathInfos(ctx)
+	if err != nil {
+		return kept, fmt.Errorf("measuring the store: %w", err)
+	}
+	var size int64
+	for _, info := range all {
+		size += info.NarSize
+	}
+	b.log.Subprocess("The cached store holds %s, %s", plural(len(all), "store path"), humanBytes(size))
 	b.log.Break()
 	kept.runtime, err = nix.Requisites(ctx, built.OutPaths...)
 	return kept, err
