@@ -219,8 +219,9 @@ func (b *builder) runNixBuild(plan detect.PlanMetadata) (nixcli.BuildResult, err
 		return result, err
 	}
 	if plan.Flake {
+		// Only garbage collection needs it: without it the build goes on.
 		if b.appSource, err = b.nix.FlakeSource(context.Background(), req.AppDir); err != nil {
-			return result, fmt.Errorf("finding the flake's store path: %w", err)
+			b.log.Subprocess("Warning: could not find the flake's store path, so garbage collection may keep this copy of the app as a fetched source: %v", err)
 		}
 	}
 	b.log.Subprocess("Nix built %s and fetched %s", plural(result.Built, "derivation"), plural(result.Substituted, "path"))
