@@ -129,7 +129,7 @@ func (b *builder) recentSources(ctx context.Context, store *storeLayer, before m
 	store.metadata.SourcesSeen = seen
 	store.layer.Metadata = toMetadata(store.metadata)
 	if len(keep) > 0 {
-		b.log.Subprocess("Keeping %s that evaluation fetched or copied (%s), unreferenced for less than %d days: the next evaluation likely reads them again (BP_NIX_KEEP_SOURCES_DAYS)",
+		b.log.Subprocess("Keeping %s that evaluation fetched or copied (%s): nothing refers to them, but the next evaluation likely reads them again (each kept up to %d days from its first fetch, BP_NIX_KEEP_SOURCES_DAYS)",
 			plural(len(keep), "source"), humanBytes(size), b.cfg.KeepSourcesDays)
 	}
 	return keep, nil
