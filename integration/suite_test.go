@@ -44,11 +44,7 @@ func run(m *testing.M) (int, error) {
 
 	_, file, _, _ := runtime.Caller(0)
 	suite.repoRoot = filepath.Dir(filepath.Dir(file))
-	suite.buildpackDir = filepath.Join(env.WorkDir, "buildpack")
-	if err := harness.BuildBuildpack(suite.repoRoot, suite.buildpackDir); err != nil {
-		return 0, err
-	}
-	if suite.depsEnv, err = env.OfflineDependencies(suite.repoRoot, suite.buildpackDir); err != nil {
+	if suite.buildpackDir, suite.depsEnv, err = env.OfflineBuildpack(suite.repoRoot); err != nil {
 		return 0, err
 	}
 	return m.Run(), nil

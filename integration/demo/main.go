@@ -31,13 +31,8 @@ func demo() error {
 	defer env.Close()
 	env.Log = os.Stdout
 
-	step("Building the buildpack (scripts/build.sh)")
-	buildpack := filepath.Join(env.WorkDir, "buildpack")
-	if err := harness.BuildBuildpack(repoRoot, buildpack); err != nil {
-		return err
-	}
-	step("Providing Nix and proot offline (a Nix release made from Debian's nix-bin)")
-	platformEnv, err := env.OfflineDependencies(repoRoot, buildpack)
+	step("Building the buildpack (scripts/build.sh), with Nix and proot provided offline (a Nix release made from Debian's nix-bin)")
+	buildpack, platformEnv, err := env.OfflineBuildpack(repoRoot)
 	if err != nil {
 		return err
 	}

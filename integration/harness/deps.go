@@ -51,6 +51,18 @@ func (e *Env) OfflineDependencies(repoRoot, buildpackDir string) (map[string]str
 	}, nil
 }
 
+// OfflineBuildpack builds the buildpack into WorkDir/buildpack and
+// provides its dependencies offline (OfflineDependencies): it returns the
+// buildpack's folder and the platform env that builds with it need.
+func (e *Env) OfflineBuildpack(repoRoot string) (string, map[string]string, error) {
+	dir := filepath.Join(e.WorkDir, "buildpack")
+	if err := BuildBuildpack(repoRoot, dir); err != nil {
+		return "", nil, err
+	}
+	platformEnv, err := e.OfflineDependencies(repoRoot, dir)
+	return dir, platformEnv, err
+}
+
 func nixRelease(repoRoot, dir string) (tarball, sha256 string, err error) {
 	envFile := filepath.Join(dir, "nix-release.env")
 	// Test packages run in parallel: one makes the release, the others wait.
