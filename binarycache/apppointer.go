@@ -21,6 +21,11 @@ type AppPointer struct {
 	SourceDigest string    `json:"sourceDigest"`
 	BuiltAt      time.Time `json:"builtAt"`
 	NixVersion   string    `json:"nixVersion,omitempty"`
+	// Sources are the store paths the build's evaluation fetched
+	// (fetchTarball, flake inputs), pushed too so that the next build on
+	// another machine takes them from the cache instead of downloading
+	// them, each with when a build first fetched it (RFC 3339).
+	Sources map[string]string `json:"sources,omitempty"`
 }
 
 var appNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)

@@ -105,6 +105,7 @@ func Build(cfg config.Config, tools Tools) packit.BuildFunc {
 		if err != nil {
 			return packit.BuildResult{}, err
 		}
+		b.fetchLastSources(cache, &store)
 		built, err := b.runNixBuild(plan)
 		if err != nil {
 			return packit.BuildResult{}, err

@@ -16,6 +16,7 @@ import (
 type keptPaths struct {
 	runtime  []string // the result's runtime closure
 	derivers []string // the result's derivations, roots of its build inputs
+	sources  []string // the sources evaluation fetched, kept for the next build
 }
 
 // keepAndCollect registers what the next build needs as GC roots (Nix
@@ -60,6 +61,7 @@ func (b *builder) keepAndCollect(store *storeLayer, release releaseLayer, built 
 			return kept, fmt.Errorf("registering GC roots: %w", err)
 		}
 	}
+	kept.sources = sources
 
 	var summary string
 	err = b.timed(func() error {

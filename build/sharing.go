@@ -3,10 +3,14 @@ package build
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
+	"time"
 
 	"github.com/nix-community/go-nix/pkg/nar"
 	"github.com/nix-community/go-nix/pkg/nixbase32"
@@ -101,9 +105,10 @@ func (s *substituter) Close() {
 	}
 }
 
-// share pushes the result's runtime closure and its build inputs (so the
-// next build, anywhere, substitutes everything), then the app pointer. The
-// pointer is written last: a reader never sees it before its paths.
+// share pushes the result's runtime closure, its build inputs and the
+// sources its evaluation fetched (so the next build, anywhere, substitutes
+// everything), then the app pointer. The pointer is written last: a reader
+// never sees it before its paths.
 func (b *builder) share(cache *binarycache.Cache, store storeLayer, built nixcli.BuildResult, kept keptPaths) error {
 	if cache == nil {
 		return nil
@@ -112,6 +117,9 @@ func (b *builder) share(cache *binarycache.Cache, store storeLayer, built nixcli
 	b.log.Process("Pushing to %s", b.cfg.S3.URL())
 	paths := map[string]bool{}
 	for _, p := range kept.runtime {
+		paths[p] = true
+	}
+	for _, p := range kept.sources {
 		paths[p] = true
 	}
 	for _, drv := range kept.derivers {
@@ -160,6 +168,7 @@ func (b *builder) share(cache *binarycache.Cache, store storeLayer, built nixcli
 		SourceDigest: digest,
 		BuiltAt:      b.tools.Clock.Now().UTC(),
 		NixVersion:   b.nixVersion,
+		Sources:      store.metadata.SourcesSeen,
 	}
 	if err := cache.WriteAppPointer(ctx, pointer); err != nil {
 		return fmt.Errorf("writing the app pointer for %s: %w", b.cfg.AppName, err)
@@ -167,6 +176,60 @@ func (b *builder) share(cache *binarycache.Cache, store storeLayer, built nixcli
 	b.log.Subprocess("App pointer %s now names this build", b.cfg.AppName)
 	b.log.Break()
 	return nil
+}
+
+// fetchLastSources substitutes, from the bucket, the sources that the
+// evaluation of the app's last pushed build fetched and this store lacks,
+// unless they have been kept for BP_NIX_KEEP_SOURCES_DAYS already. A
+// flake's locked inputs Nix would substitute by itself, but a pinned
+// fetchTarball it only looks up in the store before downloading. The store
+// layer records when each was first fetched, so the garbage collection of
+// this build keeps it no longer than on the machine that fetched it. It only
+// saves downloads, so a problem is a warning.
+func (b *builder) fetchLastSources(cache *binarycache.Cache, store *storeLayer) {
+	if cache == nil || b.cfg.AppName == "" || b.cfg.KeepSourcesDays == 0 {
+		return
+	}
+	ctx := context.Background()
+	pointer, err := cache.ReadAppPointer(ctx, b.cfg.AppName)
+	if err != nil {
+		if !errors.Is(err, binarycache.ErrNotFound) {
+			b.log.Subprocess("Warning: could not read the app pointer for the sources of the last build: %v", err)
+		}
+		return
+	}
+	have, err := store.paths()
+	if err != nil {
+		b.log.Subprocess("Warning: %v", err)
+		return
+	}
+	now := b.tools.Clock.Now()
+	window := time.Duration(b.cfg.KeepSourcesDays) * 24 * time.Hour
+	missing := map[string]string{}
+	for path, since := range pointer.Sources {
+		first, err := time.Parse(time.RFC3339, since)
+		if have[path] || err != nil || now.Sub(first) >= window {
+			continue
+		}
+		missing[path] = since
+	}
+	if len(missing) == 0 {
+		return
+	}
+	b.log.Process("Fetching what the last build's evaluation fetched, from %s", b.cfg.S3.URL())
+	if err := b.nix.Realise(ctx, slices.Sorted(maps.Keys(missing))...); err != nil {
+		b.log.Subprocess("Warning: evaluation will fetch them itself: %v", err)
+		b.log.Break()
+		return
+	}
+	b.log.Subprocess("Substituted %s", plural(len(missing), "source"))
+	b.log.Break()
+	if store.metadata.SourcesSeen == nil {
+		store.metadata.SourcesSeen = map[string]string{}
+	}
+	for path, since := range missing {
+		store.metadata.SourcesSeen[path] = since
+	}
 }
 
 // sourceDigest is the NAR hash of the app source, as nix-hash would print

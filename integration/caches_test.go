@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"crypto/rand"
+	"crypto/sha256"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -16,7 +17,9 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/nix-community/go-nix/pkg/nar"
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
+	"github.com/nix-community/go-nix/pkg/nixbase32"
 )
 
 // An extra binary cache (a Hydra, nix-serve or Cachix) named by
@@ -101,17 +104,8 @@ func serveDir(t *testing.T, dir string) string {
 // again, while an old copy of the app's own files goes; with 0 the fetched
 // source is collected too, and the next build fetches it again.
 func TestFetchedSourcesSurviveGarbageCollection(t *testing.T) {
-	var fetches atomic.Int32
-	tarball := tarGz(t, map[string]string{"pinned/message.nix": `"hello from a fetched tarball"`})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fetches.Add(1)
-		_, _ = w.Write(tarball)
-	}))
-	t.Cleanup(srv.Close)
 	app := fixture(t, "fetched-source")
-	if err := os.WriteFile(filepath.Join(app, "tarball-url"), []byte(srv.URL+"/pinned.tar.gz"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	fetches := servePinnedTarball(t, app)
 	cache := cacheDir(t)
 	builds := []struct {
 		what        string
@@ -147,16 +141,50 @@ func TestFetchedSourcesSurviveGarbageCollection(t *testing.T) {
 	}
 }
 
+// servePinnedTarball serves the tarball that the fetched-source fixture
+// fetches, writes its URL and sha256 into app, and counts its downloads.
+func servePinnedTarball(t *testing.T, app string) *atomic.Int32 {
+	t.Helper()
+	files := map[string]string{"message.nix": `"hello from a fetched tarball"`}
+	tarball := tarGz(t, "pinned", files)
+	fetches := &atomic.Int32{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		_, _ = w.Write(tarball)
+	}))
+	t.Cleanup(srv.Close)
+	// fetchTarball's sha256 is the NAR hash of the unpacked tree.
+	tree := filepath.Join(t.TempDir(), "pinned")
+	if err := os.Mkdir(tree, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(tree, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := sha256.New()
+	if err := nar.DumpPath(h, tree); err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range map[string]string{"tarball-url": srv.URL + "/pinned.tar.gz", "tarball-sha256": nixbase32.EncodeToString(h.Sum(nil))} {
+		if err := os.WriteFile(filepath.Join(app, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return fetches
+}
+
 var keptSources = regexp.MustCompile(`Keeping [1-9][0-9]* sources? that evaluation fetched or copied \([^)]*\)`)
 
-// tarGz makes a .tar.gz holding files (name → content).
-func tarGz(t *testing.T, files map[string]string) []byte {
+// tarGz makes a .tar.gz holding files (name → content) in folder top.
+func tarGz(t *testing.T, top string, files map[string]string) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	gz := gzip.NewWriter(&buf)
 	tw := tar.NewWriter(gz)
 	for name, content := range files {
-		hdr := &tar.Header{Name: name, Mode: 0o644, Size: int64(len(content)), Typeflag: tar.TypeReg}
+		hdr := &tar.Header{Name: top + "/" + name, Mode: 0o644, Size: int64(len(content)), Typeflag: tar.TypeReg}
 		if err := tw.WriteHeader(hdr); err != nil {
 			t.Fatal(err)
 		}

@@ -445,3 +445,26 @@ func TestS3ProblemsAreExplained(t *testing.T) {
 		})
 	}
 }
+
+// What a build's evaluation fetched (a pinned tarball here, nixpkgs in
+// life) goes to the bucket with the closure, and the app pointer lists it:
+// a build on a machine with an empty store, such as a one-off container,
+// takes it from the bucket instead of downloading it again.
+func TestFetchedSourcesTravelThroughS3(t *testing.T) {
+	s3 := newBucket(t)
+	app := fixture(t, "fetched-source")
+	fetches := servePinnedTarball(t, app)
+
+	build(t, app, "sources-a:latest", filepath.Join(t.TempDir(), "cache-a"), s3.with(nil))
+	if got := fetches.Load(); got != 1 {
+		t.Fatalf("the first build downloaded the tarball %d times, want 1", got)
+	}
+	out := build(t, app, "sources-b:latest", filepath.Join(t.TempDir(), "cache-b"), s3.with(nil))
+	if got := fetches.Load(); got != 1 {
+		t.Fatalf("the build on an empty store downloaded the tarball again (%d downloads in all):\n%s", got, out)
+	}
+	assertContains(t, out, "Fetching what the last build's evaluation fetched, from s3://nix-cache")
+	if !regexp.MustCompile(`Substituted [1-9][0-9]* sources?`).MatchString(out) {
+		t.Fatalf("no sources substituted from the bucket:\n%s", out)
+	}
+}

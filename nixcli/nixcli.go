@@ -187,6 +187,11 @@ func (n Nix) Deriver(ctx context.Context, path string) (string, error) {
 	return drv, nil
 }
 
+// Realise makes paths valid, substituting them (nix-store --realise).
+func (n Nix) Realise(ctx context.Context, paths ...string) error {
+	return n.quiet(ctx, nil, nil, append([]string{"nix-store", "--realise"}, paths...)...)
+}
+
 // DeadPaths lists the store paths no GC root keeps: what CollectGarbage
 // would delete.
 func (n Nix) DeadPaths(ctx context.Context) ([]string, error) {
