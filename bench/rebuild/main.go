@@ -21,6 +21,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"crypto/sha256"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -35,6 +36,9 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/nix-community/go-nix/pkg/nar"
+	"github.com/nix-community/go-nix/pkg/nixbase32"
 
 	"github.com/nixcnb/nix-buildpack/integration/harness"
 )
@@ -109,8 +113,13 @@ func run(o options) error {
 	}
 
 	progress("making a tarball of %d files", o.files)
-	tarball, unpacked, err := makeTarball(o.files)
+	tree := filepath.Join(env.WorkDir, "pinned")
+	tarball, unpacked, err := makeTarball(o.files, tree)
 	if err != nil {
+		return err
+	}
+	narHash := sha256.New()
+	if err := nar.DumpPath(narHash, tree); err != nil {
 		return err
 	}
 	var downloads atomic.Int32
@@ -120,8 +129,13 @@ func run(o options) error {
 		return err
 	}
 	defer stop()
-	if err := os.WriteFile(filepath.Join(app, "tarball-url"), []byte(url), 0o644); err != nil {
-		return err
+	// The fixture pins the tarball, as apps pin nixpkgs: fetchTarball's
+	// sha256 is the NAR hash of the unpacked tree.
+	pin := map[string]string{"tarball-url": url, "tarball-sha256": nixbase32.EncodeToString(narHash.Sum(nil))}
+	for name, content := range pin {
+		if err := os.WriteFile(filepath.Join(app, name), []byte(content), 0o644); err != nil {
+			return err
+		}
 	}
 
 	speeds := []speed{{name: "loopback"}, {name: fmt.Sprintf("%g MB/s", o.rateMBs), rate: o.rateMBs * 1e6}}
@@ -191,11 +205,11 @@ var words = strings.Fields(`{ lib, stdenv, fetchurl, pkg-config, meta, descripti
 	inherit, version, src, buildInputs, nativeBuildInputs, with, let, in, rec, mkDerivation, pname,
 	homepage, maintainers, sha256, hash, patches, configureFlags, doCheck, true, false, = ; } [ ] "`)
 
-// makeTarball makes a .tar.gz of a tree like nixpkgs': files folders of
-// about 2.5 kB files of Nix-like text, under one top-level folder, with
-// message.nix, which the fixture imports. It returns the tarball and the
-// tree's size.
-func makeTarball(files int) ([]byte, int64, error) {
+// makeTarball makes a .tar.gz of a tree like nixpkgs': files of about
+// 2.5 kB of Nix-like text, under one top-level folder, with message.nix,
+// which the fixture imports. It writes the same tree to dir too, and
+// returns the tarball and the tree's size.
+func makeTarball(files int, dir string) ([]byte, int64, error) {
 	var buf bytes.Buffer
 	gz := gzip.NewWriter(&buf)
 	tw := tar.NewWriter(gz)
@@ -203,6 +217,13 @@ func makeTarball(files int) ([]byte, int64, error) {
 	var unpacked int64
 	add := func(name string, content []byte) error {
 		unpacked += int64(len(content))
+		onDisk := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(onDisk), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(onDisk, content, 0o644); err != nil {
+			return err
+		}
 		if err := tw.WriteHeader(&tar.Header{Name: "pinned/" + name, Mode: 0o644, Size: int64(len(content)), Typeflag: tar.TypeReg}); err != nil {
 			return err
 		}
@@ -270,7 +291,7 @@ func report(o options, speeds []speed, ways []way, results map[[2]int]*result, t
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	p("## Rebuilding an app that pins a fetched tarball: keeping fetched sources vs collecting them\n\n")
 	p("- %d CPUs, %s, %s; whole benchmark %.0f s\n", runtime.NumCPU(), runtime.GOOS+"/"+runtime.GOARCH, runtime.Version(), elapsed.Seconds())
-	p("- The fetched tarball: %d files, %.1f MB unpacked, %.1f MB as .tar.gz\n", o.files+1, float64(unpacked)/1e6, float64(tarball)/1e6)
+	p("- The fetched tarball, pinned by its sha256: %d files, %.1f MB unpacked, %.1f MB as .tar.gz\n", o.files+1, float64(unpacked)/1e6, float64(tarball)/1e6)
 	p("- %d timed unchanged rebuilds of each (way, download speed), after one first build\n\n", o.reps)
 	p("| download speed | garbage collection | rebuild, median | min | Nix step, median | tarball downloads per rebuild | cached store after |\n")
 	p("|---|---|--:|--:|--:|--:|---|\n")
