@@ -105,7 +105,7 @@ func Build(cfg config.Config, tools Tools) packit.BuildFunc {
 		if err != nil {
 			return packit.BuildResult{}, err
 		}
-		b.fetchLastSources(cache, &store)
+		b.fetchLastSources(cache, &store, before)
 		built, err := b.runNixBuild(plan)
 		if err != nil {
 			return packit.BuildResult{}, err

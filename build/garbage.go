@@ -142,7 +142,6 @@ func (b *builder) recentSources(ctx context.Context, store *storeLayer, before m
 // since before. It returns them, their NAR size, and the record for the
 // next build: the kept paths only.
 func sourcesToKeep(unreferenced []nixcli.PathInfo, seen map[string]string, before map[string]bool, now time.Time, days int) ([]string, int64, map[string]string) {
-	window := time.Duration(days) * 24 * time.Hour
 	next := map[string]string{}
 	var keep []string
 	var size int64
@@ -157,7 +156,7 @@ func sourcesToKeep(unreferenced []nixcli.PathInfo, seen map[string]string, befor
 			}
 			first = now // added by this build
 		}
-		if now.Sub(first) >= window {
+		if !withinKeepWindow(first, now, days) {
 			continue // kept long enough
 		}
 		next[info.Path] = first.UTC().Format(time.RFC3339)
@@ -165,6 +164,12 @@ func sourcesToKeep(unreferenced []nixcli.PathInfo, seen map[string]string, befor
 		size += info.NarSize
 	}
 	return keep, size, next
+}
+
+// withinKeepWindow says whether a source first fetched at first is still
+// kept at now, with BP_NIX_KEEP_SOURCES_DAYS set to days.
+func withinKeepWindow(first, now time.Time, days int) bool {
+	return now.Sub(first) < time.Duration(days)*24*time.Hour
 }
 
 // writeRoots replaces the buildpack's GC roots with one symlink per path.

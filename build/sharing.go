@@ -179,14 +179,15 @@ func (b *builder) share(cache *binarycache.Cache, store storeLayer, built nixcli
 }
 
 // fetchLastSources substitutes, from the bucket, the sources that the
-// evaluation of the app's last pushed build fetched and this store lacks,
-// unless they have been kept for BP_NIX_KEEP_SOURCES_DAYS already. A
-// flake's locked inputs Nix would substitute by itself, but a pinned
-// fetchTarball it only looks up in the store before downloading. The store
-// layer records when each was first fetched, so the garbage collection of
-// this build keeps it no longer than on the machine that fetched it. It only
-// saves downloads, so a problem is a warning.
-func (b *builder) fetchLastSources(cache *binarycache.Cache, store *storeLayer) {
+// evaluation of the app's last pushed build fetched and the store (whose
+// paths are have) lacks, unless they have been kept for
+// BP_NIX_KEEP_SOURCES_DAYS already. A flake's locked inputs Nix would
+// substitute by itself, but a pinned fetchTarball it only looks up in the
+// store before downloading. The store layer records when each was first
+// fetched, so the garbage collection of this build keeps it no longer than
+// on the machine that fetched it. It only saves downloads, so a problem is
+// a warning.
+func (b *builder) fetchLastSources(cache *binarycache.Cache, store *storeLayer, have map[string]bool) {
 	if cache == nil || b.cfg.AppName == "" || b.cfg.KeepSourcesDays == 0 {
 		return
 	}
@@ -198,17 +199,11 @@ func (b *builder) fetchLastSources(cache *binarycache.Cache, store *storeLayer) 
 		}
 		return
 	}
-	have, err := store.paths()
-	if err != nil {
-		b.log.Subprocess("Warning: %v", err)
-		return
-	}
 	now := b.tools.Clock.Now()
-	window := time.Duration(b.cfg.KeepSourcesDays) * 24 * time.Hour
 	missing := map[string]string{}
 	for path, since := range pointer.Sources {
 		first, err := time.Parse(time.RFC3339, since)
-		if have[path] || err != nil || now.Sub(first) >= window {
+		if have[path] || err != nil || !withinKeepWindow(first, now, b.cfg.KeepSourcesDays) {
 			continue
 		}
 		missing[path] = since

@@ -204,15 +204,9 @@ func nixSystem(arch string) string {
 
 // storeSize counts the store paths in a cached store, for the log.
 func storeSize(layerPath string) string {
-	entries, err := os.ReadDir(filepath.Join(layerPath, "nix", "store"))
+	paths, err := storeLayer{nixDir: filepath.Join(layerPath, "nix")}.paths()
 	if err != nil {
 		return "unreadable"
 	}
-	n := 0
-	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), ".") {
-			n++
-		}
-	}
-	return plural(n, "store path")
+	return plural(len(paths), "store path")
 }
