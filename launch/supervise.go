@@ -142,6 +142,24 @@ func readExitReport(r *os.File) (int, error) {
 	return strconv.Atoi(strings.TrimSpace(line))
 }
 
+// HelperRole plays the part the launcher's own executable plays when the
+// launcher runs it again: the ptrace probe (PtraceProbeVar) or the exit
+// reporter (ExitReportVar). It returns the exit code, and false when the
+// process was started for neither. Every program that runs launch.Config.Run
+// calls it first in main.
+func HelperRole() (int, bool) {
+	switch {
+	case os.Getenv(PtraceProbeVar) != "":
+		if TryPtrace() != nil {
+			return 1, true
+		}
+		return 0, true
+	case os.Getenv(ExitReportVar) != "":
+		return ReportExit(os.Args[1:]), true
+	}
+	return 0, false
+}
+
 // ReportExit is what nix-launch does as the exit reporter, under proot: it
 // runs argv as the app, writes the app's exit code (128+N when signal N
 // ended it) to the report descriptor, and returns it. The app does not

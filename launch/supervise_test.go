@@ -25,14 +25,8 @@ const scriptVar = "NIXCNB_TEST_LAUNCH_SCRIPT"
 // reporter. The tests below run the binary as nobody with scriptVar set
 // (proot run as root would make /nix/store on the host).
 func TestMain(m *testing.M) {
-	if os.Getenv(launch.PtraceProbeVar) != "" {
-		if launch.TryPtrace() != nil {
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-	if os.Getenv(launch.ExitReportVar) != "" {
-		os.Exit(launch.ReportExit(os.Args[1:]))
+	if code, ok := launch.HelperRole(); ok {
+		os.Exit(code)
 	}
 	if script := os.Getenv(scriptVar); script != "" {
 		c := launch.Config{Mode: launch.ModeProot, Store: filepath.Join(filepath.Dir(script), "store"), Proot: "/usr/bin/proot"}

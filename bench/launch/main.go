@@ -54,13 +54,9 @@ func main() {
 		os.Exit(timer(os.Args[2], os.Args[3:]))
 	case len(os.Args) > 1 && os.Args[1] == launcherMode:
 		os.Exit(launcher(os.Args[2:]))
-	case os.Getenv(launch.PtraceProbeVar) != "":
-		if launch.TryPtrace() != nil {
-			os.Exit(1)
-		}
-		os.Exit(0)
-	case os.Getenv(launch.ExitReportVar) != "":
-		os.Exit(launch.ReportExit(os.Args[1:]))
+	}
+	if code, ok := launch.HelperRole(); ok {
+		os.Exit(code)
 	}
 	var o options
 	var files int

@@ -14,14 +14,8 @@ import (
 )
 
 func main() {
-	if os.Getenv(launch.PtraceProbeVar) != "" {
-		if err := launch.TryPtrace(); err != nil {
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-	if os.Getenv(launch.ExitReportVar) != "" {
-		os.Exit(launch.ReportExit(os.Args[1:]))
+	if code, ok := launch.HelperRole(); ok {
+		os.Exit(code)
 	}
 	invokedAs := filepath.Base(os.Args[0])
 	code, err := run(invokedAs, os.Args[1:])
