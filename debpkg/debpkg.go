@@ -8,55 +8,42 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
 
-	"github.com/paketo-buildpacks/packit/v2/cargo"
 	"github.com/paketo-buildpacks/packit/v2/postal"
 	"github.com/paketo-buildpacks/packit/v2/vacation"
-)
 
-// Transport fetches a URI; cargo.Transport is the real one (https://, and
-// file:// relative to the buildpack's folder).
-type Transport interface {
-	Drop(root, uri string) (io.ReadCloser, error)
-}
+	"github.com/nixcnb/nix-buildpack/dependency"
+)
 
 // Fetcher downloads and unpacks .deb dependencies.
 type Fetcher struct {
-	Transport Transport
-	// Mirrors maps a host (or "default") to a mirror URL in which
-	// {originalHost} stands for the dependency's host, as BP_DEPENDENCY_MIRROR
-	// and BP_DEPENDENCY_MIRROR_<HOST> give them.
+	// Transport fetches a URI: cargo.Transport is the real one.
+	Transport dependency.Transport
+	// Mirrors maps a host (or "default") to a mirror URL, as
+	// dependency.Fetcher takes them.
 	Mirrors map[string]string
 }
 
 // Install fetches dep, verifies its checksum and unpacks the package's data
-// archive into dest.
+// archive into dest. Nothing is unpacked from a download that does not
+// match.
 func (f Fetcher) Install(dep postal.Dependency, cnbPath, dest string) error {
-	uri, err := f.resolve(dep.URI)
+	file, err := dependency.Fetcher{Transport: f.Transport, Mirrors: f.Mirrors}.Fetch(dep, cnbPath)
+	var mismatch *dependency.ChecksumError
+	if errors.As(err, &mismatch) {
+		return fmt.Errorf("%w: refusing to use it", err)
+	}
 	if err != nil {
 		return err
 	}
-	body, err := f.Transport.Drop(cnbPath, uri)
+	defer file.Close()
+	// A .deb is small: read it whole, then unpack its data member.
+	raw, err := io.ReadAll(file)
 	if err != nil {
-		return fmt.Errorf("fetching %s: %w", uri, err)
-	}
-	defer body.Close()
-
-	// A .deb is small: read it whole, verify it, then unpack.
-	checked := cargo.NewValidatedReader(body, dep.Checksum)
-	raw, err := io.ReadAll(checked)
-	if errors.Is(err, cargo.ErrorChecksumMismatch) {
-		return fmt.Errorf("%s does not match its checksum %s: refusing to use it", uri, dep.Checksum)
-	}
-	if err != nil {
-		return fmt.Errorf("fetching %s: %w", uri, err)
-	}
-	if ok, err := checked.Valid(); err != nil || !ok {
-		return fmt.Errorf("%s does not match its checksum %s: refusing to use it", uri, dep.Checksum)
+		return fmt.Errorf("reading %s: %w", file.URI, err)
 	}
 	data, err := dataMember(raw)
 	if err != nil {
@@ -66,26 +53,6 @@ func (f Fetcher) Install(dep postal.Dependency, cnbPath, dest string) error {
 		return fmt.Errorf("unpacking %s: %w", filepath.Base(dep.URI), err)
 	}
 	return nil
-}
-
-// resolve applies a dependency mirror to uri, if one is configured.
-func (f Fetcher) resolve(uri string) (string, error) {
-	u, err := url.Parse(uri)
-	if err != nil {
-		return "", fmt.Errorf("dependency URI %q: %w", uri, err)
-	}
-	mirror, ok := f.Mirrors[u.Hostname()]
-	if !ok {
-		mirror, ok = f.Mirrors["default"]
-	}
-	if !ok {
-		return uri, nil
-	}
-	m, err := url.Parse(mirror)
-	if err != nil || (m.Scheme != "https" && m.Scheme != "file") {
-		return "", fmt.Errorf("dependency mirror %q: use an https:// or file:// URL", mirror)
-	}
-	return strings.Replace(mirror, "{originalHost}", u.Hostname(), 1) + u.Path, nil
 }
 
 // dataMember returns the data.tar.* member of an ar archive (a .deb).

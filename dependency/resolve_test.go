@@ -1,4 +1,4 @@
-package debpkg
+package dependency
 
 import (
 	"strings"
@@ -31,7 +31,7 @@ func TestResolve(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := Fetcher{Mirrors: tc.mirrors}.resolve(uri)
+			got, err := Fetcher{Mirrors: tc.mirrors}.Resolve(uri)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -51,7 +51,7 @@ func TestResolveRefusesInsecureMirrors(t *testing.T) {
 		{"default": "mirror.example/debian"},
 		{"default": "https://[::1"},
 	} {
-		got, err := Fetcher{Mirrors: mirrors}.resolve(uri)
+		got, err := Fetcher{Mirrors: mirrors}.Resolve(uri)
 		if err == nil {
 			t.Errorf("mirrors %v: resolved to %s, want an error", mirrors, got)
 			continue
@@ -63,7 +63,7 @@ func TestResolveRefusesInsecureMirrors(t *testing.T) {
 }
 
 func TestResolveBadURI(t *testing.T) {
-	if got, err := (Fetcher{}).resolve("https://[::1/x.deb"); err == nil {
+	if got, err := (Fetcher{}).Resolve("https://[::1/x.deb"); err == nil {
 		t.Errorf("resolve of an unparsable URI = %s, want an error", got)
 	}
 }
