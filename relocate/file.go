@@ -13,35 +13,23 @@ import (
 const chunkSize = 1 << 20
 
 // rewriteFile replaces old with repl in the regular file at path, returning
-// the number of occurrences replaced, or why the file was left alone.
-func rewriteFile(path string, old, repl []byte) (int, string, error) {
+// the number of occurrences replaced.
+func rewriteFile(path string, old, repl []byte) (int, error) {
 	info, err := os.Lstat(path)
 	if err != nil {
-		return 0, "", err
+		return 0, err
 	}
-	header, n, err := scanFile(path, old)
-	if err != nil {
-		return 0, "", err
-	}
-	if kind := skipKind(filepath.Base(path), header); kind != "" {
-		reason, err := skipReport(path, kind, n, old)
-		return 0, reason, err
-	}
-	if n == 0 {
-		return 0, "", nil
-	}
-
 	in, err := os.Open(path)
 	if err != nil {
-		return 0, "", err
+		return 0, err
 	}
 	defer in.Close()
 	out, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".relocate-*")
 	if err != nil {
-		return 0, "", err
+		return 0, err
 	}
 	tmpPath := out.Name()
-	n, err = replaceStream(out, in, old, repl)
+	n, err := replaceStream(out, in, old, repl)
 	err = errors.Join(err, out.Close())
 	if err == nil {
 		// The mode is set after writing, since it may well be read-only.
@@ -55,9 +43,9 @@ func rewriteFile(path string, old, repl []byte) (int, string, error) {
 	}
 	if err != nil {
 		_ = os.Remove(tmpPath)
-		return 0, "", err
+		return 0, err
 	}
-	return n, "", nil
+	return n, nil
 }
 
 // scanFile counts old in the file at path, and returns its first bytes.

@@ -92,25 +92,24 @@ func (s Skipped) Documentation() bool {
 	return false
 }
 
-// Rewrite replaces every occurrence of StoreDir with prefix in every regular
-// file and symlink target below storeDir, the folder that holds the copied
-// <hash>-<name> store paths.
-//
-// A changed file is written anew beside the old one and renamed over it,
-// with the old one's mode and times: the copy may share its inode with
-// another layer through a hard link, and that layer must not change.
-// Read-only directories are made writable while they are worked on, and get
-// their modes back before Rewrite returns.
-//
-// Files whose bytes the rewrite could break are left alone and listed in
-// the report's Skipped when they mention StoreDir (see skipReason).
-func Rewrite(storeDir, prefix string) (Report, error) {
-	var report Report
-	if err := CheckPrefix(prefix); err != nil {
-		return report, err
-	}
-	old, repl := []byte(StoreDir), []byte(prefix)
-	var restore closure.DirModes
+// Plan is what Scan found below a store folder: the files and symlinks
+// that name StoreDir and can be rewritten, and those that must be left
+// alone. Scanning changes nothing, so the build can decide how to launch
+// the closure before touching it.
+type Plan struct {
+	// Files and Links are relative to the store folder, with / separators.
+	Files, Links []string
+	// Skipped lists files that mention StoreDir but cannot be rewritten.
+	Skipped []Skipped
+}
+
+// Scan walks storeDir, the folder that holds the copied <hash>-<name>
+// store paths, and plans the rewrite of StoreDir: every regular file and
+// symlink target that mentions it, except files whose bytes a rewrite could
+// break (see skipReport), which are listed in Skipped.
+func Scan(storeDir string) (Plan, error) {
+	var plan Plan
+	old := []byte(StoreDir)
 	err := filepath.WalkDir(storeDir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -121,35 +120,101 @@ func Rewrite(storeDir, prefix string) (Report, error) {
 		}
 		rel = filepath.ToSlash(rel)
 		switch {
-		case d.IsDir():
-			return restore.MakeWritable(path)
 		case d.Type()&fs.ModeSymlink != 0:
-			n, err := rewriteLink(path, old, repl)
+			target, err := os.Readlink(path)
 			if err != nil {
-				return fmt.Errorf("rewriting the symlink %s: %w", rel, err)
+				return err
 			}
-			if n > 0 {
-				report.LinksRewritten++
-				report.Occurrences += n
+			if strings.Contains(target, StoreDir) {
+				plan.Links = append(plan.Links, rel)
 			}
 		case d.Type().IsRegular():
-			n, reason, err := rewriteFile(path, old, repl)
+			header, n, err := scanFile(path, old)
 			if err != nil {
-				return fmt.Errorf("rewriting %s: %w", rel, err)
+				return fmt.Errorf("reading %s: %w", rel, err)
 			}
-			if reason != "" {
-				report.Skipped = append(report.Skipped, Skipped{Path: rel, Reason: reason})
+			if kind := skipKind(filepath.Base(path), header); kind != "" {
+				reason, err := skipReport(path, kind, n, old)
+				if err != nil {
+					return err
+				}
+				if reason != "" {
+					plan.Skipped = append(plan.Skipped, Skipped{Path: rel, Reason: reason})
+				}
 			} else if n > 0 {
-				report.FilesRewritten++
-				report.Occurrences += n
+				plan.Files = append(plan.Files, rel)
 			}
 		}
 		return nil
 	})
 	if err != nil {
+		return plan, fmt.Errorf("scanning the closure in %s for %s: %w", storeDir, StoreDir, err)
+	}
+	return plan, nil
+}
+
+// Apply replaces every occurrence of StoreDir with prefix in the plan's
+// files and symlink targets below storeDir.
+//
+// A changed file is written anew beside the old one and renamed over it,
+// with the old one's mode and times: the copy may share its inode with
+// another layer through a hard link, and that layer must not change.
+// Read-only directories are made writable while they are worked on, and get
+// their modes back before Apply returns.
+func (p Plan) Apply(storeDir, prefix string) (Report, error) {
+	report := Report{Skipped: p.Skipped}
+	if err := CheckPrefix(prefix); err != nil {
+		return report, err
+	}
+	old, repl := []byte(StoreDir), []byte(prefix)
+	var restore closure.DirModes
+	writable := func(rel string) (string, error) {
+		path := filepath.Join(storeDir, filepath.FromSlash(rel))
+		return path, restore.MakeWritable(filepath.Dir(path))
+	}
+	err := func() error {
+		for _, rel := range p.Links {
+			path, err := writable(rel)
+			if err != nil {
+				return err
+			}
+			n, err := rewriteLink(path, old, repl)
+			if err != nil {
+				return fmt.Errorf("rewriting the symlink %s: %w", rel, err)
+			}
+			report.LinksRewritten++
+			report.Occurrences += n
+		}
+		for _, rel := range p.Files {
+			path, err := writable(rel)
+			if err != nil {
+				return err
+			}
+			n, err := rewriteFile(path, old, repl)
+			if err != nil {
+				return fmt.Errorf("rewriting %s: %w", rel, err)
+			}
+			report.FilesRewritten++
+			report.Occurrences += n
+		}
+		return nil
+	}()
+	if err != nil {
 		err = fmt.Errorf("relocating the closure in %s to %s: %w", storeDir, prefix, err)
 	}
 	return report, errors.Join(err, restore.Restore())
+}
+
+// Rewrite scans storeDir and applies the plan: Scan, then Apply.
+func Rewrite(storeDir, prefix string) (Report, error) {
+	if err := CheckPrefix(prefix); err != nil {
+		return Report{}, err
+	}
+	plan, err := Scan(storeDir)
+	if err != nil {
+		return Report{}, err
+	}
+	return plan.Apply(storeDir, prefix)
 }
 
 // Verify walks storeDir and returns, relative to it, every regular file not

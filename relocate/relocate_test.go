@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -360,5 +361,67 @@ func TestRewriteAsUser(t *testing.T) {
 	}
 	if strings.Contains(string(b), "/nix/store") {
 		t.Errorf("paths = %q, not rewritten", b)
+	}
+}
+
+// treeState records every entry's type, mode, target and content below dir.
+func treeState(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	state := map[string]string{}
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		v := info.Mode().String()
+		switch {
+		case d.Type()&fs.ModeSymlink != 0:
+			target, _ := os.Readlink(path)
+			v += " -> " + target
+		case d.Type().IsRegular():
+			data, _ := os.ReadFile(path)
+			v += " " + string(data)
+		}
+		state[path] = v
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return state
+}
+
+func TestScanChangesNothingAndApplyRewritesWhatItFound(t *testing.T) {
+	store := filepath.Join(t.TempDir(), "store")
+	if err := os.Mkdir(store, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	storetest.Make(t, store, fakeStore(t))
+	before := treeState(t, store)
+
+	plan, err := relocate.Scan(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(treeState(t, store), before) {
+		t.Fatal("Scan changed the store folder")
+	}
+	if len(plan.Files) == 0 || len(plan.Links) == 0 || len(plan.Skipped) == 0 {
+		t.Fatalf("plan %+v: the fake store has files, links and compressed files that name %s", plan, relocate.StoreDir)
+	}
+
+	report, err := plan.Apply(store, "/tmp/nx3k9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if report.FilesRewritten != len(plan.Files) || report.LinksRewritten != len(plan.Links) || !reflect.DeepEqual(report.Skipped, plan.Skipped) {
+		t.Errorf("report %+v does not match plan %+v", report, plan)
+	}
+	left, err := relocate.Verify(store, plan.Skipped)
+	if err != nil || len(left) > 0 {
+		t.Errorf("after Apply, %v still name %s (%v)", left, relocate.StoreDir, err)
 	}
 }
