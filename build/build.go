@@ -1,5 +1,5 @@
-// Package build is the buildpack's build phase. It reads in the order of the
-// README's "How it works":
+// Package build is the buildpack's build phase. Build reads in the order of
+// the README's "How it works", each step taking what earlier steps returned:
 //
 //  1. the proot layer: the launcher's proot, from checksummed Debian packages;
 //  2. the Nix bootstrap layer: the pinned Nix release, fetched and checked;
@@ -23,7 +23,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"time"
 
 	"github.com/paketo-buildpacks/packit/v2"
 	"github.com/paketo-buildpacks/packit/v2/chronos"
@@ -32,30 +31,27 @@ import (
 
 	"github.com/nixcnb/nix-buildpack/closure"
 	"github.com/nixcnb/nix-buildpack/config"
+	"github.com/nixcnb/nix-buildpack/dependency"
 	"github.com/nixcnb/nix-buildpack/detect"
-	"github.com/nixcnb/nix-buildpack/nixcli"
 	"github.com/nixcnb/nix-buildpack/sbom"
 )
 
-// DependencyManager resolves and fetches the dependencies declared in
-// buildpack.toml (postal.Service).
-type DependencyManager interface {
+// DependencyResolver finds the dependencies buildpack.toml declares
+// (postal.Service).
+type DependencyResolver interface {
 	Resolve(path, id, version, stack string) (postal.Dependency, error)
-	Deliver(dependency postal.Dependency, cnbPath, layerPath, platformPath string) error
 }
 
-// DebInstaller fetches, checks and unpacks a Debian package dependency.
-type DebInstaller interface {
-	Install(dep postal.Dependency, cnbPath, dest string) error
-}
-
-// Tools are the build's collaborators that reach the network or the disk
-// outside the layers.
+// Tools are the build's collaborators: what sits behind a process or the
+// network, and the clock.
 type Tools struct {
-	Dependencies DependencyManager
-	Debs         DebInstaller
-	// BwrapPath is the build image's bubblewrap, "" if it has none.
-	BwrapPath string
+	Dependencies DependencyResolver
+	// Downloads fetches dependencies, checked against their checksums.
+	Downloads dependency.Fetcher
+	// OpenNix runs the installed Nix under a store runtime (OpenNix).
+	OpenNix NixOpener
+	// OpenBucket connects to the S3 bucket.
+	OpenBucket BucketOpener
 	// Output receives the build log.
 	Output io.Writer
 	Clock  chronos.Clock
@@ -68,26 +64,26 @@ func Build(cfg config.Config, tools Tools) packit.BuildFunc {
 		if cfg.Debug {
 			level = "DEBUG"
 		}
-		b := &builder{cfg: cfg, tools: tools, ctx: ctx, log: scribe.NewEmitter(tools.Output).WithLevel(level)}
-		b.log.Title("%s %s", ctx.BuildpackInfo.Name, ctx.BuildpackInfo.Version)
+		r := &run{cfg: cfg, tools: tools, ctx: ctx, log: scribe.NewEmitter(tools.Output).WithLevel(level)}
+		r.log.Title("%s %s", ctx.BuildpackInfo.Name, ctx.BuildpackInfo.Version)
 
-		plan, err := planMetadata(ctx.Plan)
+		plan, err := detect.ReadPlan(ctx.Plan)
 		if err != nil {
 			return packit.BuildResult{}, err
 		}
-		cache, err := b.openBinaryCache()
+		cache, err := r.openBinaryCache()
 		if err != nil {
 			return packit.BuildResult{}, err
 		}
-		proot, err := b.prootLayer()
+		proot, err := r.prootLayer()
 		if err != nil {
 			return packit.BuildResult{}, err
 		}
 		if !cfg.BuildOnPush {
-			return b.restoreOnly(cache, proot, plan)
+			return r.restoreOnly(cache, proot, plan)
 		}
 
-		release, err := b.nixReleaseLayer()
+		release, err := r.releaseLayer()
 		if err != nil {
 			return packit.BuildResult{}, err
 		}
@@ -96,159 +92,75 @@ func Build(cfg config.Config, tools Tools) packit.BuildFunc {
 			return packit.BuildResult{}, err
 		}
 		defer substituter.Close()
-		store, err := b.storeLayer(release, proot, substituter.URLs(cfg.TrustedPublicKeys, cfg.Substituters))
+		store, nix, err := r.storeLayer(release, proot.tool, substituter.URLs(cfg.TrustedPublicKeys, cfg.Substituters))
 		if err != nil {
 			return packit.BuildResult{}, err
 		}
-
 		before, err := store.paths()
 		if err != nil {
 			return packit.BuildResult{}, err
 		}
-		b.fetchLastSources(cache, &store, before)
-		built, err := b.runNixBuild(plan)
+		seen := r.fetchLastSources(nix, cache, store.seen, before)
+		built, err := r.nixBuild(nix, plan)
 		if err != nil {
 			return packit.BuildResult{}, err
 		}
-		kept, err := b.keepAndCollect(&store, release, built, before)
+		kept, err := r.collectGarbage(nix, store, release, built, before, seen)
 		if err != nil {
 			return packit.BuildResult{}, err
 		}
-		if err := b.share(cache, store, built, kept); err != nil {
+		storeLayer := store.withMetadata(kept.sourcesSeen)
+		if err := r.share(nix, cache, store.storeDir(), built, kept); err != nil {
 			return packit.BuildResult{}, err
 		}
 		if cfg.OneOff {
-			b.log.Process("Done: the next deploy with BP_NIX_BUILD_ON_PUSH=false restores this build")
+			r.log.Process("Done: the next deploy with BP_NIX_BUILD_ON_PUSH=false restores this build")
 			return packit.BuildResult{}, nil
 		}
 
-		closure, processes, err := b.closureLayer(proot, plan, built.OutPaths, closureDigest(built.OutPaths, kept.runtime),
-			func(dir string) ([]sbom.Path, error) {
-				stats, err := closure.Copy(store.storeDir(), kept.runtime, dir)
-				if err != nil {
-					return nil, err
-				}
-				b.log.Subprocess("Copied %s (%d files) from the store", plural(stats.Paths, "store path"), stats.Files)
-				return b.sbomPaths(kept.runtime)
-			})
+		closureLayer, launched, processes, err := r.closureLayer(proot.tool, plan, r.storeSource(nix, store, built, kept))
 		if err != nil {
 			return packit.BuildResult{}, err
 		}
-
-		proot.layer.Launch = b.needsProot(closure)
-		b.log.LaunchDirectProcesses(processes)
+		proot.layer.Launch = r.needsProot(launched)
+		r.log.LaunchDirectProcesses(processes)
 		return packit.BuildResult{
-			Layers: []packit.Layer{release.layer, proot.layer, store.layer, closure},
+			Layers: []packit.Layer{release.layer, proot.layer, storeLayer, closureLayer},
 			Launch: packit.LaunchMetadata{DirectProcesses: processes},
 		}, nil
 	}
 }
 
-type builder struct {
+// run is one build: its settings, collaborators, context and log. It never
+// changes once made; each step returns what the next ones need.
+type run struct {
 	cfg   config.Config
 	tools Tools
 	ctx   packit.BuildContext
 	log   scribe.Emitter
-	// nix is the installed Nix, once the store layer is ready, and
-	// nixVersion what it says of itself.
-	nix        nixcli.Nix
-	nixVersion string
-	// appSource is the app's own source as a store path, when the build
-	// made one itself: the flake's copy, or the import as Hydra does.
-	appSource string
 }
 
-// timed logs how long a step took, the way Paketo buildpacks do.
-func (b *builder) timed(step func() error) error {
-	start := b.tools.Clock.Now()
-	err := step()
-	if err == nil {
-		b.log.Action("Completed in %s", b.tools.Clock.Now().Sub(start).Round(10*time.Millisecond))
+// storeSource is the runtime closure garbage collection kept, copied (hard
+// linked where it can be) out of the store layer.
+func (r *run) storeSource(nix Nix, store storeLayer, built builtApp, kept keptPaths) closureSource {
+	return closureSource{
+		results: built.OutPaths,
+		closure: closureDigest(built.OutPaths, kept.runtime),
+		place: func(storeDir string) ([]sbom.Path, error) {
+			stats, err := closure.Copy(store.storeDir(), kept.runtime, storeDir)
+			if err != nil {
+				return nil, err
+			}
+			r.log.Subprocess("Copied %s (%d files) from the store", plural(stats.Paths, "store path"), stats.Files)
+			infos, err := nix.PathInfos(context.Background(), kept.runtime...)
+			if err != nil {
+				return nil, fmt.Errorf("reading the closure's path infos: %w", err)
+			}
+			paths := make([]sbom.Path, 0, len(infos))
+			for _, in := range infos {
+				paths = append(paths, sbom.Path{StorePath: in.Path, References: in.References, NarHash: in.NarHash, NarSize: in.NarSize})
+			}
+			return paths, nil
+		},
 	}
-	return err
-}
-
-func planMetadata(plan packit.BuildpackPlan) (detect.PlanMetadata, error) {
-	for _, e := range plan.Entries {
-		if e.Name != detect.PlanName {
-			continue
-		}
-		file, _ := e.Metadata["file"].(string)
-		flake, _ := e.Metadata["flake"].(bool)
-		if file == "" {
-			break
-		}
-		return detect.PlanMetadata{File: file, Flake: flake}, nil
-	}
-	return detect.PlanMetadata{}, fmt.Errorf("the build plan has no %q entry with a file: was detect skipped?", detect.PlanName)
-}
-
-// runNixBuild builds the app, streaming Nix's log.
-func (b *builder) runNixBuild(plan detect.PlanMetadata) (nixcli.BuildResult, error) {
-	req := nixcli.BuildRequest{
-		AppDir: b.ctx.WorkingDir,
-		File:   plan.File,
-		Flake:  plan.Flake,
-		Attr:   b.cfg.Attr,
-		Flags:  b.cfg.BuildFlags,
-	}
-	if b.cfg.HydraInput != "" && !plan.Flake {
-		source, err := b.importSourceAsHydra()
-		if err != nil {
-			return nixcli.BuildResult{}, err
-		}
-		req.AppDir = source
-		req.SearchPath = []string{b.cfg.HydraInput + "=" + source}
-	}
-	what := "nix-build " + plan.File
-	if plan.Flake {
-		what = "nix build (flake)"
-	}
-	if req.Attr != "" {
-		what += ", attribute " + req.Attr
-	}
-	b.log.Process("Building the app: %s", what)
-	var result nixcli.BuildResult
-	err := b.timed(func() error {
-		var err error
-		nix := b.nix
-		nix.Log = scribe.NewWriter(b.tools.Output, scribe.WithIndent(2))
-		result, err = nix.Build(context.Background(), req)
-		return err
-	})
-	if err != nil {
-		return result, err
-	}
-	if plan.Flake {
-		// Only garbage collection needs it: without it the build goes on.
-		if b.appSource, err = b.nix.FlakeSource(context.Background(), req.AppDir); err != nil {
-			b.log.Subprocess("Warning: could not find the flake's store path, so garbage collection may keep this copy of the app as a fetched source: %v", err)
-		}
-	}
-	b.log.Subprocess("Nix built %s and fetched %s", plural(result.Built, "derivation"), plural(result.Substituted, "path"))
-	for _, p := range result.OutPaths {
-		b.log.Subprocess("Result: %s", p)
-	}
-	b.log.Break()
-	return result, nil
-}
-
-func plural(n int, noun string) string {
-	if n == 1 {
-		return "1 " + noun
-	}
-	return fmt.Sprintf("%d %ss", n, noun)
-}
-
-// sbomPaths describes paths for the SBOM from Nix's database.
-func (b *builder) sbomPaths(paths []string) ([]sbom.Path, error) {
-	infos, err := b.nix.PathInfos(context.Background(), paths...)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]sbom.Path, 0, len(infos))
-	for _, in := range infos {
-		out = append(out, sbom.Path{StorePath: in.Path, References: in.References, NarHash: in.NarHash, NarSize: in.NarSize})
-	}
-	return out, nil
 }

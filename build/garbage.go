@@ -17,19 +17,21 @@ type keptPaths struct {
 	runtime  []string // the result's runtime closure
 	derivers []string // the result's derivations, roots of its build inputs
 	sources  []string // the sources evaluation fetched, kept for the next build
+	// sourcesSeen records when each kept source was first left
+	// unreferenced: the store layer's record for the next build.
+	sourcesSeen map[string]string
 }
 
-// keepAndCollect registers what the next build needs as GC roots (Nix
+// collectGarbage registers what the next build needs as GC roots (Nix
 // itself, the result, the result's derivation, whose build inputs
 // keep-outputs and keep-derivations then keep, and the sources evaluation
 // fetched lately), collects the rest so the cache cannot grow without
-// bound, and returns the runtime closure. before is the store's paths
-// before the build.
-func (b *builder) keepAndCollect(store *storeLayer, release releaseLayer, built nixcli.BuildResult, before map[string]bool) (keptPaths, error) {
+// bound, and returns what it kept. before is the store's paths before the
+// build, seen the record of sources kept so far.
+func (r *run) collectGarbage(nix Nix, store storeLayer, release releaseLayer, built builtApp, before map[string]bool, seen map[string]string) (keptPaths, error) {
 	var kept keptPaths
 	ctx := context.Background()
-	nix := b.nix
-	b.log.Process("Collecting garbage in the store")
+	r.log.Process("Collecting garbage in the store")
 
 	roots, err := release.release.StorePaths()
 	if err != nil {
@@ -52,19 +54,21 @@ func (b *builder) keepAndCollect(store *storeLayer, release releaseLayer, built 
 	if err := writeRoots(store.rootsDir(), roots); err != nil {
 		return kept, fmt.Errorf("registering GC roots: %w", err)
 	}
-	sources, err := b.recentSources(ctx, store, before)
+	var size int64
+	kept.sources, size, kept.sourcesSeen, err = r.recentSources(ctx, nix, built.appSource, before, seen)
 	if err != nil {
 		return kept, fmt.Errorf("finding the sources to keep: %w", err)
 	}
-	if len(sources) > 0 {
-		if err := writeRoots(store.rootsDir(), append(roots, sources...)); err != nil {
+	if len(kept.sources) > 0 {
+		r.log.Subprocess("Keeping %s that evaluation fetched or copied (%s): nothing refers to them, but the next evaluation likely reads them again (each kept up to %d days from its first fetch, BP_NIX_KEEP_SOURCES_DAYS)",
+			plural(len(kept.sources), "source"), humanBytes(size), r.cfg.KeepSourcesDays)
+		if err := writeRoots(store.rootsDir(), append(roots, kept.sources...)); err != nil {
 			return kept, fmt.Errorf("registering GC roots: %w", err)
 		}
 	}
-	kept.sources = sources
 
 	var summary string
-	err = b.timed(func() error {
+	err = r.timed(func() error {
 		var err error
 		summary, err = nix.CollectGarbage(ctx)
 		return err
@@ -73,68 +77,58 @@ func (b *builder) keepAndCollect(store *storeLayer, release releaseLayer, built 
 		return kept, fmt.Errorf("collecting garbage: %w", err)
 	}
 	if summary != "" {
-		b.log.Subprocess("%s", summary)
+		r.log.Subprocess("%s", summary)
 	}
 	// What the platform saves as the cache, and restores next time.
 	all, err := nix.PathInfos(ctx)
 	if err != nil {
 		return kept, fmt.Errorf("measuring the store: %w", err)
 	}
-	var size int64
+	var total int64
 	for _, info := range all {
-		size += info.NarSize
+		total += info.NarSize
 	}
-	b.log.Subprocess("The cached store holds %s, %s", plural(len(all), "store path"), humanBytes(size))
-	b.log.Break()
+	r.log.Subprocess("The cached store holds %s, %s", plural(len(all), "store path"), humanBytes(total))
+	r.log.Break()
 	kept.runtime, err = nix.Requisites(ctx, built.OutPaths...)
 	return kept, err
 }
 
-// recentSources are the unreferenced sources to keep. Evaluation adds
-// sources to the store when it fetches (fetchTarball, fetchGit, flake
-// inputs: a pinned nixpkgs) or copies (./file) them: paths that no
-// derivation built (no deriver) and that are not derivations. No store path
-// refers to a fetched nixpkgs once the build is done, yet the next
-// evaluation reads it again, so collecting it would mean fetching it again
-// at every build. A source this build added that nothing refers to is kept
-// for BP_NIX_KEEP_SOURCES_DAYS, which the store layer's metadata counts
-// from this build; one still in use after that is fetched again once, and
-// kept again. A source unreferenced now that was in the store before the
-// build and is not being kept already was in use by an earlier build (an
-// older copy of the app's own source): it goes.
-func (b *builder) recentSources(ctx context.Context, store *storeLayer, before map[string]bool) ([]string, error) {
+// recentSources are the unreferenced sources to keep, their NAR size, and
+// the record of them for the next build. Evaluation adds sources to the
+// store when it fetches (fetchTarball, fetchGit, flake inputs: a pinned
+// nixpkgs) or copies (./file) them: paths that no derivation built (no
+// deriver) and that are not derivations. No store path refers to a fetched
+// nixpkgs once the build is done, yet the next evaluation reads it again,
+// so collecting it would mean fetching it again at every build. A source
+// this build added that nothing refers to is kept for
+// BP_NIX_KEEP_SOURCES_DAYS, counted from this build; one still in use after
+// that is fetched again once, and kept again. A source unreferenced now that
+// was in the store before the build and is not being kept already was in
+// use by an earlier build (an older copy of the app's own source): it goes.
+// So does appSource, the copy of the app this build made itself: every
+// build copies the app again, cheaply.
+func (r *run) recentSources(ctx context.Context, nix Nix, appSource string, before map[string]bool, seen map[string]string) ([]string, int64, map[string]string, error) {
 	var infos []nixcli.PathInfo
-	if b.cfg.KeepSourcesDays > 0 {
-		dead, err := b.nix.DeadPaths(ctx)
+	if r.cfg.KeepSourcesDays > 0 {
+		dead, err := nix.DeadPaths(ctx)
 		if err != nil {
-			return nil, err
+			return nil, 0, nil, err
 		}
 		var candidates []string
 		for _, p := range dead {
-			if !strings.HasSuffix(p, ".drv") {
+			if !strings.HasSuffix(p, ".drv") && p != appSource {
 				candidates = append(candidates, p)
 			}
 		}
 		if len(candidates) > 0 {
-			if infos, err = b.nix.PathInfos(ctx, candidates...); err != nil {
-				return nil, err
+			if infos, err = nix.PathInfos(ctx, candidates...); err != nil {
+				return nil, 0, nil, err
 			}
 		}
 	}
-
-	if b.appSource != "" {
-		// Every build copies the app's source again, cheaply: a copy of an
-		// older version is of no use to the next build.
-		before[b.appSource] = true
-	}
-	keep, size, seen := sourcesToKeep(infos, store.metadata.SourcesSeen, before, b.tools.Clock.Now(), b.cfg.KeepSourcesDays)
-	store.metadata.SourcesSeen = seen
-	store.layer.Metadata = toMetadata(store.metadata)
-	if len(keep) > 0 {
-		b.log.Subprocess("Keeping %s that evaluation fetched or copied (%s): nothing refers to them, but the next evaluation likely reads them again (each kept up to %d days from its first fetch, BP_NIX_KEEP_SOURCES_DAYS)",
-			plural(len(keep), "source"), humanBytes(size), b.cfg.KeepSourcesDays)
-	}
-	return keep, nil
+	keep, size, next := sourcesToKeep(infos, seen, before, r.tools.Clock.Now(), r.cfg.KeepSourcesDays)
+	return keep, size, next, nil
 }
 
 // sourcesToKeep picks, from unreferenced paths, the sources to keep: those

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"slices"
-	"sort"
 	"time"
 
 	"github.com/nix-community/go-nix/pkg/nar"
@@ -17,42 +16,37 @@ import (
 	"github.com/paketo-buildpacks/packit/v2/scribe"
 
 	"github.com/nixcnb/nix-buildpack/binarycache"
-	"github.com/nixcnb/nix-buildpack/nixcli"
+	"github.com/nixcnb/nix-buildpack/config"
 )
+
+// BucketOpener connects to the S3 bucket as a store of objects.
+type BucketOpener func(ctx context.Context, s3 config.S3) (binarycache.Objects, error)
 
 // openBinaryCache is the S3 bucket as a Nix binary cache, or nil when no
 // bucket is set.
-func (b *builder) openBinaryCache() (*binarycache.Cache, error) {
-	s3 := b.cfg.S3
+func (r *run) openBinaryCache() (*binarycache.Cache, error) {
+	s3 := r.cfg.S3
 	if !s3.Enabled() {
 		return nil, nil
 	}
-	objects, err := binarycache.NewS3Objects(context.Background(), binarycache.S3Config{
-		Bucket:          s3.Bucket,
-		Prefix:          s3.Prefix,
-		Region:          s3.Region,
-		Endpoint:        s3.Endpoint,
-		PathStyle:       s3.PathStyle,
-		AccessKeyID:     s3.AccessKeyID,
-		SecretAccessKey: s3.SecretAccessKey,
-		SessionToken:    s3.SessionToken,
-	})
+	ctx := context.Background()
+	objects, err := r.tools.OpenBucket(ctx, s3)
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", s3.URL(), err)
 	}
 	// Fail before any work when the bucket is missing or the credentials
 	// are wrong, rather than in the middle of a build.
-	if _, err := objects.List(context.Background(), "nix-cache-info"); err != nil {
+	if _, err := objects.List(ctx, "nix-cache-info"); err != nil {
 		return nil, fmt.Errorf("checking access to %s: %w", s3.URL(), err)
 	}
-	b.log.Process("Sharing closures through %s", s3.URL())
-	b.log.Break()
+	r.log.Process("Sharing closures through %s", s3.URL())
+	r.log.Break()
 	return &binarycache.Cache{
 		Objects:     objects,
-		Compression: b.cfg.Compression,
-		SigningKey:  b.cfg.SigningKey,
-		TrustedKeys: b.cfg.TrustedPublicKeys,
-		Progress:    scribe.NewWriter(b.tools.Output, scribe.WithIndent(2)),
+		Compression: string(r.cfg.Compression),
+		SigningKey:  r.cfg.SigningKey,
+		TrustedKeys: r.cfg.TrustedPublicKeys,
+		Progress:    scribe.NewWriter(r.tools.Output, scribe.WithIndent(2)),
 	}, nil
 }
 
@@ -109,21 +103,18 @@ func (s *substituter) Close() {
 // sources its evaluation fetched (so the next build, anywhere, substitutes
 // everything), then the app pointer. The pointer is written last: a reader
 // never sees it before its paths.
-func (b *builder) share(cache *binarycache.Cache, store storeLayer, built nixcli.BuildResult, kept keptPaths) error {
+func (r *run) share(nix installedNix, cache *binarycache.Cache, storeDir string, built builtApp, kept keptPaths) error {
 	if cache == nil {
 		return nil
 	}
 	ctx := context.Background()
-	b.log.Process("Pushing to %s", b.cfg.S3.URL())
+	r.log.Process("Pushing to %s", r.cfg.S3.URL())
 	paths := map[string]bool{}
-	for _, p := range kept.runtime {
-		paths[p] = true
-	}
-	for _, p := range kept.sources {
+	for _, p := range slices.Concat(kept.runtime, kept.sources) {
 		paths[p] = true
 	}
 	for _, drv := range kept.derivers {
-		inputs, err := b.nix.BuildInputs(ctx, drv)
+		inputs, err := nix.BuildInputs(ctx, drv)
 		if err != nil {
 			return err
 		}
@@ -131,50 +122,48 @@ func (b *builder) share(cache *binarycache.Cache, store storeLayer, built nixcli
 			paths[p] = true
 		}
 	}
-	list := make([]string, 0, len(paths))
-	for p := range paths {
-		list = append(list, p)
-	}
-	sort.Strings(list)
-	infos, err := b.nix.PathInfos(ctx, list...)
+	infos, err := nix.PathInfos(ctx, slices.Sorted(maps.Keys(paths))...)
 	if err != nil {
 		return err
 	}
+	// With the NAR hash and size Nix recorded, Push checks that each
+	// path's files still match them before uploading.
 	toPush := make([]binarycache.PathInfo, 0, len(infos))
 	for _, in := range infos {
-		toPush = append(toPush, binarycache.PathInfo{StorePath: in.Path, References: in.References, Deriver: in.Deriver})
+		toPush = append(toPush, binarycache.PathInfo{StorePath: in.Path, References: in.References, Deriver: in.Deriver,
+			NarHash: in.NarHash, NarSize: in.NarSize})
 	}
-	err = b.timed(func() error {
-		_, err := cache.Push(ctx, toPush, store.storeDir())
+	err = r.timed(func() error {
+		_, err := cache.Push(ctx, toPush, storeDir)
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("pushing to %s: %w", b.cfg.S3.URL(), err)
+		return fmt.Errorf("pushing to %s: %w", r.cfg.S3.URL(), err)
 	}
 
-	if b.cfg.AppName == "" {
-		b.log.Subprocess("No app pointer written: set BP_NIX_APP_NAME to deploy this build with BP_NIX_BUILD_ON_PUSH=false")
-		b.log.Break()
+	if r.cfg.AppName == "" {
+		r.log.Subprocess("No app pointer written: set BP_NIX_APP_NAME to deploy this build with BP_NIX_BUILD_ON_PUSH=false")
+		r.log.Break()
 		return nil
 	}
-	digest, err := sourceDigest(b.ctx.WorkingDir)
+	digest, err := sourceDigest(r.ctx.WorkingDir)
 	if err != nil {
 		return err
 	}
 	pointer := binarycache.AppPointer{
-		App:          b.cfg.AppName,
+		App:          r.cfg.AppName,
 		StorePaths:   built.OutPaths,
-		System:       nixSystem(b.ctx.TargetInfo.Arch),
+		System:       nixSystem(r.ctx.TargetInfo.Arch),
 		SourceDigest: digest,
-		BuiltAt:      b.tools.Clock.Now().UTC(),
-		NixVersion:   b.nixVersion,
-		Sources:      store.metadata.SourcesSeen,
+		BuiltAt:      r.tools.Clock.Now().UTC(),
+		NixVersion:   nix.version,
+		Sources:      kept.sourcesSeen,
 	}
 	if err := cache.WriteAppPointer(ctx, pointer); err != nil {
-		return fmt.Errorf("writing the app pointer for %s: %w", b.cfg.AppName, err)
+		return fmt.Errorf("writing the app pointer for %s: %w", r.cfg.AppName, err)
 	}
-	b.log.Subprocess("App pointer %s now names this build", b.cfg.AppName)
-	b.log.Break()
+	r.log.Subprocess("App pointer %s now names this build", r.cfg.AppName)
+	r.log.Break()
 	return nil
 }
 
@@ -183,48 +172,48 @@ func (b *builder) share(cache *binarycache.Cache, store storeLayer, built nixcli
 // paths are have) lacks, unless they have been kept for
 // BP_NIX_KEEP_SOURCES_DAYS already. A flake's locked inputs Nix would
 // substitute by itself, but a pinned fetchTarball it only looks up in the
-// store before downloading. The store layer records when each was first
-// fetched, so the garbage collection of this build keeps it no longer than
-// on the machine that fetched it. It only saves downloads, so a problem is
-// a warning.
-func (b *builder) fetchLastSources(cache *binarycache.Cache, store *storeLayer, have map[string]bool) {
-	if cache == nil || b.cfg.AppName == "" || b.cfg.KeepSourcesDays == 0 {
-		return
+// store before downloading. It returns the record of kept sources, seen,
+// with the ones fetched added under the time they were first fetched, so
+// this build's garbage collection keeps them no longer than on the machine
+// that fetched them. It only saves downloads, so a problem is a warning.
+func (r *run) fetchLastSources(nix Nix, cache *binarycache.Cache, seen map[string]string, have map[string]bool) map[string]string {
+	if cache == nil || r.cfg.AppName == "" || r.cfg.KeepSourcesDays == 0 {
+		return seen
 	}
 	ctx := context.Background()
-	pointer, err := cache.ReadAppPointer(ctx, b.cfg.AppName)
+	pointer, err := cache.ReadAppPointer(ctx, r.cfg.AppName)
 	if err != nil {
 		if !errors.Is(err, binarycache.ErrNotFound) {
-			b.log.Subprocess("Warning: could not read the app pointer for the sources of the last build: %v", err)
+			r.log.Subprocess("Warning: could not read the app pointer for the sources of the last build: %v", err)
 		}
-		return
+		return seen
 	}
-	now := b.tools.Clock.Now()
+	now := r.tools.Clock.Now()
 	missing := map[string]string{}
 	for path, since := range pointer.Sources {
 		first, err := time.Parse(time.RFC3339, since)
-		if have[path] || err != nil || !withinKeepWindow(first, now, b.cfg.KeepSourcesDays) {
+		if have[path] || err != nil || !withinKeepWindow(first, now, r.cfg.KeepSourcesDays) {
 			continue
 		}
 		missing[path] = since
 	}
 	if len(missing) == 0 {
-		return
+		return seen
 	}
-	b.log.Process("Fetching what the last build's evaluation fetched, from %s", b.cfg.S3.URL())
-	if err := b.nix.Realise(ctx, slices.Sorted(maps.Keys(missing))...); err != nil {
-		b.log.Subprocess("Warning: evaluation will fetch them itself: %v", err)
-		b.log.Break()
-		return
+	r.log.Process("Fetching what the last build's evaluation fetched, from %s", r.cfg.S3.URL())
+	if err := nix.Realise(ctx, slices.Sorted(maps.Keys(missing))...); err != nil {
+		r.log.Subprocess("Warning: evaluation will fetch them itself: %v", err)
+		r.log.Break()
+		return seen
 	}
-	b.log.Subprocess("Substituted %s", plural(len(missing), "source"))
-	b.log.Break()
-	if store.metadata.SourcesSeen == nil {
-		store.metadata.SourcesSeen = map[string]string{}
+	r.log.Subprocess("Substituted %s", plural(len(missing), "source"))
+	r.log.Break()
+	next := maps.Clone(seen)
+	if next == nil {
+		next = map[string]string{}
 	}
-	for path, since := range missing {
-		store.metadata.SourcesSeen[path] = since
-	}
+	maps.Copy(next, missing)
+	return next
 }
 
 // sourceDigest is the NAR hash of the app source, as nix-hash would print

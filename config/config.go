@@ -7,8 +7,12 @@ package config
 
 import (
 	"fmt"
+	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/nix-community/go-nix/pkg/narinfo/signature"
 )
 
 // StoreRuntime says how Nix sees its store at /nix during the build.
@@ -21,6 +25,33 @@ const (
 	RuntimeProot  StoreRuntime = "proot"
 )
 
+// Launcher is how the image makes /nix/store paths resolve
+// (BP_NIX_LAUNCHER).
+type Launcher string
+
+const (
+	LauncherAuto     Launcher = "auto"
+	LauncherProot    Launcher = "proot"
+	LauncherRelocate Launcher = "relocate"
+)
+
+// Compression is how pushed NARs are compressed (BP_NIX_S3_COMPRESSION).
+type Compression string
+
+const (
+	CompressionZstd Compression = "zstd"
+	CompressionXZ   Compression = "xz"
+	CompressionNone Compression = "none"
+)
+
+// The variables through which the image's build command tells the build
+// phase it runs as a one-off, and where the image's proot is: its writer
+// (launch) and its reader (FromEnv) share them. Users never set them.
+const (
+	OneOffVar = "NIXCNB_ONE_OFF"
+	ProotVar  = "NIXCNB_PROOT"
+)
+
 // Config is every setting the buildpack reads.
 type Config struct {
 	// NixFile is the Nix file to build, relative to the app root; empty
@@ -30,10 +61,15 @@ type Config struct {
 	Attr string
 	// BuildFlags are extra arguments for nix-build / nix build.
 	BuildFlags []string
-	// WebCommand overrides the executable of the default `web` process.
-	WebCommand string
+	// WebCommand overrides the command of the default `web` process, split
+	// into words.
+	WebCommand []string
 	// StoreRuntime forces how /nix is provided during the build.
 	StoreRuntime StoreRuntime
+	// Sandbox turns on Nix's sandbox where the store runtime allows it
+	// (BP_NIX_SANDBOX). Off, every runtime builds with the same view of
+	// the host.
+	Sandbox bool
 	// PurgeCache starts this build from an empty store.
 	PurgeCache bool
 	// KeepSourcesDays is how long garbage collection spares an unreferenced
@@ -60,8 +96,8 @@ type Config struct {
 	// BuildOnPush false makes a deploy restore the app's last pushed
 	// closure instead of building (the two-stage deploy).
 	BuildOnPush bool
-	// Compression of the NARs pushed: zstd, xz or none.
-	Compression string
+	// Compression of the NARs pushed.
+	Compression Compression
 	// SigningKey is a Nix secret key (name:base64) that signs pushed paths.
 	// It is a secret: never log it.
 	SigningKey string
@@ -70,9 +106,8 @@ type Config struct {
 	TrustedPublicKeys []string
 	// Substituters are extra binary caches (Hydra, nix-serve, Cachix).
 	Substituters []string
-	// Launcher is how the image makes /nix/store paths resolve: auto,
-	// proot or relocate.
-	Launcher string
+	// Launcher is how the image makes /nix/store paths resolve.
+	Launcher Launcher
 
 	// HydraInput names the Hydra jobset input the app is. When set, the
 	// source is added to the store as Hydra adds a git input (SourceName,
@@ -81,10 +116,9 @@ type Config struct {
 	HydraInput string
 	SourceName string
 
-	// OneOff is set by the image's `build` command (NIXCNB_ONE_OFF): build,
-	// push, and make no layers. ProotPath and ProotLibDir (NIXCNB_PROOT)
-	// are the image's proot, used instead of fetching it. Internal: users
-	// never set these.
+	// OneOff is set by the image's `build` command (OneOffVar): build,
+	// push, and make no layers. ProotPath and ProotLibDir (ProotVar) are
+	// the image's proot, used instead of fetching it.
 	OneOff      bool
 	ProotPath   string
 	ProotLibDir string
@@ -126,6 +160,7 @@ var Settings = []Setting{
 	{Name: "BP_NIX_BUILD_FLAGS", Aliases: []string{"NIX_BUILD_FLAGS"}},
 	{Name: "BP_NIX_WEB_COMMAND"},
 	{Name: "BP_NIX_STORE_RUNTIME", Default: string(RuntimeAuto)},
+	{Name: "BP_NIX_SANDBOX", Default: "false"},
 	{Name: "BP_NIX_PURGE_CACHE", Default: "false"},
 	{Name: "BP_NIX_KEEP_SOURCES_DAYS", Default: "7"},
 	{Name: "BP_NIX_INSTALLER_URL"},
@@ -134,14 +169,14 @@ var Settings = []Setting{
 	{Name: "BP_LOG_LEVEL", Default: "INFO"},
 	{Name: "BP_NIX_S3_BUCKET", Aliases: []string{"NIX_S3_BUCKET"}},
 	{Name: "BP_NIX_S3_PREFIX"},
-	{Name: "BP_NIX_S3_COMPRESSION", Default: "zstd"},
+	{Name: "BP_NIX_S3_COMPRESSION", Default: string(CompressionZstd)},
 	{Name: "BP_NIX_S3_PATH_STYLE"},
 	{Name: "BP_NIX_APP_NAME", Aliases: []string{"NIX_APP_NAME"}},
 	{Name: "BP_NIX_BUILD_ON_PUSH", Aliases: []string{"NIX_BUILD_ON_PUSH"}, Default: "true"},
 	{Name: "BP_NIX_SIGNING_KEY"},
 	{Name: "BP_NIX_TRUSTED_PUBLIC_KEYS"},
 	{Name: "BP_NIX_SUBSTITUTERS", Aliases: []string{"NIX_EXTRA_BINARY_CACHE"}},
-	{Name: "BP_NIX_LAUNCHER", Default: "auto"},
+	{Name: "BP_NIX_LAUNCHER", Default: string(LauncherAuto)},
 	{Name: "BP_NIX_HYDRA_INPUT"},
 	{Name: "BP_NIX_SOURCE_NAME", Default: "git-export"},
 	{Name: "AWS_ACCESS_KEY_ID", Aliases: []string{"NIX_S3_KEY"}},
@@ -163,7 +198,9 @@ func FromEnv(environ []string) (Config, error) {
 	if c.BuildFlags, err = SplitWords(env.get("BP_NIX_BUILD_FLAGS")); err != nil {
 		return c, fmt.Errorf("%s: %w", env.nameOf("BP_NIX_BUILD_FLAGS"), err)
 	}
-	c.WebCommand = env.get("BP_NIX_WEB_COMMAND")
+	if c.WebCommand, err = SplitWords(env.get("BP_NIX_WEB_COMMAND")); err != nil {
+		return c, fmt.Errorf("BP_NIX_WEB_COMMAND: %w", err)
+	}
 
 	switch r := StoreRuntime(strings.ToLower(env.get("BP_NIX_STORE_RUNTIME"))); r {
 	case RuntimeAuto, RuntimeNative, RuntimeBwrap, RuntimeProot:
@@ -172,6 +209,9 @@ func FromEnv(environ []string) (Config, error) {
 		return c, fmt.Errorf("BP_NIX_STORE_RUNTIME=%q: use auto, native, bwrap or proot", r)
 	}
 
+	if c.Sandbox, err = env.bool("BP_NIX_SANDBOX"); err != nil {
+		return c, err
+	}
 	if c.PurgeCache, err = env.bool("BP_NIX_PURGE_CACHE"); err != nil {
 		return c, err
 	}
@@ -189,8 +229,8 @@ func FromEnv(environ []string) (Config, error) {
 		return c, err
 	}
 
-	c.OneOff = env.vars["NIXCNB_ONE_OFF"] == "true"
-	if proot := env.vars["NIXCNB_PROOT"]; proot != "" {
+	c.OneOff = env.vars[OneOffVar] == "true"
+	if proot := env.vars[ProotVar]; proot != "" {
 		c.ProotPath, c.ProotLibDir, _ = strings.Cut(proot, ":")
 	}
 	if c.OneOff && !c.S3.Enabled() {
@@ -215,7 +255,16 @@ func (c *Config) readSharing(env values) error {
 		SessionToken:    env.get("AWS_SESSION_TOKEN"),
 	}
 	if c.S3.Prefix != "" {
+		if !s3Prefix.MatchString(c.S3.Prefix) || strings.Contains(c.S3.Prefix, "//") || strings.Contains("/"+c.S3.Prefix+"/", "/../") {
+			return fmt.Errorf("BP_NIX_S3_PREFIX=%q: use letters, digits and - _ . / only, as in team/app", c.S3.Prefix)
+		}
 		c.S3.Prefix += "/"
+	}
+	if c.S3.Endpoint != "" {
+		u, err := url.Parse(c.S3.Endpoint)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("%s=%q: use an http:// or https:// URL, e.g. https://s3.eu-west-1.amazonaws.com", env.nameOf("AWS_ENDPOINT_URL_S3"), c.S3.Endpoint)
+		}
 	}
 	// S3-compatible servers (an endpoint of one's own) want path-style
 	// addressing; AWS itself wants virtual-hosted style.
@@ -232,6 +281,9 @@ func (c *Config) readSharing(env values) error {
 	}
 
 	c.AppName = env.get("BP_NIX_APP_NAME")
+	if c.AppName != "" && !appName.MatchString(c.AppName) {
+		return fmt.Errorf("%s=%q: use 1 to 100 letters, digits and - _ . (it names apps/NAME.json in the bucket)", env.nameOf("BP_NIX_APP_NAME"), c.AppName)
+	}
 	var err error
 	if c.BuildOnPush, err = env.bool("BP_NIX_BUILD_ON_PUSH"); err != nil {
 		return err
@@ -240,19 +292,32 @@ func (c *Config) readSharing(env values) error {
 		return fmt.Errorf("%s=false restores the app's last build from S3: set BP_NIX_S3_BUCKET and BP_NIX_APP_NAME too", env.nameOf("BP_NIX_BUILD_ON_PUSH"))
 	}
 
-	switch c.Compression = strings.ToLower(env.get("BP_NIX_S3_COMPRESSION")); c.Compression {
-	case "zstd", "xz", "none":
+	switch c.Compression = Compression(strings.ToLower(env.get("BP_NIX_S3_COMPRESSION"))); c.Compression {
+	case CompressionZstd, CompressionXZ, CompressionNone:
 	default:
 		return fmt.Errorf("BP_NIX_S3_COMPRESSION=%q: use zstd, xz or none", c.Compression)
 	}
 	c.SigningKey = env.get("BP_NIX_SIGNING_KEY")
-	if c.SigningKey != "" && !strings.Contains(c.SigningKey, ":") {
-		return fmt.Errorf("BP_NIX_SIGNING_KEY is not a Nix secret key (name:base64, as nix-store --generate-binary-cache-key writes it)")
+	if c.SigningKey != "" {
+		// The key is a secret: the message never shows it.
+		if _, err := signature.LoadSecretKey(c.SigningKey); err != nil {
+			return fmt.Errorf("BP_NIX_SIGNING_KEY is not a Nix secret key (name:base64, as nix-store --generate-binary-cache-key writes it)")
+		}
 	}
 	c.TrustedPublicKeys = strings.Fields(env.get("BP_NIX_TRUSTED_PUBLIC_KEYS"))
+	for _, key := range c.TrustedPublicKeys {
+		if _, err := signature.ParsePublicKey(key); err != nil {
+			return fmt.Errorf("BP_NIX_TRUSTED_PUBLIC_KEYS: %q is not a Nix public key (name:base64 of 32 bytes): %w", key, err)
+		}
+	}
 	c.Substituters = strings.Fields(env.get("BP_NIX_SUBSTITUTERS"))
-	switch c.Launcher = strings.ToLower(env.get("BP_NIX_LAUNCHER")); c.Launcher {
-	case "auto", "proot", "relocate":
+	for _, s := range c.Substituters {
+		if u, err := url.Parse(s); err != nil || u.Scheme == "" {
+			return fmt.Errorf("%s: %q is not a binary cache URL (https://..., s3://..., file://...)", env.nameOf("BP_NIX_SUBSTITUTERS"), s)
+		}
+	}
+	switch c.Launcher = Launcher(strings.ToLower(env.get("BP_NIX_LAUNCHER"))); c.Launcher {
+	case LauncherAuto, LauncherProot, LauncherRelocate:
 	default:
 		return fmt.Errorf("BP_NIX_LAUNCHER=%q: use auto, proot or relocate", c.Launcher)
 	}
@@ -260,6 +325,12 @@ func (c *Config) readSharing(env values) error {
 	c.SourceName = env.get("BP_NIX_SOURCE_NAME")
 	return nil
 }
+
+// What BP_NIX_APP_NAME and BP_NIX_S3_PREFIX may hold: safe in object keys.
+var (
+	appName  = regexp.MustCompile(`^[A-Za-z0-9._-]{1,100}$`)
+	s3Prefix = regexp.MustCompile(`^[A-Za-z0-9._/-]+$`)
+)
 
 // dependencyMirrors reads BP_DEPENDENCY_MIRROR (key "default") and
 // BP_DEPENDENCY_MIRROR_<HOST> (the host with _ for . and __ for -), the

@@ -64,7 +64,7 @@ func TestFromEnvReadsEverySetting(t *testing.T) {
 		NixFile:           "deploy.nix",
 		Attr:              "packages.web",
 		BuildFlags:        []string{"--option", "cores", "2", "--show-trace"},
-		WebCommand:        "bin/server --port 8080",
+		WebCommand:        []string{"bin/server", "--port", "8080"},
 		StoreRuntime:      config.RuntimeProot,
 		PurgeCache:        true,
 		KeepSourcesDays:   30,

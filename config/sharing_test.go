@@ -1,9 +1,12 @@
 package config_test
 
 import (
+	"crypto/rand"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/nix-community/go-nix/pkg/narinfo/signature"
 
 	"github.com/nixcnb/nix-buildpack/config"
 )
@@ -65,6 +68,14 @@ func TestSharingErrors(t *testing.T) {
 		{[]string{"BP_NIX_LAUNCHER=docker"}, `BP_NIX_LAUNCHER="docker": use auto, proot or relocate`},
 		{[]string{"BP_NIX_S3_PATH_STYLE=sometimes"}, `BP_NIX_S3_PATH_STYLE="sometimes": use true or false`},
 		{[]string{"NIXCNB_ONE_OFF=true"}, "the build command pushes the app to S3, and no bucket is set"},
+		{[]string{"BP_NIX_APP_NAME=my app"}, `BP_NIX_APP_NAME="my app": use 1 to 100 letters, digits and - _ .`},
+		{[]string{"NIX_APP_NAME=../../etc"}, `NIX_APP_NAME="../../etc": use 1 to 100 letters`},
+		{[]string{"BP_NIX_S3_PREFIX=team/../other"}, `BP_NIX_S3_PREFIX="team/../other": use letters, digits and - _ . / only`},
+		{[]string{"BP_NIX_S3_PREFIX=a b"}, `BP_NIX_S3_PREFIX="a b"`},
+		{[]string{"AWS_ENDPOINT_URL_S3=127.0.0.1:7070"}, `AWS_ENDPOINT_URL_S3="127.0.0.1:7070": use an http:// or https:// URL`},
+		{[]string{"AWS_ENDPOINT_URL=ftp://x"}, `AWS_ENDPOINT_URL="ftp://x": use an http:// or https:// URL`},
+		{[]string{"BP_NIX_TRUSTED_PUBLIC_KEYS=" + keyA + " b-1:AAA"}, `BP_NIX_TRUSTED_PUBLIC_KEYS: "b-1:AAA" is not a Nix public key`},
+		{[]string{"BP_NIX_SUBSTITUTERS=cache.example"}, `BP_NIX_SUBSTITUTERS: "cache.example" is not a binary cache URL`},
 	}
 	for _, c := range cases {
 		_, err := config.FromEnv(c.env)
@@ -80,17 +91,42 @@ func TestSharingErrorsKeepSecrets(t *testing.T) {
 	if err == nil || strings.Contains(err.Error(), "wJalrXUtnFEMI-secret") {
 		t.Fatalf("error %v", err)
 	}
+	// A signing key one byte short of a real one.
+	_, err = config.FromEnv([]string{"BP_NIX_SIGNING_KEY=cache-1:c2VjcmV0LXNpZ25pbmcta2V5LXNob3J0"})
+	if err == nil || strings.Contains(err.Error(), "c2VjcmV0") {
+		t.Fatalf("error %v", err)
+	}
+}
+
+// Public keys of 32 bytes, as Nix writes them.
+const (
+	keyA = "a-1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+	keyB = "b-1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="
+)
+
+func TestSigningKeyIsParsed(t *testing.T) {
+	sk, pk, err := signature.GenerateKeypair("cache-1", rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.FromEnv([]string{"BP_NIX_SIGNING_KEY=" + sk.String(), "BP_NIX_TRUSTED_PUBLIC_KEYS=" + pk.String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SigningKey != sk.String() || !reflect.DeepEqual(c.TrustedPublicKeys, []string{pk.String()}) {
+		t.Errorf("signing key or trusted keys not kept: %+v", c.TrustedPublicKeys)
+	}
 }
 
 func TestLauncherAndHydraSettings(t *testing.T) {
 	c, err := config.FromEnv([]string{"BP_NIX_LAUNCHER=Relocate", "BP_NIX_HYDRA_INPUT=my-project", "BP_NIX_SOURCE_NAME=src",
-		"NIXCNB_PROOT=/layers/p/usr/bin/proot:/layers/p/usr/lib/x86_64-linux-gnu", "BP_NIX_TRUSTED_PUBLIC_KEYS=a-1:AAA  b-1:BBB"})
+		"NIXCNB_PROOT=/layers/p/usr/bin/proot:/layers/p/usr/lib/x86_64-linux-gnu", "BP_NIX_TRUSTED_PUBLIC_KEYS=" + keyA + "  " + keyB})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.Launcher != "relocate" || c.HydraInput != "my-project" || c.SourceName != "src" ||
 		c.ProotPath != "/layers/p/usr/bin/proot" || c.ProotLibDir != "/layers/p/usr/lib/x86_64-linux-gnu" ||
-		!reflect.DeepEqual(c.TrustedPublicKeys, []string{"a-1:AAA", "b-1:BBB"}) {
+		!reflect.DeepEqual(c.TrustedPublicKeys, []string{keyA, keyB}) {
 		t.Errorf("%+v", c)
 	}
 }

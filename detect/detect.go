@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/BurntSushi/toml"
 	"github.com/paketo-buildpacks/packit/v2"
 
 	"github.com/nixcnb/nix-buildpack/config"
@@ -67,4 +68,36 @@ func NixFile(appDir, configured string) (string, error) {
 		}
 	}
 	return "", packit.Fail.WithMessage("no flake.nix or default.nix at the app root (set BP_NIX_FILE to build another file, e.g. deploy.nix or shell.nix)")
+}
+
+// ReadPlan finds what detect found in the build plan the build phase gets.
+func ReadPlan(plan packit.BuildpackPlan) (PlanMetadata, error) {
+	for _, e := range plan.Entries {
+		if e.Name != PlanName {
+			continue
+		}
+		file, _ := e.Metadata["file"].(string)
+		flake, _ := e.Metadata["flake"].(bool)
+		if file == "" {
+			break
+		}
+		return PlanMetadata{File: file, Flake: flake}, nil
+	}
+	return PlanMetadata{}, fmt.Errorf("the build plan has no %q entry with a file: was detect skipped?", PlanName)
+}
+
+// WritePlan writes a build plan file (the lifecycle's plan.toml format)
+// holding meta, for a build phase run without detect: the image's one-off
+// build command.
+func WritePlan(path string, meta PlanMetadata) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	plan := map[string]any{"entries": []map[string]any{{
+		"name":     PlanName,
+		"metadata": map[string]any{"file": meta.File, "flake": meta.Flake},
+	}}}
+	err = toml.NewEncoder(f).Encode(plan)
+	return errors.Join(err, f.Close())
 }

@@ -1,15 +1,14 @@
 package launch
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 
-	"github.com/BurntSushi/toml"
-
 	"github.com/nixcnb/nix-buildpack/closure"
+	"github.com/nixcnb/nix-buildpack/config"
+	"github.com/nixcnb/nix-buildpack/detect"
 )
 
 // OneOffBuild is the image's `build` command, for `heroku run build` or any
@@ -33,7 +32,7 @@ func (c Config) OneOffBuild(layerDir string) error {
 		}
 	}
 	plan := filepath.Join(scratch, "plan.toml")
-	if err := writePlan(plan, c.NixFile, c.Flake); err != nil {
+	if err := detect.WritePlan(plan, detect.PlanMetadata{File: c.NixFile, Flake: c.Flake}); err != nil {
 		return err
 	}
 
@@ -47,33 +46,13 @@ func (c Config) OneOffBuild(layerDir string) error {
 		"CNB_BP_PLAN_PATH="+plan,
 		"CNB_BUILDPACK_DIR="+buildpack,
 		"BP_NIX_BUILD_ON_PUSH=true",
-		OneOffVar+"=true",
-		ProotVar+"="+c.Proot+":"+c.ProotLibDir,
+		config.OneOffVar+"=true",
+		config.ProotVar+"="+c.Proot+":"+c.ProotLibDir,
 	)
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("the build failed (%w); nothing was pushed that a deploy would trust", err)
 	}
 	return nil
-}
-
-// Variables through which the build command tells the build phase it runs
-// as a one-off, and where the image's proot is. They are internal.
-const (
-	OneOffVar = "NIXCNB_ONE_OFF"
-	ProotVar  = "NIXCNB_PROOT"
-)
-
-func writePlan(path, file string, flake bool) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	plan := map[string]any{"entries": []map[string]any{{
-		"name":     "nix",
-		"metadata": map[string]any{"file": file, "flake": flake},
-	}}}
-	err = toml.NewEncoder(f).Encode(plan)
-	return errors.Join(err, f.Close())
 }
 
 // removeAll deletes a tree that Nix may have made read-only.

@@ -97,3 +97,20 @@ func TestFlakeOutPaths(t *testing.T) {
 		t.Error("flakeOutPaths accepted output that is not JSON")
 	}
 }
+
+func TestLogCounterSeesTheSandboxTurnedOff(t *testing.T) {
+	c := &logCounter{}
+	if _, err := c.Write([]byte("building '/nix/store/aaa-x.drv'...\n")); err != nil {
+		t.Fatal(err)
+	}
+	if c.sandboxDisabled {
+		t.Fatal("sandboxDisabled before Nix said so")
+	}
+	// Nix 2.34's words under bubblewrap with sandbox = true.
+	if _, err := c.Write([]byte("warning: auto-disabling sandboxing because the prerequisite namespaces are not available\n")); err != nil {
+		t.Fatal(err)
+	}
+	if !c.sandboxDisabled {
+		t.Error("the warning was not noticed")
+	}
+}

@@ -46,6 +46,9 @@ type BuildResult struct {
 	// Built counts derivations Nix built; Substituted counts store paths it
 	// fetched from a binary cache.
 	Built, Substituted int
+	// SandboxDisabled says Nix turned its sandbox off for want of the
+	// namespaces it needs (sandbox-fallback).
+	SandboxDisabled bool
 }
 
 // BuildError is a failed evaluation or build; Summary is Nix's last error
@@ -104,9 +107,10 @@ func (n Nix) Build(ctx context.Context, req BuildRequest) (BuildResult, error) {
 		}
 	}
 	return BuildResult{
-		OutPaths:    outPaths,
-		Built:       counter.built,
-		Substituted: counter.substituted,
+		OutPaths:        outPaths,
+		Built:           counter.built,
+		Substituted:     counter.substituted,
+		SandboxDisabled: counter.sandboxDisabled,
 	}, nil
 }
 
@@ -250,6 +254,7 @@ type logCounter struct {
 	out                io.Writer
 	partial            []byte
 	built, substituted int
+	sandboxDisabled    bool
 	lastError          string
 }
 
@@ -286,6 +291,8 @@ func (c *logCounter) line(raw string) {
 		c.built++
 	case copyingLine.MatchString(line):
 		c.substituted++
+	case strings.Contains(line, "auto-disabling sandboxing"):
+		c.sandboxDisabled = true
 	case strings.HasPrefix(strings.TrimSpace(line), "error:"):
 		c.lastError = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "error:"))
 	}

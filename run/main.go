@@ -4,6 +4,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,9 +14,10 @@ import (
 	"github.com/paketo-buildpacks/packit/v2/chronos"
 	"github.com/paketo-buildpacks/packit/v2/postal"
 
+	"github.com/nixcnb/nix-buildpack/binarycache"
 	"github.com/nixcnb/nix-buildpack/build"
 	"github.com/nixcnb/nix-buildpack/config"
-	"github.com/nixcnb/nix-buildpack/debpkg"
+	"github.com/nixcnb/nix-buildpack/dependency"
 	"github.com/nixcnb/nix-buildpack/detect"
 )
 
@@ -29,9 +31,24 @@ func main() {
 	transport := cargo.NewTransport()
 	packit.Run(detect.Detect(cfg), build.Build(cfg, build.Tools{
 		Dependencies: postal.NewService(transport),
-		Debs:         debpkg.Fetcher{Transport: transport, Mirrors: cfg.DependencyMirrors},
-		BwrapPath:    bwrap,
+		Downloads:    dependency.Fetcher{Transport: transport, Mirrors: cfg.DependencyMirrors},
+		OpenNix:      build.OpenNix(bwrap),
+		OpenBucket:   openBucket,
 		Output:       os.Stdout,
 		Clock:        chronos.DefaultClock,
 	}))
+}
+
+// openBucket connects to S3 with the AWS SDK.
+func openBucket(ctx context.Context, s3 config.S3) (binarycache.Objects, error) {
+	return binarycache.NewS3Objects(ctx, binarycache.S3Config{
+		Bucket:          s3.Bucket,
+		Prefix:          s3.Prefix,
+		Region:          s3.Region,
+		Endpoint:        s3.Endpoint,
+		PathStyle:       s3.PathStyle,
+		AccessKeyID:     s3.AccessKeyID,
+		SecretAccessKey: s3.SecretAccessKey,
+		SessionToken:    s3.SessionToken,
+	})
 }

@@ -13,15 +13,16 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/nixcnb/nix-buildpack/config"
 	"github.com/nixcnb/nix-buildpack/procenv"
 )
 
 // Names of the runtimes, as BP_NIX_STORE_RUNTIME spells them.
 const (
-	Native = "native"
-	Bwrap  = "bwrap"
-	Proot  = "proot"
-	Auto   = "auto"
+	Native = string(config.RuntimeNative)
+	Bwrap  = string(config.RuntimeBwrap)
+	Proot  = string(config.RuntimeProot)
+	Auto   = string(config.RuntimeAuto)
 )
 
 // Runtime runs commands that see the store folder at /nix.
@@ -44,6 +45,9 @@ type Options struct {
 	// libraries it needs (libtalloc).
 	ProotPath   string
 	ProotLibDir string
+	// Sandbox says Nix's sandbox is asked for (BP_NIX_SANDBOX). Without
+	// it, every runtime gives Nix's builders the same view of the host.
+	Sandbox bool
 	// Probe is a command run under each candidate to prove it works: the
 	// installed nix-store --version. ProbeEnv is its environment.
 	Probe    []string
@@ -115,7 +119,7 @@ func prepare(name string, opts Options) (Runtime, error) {
 		if opts.ProotPath == "" {
 			return nil, errors.New("no proot binary is available")
 		}
-		return prootRuntime{proot: opts.ProotPath, libDir: opts.ProotLibDir, nixDir: opts.NixDir}, nil
+		return prootRuntime{proot: opts.ProotPath, libDir: opts.ProotLibDir, nixDir: opts.NixDir, sandbox: opts.Sandbox}, nil
 	}
 	return nil, fmt.Errorf("unknown store runtime %q", name)
 }
@@ -147,8 +151,18 @@ func probe(ctx context.Context, rt Runtime, argv, env []string) error {
 // store's physical place (NIX_REMOTE=local?real=...): it refuses a symlinked
 // /nix/store otherwise, and with allow-symlinked-store flakes fail to
 // evaluate ("flake.nix escapes from ...").
+//
+// A store whose files live elsewhere than its name says makes Nix build
+// every derivation in a chroot, sandbox or not, that shows only the store
+// paths it needs and the sandbox-paths. So with the sandbox off, the
+// chroot is given every top-level entry of the host's root as a
+// sandbox-path: builders see the host as they do under bwrap and proot,
+// where Nix builds at a real /nix/store without a chroot.
 type nativeRuntime struct {
 	storeURI string
+	// hostView is the nix.conf line that shows the host in the chroot, ""
+	// with the sandbox on.
+	hostView string
 }
 
 func prepareNative(opts Options) (Runtime, error) {
@@ -171,7 +185,37 @@ func prepareNative(opts Options) (Runtime, error) {
 			return nil, fmt.Errorf("/nix is not writable: %w", errors.Unwrap(err))
 		}
 	}
-	return nativeRuntime{storeURI: "local?real=" + filepath.Join(opts.NixDir, "store") + "&state=" + filepath.Join(opts.NixDir, "var", "nix")}, nil
+	rt := nativeRuntime{storeURI: "local?real=" + filepath.Join(opts.NixDir, "store") + "&state=" + filepath.Join(opts.NixDir, "var", "nix")}
+	if !opts.Sandbox {
+		paths, err := hostEntries(opts.RootDir)
+		if err != nil {
+			return nil, err
+		}
+		rt.hostView = "sandbox-paths = " + strings.Join(paths, " ")
+	}
+	return rt, nil
+}
+
+// hostEntries lists the top-level entries of the host's root that a chroot
+// shows, as sandbox-paths: all but /nix, which is the store, and /proc and
+// /dev, which Nix makes itself. An entry that is a symlink (/bin -> usr/bin)
+// is bound as what it points to.
+func hostEntries(root string) ([]string, error) {
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return nil, fmt.Errorf("listing the host's root: %w", err)
+	}
+	var paths []string
+	for _, e := range entries {
+		switch e.Name() {
+		case "nix", "proc", "dev":
+			continue
+		}
+		inside := "/" + e.Name()
+		// A missing entry (a dangling link) is skipped by Nix: path? is optional.
+		paths = append(paths, inside+"="+filepath.Join(root, e.Name())+"?")
+	}
+	return paths, nil
 }
 
 func (nativeRuntime) Name() string { return Native }
@@ -179,7 +223,28 @@ func (nativeRuntime) Name() string { return Native }
 func (n nativeRuntime) Command(ctx context.Context, env []string, argv ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = append(append([]string(nil), env...), "NIX_REMOTE="+n.storeURI)
+	if n.hostView != "" {
+		cmd.Env = appendNixConfig(cmd.Env, n.hostView)
+	}
 	return cmd
+}
+
+// appendNixConfig adds a nix.conf line to NIX_CONFIG in env, which Nix
+// applies after its configuration files.
+func appendNixConfig(env []string, line string) []string {
+	out := make([]string, 0, len(env)+1)
+	current := ""
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "NIX_CONFIG="); ok {
+			current = v
+			continue
+		}
+		out = append(out, kv)
+	}
+	if current != "" {
+		line = current + "\n" + line
+	}
+	return append(out, "NIX_CONFIG="+line)
 }
 
 // bwrap: a new mount namespace whose root re-binds every top-level entry of
@@ -214,9 +279,11 @@ func (b bwrapRuntime) Command(ctx context.Context, env []string, argv ...string)
 	return cmd
 }
 
-// proot: ptrace-based bind of the store folder at /nix.
+// proot: ptrace-based bind of the store folder at /nix. Nix's sandbox
+// needs namespaces proot cannot give it, so it is always off here.
 type prootRuntime struct {
 	proot, libDir, nixDir string
+	sandbox               bool
 }
 
 func (prootRuntime) Name() string { return Proot }
@@ -225,5 +292,8 @@ func (p prootRuntime) Command(ctx context.Context, env []string, argv ...string)
 	args := append([]string{"--bind=" + p.nixDir + ":/nix"}, argv...)
 	cmd := exec.CommandContext(ctx, p.proot, args...)
 	cmd.Env = procenv.Prepend(env, "LD_LIBRARY_PATH", p.libDir, "")
+	if p.sandbox {
+		cmd.Env = appendNixConfig(cmd.Env, "sandbox = false")
+	}
 	return cmd
 }

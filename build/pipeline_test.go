@@ -1,0 +1,305 @@
+package build
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/BurntSushi/toml"
+	"github.com/paketo-buildpacks/packit/v2"
+
+	"github.com/nixcnb/nix-buildpack/launch"
+	"github.com/nixcnb/nix-buildpack/nixcli"
+	"github.com/nixcnb/nix-buildpack/storeruntime"
+)
+
+func TestFirstBuildMakesEveryLayer(t *testing.T) {
+	f := newFixture(t)
+	result := f.mustBuildKeepingFiles()
+
+	names := []string{}
+	for _, l := range result.Layers {
+		names = append(names, l.Name)
+	}
+	if !slices.Equal(names, []string{"nix-release", "proot", "nix-store", "nix-closure"}) {
+		t.Fatalf("layers %v", names)
+	}
+	release, proot, store, closure := result.Layers[0], result.Layers[1], result.Layers[2], result.Layers[3]
+	if !release.Cache || release.Launch || !store.Cache || store.Launch || !closure.Launch || closure.Cache {
+		t.Errorf("layer types: release %+v, store %+v, closure %+v", release, store, closure)
+	}
+	if proot.Launch {
+		t.Error("a relocated app without S3 needs no proot in the image")
+	}
+
+	_, app := appPaths("v1")
+	storeDir := filepath.Join(closure.Path, "store")
+	if got, want := storeNames(t, storeDir), []string{busybox, greeting, app}; !sameSet(got, want) {
+		t.Errorf("the closure layer holds %v, want exactly the runtime closure %v", got, want)
+	}
+	web := readFile(t, filepath.Join(storeDir, strings.TrimPrefix(app, "/nix/store/"), "bin", "web"))
+	if strings.Contains(web, "/nix/store") || !strings.Contains(web, "/tmp/") {
+		t.Errorf("bin/web was not relocated:\n%s", web)
+	}
+	settings, err := launch.ReadConfig(closure.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if settings.Mode != launch.ModeRelocate || settings.Prefix == "" || !slices.Equal(settings.Results, []string{app}) {
+		t.Errorf("launcher settings %+v", settings)
+	}
+	var sbom struct {
+		Components []struct {
+			Name string `json:"name"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal([]byte(readFile(t, filepath.Join(f.layers, "nix-closure.sbom.cdx.json"))), &sbom); err != nil {
+		t.Fatal(err)
+	}
+	if len(sbom.Components) != 3 {
+		t.Errorf("the SBOM lists %d components, want the closure's 3", len(sbom.Components))
+	}
+
+	if len(result.Launch.DirectProcesses) != 1 {
+		t.Fatalf("processes %+v", result.Launch.DirectProcesses)
+	}
+	web0 := result.Launch.DirectProcesses[0]
+	if web0.Type != "web" || !web0.Default || web0.Command[0] != filepath.Join(closure.Path, "bin", launch.LauncherName) || web0.Command[1] != app+"/bin/web" {
+		t.Errorf("web process %+v", web0)
+	}
+	f.logHas("Fetching "+releaseURI+" (no release cached by an earlier build)",
+		"Starting with an empty store: no store cached by an earlier build",
+		"Store runtime: bwrap", "Using "+nixVersion,
+		"Nix built 2 derivations and fetched 0 paths",
+		"Keeping 1 source that evaluation fetched",
+		"Making the closure layer: the previous image has no closure layer",
+		"Closure: 3 store paths", "Launcher: relocate (/tmp/")
+
+	// Garbage collection kept the result, its build inputs and the fetched
+	// source, and the store layer records when it first kept the source.
+	seen := readPrevious[storeMetadata](store).Meta.SourcesSeen
+	if seen[fetched] != "2026-12-01T12:00:00Z" {
+		t.Errorf("sources seen %v", seen)
+	}
+	for _, p := range []string{script, fetched, greetDrv} {
+		if _, ok := f.nix.db[p]; !ok {
+			t.Errorf("garbage collection deleted %s, which the next build needs", p)
+		}
+	}
+}
+
+// mustBuildKeepingFiles builds without the lifecycle's clearing of
+// launch-only layers, so the test can look at the closure layer's files.
+func (f *fixture) mustBuildKeepingFiles() packit.BuildResult {
+	f.t.Helper()
+	result, err := f.build()
+	if err != nil {
+		f.t.Fatalf("build failed: %v\n%s", err, f.out.String())
+	}
+	return result
+}
+
+func sameSet(a, b []string) bool {
+	return slices.Equal(slices.Sorted(slices.Values(a)), slices.Sorted(slices.Values(b)))
+}
+
+func TestUnchangedRebuildReusesEveryLayer(t *testing.T) {
+	f := newFixture(t)
+	first := f.mustBuild()
+	second := f.mustBuild()
+	f.logHas("Reusing cached proot (its packages are unchanged)",
+		"Reusing cached release (checksum ",
+		"Reusing cached store (",
+		"Nix built 0 derivations",
+		"Reusing the image's closure layer: the closure is unchanged")
+	f.logLacks("Fetching " + releaseURI)
+	if got := layerNamed(t, second, "nix-closure").Metadata; !equalTOML(got, layerNamed(t, first, "nix-closure").Metadata) {
+		t.Errorf("the reused closure layer's metadata changed:\n%v\n%v", got, layerNamed(t, first, "nix-closure").Metadata)
+	}
+	if procs := second.Launch.DirectProcesses; len(procs) != 1 || procs[0].Type != "web" {
+		t.Errorf("a reused closure layer still gives its processes: %+v", procs)
+	}
+}
+
+func equalTOML(a, b map[string]any) bool {
+	var x, y bytes.Buffer
+	_ = toml.NewEncoder(&x).Encode(a)
+	_ = toml.NewEncoder(&y).Encode(b)
+	return x.String() == y.String()
+}
+
+func gzipString(t *testing.T, s string) string {
+	t.Helper()
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	if _, err := gz.Write([]byte(s)); err != nil {
+		t.Fatal(err)
+	}
+	if err := gz.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.String()
+}
+
+func TestClosureLayerIsRemadeForWhatChanged(t *testing.T) {
+	cases := []struct {
+		name   string
+		change func(f *fixture)
+		reason string
+	}{
+		{"the app", func(f *fixture) { f.appVersion("v2") }, "Making the closure layer: the closure changed"},
+		{"the launcher", func(f *fixture) { f.setEnv("BP_NIX_LAUNCHER=proot") }, "Making the closure layer: BP_NIX_LAUNCHER changed auto → proot"},
+		{"the relocation prefix", func(f *fixture) { f.setEnv("BP_NIX_APP_NAME=renamed") }, "Making the closure layer: the relocation prefix changed"},
+		{".slugexclude", func(f *fixture) { writeFile(f.t, filepath.Join(f.app, ".slugexclude"), "- store/*/share/**\n") }, "Making the closure layer: .slugexclude changed"},
+		{"the buildpack", func(f *fixture) { f.version = "1.1.0" }, "Making the closure layer: the buildpack changed 1.0.0 → 1.1.0"},
+		{"the trusted keys", func(f *fixture) {
+			f.setEnv("BP_NIX_TRUSTED_PUBLIC_KEYS=a-1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+		}, "Making the closure layer: BP_NIX_TRUSTED_PUBLIC_KEYS changed"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFixture(t)
+			f.mustBuild()
+			c.change(f)
+			f.mustBuild()
+			f.logHas(c.reason)
+		})
+	}
+}
+
+func TestProotLauncherKeepsTheClosureAsBuilt(t *testing.T) {
+	f := newFixture(t, "BP_NIX_LAUNCHER=proot")
+	result := f.mustBuildKeepingFiles()
+	closure := layerNamed(t, result, "nix-closure")
+	_, app := appPaths("v1")
+	web := readFile(t, filepath.Join(closure.Path, "store", strings.TrimPrefix(app, "/nix/store/"), "bin", "web"))
+	if !strings.Contains(web, busybox) {
+		t.Errorf("proot mode rewrote bin/web:\n%s", web)
+	}
+	if settings, err := launch.ReadConfig(closure.Path); err != nil || settings.Mode != launch.ModeProot || settings.Proot == "" {
+		t.Errorf("settings %+v, %v", settings, err)
+	}
+	if !layerNamed(t, result, "proot").Launch {
+		t.Error("a proot-mode image needs the proot layer")
+	}
+	if _, err := os.Stat(filepath.Join(closure.Path, "exec.d")); err == nil {
+		t.Error("a proot-mode layer has the relocation's exec.d program")
+	}
+	f.logHas("Launcher: proot (BP_NIX_LAUNCHER=proot)")
+}
+
+// With BP_NIX_LAUNCHER=auto, a program file that names /nix/store inside
+// compressed content means proot, decided before anything is rewritten:
+// every file is left as Nix built it.
+func TestAutoChoosesProotBeforeRewritingAnything(t *testing.T) {
+	f := newFixture(t)
+	paths, app := appPaths("v1")
+	for i := range paths {
+		if paths[i].path == app {
+			paths[i].files["lib/data.gz"] = gzipString(t, "see "+greeting)
+		}
+	}
+	f.nix.app = paths
+	result := f.mustBuildKeepingFiles()
+	closure := layerNamed(t, result, "nix-closure")
+	web := readFile(t, filepath.Join(closure.Path, "store", strings.TrimPrefix(app, "/nix/store/"), "bin", "web"))
+	if !strings.Contains(web, busybox) {
+		t.Errorf("bin/web was rewritten, though the closure launches under proot:\n%s", web)
+	}
+	f.logHas("Not relocated: "+strings.TrimPrefix(app, "/nix/store/")+"/lib/data.gz",
+		"Launcher: proot (auto: 1 file outside the documentation cannot be relocated)")
+	f.logLacks("Launcher: relocate")
+}
+
+func TestSlugExcludePrunesTheClosure(t *testing.T) {
+	f := newFixture(t)
+	writeFile(t, filepath.Join(f.app, ".slugexclude"), "- store/*-greeting-1.0/share/**\n")
+	result := f.mustBuildKeepingFiles()
+	closure := layerNamed(t, result, "nix-closure")
+	if _, err := os.Stat(filepath.Join(closure.Path, "store", strings.TrimPrefix(greeting, "/nix/store/"), "share", "greeting")); err == nil {
+		t.Error(".slugexclude did not remove share/greeting")
+	}
+	f.logHas(".slugexclude removed 14 B")
+}
+
+func TestPurgeCacheStartsFromAnEmptyStore(t *testing.T) {
+	f := newFixture(t)
+	f.mustBuild()
+	f.setEnv("BP_NIX_PURGE_CACHE=true")
+	f.nix.db = nil
+	f.mustBuild()
+	f.logHas("Starting with an empty store: BP_NIX_PURGE_CACHE is set", "Nix built 2 derivations")
+}
+
+func TestUnreadableMetadataIsDiscarded(t *testing.T) {
+	f := newFixture(t)
+	f.mustBuild()
+	writeFile(t, filepath.Join(f.layers, "nix-release.toml"), "[metadata]\nchecksum = 3\n")
+	f.mustBuild()
+	f.logHas("Fetching " + releaseURI + " (Discarding unreadable layer metadata")
+}
+
+func TestAReleaseThatDoesNotMatchItsChecksumIsNotInstalled(t *testing.T) {
+	f := newFixture(t)
+	f.transport[releaseURI] = []byte("a captive portal's page")
+	_, err := f.build()
+	if err == nil || !strings.Contains(err.Error(), "does not match its checksum") || !strings.Contains(err.Error(), "refusing to install it") {
+		t.Fatalf("error %v", err)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(f.layers, "nix-release")); len(entries) != 0 {
+		t.Errorf("the refused release left %v in its layer", entries)
+	}
+	if slices.Contains(f.nix.calls, "Build") {
+		t.Error("Nix ran without a verified release")
+	}
+}
+
+func TestNoStoreRuntimeFailsWithEveryReason(t *testing.T) {
+	f := newFixture(t)
+	f.opener = func(context.Context, NixSetup) (Nix, []storeruntime.Attempt, error) {
+		attempts := []storeruntime.Attempt{{Name: "native", Reason: "/nix is not writable"}, {Name: "bwrap", Reason: "user namespaces are unavailable"}}
+		return nil, attempts, &storeruntime.UnavailableError{Attempts: attempts}
+	}
+	_, err := f.build()
+	if err == nil || !strings.Contains(err.Error(), "Nix needs its store at /nix") || !strings.Contains(err.Error(), "bwrap: user namespaces are unavailable") {
+		t.Fatalf("error %v", err)
+	}
+}
+
+func TestAFailingNixBuildIsReturned(t *testing.T) {
+	f := newFixture(t)
+	f.nix.buildErr = &nixcli.BuildError{Command: "nix-build default.nix", Summary: "syntax error, unexpected ';'"}
+	_, err := f.build()
+	if err == nil || err.Error() != "nix-build default.nix failed: syntax error, unexpected ';'" {
+		t.Fatalf("error %v", err)
+	}
+	f.logHas("Building the app: nix-build default.nix")
+}
+
+func TestSandboxSettingIsPassedOnAndExplained(t *testing.T) {
+	f := newFixture(t, "BP_NIX_SANDBOX=true")
+	f.nix.sandboxOff = true
+	f.mustBuild()
+	f.logHas("BP_NIX_SANDBOX=true, but this platform cannot give Nix's sandbox the namespaces it needs: Nix built without it")
+	if conf := readFile(t, filepath.Join(f.layers, "nix-store", "etc", "nix", "nix.conf")); !strings.Contains(conf, "sandbox = true") {
+		t.Errorf("nix.conf:\n%s", conf)
+	}
+
+	f = newFixture(t, "BP_NIX_SANDBOX=true")
+	f.runtime = storeruntime.Proot
+	f.mustBuild()
+	f.logHas("BP_NIX_SANDBOX=true, but Nix's sandbox needs namespaces the proot store runtime cannot give it")
+
+	f = newFixture(t)
+	f.mustBuild()
+	if conf := readFile(t, filepath.Join(f.layers, "nix-store", "etc", "nix", "nix.conf")); !strings.Contains(conf, "sandbox = false") {
+		t.Errorf("nix.conf:\n%s", conf)
+	}
+	f.logLacks("BP_NIX_SANDBOX")
+}

@@ -1,0 +1,243 @@
+package build
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/paketo-buildpacks/packit/v2"
+	"github.com/paketo-buildpacks/packit/v2/scribe"
+
+	"github.com/nixcnb/nix-buildpack/closure"
+	"github.com/nixcnb/nix-buildpack/storeruntime"
+)
+
+// storeMetadata describes the cached store.
+type storeMetadata struct {
+	System string `toml:"system"`
+	// SourcesSeen maps each unreferenced source garbage collection spares
+	// to when a build first left it unreferenced (RFC 3339).
+	SourcesSeen map[string]string `toml:"sources-seen"`
+}
+
+// decideStore keeps the cached store unless there is none, it is for
+// another system, or BP_NIX_PURGE_CACHE asks for an empty one.
+func decideStore(have previous[storeMetadata], want storeMetadata, purge bool) decision {
+	if d, ok := have.unusable("no store cached by an earlier build"); ok {
+		return d
+	}
+	switch {
+	case purge:
+		return rebuild("BP_NIX_PURGE_CACHE is set")
+	case have.Meta.System != want.System:
+		return rebuild("system changed %s → %s", have.Meta.System, want.System)
+	}
+	return reuse("the store of an earlier build")
+}
+
+// storeLayer is the cached Nix store: /nix/store and Nix's database, kept
+// between builds (never in the image).
+type storeLayer struct {
+	layer packit.Layer
+	// system is the Nix system the store is for.
+	system string
+	// seen is the earlier build's record of kept sources.
+	seen map[string]string
+	// nixDir is shown as /nix: store/ and var/nix/.
+	nixDir string
+}
+
+func (s storeLayer) storeDir() string { return filepath.Join(s.nixDir, "store") }
+func (s storeLayer) rootsDir() string {
+	return filepath.Join(s.nixDir, "var", "nix", "gcroots", "nixcnb")
+}
+
+// paths lists the store's paths as Nix names them (/nix/store/<hash>-<name>).
+func (s storeLayer) paths() (map[string]bool, error) {
+	entries, err := os.ReadDir(s.storeDir())
+	if err != nil {
+		return nil, fmt.Errorf("listing the store: %w", err)
+	}
+	paths := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), ".") {
+			paths[closure.StoreDir+"/"+e.Name()] = true
+		}
+	}
+	return paths, nil
+}
+
+// withMetadata returns the layer as it is saved: cached, with its record of
+// kept sources.
+func (s storeLayer) withMetadata(seen map[string]string) packit.Layer {
+	layer := s.layer
+	layer.Cache = true
+	layer.Metadata = toMetadata(storeMetadata{System: s.system, SourcesSeen: seen})
+	return layer
+}
+
+// installedNix is Nix, installed into the store layer and ready to run.
+type installedNix struct {
+	Nix
+	version string
+}
+
+// storeLayer prepares the cached store: reused or emptied, Nix installed
+// into it from the release, and a store runtime that shows it at /nix.
+func (r *run) storeLayer(release releaseLayer, proot prootTool, caches substituters) (storeLayer, installedNix, error) {
+	ctx := context.Background()
+	layer, err := r.ctx.Layers.Get("nix-store")
+	if err != nil {
+		return storeLayer{}, installedNix{}, err
+	}
+	want := storeMetadata{System: nixSystem(r.ctx.TargetInfo.Arch)}
+	have := readPrevious[storeMetadata](layer)
+	store := storeLayer{system: want.System, nixDir: filepath.Join(layer.Path, "nix")}
+
+	r.log.Process("Nix store")
+	if d := decideStore(have, want, r.cfg.PurgeCache); d.Reuse {
+		store.layer = layer
+		store.seen = have.Meta.SourcesSeen
+		count := "unreadable"
+		if paths, err := store.paths(); err == nil {
+			count = plural(len(paths), "store path")
+		}
+		r.log.Subprocess("Reusing cached store (%s)", count)
+	} else {
+		r.log.Subprocess("Starting with an empty store: %s", d.Reason)
+		if store.layer, err = resetWritable(layer); err != nil {
+			return storeLayer{}, installedNix{}, fmt.Errorf("clearing the cached store: %w", err)
+		}
+	}
+
+	etc := filepath.Join(store.layer.Path, "etc", "nix")
+	for _, dir := range []string{store.storeDir(), filepath.Join(store.nixDir, "var", "nix"), etc, filepath.Join(store.layer.Path, "cache")} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return storeLayer{}, installedNix{}, err
+		}
+	}
+	copied, err := release.release.CopyInto(store.storeDir())
+	if err != nil {
+		return storeLayer{}, installedNix{}, fmt.Errorf("installing Nix into the store: %w", err)
+	}
+	if len(copied) > 0 {
+		r.log.Subprocess("Installed Nix into the store (%s)", plural(len(copied), "store path"))
+	}
+	conf := nixConf{
+		hook:         release.buildHook(),
+		sandbox:      r.cfg.Sandbox,
+		extra:        r.cfg.NixConfig,
+		substituters: caches,
+	}
+	if err := os.WriteFile(filepath.Join(etc, "nix.conf"), []byte(conf.String()), 0o644); err != nil {
+		return storeLayer{}, installedNix{}, err
+	}
+
+	nix, attempts, err := r.tools.OpenNix(ctx, NixSetup{
+		Runtime: r.cfg.StoreRuntime,
+		NixDir:  store.nixDir,
+		BinDir:  closure.StoreDir + "/" + release.nixPath + "/bin",
+		Env:     nixEnv(os.Environ(), store.layer.Path),
+		Proot:   proot,
+		Sandbox: r.cfg.Sandbox,
+		Log:     scribe.NewWriter(r.tools.Output, scribe.WithIndent(2)),
+	})
+	for _, a := range attempts {
+		if a.Chosen {
+			r.log.Subprocess("Store runtime: %s (%s)", a.Name, a.Reason)
+			if r.cfg.Sandbox && a.Name == storeruntime.Proot {
+				r.log.Subprocess("BP_NIX_SANDBOX=true, but Nix's sandbox needs namespaces the proot store runtime cannot give it: Nix builds without it")
+			}
+		} else {
+			r.log.Detail("%s: %s", a.Name, a.Reason)
+		}
+	}
+	if err != nil {
+		return storeLayer{}, installedNix{}, err
+	}
+	regInfo, err := os.Open(release.release.RegInfo())
+	if err != nil {
+		return storeLayer{}, installedNix{}, fmt.Errorf("the Nix release has no .reginfo: %w", err)
+	}
+	defer regInfo.Close()
+	if err := nix.LoadDB(ctx, regInfo); err != nil {
+		return storeLayer{}, installedNix{}, fmt.Errorf("registering Nix in the store: %w", err)
+	}
+	version, err := nix.Version(ctx)
+	if err != nil {
+		return storeLayer{}, installedNix{}, err
+	}
+	r.log.Subprocess("Using %s", version)
+	r.log.Break()
+	return store, installedNix{Nix: nix, version: version}, nil
+}
+
+// nixConf is the configuration every Nix command of the build uses.
+type nixConf struct {
+	// hook is the release's build-remote, "" for releases that run
+	// themselves as their build hook.
+	hook string
+	// sandbox turns Nix's sandbox on (BP_NIX_SANDBOX). Off, every store
+	// runtime builds with the same view of the host.
+	sandbox bool
+	// extra is BP_NIX_CONFIG.
+	extra        string
+	substituters substituters
+}
+
+func (c nixConf) String() string {
+	lines := []string{
+		"# Written by the Nix buildpack for this build.",
+		"build-users-group =",
+		fmt.Sprintf("sandbox = %t", c.sandbox),
+		"keep-outputs = true",
+		"keep-derivations = true",
+		"fallback = true",
+	}
+	if c.hook != "" {
+		lines = append(lines, "build-hook = "+c.hook)
+	}
+	if c.extra != "" {
+		lines = append(lines, "# BP_NIX_CONFIG", c.extra)
+	}
+	if len(c.substituters.urls) > 0 {
+		lines = append(lines, "extra-substituters = "+strings.Join(c.substituters.urls, " "))
+	}
+	if len(c.substituters.trustedKeys) > 0 {
+		lines = append(lines, "extra-trusted-public-keys = "+strings.Join(c.substituters.trustedKeys, " "))
+	}
+	return strings.Join(lines, "\n") + "\n"
+}
+
+// nixEnv is the environment of every Nix command: the buildpack's nix.conf
+// and a cache folder in the store layer, and no colours in the log.
+func nixEnv(base []string, layerPath string) []string {
+	set := map[string]string{
+		"NIX_CONF_DIR":   filepath.Join(layerPath, "etc", "nix"),
+		"XDG_CACHE_HOME": filepath.Join(layerPath, "cache"),
+		"NO_COLOR":       "1",
+		"TERM":           "dumb",
+	}
+	var env []string
+	for _, kv := range base {
+		name, _, _ := strings.Cut(kv, "=")
+		if _, ok := set[name]; !ok {
+			env = append(env, kv)
+		}
+	}
+	for _, name := range []string{"NIX_CONF_DIR", "XDG_CACHE_HOME", "NO_COLOR", "TERM"} {
+		env = append(env, name+"="+set[name])
+	}
+	return env
+}
+
+func nixSystem(arch string) string {
+	switch arch {
+	case "arm64":
+		return "aarch64-linux"
+	default:
+		return "x86_64-linux"
+	}
+}
