@@ -8,14 +8,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
-	"sort"
 	"strings"
 	"syscall"
 
 	"github.com/BurntSushi/toml"
-	"github.com/paketo-buildpacks/packit/v2"
 
 	"github.com/nixcnb/nix-buildpack/procenv"
 	"github.com/nixcnb/nix-buildpack/relocate"
@@ -201,46 +198,4 @@ func (c Config) Run(invokedAs string, argv []string) (int, error) {
 		return 0, fmt.Errorf("starting %s: %w", program, err)
 	}
 	return 0, nil
-}
-
-// processType keeps what the CNB spec allows in a process type.
-var processType = regexp.MustCompile(`[^A-Za-z0-9._-]`)
-
-// Processes makes a process for each executable in the result's bin/
-// (names), each run through the launcher. The default process is web: the
-// executable named web, or the only executable, or webCommand when set.
-func Processes(launcher, result string, names []string, webCommand []string) []packit.DirectProcess {
-	sort.Strings(names)
-	var procs []packit.DirectProcess
-	hasWeb := false
-	for _, name := range names {
-		typ := processType.ReplaceAllString(name, "-")
-		procs = append(procs, packit.DirectProcess{
-			Type:    typ,
-			Command: []string{launcher, result + "/bin/" + name},
-		})
-		hasWeb = hasWeb || typ == "web"
-	}
-	switch {
-	case len(webCommand) > 0:
-		cmd := append([]string{launcher}, webCommand...)
-		procs = removeType(procs, "web")
-		procs = append(procs, packit.DirectProcess{Type: "web", Command: cmd})
-	case !hasWeb && len(names) == 1:
-		procs = append(procs, packit.DirectProcess{Type: "web", Command: procs[0].Command})
-	}
-	for i := range procs {
-		procs[i].Default = procs[i].Type == "web"
-	}
-	return procs
-}
-
-func removeType(procs []packit.DirectProcess, typ string) []packit.DirectProcess {
-	out := procs[:0]
-	for _, p := range procs {
-		if p.Type != typ {
-			out = append(out, p)
-		}
-	}
-	return out
 }
