@@ -34,7 +34,7 @@ import (
 	"github.com/nixcnb/nix-buildpack/config"
 	"github.com/nixcnb/nix-buildpack/detect"
 	"github.com/nixcnb/nix-buildpack/nixcli"
-	"github.com/nixcnb/nix-buildpack/sbom"
+	"github.com/nixcnb/nix-buildpack/nixstore"
 )
 
 // DependencyManager resolves and fetches the dependencies declared in
@@ -123,7 +123,7 @@ func Build(cfg config.Config, tools Tools) packit.BuildFunc {
 		}
 
 		closure, processes, err := b.closureLayer(proot, plan, built.OutPaths, closureDigest(built.OutPaths, kept.runtime),
-			func(dir string) ([]sbom.Path, error) {
+			func(dir string) ([]nixstore.PathInfo, error) {
 				stats, err := closure.Copy(store.storeDir(), kept.runtime, dir)
 				if err != nil {
 					return nil, err
@@ -241,14 +241,6 @@ func plural(n int, noun string) string {
 }
 
 // sbomPaths describes paths for the SBOM from Nix's database.
-func (b *builder) sbomPaths(paths []string) ([]sbom.Path, error) {
-	infos, err := b.nix.PathInfos(context.Background(), paths...)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]sbom.Path, 0, len(infos))
-	for _, in := range infos {
-		out = append(out, sbom.Path{StorePath: in.Path, References: in.References, NarHash: in.NarHash, NarSize: in.NarSize})
-	}
-	return out, nil
+func (b *builder) sbomPaths(paths []string) ([]nixstore.PathInfo, error) {
+	return b.nix.PathInfos(context.Background(), paths...)
 }

@@ -16,7 +16,7 @@ import (
 	"github.com/nixcnb/nix-buildpack/config"
 	"github.com/nixcnb/nix-buildpack/detect"
 	"github.com/nixcnb/nix-buildpack/launch"
-	"github.com/nixcnb/nix-buildpack/sbom"
+	"github.com/nixcnb/nix-buildpack/nixstore"
 )
 
 // closureMetadata identifies what a closure layer holds: which store paths,
@@ -34,7 +34,7 @@ type closureMetadata struct {
 // (fill puts it into the folder it is given), the launcher and its settings.
 // When the closure and launcher are unchanged the previous image's layer is
 // reused as it is.
-func (b *builder) closureLayer(proot prootLayer, plan detect.PlanMetadata, results []string, digest string, fill func(storeDir string) ([]sbom.Path, error)) (packit.Layer, []packit.DirectProcess, error) {
+func (b *builder) closureLayer(proot prootLayer, plan detect.PlanMetadata, results []string, digest string, fill func(storeDir string) ([]nixstore.PathInfo, error)) (packit.Layer, []packit.DirectProcess, error) {
 	layer, err := b.ctx.Layers.Get("nix-closure")
 	if err != nil {
 		return layer, nil, err
@@ -52,7 +52,7 @@ func (b *builder) closureLayer(proot prootLayer, plan detect.PlanMetadata, resul
 			return layer, nil, err
 		}
 		storeDir := filepath.Join(layer.Path, "store")
-		var paths []sbom.Path
+		var paths []nixstore.PathInfo
 		populate := func() error {
 			if err := closure.MakeWritable(storeDir); err != nil {
 				return err
@@ -235,7 +235,7 @@ func hasDefault(processes []packit.DirectProcess) bool {
 }
 
 func mustBase(storePath string) string {
-	name, _ := closure.BaseName(storePath)
+	name, _ := nixstore.Base(storePath)
 	return name
 }
 

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nixcnb/nix-buildpack/closure"
 	"github.com/nixcnb/nix-buildpack/nixcli"
+	"github.com/nixcnb/nix-buildpack/nixstore"
 )
 
 // keptPaths is what garbage collection kept for the app.
@@ -36,7 +36,7 @@ func (b *builder) keepAndCollect(store *storeLayer, release releaseLayer, built 
 		return kept, err
 	}
 	for i, name := range roots {
-		roots[i] = closure.StoreDir + "/" + name
+		roots[i] = nixstore.Dir + "/" + name
 	}
 	for _, out := range built.OutPaths {
 		roots = append(roots, out)
@@ -103,7 +103,7 @@ func (b *builder) keepAndCollect(store *storeLayer, release releaseLayer, built 
 // build and is not being kept already was in use by an earlier build (an
 // older copy of the app's own source): it goes.
 func (b *builder) recentSources(ctx context.Context, store *storeLayer, before map[string]bool) ([]string, error) {
-	var infos []nixcli.PathInfo
+	var infos []nixstore.PathInfo
 	if b.cfg.KeepSourcesDays > 0 {
 		dead, err := b.nix.DeadPaths(ctx)
 		if err != nil {
@@ -141,7 +141,7 @@ func (b *builder) recentSources(ctx context.Context, store *storeLayer, before m
 // first kept less than days ago (seen records when, by path), and those new
 // since before. It returns them, their NAR size, and the record for the
 // next build: the kept paths only.
-func sourcesToKeep(unreferenced []nixcli.PathInfo, seen map[string]string, before map[string]bool, now time.Time, days int) ([]string, int64, map[string]string) {
+func sourcesToKeep(unreferenced []nixstore.PathInfo, seen map[string]string, before map[string]bool, now time.Time, days int) ([]string, int64, map[string]string) {
 	next := map[string]string{}
 	var keep []string
 	var size int64
@@ -181,7 +181,7 @@ func writeRoots(dir string, paths []string) error {
 		return err
 	}
 	for _, p := range paths {
-		name, err := closure.BaseName(p)
+		name, err := nixstore.Base(p)
 		if err != nil {
 			return err
 		}

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/nixcnb/nix-buildpack/launch"
+	"github.com/nixcnb/nix-buildpack/nixstore"
 	"github.com/nixcnb/nix-buildpack/relocate"
 	"github.com/nixcnb/nix-buildpack/sbom"
 	"github.com/nixcnb/nix-buildpack/slugexclude"
@@ -133,7 +134,7 @@ func installRelocation(layerDir, prefix string) error {
 
 // writeSBOM writes the closure as the layer's CycloneDX SBOM, where the
 // lifecycle puts it in the image for `pack sbom download`.
-func (b *builder) writeSBOM(layerName string, results []string, paths []sbom.Path) error {
+func (b *builder) writeSBOM(layerName string, results []string, paths []nixstore.PathInfo) error {
 	f, err := os.Create(filepath.Join(b.ctx.Layers.Path, layerName+".sbom.cdx.json"))
 	if err != nil {
 		return err

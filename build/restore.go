@@ -13,7 +13,7 @@ import (
 	"github.com/nixcnb/nix-buildpack/binarycache"
 	"github.com/nixcnb/nix-buildpack/detect"
 	"github.com/nixcnb/nix-buildpack/launch"
-	"github.com/nixcnb/nix-buildpack/sbom"
+	"github.com/nixcnb/nix-buildpack/nixstore"
 )
 
 // restoreOnly is a deploy with BP_NIX_BUILD_ON_PUSH=false: no Nix, no
@@ -37,7 +37,7 @@ func (b *builder) restoreOnly(cache *binarycache.Cache, proot prootLayer, plan d
 	b.log.Break()
 
 	layer, processes, err := b.closureLayer(proot, plan, pointer.StorePaths, closureDigest(pointer.StorePaths, pointer.StorePaths),
-		func(dir string) ([]sbom.Path, error) {
+		func(dir string) ([]nixstore.PathInfo, error) {
 			infos, stats, err := cache.Fetch(ctx, pointer.StorePaths, dir)
 			if errors.Is(err, binarycache.ErrUntrusted) {
 				return nil, fmt.Errorf("restoring from %s: %w; BP_NIX_TRUSTED_PUBLIC_KEYS lists the keys trusted, and pushes are signed with BP_NIX_SIGNING_KEY", b.cfg.S3.URL(), err)
@@ -46,10 +46,10 @@ func (b *builder) restoreOnly(cache *binarycache.Cache, proot prootLayer, plan d
 				return nil, fmt.Errorf("restoring from %s: %w", b.cfg.S3.URL(), err)
 			}
 			var size int64
-			paths := make([]sbom.Path, 0, len(infos))
+			paths := make([]nixstore.PathInfo, 0, len(infos))
 			for _, in := range infos {
 				size += in.NarSize
-				paths = append(paths, sbom.Path{StorePath: in.StorePath, References: in.References, NarHash: in.NarHash, NarSize: in.NarSize})
+				paths = append(paths, nixstore.PathInfo{Path: in.StorePath, References: in.References, NarHash: in.NarHash, NarSize: in.NarSize})
 			}
 			b.log.Subprocess("Restored %s, %s (%d downloaded)", plural(len(infos), "store path"), humanBytes(size), stats.Downloaded)
 			return paths, nil

@@ -9,8 +9,8 @@ import (
 
 	"github.com/paketo-buildpacks/packit/v2"
 
-	"github.com/nixcnb/nix-buildpack/closure"
 	"github.com/nixcnb/nix-buildpack/nixcli"
+	"github.com/nixcnb/nix-buildpack/nixstore"
 	"github.com/nixcnb/nix-buildpack/storeruntime"
 )
 
@@ -39,7 +39,7 @@ func (s storeLayer) paths() (map[string]bool, error) {
 	paths := make(map[string]bool, len(entries))
 	for _, e := range entries {
 		if !strings.HasPrefix(e.Name(), ".") {
-			paths[closure.StoreDir+"/"+e.Name()] = true
+			paths[nixstore.Dir+"/"+e.Name()] = true
 		}
 	}
 	return paths, nil
@@ -96,7 +96,7 @@ func (b *builder) storeLayer(release releaseLayer, proot prootLayer, caches subs
 	if len(copied) > 0 {
 		b.log.Subprocess("Installed Nix into the store (%s)", plural(len(copied), "store path"))
 	}
-	nixStorePath := closure.StoreDir + "/" + release.nixPath
+	nixStorePath := nixstore.Dir + "/" + release.nixPath
 	if err := writeNixConf(filepath.Join(layer.Path, "etc", "nix", "nix.conf"), store.storeDir(), release.nixPath, b.cfg.NixConfig, caches); err != nil {
 		return storeLayer{}, err
 	}
@@ -157,7 +157,7 @@ func writeNixConf(path, storeDir, nixPath, extra string, caches substituters) er
 		"fallback = true",
 	}
 	if _, err := os.Lstat(filepath.Join(storeDir, nixPath, "libexec", "nix", "build-remote")); err == nil {
-		conf = append(conf, "build-hook = "+closure.StoreDir+"/"+nixPath+"/libexec/nix/build-remote")
+		conf = append(conf, "build-hook = "+nixstore.Dir+"/"+nixPath+"/libexec/nix/build-remote")
 	}
 	if extra != "" {
 		conf = append(conf, "# BP_NIX_CONFIG", extra)

@@ -17,6 +17,7 @@ import (
 	"github.com/BurntSushi/toml"
 	"github.com/paketo-buildpacks/packit/v2"
 
+	"github.com/nixcnb/nix-buildpack/nixstore"
 	"github.com/nixcnb/nix-buildpack/procenv"
 	"github.com/nixcnb/nix-buildpack/relocate"
 )
@@ -103,7 +104,7 @@ func (c Config) Command(invokedAs string, argv []string, env []string) (string, 
 		return "", nil, nil, errors.New(c.Message)
 	}
 	if len(argv) == 0 {
-		return "", nil, nil, fmt.Errorf("usage: %s COMMAND [ARGS...]: runs COMMAND with the Nix closure at /nix/store", invokedAs)
+		return "", nil, nil, fmt.Errorf("usage: %s COMMAND [ARGS...]: runs COMMAND with the Nix closure at %s", invokedAs, nixstore.Dir)
 	}
 	results := c.Results
 	if c.Mode == ModeRelocate {
@@ -136,14 +137,14 @@ func (c Config) Command(invokedAs string, argv []string, env []string) (string, 
 
 // prootOptions is proot's command line up to the command it runs.
 func (c Config) prootOptions() []string {
-	return []string{"proot", "--bind=" + c.Store + ":/nix/store"}
+	return []string{"proot", "--bind=" + c.Store + ":" + nixstore.Dir}
 }
 
-// relocateAll rewrites the /nix/store prefix of each word that has it.
+// relocateAll rewrites the nixstore.Dir prefix of each word that has it.
 func relocateAll(words []string, prefix string) []string {
 	out := make([]string, len(words))
 	for i, w := range words {
-		if rest, ok := strings.CutPrefix(w, "/nix/store/"); ok {
+		if rest, ok := strings.CutPrefix(w, nixstore.Dir+"/"); ok {
 			w = prefix + "/" + rest
 		}
 		out[i] = w

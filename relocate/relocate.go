@@ -21,14 +21,12 @@ import (
 	"strings"
 
 	"github.com/nixcnb/nix-buildpack/closure"
+	"github.com/nixcnb/nix-buildpack/nixstore"
 )
-
-// StoreDir is the prefix Rewrite replaces.
-const StoreDir = "/nix/store"
 
 // Prefix derives a per-app prefix under /tmp from seed (the app's name or a
 // digest of its closure): "/tmp/" and 5 characters of [a-z0-9], 10 bytes in
-// all, like StoreDir. The same seed always gives the same prefix.
+// all, like nixstore.Dir. The same seed always gives the same prefix.
 func Prefix(seed string) string {
 	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
 	sum := sha256.Sum256([]byte("nix-buildpack relocate\x00" + seed))
@@ -42,15 +40,15 @@ func Prefix(seed string) string {
 	return b.String()
 }
 
-// CheckPrefix says why prefix cannot replace StoreDir, or returns nil.
+// CheckPrefix says why prefix cannot replace nixstore.Dir, or returns nil.
 func CheckPrefix(prefix string) error {
 	switch {
-	case len(prefix) != len(StoreDir):
-		return fmt.Errorf("relocation prefix %q is %d bytes long; it must be %d, the length of %s, so that binaries keep their layout", prefix, len(prefix), len(StoreDir), StoreDir)
+	case len(prefix) != len(nixstore.Dir):
+		return fmt.Errorf("relocation prefix %q is %d bytes long; it must be %d, the length of %s, so that binaries keep their layout", prefix, len(prefix), len(nixstore.Dir), nixstore.Dir)
 	case !strings.HasPrefix(prefix, "/") || filepath.Clean(prefix) != prefix:
 		return fmt.Errorf("relocation prefix %q must be a clean absolute path", prefix)
-	case prefix == StoreDir:
-		return fmt.Errorf("relocation prefix %q is %s itself", prefix, StoreDir)
+	case prefix == nixstore.Dir:
+		return fmt.Errorf("relocation prefix %q is %s itself", prefix, nixstore.Dir)
 	case strings.ContainsRune(prefix, 0):
 		return fmt.Errorf("relocation prefix %q contains a NUL byte", prefix)
 	}
@@ -61,9 +59,9 @@ func CheckPrefix(prefix string) error {
 type Report struct {
 	// FilesRewritten counts regular files, LinksRewritten symlinks.
 	FilesRewritten, LinksRewritten int
-	// Occurrences counts the replaced StoreDir strings, in files and links.
+	// Occurrences counts the replaced nixstore.Dir strings, in files and links.
 	Occurrences int
-	// Skipped lists files that mention StoreDir but were left alone.
+	// Skipped lists files that mention nixstore.Dir but were left alone.
 	Skipped []Skipped
 }
 
@@ -92,7 +90,7 @@ func (s Skipped) Documentation() bool {
 	return false
 }
 
-// Rewrite replaces every occurrence of StoreDir with prefix in every regular
+// Rewrite replaces every occurrence of nixstore.Dir with prefix in every regular
 // file and symlink target below storeDir, the folder that holds the copied
 // <hash>-<name> store paths.
 //
@@ -103,13 +101,13 @@ func (s Skipped) Documentation() bool {
 // their modes back before Rewrite returns.
 //
 // Files whose bytes the rewrite could break are left alone and listed in
-// the report's Skipped when they mention StoreDir (see skipReason).
+// the report's Skipped when they mention nixstore.Dir (see skipReason).
 func Rewrite(storeDir, prefix string) (Report, error) {
 	var report Report
 	if err := CheckPrefix(prefix); err != nil {
 		return report, err
 	}
-	old, repl := []byte(StoreDir), []byte(prefix)
+	old, repl := []byte(nixstore.Dir), []byte(prefix)
 	var restore closure.DirModes
 	err := filepath.WalkDir(storeDir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -153,7 +151,7 @@ func Rewrite(storeDir, prefix string) (Report, error) {
 }
 
 // Verify walks storeDir and returns, relative to it, every regular file not
-// listed in skipped and every symlink that still mentions StoreDir.
+// listed in skipped and every symlink that still mentions nixstore.Dir.
 func Verify(storeDir string, skipped []Skipped) ([]string, error) {
 	skip := make(map[string]bool, len(skipped))
 	for _, s := range skipped {
@@ -175,11 +173,11 @@ func Verify(storeDir string, skipped []Skipped) ([]string, error) {
 			if err != nil {
 				return err
 			}
-			if strings.Contains(target, StoreDir) {
+			if strings.Contains(target, nixstore.Dir) {
 				left = append(left, rel)
 			}
 		case d.Type().IsRegular() && !skip[rel]:
-			n, err := countFile(path, []byte(StoreDir))
+			n, err := countFile(path, []byte(nixstore.Dir))
 			if err != nil {
 				return err
 			}

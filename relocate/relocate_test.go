@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nixcnb/nix-buildpack/nixstore"
 	"github.com/nixcnb/nix-buildpack/relocate"
 )
 
@@ -86,7 +87,7 @@ func fakeStore(t *testing.T) []entry {
 func TestPrefix(t *testing.T) {
 	a, b := relocate.Prefix("my-awesome-app"), relocate.Prefix("other-app")
 	for _, p := range []string{a, b} {
-		if len(p) != len(relocate.StoreDir) || !strings.HasPrefix(p, "/tmp/") {
+		if len(p) != len(nixstore.Dir) || !strings.HasPrefix(p, "/tmp/") {
 			t.Errorf("Prefix gave %q, want /tmp/ and 5 characters", p)
 		}
 		if strings.Trim(p[5:], "abcdefghijklmnopqrstuvwxyz0123456789") != "" {
