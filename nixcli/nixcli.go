@@ -310,7 +310,9 @@ func fields(s string) []string {
 
 // PathInfos reads the database's registration of paths (nix-store
 // --dump-db, the format of a release's .reginfo): for each path its NAR
-// hash, NAR size, deriver and references. Unlike nix path-info, it takes a
+// hash, NAR size, deriver and references. The database keeps NAR hashes in
+// base16; PathInfos gives them in nixstore's canonical form, as narinfos
+// carry them. Unlike nix path-info, it takes a
 // .drv path as itself, not as its outputs.
 func (n Nix) PathInfos(ctx context.Context, paths ...string) ([]nixstore.PathInfo, error) {
 	var out bytes.Buffer
@@ -328,10 +330,11 @@ func parseRegInfo(s string) ([]nixstore.PathInfo, error) {
 		if i+4 >= len(lines) {
 			return nil, fmt.Errorf("nix-store --dump-db: truncated entry at line %d", i+1)
 		}
-		info := nixstore.PathInfo{Path: lines[i], Deriver: lines[i+3], NarHash: lines[i+1]}
-		if !strings.Contains(info.NarHash, ":") {
-			info.NarHash = "sha256:" + info.NarHash
+		narHash, err := nixstore.CanonicalNarHash(lines[i+1])
+		if err != nil {
+			return nil, fmt.Errorf("nix-store --dump-db: the NAR hash of %s: %w", lines[i], err)
 		}
+		info := nixstore.PathInfo{Path: lines[i], Deriver: lines[i+3], NarHash: narHash}
 		info.NarSize, _ = strconv.ParseInt(lines[i+2], 10, 64)
 		n, err := strconv.Atoi(lines[i+4])
 		if err != nil || i+5+n > len(lines) {
