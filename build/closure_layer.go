@@ -78,7 +78,7 @@ func (b *builder) closureLayer(proot prootLayer, plan detect.PlanMetadata, resul
 			cfg.Mode, cfg.Prefix = mode, prefix
 			want.Mode = mode
 			if mode == launch.ModeRelocate {
-				if err := installRelocation(layer.Path, prefix); err != nil {
+				if err := installRelocation(layer.Path); err != nil {
 					return err
 				}
 			}

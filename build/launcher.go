@@ -119,12 +119,9 @@ func (b *builder) relocateClosure(layerDir string, results []string, refill func
 	return launch.ModeRelocate, prefix, nil
 }
 
-// installRelocation adds the exec.d program that links prefix to the
-// closure before each process starts.
-func installRelocation(layerDir, prefix string) error {
-	if err := (relocate.LaunchConfig{Prefix: prefix, Store: "store"}).Write(layerDir); err != nil {
-		return err
-	}
+// installRelocation adds the exec.d program that links the prefix to the
+// closure before each process starts; it reads the launcher's settings.
+func installRelocation(layerDir string) error {
 	execd := filepath.Join(layerDir, "exec.d")
 	if err := os.MkdirAll(execd, 0o755); err != nil {
 		return err

@@ -22,7 +22,9 @@ import (
 	"github.com/nixcnb/nix-buildpack/relocate"
 )
 
-// ConfigFile is the launcher's settings file, at the top of the launch layer.
+// ConfigFile is the launcher's settings file, at the top of the launch
+// layer: the one file that nix-launch and its exec.d program (RelocateExecD)
+// read at run time. The build writes it.
 const ConfigFile = "nix-launch.toml"
 
 // Launcher names: nix-launch is the launcher; run_result.sh and
@@ -57,10 +59,13 @@ const (
 	RelocateExecD = "nix-relocate"
 )
 
-// Config is what the launcher needs at run time, written at build time.
+// Config is what the launcher needs at run time, written at build time: the
+// settings of nix-launch and of the exec.d program that links a relocated
+// closure's prefix.
 type Config struct {
 	Mode string `toml:"mode"`
-	// Store is the folder holding the closure's store paths.
+	// Store is the folder holding the closure's store paths: absolute, or
+	// relative to the layer.
 	Store string `toml:"store"`
 	// Results are the build's output paths, as Nix names them.
 	Results []string `toml:"results"`
@@ -78,8 +83,11 @@ type Config struct {
 	Flake   bool   `toml:"flake"`
 }
 
-// Write saves c into layerDir.
+// Write saves c into layerDir, when Check finds nothing wrong with it.
 func (c Config) Write(layerDir string) error {
+	if err := c.Check(); err != nil {
+		return err
+	}
 	f, err := os.Create(filepath.Join(layerDir, ConfigFile))
 	if err != nil {
 		return err
@@ -88,11 +96,34 @@ func (c Config) Write(layerDir string) error {
 	return errors.Join(err, f.Close())
 }
 
-// ReadConfig loads the settings file from layerDir.
+// ReadConfig loads the settings file from layerDir, checks it, and makes
+// its Store absolute.
 func ReadConfig(layerDir string) (Config, error) {
 	var c Config
-	_, err := toml.DecodeFile(filepath.Join(layerDir, ConfigFile), &c)
-	return c, err
+	path := filepath.Join(layerDir, ConfigFile)
+	if _, err := toml.DecodeFile(path, &c); err != nil {
+		return c, err
+	}
+	if err := c.Check(); err != nil {
+		return c, fmt.Errorf("%s: %w", path, err)
+	}
+	if c.Store != "" && !filepath.IsAbs(c.Store) {
+		c.Store = filepath.Join(layerDir, c.Store)
+	}
+	return c, nil
+}
+
+// Check says what is wrong with settings the launcher could not run with,
+// or returns nil: a relocated closure needs its store folder and a prefix
+// that can stand for nixstore.Dir.
+func (c Config) Check() error {
+	if c.Mode != ModeRelocate {
+		return nil
+	}
+	if c.Store == "" {
+		return errors.New("the relocation settings name no store folder")
+	}
+	return relocate.CheckPrefix(c.Prefix)
 }
 
 // Command returns the program and environment that run argv with the
