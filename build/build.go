@@ -33,7 +33,7 @@ import (
 	"github.com/nixcnb/nix-buildpack/config"
 	"github.com/nixcnb/nix-buildpack/dependency"
 	"github.com/nixcnb/nix-buildpack/detect"
-	"github.com/nixcnb/nix-buildpack/sbom"
+	"github.com/nixcnb/nix-buildpack/nixstore"
 )
 
 // DependencyResolver finds the dependencies buildpack.toml declares
@@ -146,7 +146,7 @@ func (r *run) storeSource(nix Nix, store storeLayer, built builtApp, kept keptPa
 	return closureSource{
 		results: built.OutPaths,
 		closure: closureDigest(built.OutPaths, kept.runtime),
-		place: func(storeDir string) ([]sbom.Path, error) {
+		place: func(storeDir string) ([]nixstore.PathInfo, error) {
 			stats, err := closure.Copy(store.storeDir(), kept.runtime, storeDir)
 			if err != nil {
 				return nil, err
@@ -156,9 +156,9 @@ func (r *run) storeSource(nix Nix, store storeLayer, built builtApp, kept keptPa
 			if err != nil {
 				return nil, fmt.Errorf("reading the closure's path infos: %w", err)
 			}
-			paths := make([]sbom.Path, 0, len(infos))
+			paths := make([]nixstore.PathInfo, 0, len(infos))
 			for _, in := range infos {
-				paths = append(paths, sbom.Path{StorePath: in.Path, References: in.References, NarHash: in.NarHash, NarSize: in.NarSize})
+				paths = append(paths, in)
 			}
 			return paths, nil
 		},

@@ -16,6 +16,7 @@ import (
 	"github.com/nixcnb/nix-buildpack/config"
 	"github.com/nixcnb/nix-buildpack/detect"
 	"github.com/nixcnb/nix-buildpack/launch"
+	"github.com/nixcnb/nix-buildpack/nixstore"
 	"github.com/nixcnb/nix-buildpack/relocate"
 	"github.com/nixcnb/nix-buildpack/sbom"
 	"github.com/nixcnb/nix-buildpack/slugexclude"
@@ -106,7 +107,7 @@ type closureSource struct {
 	closure string
 	// place puts the closure's store paths into storeDir, once, and
 	// describes them for the SBOM.
-	place func(storeDir string) ([]sbom.Path, error)
+	place func(storeDir string) ([]nixstore.PathInfo, error)
 }
 
 // closureLayer is the launch layer: exactly the results' runtime closure,
@@ -236,9 +237,6 @@ func (r *run) relocateClosure(layerDir string, plan relocate.Plan, prefix string
 	}
 	r.log.Subprocess("Launcher: relocate (%s): rewrote /nix/store in %d files and %d links; no proot, no ptrace at run time",
 		prefix, report.FilesRewritten, report.LinksRewritten)
-	if err := (relocate.LaunchConfig{Prefix: prefix, Store: "store"}).Write(layerDir); err != nil {
-		return err
-	}
 	execd := filepath.Join(layerDir, "exec.d")
 	if err := os.MkdirAll(execd, 0o755); err != nil {
 		return err
@@ -313,7 +311,7 @@ func (r *run) pruneClosure(layerDir string, prune slugExclude) error {
 
 // writeSBOM writes the closure as the layer's CycloneDX SBOM, where the
 // lifecycle puts it in the image for `pack sbom download`.
-func (r *run) writeSBOM(layerName string, results []string, paths []sbom.Path) error {
+func (r *run) writeSBOM(layerName string, results []string, paths []nixstore.PathInfo) error {
 	f, err := os.Create(filepath.Join(r.ctx.Layers.Path, layerName+".sbom.cdx.json"))
 	if err != nil {
 		return err

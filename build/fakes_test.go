@@ -31,6 +31,7 @@ import (
 
 	"github.com/nixcnb/nix-buildpack/binarycache"
 	"github.com/nixcnb/nix-buildpack/nixcli"
+	"github.com/nixcnb/nix-buildpack/nixstore"
 	"github.com/nixcnb/nix-buildpack/storeruntime"
 )
 
@@ -59,7 +60,7 @@ type fakeNix struct {
 	version string
 	mu      sync.Mutex
 	calls   []string
-	db      map[string]nixcli.PathInfo
+	db      map[string]nixstore.PathInfo
 	// app is what Build makes: the paths, and which are the outputs.
 	app      []fakePath
 	outputs  []string
@@ -79,7 +80,7 @@ func (n *fakeNix) call(name string) {
 func (n *fakeNix) storeDir() string { return filepath.Join(n.nixDir, "store") }
 
 // make writes a path's files into the store and registers it with the NAR
-// hash of those files, as Nix records it: sha256:<base16>.
+// hash of those files, in the form nixcli gives it.
 func (n *fakeNix) make(p fakePath) {
 	base := strings.TrimPrefix(p.path, "/nix/store/")
 	dir := filepath.Join(n.storeDir(), base)
@@ -112,8 +113,11 @@ func (n *fakeNix) make(p fakePath) {
 	if err := nar.DumpPath(counter, dir); err != nil {
 		n.t.Fatal(err)
 	}
-	n.db[p.path] = nixcli.PathInfo{Path: p.path, References: p.refs, Deriver: p.deriver,
-		NarHash: "sha256:" + hex.EncodeToString(h.Sum(nil)), NarSize: counter.n}
+	narHash, err := nixstore.CanonicalNarHash("sha256:" + hex.EncodeToString(h.Sum(nil)))
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	n.db[p.path] = nixstore.PathInfo{Path: p.path, References: p.refs, Deriver: p.deriver, NarHash: narHash, NarSize: counter.n}
 }
 
 type countingWriter struct {
@@ -138,7 +142,7 @@ func (n *fakeNix) LoadDB(_ context.Context, regInfo io.Reader) error {
 		if err != nil {
 			return fmt.Errorf("bad .reginfo: %w", err)
 		}
-		n.db[all[i]] = nixcli.PathInfo{Path: all[i], NarHash: all[i+1], References: all[i+5 : i+5+count]}
+		n.db[all[i]] = nixstore.PathInfo{Path: all[i], NarHash: all[i+1], References: all[i+5 : i+5+count]}
 		i += 5 + count
 	}
 	return nil
@@ -227,12 +231,12 @@ func (n *fakeNix) Deriver(_ context.Context, path string) (string, error) {
 	return n.db[path].Deriver, nil
 }
 
-func (n *fakeNix) PathInfos(_ context.Context, paths ...string) ([]nixcli.PathInfo, error) {
+func (n *fakeNix) PathInfos(_ context.Context, paths ...string) ([]nixstore.PathInfo, error) {
 	n.call("PathInfos")
 	if len(paths) == 0 {
 		paths = slices.Sorted(maps.Keys(n.db))
 	}
-	var infos []nixcli.PathInfo
+	var infos []nixstore.PathInfo
 	for _, p := range paths {
 		in, ok := n.db[p]
 		if !ok {
@@ -297,7 +301,7 @@ func (n *fakeNix) opener(runtime string) NixOpener {
 	return func(_ context.Context, s NixSetup) (Nix, []storeruntime.Attempt, error) {
 		n.nixDir = s.NixDir
 		if n.db == nil {
-			n.db = map[string]nixcli.PathInfo{}
+			n.db = map[string]nixstore.PathInfo{}
 		}
 		return n, []storeruntime.Attempt{{Name: runtime, Chosen: true, Reason: "it runs Nix with the store at /nix"}}, nil
 	}

@@ -8,8 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nixcnb/nix-buildpack/closure"
-	"github.com/nixcnb/nix-buildpack/nixcli"
+	"github.com/nixcnb/nix-buildpack/nixstore"
 )
 
 // keptPaths is what garbage collection kept for the app.
@@ -38,7 +37,7 @@ func (r *run) collectGarbage(nix Nix, store storeLayer, release releaseLayer, bu
 		return kept, err
 	}
 	for i, name := range roots {
-		roots[i] = closure.StoreDir + "/" + name
+		roots[i] = nixstore.Dir + "/" + name
 	}
 	for _, out := range built.OutPaths {
 		roots = append(roots, out)
@@ -109,7 +108,7 @@ func (r *run) collectGarbage(nix Nix, store storeLayer, release releaseLayer, bu
 // So does appSource, the copy of the app this build made itself: every
 // build copies the app again, cheaply.
 func (r *run) recentSources(ctx context.Context, nix Nix, appSource string, before map[string]bool, seen map[string]string) ([]string, int64, map[string]string, error) {
-	var infos []nixcli.PathInfo
+	var infos []nixstore.PathInfo
 	if r.cfg.KeepSourcesDays > 0 {
 		dead, err := nix.DeadPaths(ctx)
 		if err != nil {
@@ -135,7 +134,7 @@ func (r *run) recentSources(ctx context.Context, nix Nix, appSource string, befo
 // first kept less than days ago (seen records when, by path), and those new
 // since before. It returns them, their NAR size, and the record for the
 // next build: the kept paths only.
-func sourcesToKeep(unreferenced []nixcli.PathInfo, seen map[string]string, before map[string]bool, now time.Time, days int) ([]string, int64, map[string]string) {
+func sourcesToKeep(unreferenced []nixstore.PathInfo, seen map[string]string, before map[string]bool, now time.Time, days int) ([]string, int64, map[string]string) {
 	next := map[string]string{}
 	var keep []string
 	var size int64
@@ -175,7 +174,7 @@ func writeRoots(dir string, paths []string) error {
 		return err
 	}
 	for _, p := range paths {
-		name, err := closure.BaseName(p)
+		name, err := nixstore.Base(p)
 		if err != nil {
 			return err
 		}

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nixcnb/nix-buildpack/nixcli"
+	"github.com/nixcnb/nix-buildpack/nixstore"
 )
 
 func TestSourcesToKeep(t *testing.T) {
@@ -13,7 +13,7 @@ func TestSourcesToKeep(t *testing.T) {
 	daysAgo := func(d float64) string {
 		return now.Add(-time.Duration(d * 24 * float64(time.Hour))).Format(time.RFC3339)
 	}
-	unreferenced := []nixcli.PathInfo{
+	unreferenced := []nixstore.PathInfo{
 		{Path: "/nix/store/aaa-source", NarSize: 100},                               // fetched by this build
 		{Path: "/nix/store/bbb-source", NarSize: 20},                                // kept for 6.5 days
 		{Path: "/nix/store/ccc-source", NarSize: 30},                                // kept for 7 days: collected now

@@ -64,9 +64,13 @@ func (r *run) installLauncher(layerDir string, settings launch.Config) error {
 	return writeLaunchSettings(layerDir, settings)
 }
 
-// writeLaunchSettings saves the launcher's settings where nix-launch reads
-// them (launch.ReadConfig).
+// writeLaunchSettings saves the launcher's settings where nix-launch and
+// its exec.d program read them (launch.ReadConfig), refusing settings the
+// launcher could not run with.
 func writeLaunchSettings(layerDir string, settings launch.Config) error {
+	if err := settings.Check(); err != nil {
+		return fmt.Errorf("the launcher's settings: %w", err)
+	}
 	f, err := os.Create(filepath.Join(layerDir, launch.ConfigFile))
 	if err != nil {
 		return err

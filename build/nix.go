@@ -6,6 +6,7 @@ import (
 
 	"github.com/nixcnb/nix-buildpack/config"
 	"github.com/nixcnb/nix-buildpack/nixcli"
+	"github.com/nixcnb/nix-buildpack/nixstore"
 	"github.com/nixcnb/nix-buildpack/storeruntime"
 )
 
@@ -31,7 +32,7 @@ type Nix interface {
 	// Deriver is the derivation that built a path, or "".
 	Deriver(ctx context.Context, path string) (string, error)
 	// PathInfos reads the database's entries of paths (all with none).
-	PathInfos(ctx context.Context, paths ...string) ([]nixcli.PathInfo, error)
+	PathInfos(ctx context.Context, paths ...string) ([]nixstore.PathInfo, error)
 	// DeadPaths lists what garbage collection would delete.
 	DeadPaths(ctx context.Context) ([]string, error)
 	// CollectGarbage deletes it and returns Nix's summary.

@@ -11,9 +11,9 @@ import (
 	"github.com/paketo-buildpacks/packit/v2/postal"
 	"github.com/paketo-buildpacks/packit/v2/vacation"
 
-	"github.com/nixcnb/nix-buildpack/closure"
 	"github.com/nixcnb/nix-buildpack/dependency"
 	"github.com/nixcnb/nix-buildpack/nixinstall"
+	"github.com/nixcnb/nix-buildpack/nixstore"
 )
 
 // releaseMetadata identifies the Nix release a bootstrap layer holds.
@@ -47,7 +47,7 @@ func (r releaseLayer) buildHook() string {
 	if _, err := os.Lstat(filepath.Join(r.release.Dir, "store", rel)); err != nil {
 		return ""
 	}
-	return closure.StoreDir + "/" + rel
+	return nixstore.Dir + "/" + rel
 }
 
 // releaseLayer is the Nix bootstrap layer: the release tarball, checked

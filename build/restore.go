@@ -13,7 +13,7 @@ import (
 	"github.com/nixcnb/nix-buildpack/binarycache"
 	"github.com/nixcnb/nix-buildpack/detect"
 	"github.com/nixcnb/nix-buildpack/launch"
-	"github.com/nixcnb/nix-buildpack/sbom"
+	"github.com/nixcnb/nix-buildpack/nixstore"
 )
 
 // restoreOnly is a deploy with BP_NIX_BUILD_ON_PUSH=false: no Nix, no
@@ -56,7 +56,7 @@ func (r *run) bucketSource(cache *binarycache.Cache, roots []string) closureSour
 		// The pointer's paths name the closure: a path's references are
 		// part of its hash.
 		closure: closureDigest(roots, roots),
-		place: func(storeDir string) ([]sbom.Path, error) {
+		place: func(storeDir string) ([]nixstore.PathInfo, error) {
 			infos, stats, err := cache.Fetch(context.Background(), roots, storeDir)
 			if errors.Is(err, binarycache.ErrUntrusted) {
 				return nil, fmt.Errorf("restoring from %s: %w; BP_NIX_TRUSTED_PUBLIC_KEYS lists the keys trusted, and pushes are signed with BP_NIX_SIGNING_KEY", r.cfg.S3.URL(), err)
@@ -65,10 +65,10 @@ func (r *run) bucketSource(cache *binarycache.Cache, roots []string) closureSour
 				return nil, fmt.Errorf("restoring from %s: %w", r.cfg.S3.URL(), err)
 			}
 			var size int64
-			paths := make([]sbom.Path, 0, len(infos))
+			paths := make([]nixstore.PathInfo, 0, len(infos))
 			for _, in := range infos {
 				size += in.NarSize
-				paths = append(paths, sbom.Path{StorePath: in.StorePath, References: in.References, NarHash: in.NarHash, NarSize: in.NarSize})
+				paths = append(paths, nixstore.PathInfo{Path: in.StorePath, References: in.References, Deriver: in.Deriver, NarHash: in.NarHash, NarSize: in.NarSize})
 			}
 			r.log.Subprocess("Restored %s, %s (%d downloaded)", plural(len(infos), "store path"), humanBytes(size), stats.Downloaded)
 			return paths, nil

@@ -10,7 +10,7 @@ import (
 	"github.com/paketo-buildpacks/packit/v2"
 	"github.com/paketo-buildpacks/packit/v2/scribe"
 
-	"github.com/nixcnb/nix-buildpack/closure"
+	"github.com/nixcnb/nix-buildpack/nixstore"
 	"github.com/nixcnb/nix-buildpack/storeruntime"
 )
 
@@ -63,7 +63,7 @@ func (s storeLayer) paths() (map[string]bool, error) {
 	paths := make(map[string]bool, len(entries))
 	for _, e := range entries {
 		if !strings.HasPrefix(e.Name(), ".") {
-			paths[closure.StoreDir+"/"+e.Name()] = true
+			paths[nixstore.Dir+"/"+e.Name()] = true
 		}
 	}
 	return paths, nil
@@ -138,7 +138,7 @@ func (r *run) storeLayer(release releaseLayer, proot prootTool, caches substitut
 	nix, attempts, err := r.tools.OpenNix(ctx, NixSetup{
 		Runtime: r.cfg.StoreRuntime,
 		NixDir:  store.nixDir,
-		BinDir:  closure.StoreDir + "/" + release.nixPath + "/bin",
+		BinDir:  nixstore.Dir + "/" + release.nixPath + "/bin",
 		Env:     nixEnv(os.Environ(), store.layer.Path),
 		Proot:   proot,
 		Sandbox: r.cfg.Sandbox,

@@ -9,11 +9,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
-)
 
-// StoreDir is where Nix's store paths live, as Nix names them.
-const StoreDir = "/nix/store"
+	"github.com/nixcnb/nix-buildpack/nixstore"
+)
 
 // Stats measures a copied closure.
 type Stats struct {
@@ -22,7 +20,7 @@ type Stats struct {
 	Bytes int64
 }
 
-// Copy copies each store path (named /nix/store/<hash>-<name>) from
+// Copy copies each store path (named nixstore.Dir/<hash>-<name>) from
 // storeDir, the folder that holds the store's files, into destDir. Files are
 // hard-linked where the two folders share a file system, and copied
 // otherwise; directories are left writable so the layer can be replaced.
@@ -32,9 +30,9 @@ func Copy(storeDir string, paths []string, destDir string) (Stats, error) {
 		return stats, err
 	}
 	for _, p := range paths {
-		name, err := BaseName(p)
+		name, err := nixstore.Base(p)
 		if err != nil {
-			return stats, err
+			return stats, fmt.Errorf("copying the closure: %w", err)
 		}
 		if err := copyTree(filepath.Join(storeDir, name), filepath.Join(destDir, name), &stats); err != nil {
 			return stats, fmt.Errorf("copying %s: %w", p, err)
@@ -42,15 +40,6 @@ func Copy(storeDir string, paths []string, destDir string) (Stats, error) {
 		stats.Paths++
 	}
 	return stats, nil
-}
-
-// BaseName is <hash>-<name> of a store path /nix/store/<hash>-<name>.
-func BaseName(storePath string) (string, error) {
-	name, ok := strings.CutPrefix(storePath, StoreDir+"/")
-	if !ok || name == "" || strings.Contains(name, "/") {
-		return "", fmt.Errorf("%q is not a store path under %s", storePath, StoreDir)
-	}
-	return name, nil
 }
 
 func copyTree(src, dest string, stats *Stats) error {

@@ -229,32 +229,6 @@ func TestCopyMissingPath(t *testing.T) {
 	}
 }
 
-func TestBaseName(t *testing.T) {
-	for in, want := range map[string]string{
-		"/nix/store/" + helloName: helloName,
-		"/nix/store/abc-x.drv":    "abc-x.drv",
-	} {
-		got, err := closure.BaseName(in)
-		if err != nil || got != want {
-			t.Errorf("BaseName(%q) = %q, %v; want %q", in, got, err, want)
-		}
-	}
-	for _, in := range []string{
-		"",
-		"/nix/store",
-		"/nix/store/",
-		"/nix/storefoo",
-		"/nix/store/" + helloName + "/bin/hello",
-		"nix/store/" + helloName,
-		"/gnu/store/" + helloName,
-		helloName,
-	} {
-		if got, err := closure.BaseName(in); err == nil {
-			t.Errorf("BaseName(%q) = %q, want an error", in, got)
-		}
-	}
-}
-
 func TestMakeWritable(t *testing.T) {
 	store := makeStore(t)
 

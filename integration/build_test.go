@@ -2,15 +2,19 @@ package integration
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nixcnb/nix-buildpack/integration/harness"
+	"github.com/nixcnb/nix-buildpack/launch"
+	"github.com/nixcnb/nix-buildpack/nixstore"
 )
 
 // The fixture's runtime closure, by name: hello-page is build-only.
@@ -51,7 +55,9 @@ func TestBuildRunAndRebuild(t *testing.T) {
 	if got := storeNames(t, storeDir); !equal(got, helloRuntimeNames) {
 		t.Fatalf("store paths in the image = %v, want the runtime closure %v", got, helloRuntimeNames)
 	}
-	assertClosed(t, storeDir)
+	layerDir := filepath.Dir(storeDir)
+	assertClosed(t, layerDir)
+	assertClosedFindsAMissingPath(t, layerDir)
 	if _, err := os.Stat(filepath.Join(rootfs, "nix")); !os.IsNotExist(err) {
 		t.Fatalf("the image has a /nix (%v): the app must run without one", err)
 	}
@@ -115,6 +121,40 @@ func TestBuildRunAndRebuild(t *testing.T) {
 	}
 	assertContains(t, purged.Output, "Starting with an empty store: BP_NIX_PURGE_CACHE is set")
 	assertContains(t, purged.Output, "Nix built 3 derivations")
+}
+
+// assertClosedFindsAMissingPath checks the checker: on a copy of the closure
+// layer without busybox, which the app's bin/web runs, it must report a
+// reference to busybox's store path.
+func assertClosedFindsAMissingPath(t *testing.T, layerDir string) {
+	t.Helper()
+	layerCopy := filepath.Join(t.TempDir(), "nix-closure")
+	mustRun(t, "cp", "-a", layerDir, layerCopy)
+	mustRun(t, "chmod", "-R", "u+w", layerCopy)
+	storeDir := filepath.Join(layerCopy, "store")
+	entries, err := os.ReadDir(storeDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	removed := ""
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), "-bb") {
+			removed = e.Name()
+		}
+	}
+	if removed == "" {
+		t.Fatalf("no busybox store path in %s", storeDir)
+	}
+	if err := os.RemoveAll(filepath.Join(storeDir, removed)); err != nil {
+		t.Fatal(err)
+	}
+	_, missing, err := unresolvedReferences(layerCopy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(missing, func(m string) bool { return strings.Contains(m, "/"+removed+", which the image lacks") }) {
+		t.Fatalf("with %s removed, the closure check reported %q, want a reference to it", removed, missing)
+	}
 }
 
 func export(t *testing.T, image string) string {
@@ -191,13 +231,43 @@ func storeNames(t *testing.T, storeDir string) []string {
 	return names
 }
 
-var storeRef = regexp.MustCompile(`/nix/store/([0-9a-df-np-sv-z]{32}-[A-Za-z0-9+._?=-]+)`)
-
-// assertClosed scans every file and link in the store folder for store
-// path references, as Nix does, and fails if one points outside it.
-func assertClosed(t *testing.T, storeDir string) {
+// assertClosed checks that every store path the closure layer's files and
+// links refer to is in the layer (see unresolvedReferences), and that it
+// found references at all: a checker looking for the wrong prefix passes
+// any image.
+func assertClosed(t *testing.T, layerDir string) {
 	t.Helper()
-	err := filepath.Walk(storeDir, func(path string, info os.FileInfo, err error) error {
+	found, missing, err := unresolvedReferences(layerDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if found == 0 {
+		t.Errorf("no store references found in %s: the app's files must name its store paths", layerDir)
+	}
+	for _, m := range missing {
+		t.Errorf("%s", m)
+	}
+}
+
+// unresolvedReferences scans every file and link in the closure layer's
+// store folder for store paths, as the image names them: through the
+// relocation prefix in a relocated image, as /nix/store/... under proot
+// (the launcher's settings file says which). It counts the references and
+// describes each one whose store path the folder lacks.
+func unresolvedReferences(layerDir string) (int, []string, error) {
+	cfg, err := launch.ReadConfig(layerDir)
+	if err != nil {
+		return 0, nil, err
+	}
+	dir := nixstore.Dir
+	if cfg.Mode == launch.ModeRelocate {
+		dir = cfg.Prefix
+	}
+	ref := regexp.MustCompile(regexp.QuoteMeta(dir) + `/([0-9a-df-np-sv-z]{32}-[A-Za-z0-9+._?=-]+)`)
+	storeDir := filepath.Join(layerDir, "store")
+	found := 0
+	var missing []string
+	err = filepath.Walk(storeDir, func(path string, info os.FileInfo, err error) error {
 		if err != nil {
 			return err
 		}
@@ -214,17 +284,16 @@ func assertClosed(t *testing.T, storeDir string) {
 				return err
 			}
 		}
-		for _, m := range storeRef.FindAllSubmatch(data, -1) {
+		for _, m := range ref.FindAllSubmatch(data, -1) {
+			found++
 			name := string(m[1])
 			if _, err := os.Lstat(filepath.Join(storeDir, name)); err != nil {
-				t.Errorf("%s refers to /nix/store/%s, which the image lacks", path, name)
+				missing = append(missing, fmt.Sprintf("%s refers to %s/%s, which the image lacks", path, dir, name))
 			}
 		}
 		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	return found, missing, err
 }
 
 func assertContains(t *testing.T, output, want string) {

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,6 +19,8 @@ func TestProotLauncherNeedsPtrace(t *testing.T) {
 	out := build(t, relocationFixture(t), image, cacheDir(t), map[string]string{"BP_NIX_LAUNCHER": "proot"})
 	assertContains(t, out, "Launcher: proot (BP_NIX_LAUNCHER=proot)")
 	rootfs := export(t, suite.env.Registry+"/"+image)
+	// Kept for proot, the closure names /nix/store paths, all of them in it.
+	assertClosed(t, filepath.Join(rootfs, "layers", "nixcnb_nix", "nix-closure"))
 
 	web, err := suite.env.Run(rootfs, harness.RunOptions{Process: "web"})
 	if err != nil {

@@ -12,9 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/BurntSushi/toml"
-
 	"github.com/nixcnb/nix-buildpack/integration/harness"
+	"github.com/nixcnb/nix-buildpack/launch"
 )
 
 // relocationFixture is fixtures/relocation with the host's glibc in
@@ -97,11 +96,13 @@ func TestRelocatedImageRunsWithoutPtrace(t *testing.T) {
 	}
 
 	// The exec.d program refuses a prefix someone else planted.
-	var cfg struct {
-		Prefix string `toml:"prefix"`
-	}
-	if _, err := toml.DecodeFile(filepath.Join(layer, "relocate.toml"), &cfg); err != nil {
+	// It reads the launcher's settings file: there is no other.
+	cfg, err := launch.ReadConfig(layer)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(layer, "relocate.toml")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the closure layer has a relocate.toml beside %s (%v): one settings file is enough", launch.ConfigFile, err)
 	}
 	said, code, err := suite.env.Exec(rootfs, harness.RunOptions{Process: "web", ExtraBwrapArgs: []string{"--symlink", "/etc", cfg.Prefix}})
 	if err != nil || code == 0 {

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -166,7 +167,17 @@ func TestSharingThroughS3(t *testing.T) {
 				t.Fatalf("a restore-only deploy printed %q: it must not install or run Nix\n%s", never, out)
 			}
 		}
-		assertServes(t, export(t, suite.env.Registry+"/share-restore:latest"), "Hello from Nix", "v1")
+		restored := export(t, suite.env.Registry+"/share-restore:latest")
+		assertServes(t, restored, "Hello from Nix", "v1")
+
+		// The same closure, built or restored, has the same SBOM components:
+		// the NAR hashes too, whether they came from Nix's database or a
+		// narinfo.
+		built := sbomComponents(t, export(t, suite.env.Registry+"/share-a:latest"))
+		if got := sbomComponents(t, restored); !slices.Equal(got, built) {
+			t.Fatalf("the restored image's SBOM components differ from the built image's:\nrestored: %s\nbuilt:    %s",
+				strings.Join(got, "\n          "), strings.Join(built, "\n          "))
+		}
 	})
 
 	t.Run("Nix reads the bucket as a binary cache", func(t *testing.T) {
@@ -467,4 +478,33 @@ func TestFetchedSourcesTravelThroughS3(t *testing.T) {
 	if !regexp.MustCompile(`Substituted [1-9][0-9]* sources?`).MatchString(out) {
 		t.Fatalf("no sources substituted from the bucket:\n%s", out)
 	}
+}
+
+// sbomComponents reads the closure layer's SBOM in the image at rootfs (the
+// lifecycle keeps the layer's nix-closure.sbom.cdx.json there) and returns
+// its components, each as compact JSON.
+func sbomComponents(t *testing.T, rootfs string) []string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(rootfs, "layers", "sbom", "launch", "nixcnb_nix", "nix-closure", "sbom.cdx.json"))
+	if err != nil {
+		t.Fatalf("no closure SBOM in the image: %v", err)
+	}
+	var bom struct {
+		Components []json.RawMessage `json:"components"`
+	}
+	if err := json.Unmarshal(data, &bom); err != nil {
+		t.Fatalf("reading the closure SBOM: %v", err)
+	}
+	if len(bom.Components) == 0 {
+		t.Fatal("the closure SBOM has no components")
+	}
+	out := make([]string, len(bom.Components))
+	for i, c := range bom.Components {
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, c); err != nil {
+			t.Fatal(err)
+		}
+		out[i] = buf.String()
+	}
+	return out
 }

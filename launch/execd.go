@@ -14,14 +14,18 @@ const RelocatedVar = "NIX_STORE_RELOCATED"
 
 // relocationLinker is the exec.d program of a relocated closure layer:
 // before each process starts, it makes the prefix the build wrote in place
-// of /nix/store a symlink to the layer's store folder. When the prefix is
+// of /nix/store a symlink to the layer's store folder. It reads the
+// launcher's settings file (ConfigFile), as nix-launch does. When the prefix is
 // taken by anything else, it fails and the app does not start.
 type relocationLinker struct{ layerDir string }
 
 func (l relocationLinker) Execute() (map[string]string, error) {
-	cfg, err := relocate.ReadLaunchConfig(l.layerDir)
+	cfg, err := ReadConfig(l.layerDir)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("reading the launcher's settings in %s: %w", l.layerDir, err)
+	}
+	if cfg.Mode != ModeRelocate {
+		return nil, fmt.Errorf("the launcher's settings in %s are for mode %q, and %s links only a relocated closure: rebuild the image", l.layerDir, cfg.Mode, RelocateExecD)
 	}
 	if err := relocate.Link(cfg.Prefix, cfg.Store); err != nil {
 		return nil, fmt.Errorf("%w: the app will not start", err)

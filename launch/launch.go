@@ -14,11 +14,14 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/nixcnb/nix-buildpack/nixstore"
 	"github.com/nixcnb/nix-buildpack/procenv"
 	"github.com/nixcnb/nix-buildpack/relocate"
 )
 
-// ConfigFile is the launcher's settings file, at the top of the launch layer.
+// ConfigFile is the launcher's settings file, at the top of the launch
+// layer: the one file that nix-launch and its exec.d program (RelocateExecD)
+// read at run time. The build writes it.
 const ConfigFile = "nix-launch.toml"
 
 // Launcher names: nix-launch is the launcher; run_result.sh and
@@ -53,10 +56,13 @@ const (
 	RelocateExecD = "nix-relocate"
 )
 
-// Config is what the launcher needs at run time, written at build time.
+// Config is what the launcher needs at run time, written at build time: the
+// settings of nix-launch and of the exec.d program that links a relocated
+// closure's prefix.
 type Config struct {
 	Mode string `toml:"mode"`
-	// Store is the folder holding the closure's store paths.
+	// Store is the folder holding the closure's store paths: absolute, or
+	// relative to the layer.
 	Store string `toml:"store"`
 	// Results are the build's output paths, as Nix names them.
 	Results []string `toml:"results"`
@@ -74,21 +80,34 @@ type Config struct {
 	Flake   bool   `toml:"flake"`
 }
 
-// Write saves c into layerDir.
-func (c Config) Write(layerDir string) error {
-	f, err := os.Create(filepath.Join(layerDir, ConfigFile))
-	if err != nil {
-		return err
-	}
-	err = toml.NewEncoder(f).Encode(c)
-	return errors.Join(err, f.Close())
-}
-
-// ReadConfig loads the settings file from layerDir.
+// ReadConfig loads the settings file from layerDir, checks it, and makes
+// its Store absolute.
 func ReadConfig(layerDir string) (Config, error) {
 	var c Config
-	_, err := toml.DecodeFile(filepath.Join(layerDir, ConfigFile), &c)
-	return c, err
+	path := filepath.Join(layerDir, ConfigFile)
+	if _, err := toml.DecodeFile(path, &c); err != nil {
+		return c, err
+	}
+	if err := c.Check(); err != nil {
+		return c, fmt.Errorf("%s: %w", path, err)
+	}
+	if c.Store != "" && !filepath.IsAbs(c.Store) {
+		c.Store = filepath.Join(layerDir, c.Store)
+	}
+	return c, nil
+}
+
+// Check says what is wrong with settings the launcher could not run with,
+// or returns nil: a relocated closure needs its store folder and a prefix
+// that can stand for nixstore.Dir.
+func (c Config) Check() error {
+	if c.Mode != ModeRelocate {
+		return nil
+	}
+	if c.Store == "" {
+		return errors.New("the relocation settings name no store folder")
+	}
+	return relocate.CheckPrefix(c.Prefix)
 }
 
 // Command returns the program and environment that run argv with the
@@ -100,7 +119,7 @@ func (c Config) Command(invokedAs string, argv []string, env []string) (string, 
 		return "", nil, nil, errors.New(c.Message)
 	}
 	if len(argv) == 0 {
-		return "", nil, nil, fmt.Errorf("usage: %s COMMAND [ARGS...]: runs COMMAND with the Nix closure at /nix/store", invokedAs)
+		return "", nil, nil, fmt.Errorf("usage: %s COMMAND [ARGS...]: runs COMMAND with the Nix closure at %s", invokedAs, nixstore.Dir)
 	}
 	results := c.Results
 	if c.Mode == ModeRelocate {
@@ -133,14 +152,14 @@ func (c Config) Command(invokedAs string, argv []string, env []string) (string, 
 
 // prootOptions is proot's command line up to the command it runs.
 func (c Config) prootOptions() []string {
-	return []string{"proot", "--bind=" + c.Store + ":/nix/store"}
+	return []string{"proot", "--bind=" + c.Store + ":" + nixstore.Dir}
 }
 
-// relocateAll rewrites the /nix/store prefix of each word that has it.
+// relocateAll rewrites the nixstore.Dir prefix of each word that has it.
 func relocateAll(words []string, prefix string) []string {
 	out := make([]string, len(words))
 	for i, w := range words {
-		if rest, ok := strings.CutPrefix(w, "/nix/store/"); ok {
+		if rest, ok := strings.CutPrefix(w, nixstore.Dir+"/"); ok {
 			w = prefix + "/" + rest
 		}
 		out[i] = w

@@ -53,3 +53,31 @@ func TestCommandMissing(t *testing.T) {
 		t.Errorf("missing mode: %v", err)
 	}
 }
+
+// The settings file is the exec.d program's too: a relocated closure's
+// prefix and store, the store relative to the layer or absolute.
+func TestConfigRelocateRoundTrip(t *testing.T) {
+	layer := t.TempDir()
+	if err := (launch.Config{Mode: launch.ModeRelocate, Prefix: "/tmp/nx3k9", Store: "store"}).Write(layer); err != nil {
+		t.Fatal(err)
+	}
+	c, err := launch.ReadConfig(layer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Prefix != "/tmp/nx3k9" || c.Store != filepath.Join(layer, "store") {
+		t.Errorf("read %+v", c)
+	}
+	if err := (launch.Config{Mode: launch.ModeRelocate, Prefix: "/tmp/x", Store: "/s"}).Write(layer); err == nil {
+		t.Error("Write accepted a prefix of the wrong length")
+	}
+	if err := (launch.Config{Mode: launch.ModeRelocate, Prefix: "/tmp/nx3k9"}).Write(layer); err == nil {
+		t.Error("Write accepted relocation settings without a store folder")
+	}
+	if err := os.WriteFile(filepath.Join(layer, launch.ConfigFile), []byte("mode = \"relocate\"\nprefix = \"/tmp/x\"\nstore = \"/s\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := launch.ReadConfig(layer); err == nil {
+		t.Error("ReadConfig accepted a prefix of the wrong length")
+	}
+}

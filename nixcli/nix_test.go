@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nixcnb/nix-buildpack/nixcli"
+	"github.com/nixcnb/nix-buildpack/nixstore"
 	"github.com/nixcnb/nix-buildpack/storeruntime"
 )
 
@@ -174,6 +175,9 @@ func TestNixThroughBwrap(t *testing.T) {
 	}
 	if infos[0].Path != out || infos[0].Deriver != drv || infos[0].NarSize <= int64(len("hi\n")) || !strings.HasPrefix(infos[0].NarHash, "sha256:") {
 		t.Errorf("PathInfos(out) = %+v", infos[0])
+	}
+	if canonical, err := nixstore.CanonicalNarHash(infos[0].NarHash); err != nil || canonical != infos[0].NarHash {
+		t.Errorf("PathInfos(out).NarHash = %q, want the canonical form %q (%v)", infos[0].NarHash, canonical, err)
 	}
 	if infos[1].Path != drv || len(infos[1].References) == 0 {
 		t.Errorf("PathInfos(drv) = %+v, want the derivation with its inputs as references", infos[1])

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nixcnb/nix-buildpack/nixstore"
 	"github.com/nixcnb/nix-buildpack/storeruntime"
 )
 
@@ -314,21 +315,13 @@ func fields(s string) []string {
 	return out
 }
 
-// PathInfo is what Nix's database records of a store path.
-type PathInfo struct {
-	Path       string
-	References []string
-	Deriver    string
-	// NarHash is "sha256:<hex>", as the database keeps it; NarSize bytes.
-	NarHash string
-	NarSize int64
-}
-
 // PathInfos reads the database's registration of paths (nix-store
 // --dump-db, the format of a release's .reginfo): for each path its NAR
-// hash, NAR size, deriver and references. Unlike nix path-info, it takes a
+// hash, NAR size, deriver and references. The database keeps NAR hashes in
+// base16; PathInfos gives them in nixstore's canonical form, as narinfos
+// carry them. Unlike nix path-info, it takes a
 // .drv path as itself, not as its outputs.
-func (n Nix) PathInfos(ctx context.Context, paths ...string) ([]PathInfo, error) {
+func (n Nix) PathInfos(ctx context.Context, paths ...string) ([]nixstore.PathInfo, error) {
 	var out bytes.Buffer
 	args := append([]string{"nix-store", "--dump-db"}, paths...)
 	if err := n.quiet(ctx, nil, &out, args...); err != nil {
@@ -337,17 +330,18 @@ func (n Nix) PathInfos(ctx context.Context, paths ...string) ([]PathInfo, error)
 	return parseRegInfo(out.String())
 }
 
-func parseRegInfo(s string) ([]PathInfo, error) {
+func parseRegInfo(s string) ([]nixstore.PathInfo, error) {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	var infos []PathInfo
+	var infos []nixstore.PathInfo
 	for i := 0; i < len(lines); {
 		if i+4 >= len(lines) {
 			return nil, fmt.Errorf("nix-store --dump-db: truncated entry at line %d", i+1)
 		}
-		info := PathInfo{Path: lines[i], Deriver: lines[i+3], NarHash: lines[i+1]}
-		if !strings.Contains(info.NarHash, ":") {
-			info.NarHash = "sha256:" + info.NarHash
+		narHash, err := nixstore.CanonicalNarHash(lines[i+1])
+		if err != nil {
+			return nil, fmt.Errorf("nix-store --dump-db: the NAR hash of %s: %w", lines[i], err)
 		}
+		info := nixstore.PathInfo{Path: lines[i], Deriver: lines[i+3], NarHash: narHash}
 		info.NarSize, _ = strconv.ParseInt(lines[i+2], 10, 64)
 		n, err := strconv.Atoi(lines[i+4])
 		if err != nil || i+5+n > len(lines) {

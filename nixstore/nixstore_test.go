@@ -70,3 +70,21 @@ func TestBase(t *testing.T) {
 		t.Fatal("Base(/usr/bin) should fail")
 	}
 }
+
+// Base refuses what closure.BaseName, which it replaced, refused.
+func TestBaseRefuses(t *testing.T) {
+	for _, in := range []string{
+		"",
+		"/nix/store",
+		"/nix/store/",
+		"/nix/storefoo",
+		hello + "/bin/hello",
+		"nix/store/0c0g5rmh0lr5gqd4pgs4ws3rq6ba2hs3-hello-2.12",
+		"/gnu/store/0c0g5rmh0lr5gqd4pgs4ws3rq6ba2hs3-hello-2.12",
+		"0c0g5rmh0lr5gqd4pgs4ws3rq6ba2hs3-hello-2.12",
+	} {
+		if got, err := Base(in); err == nil {
+			t.Errorf("Base(%q) = %q, want an error", in, got)
+		}
+	}
+}

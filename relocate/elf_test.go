@@ -223,26 +223,3 @@ func TestLinkRefusesPlantedNames(t *testing.T) {
 		})
 	}
 }
-
-func TestLaunchConfig(t *testing.T) {
-	layer := t.TempDir()
-	if err := (relocate.LaunchConfig{Prefix: "/tmp/nx3k9", Store: "store"}).Write(layer); err != nil {
-		t.Fatal(err)
-	}
-	c, err := relocate.ReadLaunchConfig(layer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.Prefix != "/tmp/nx3k9" || c.Store != filepath.Join(layer, "store") {
-		t.Errorf("read %+v", c)
-	}
-	if err := (relocate.LaunchConfig{Prefix: "/tmp/x", Store: "/s"}).Write(layer); err == nil {
-		t.Error("Write accepted a prefix of the wrong length")
-	}
-	if err := os.WriteFile(filepath.Join(layer, relocate.ConfigFile), []byte("prefix = \"/tmp/x\"\nstore = \"/s\"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := relocate.ReadLaunchConfig(layer); err == nil {
-		t.Error("ReadLaunchConfig accepted a prefix of the wrong length")
-	}
-}

@@ -7,8 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
-
-	"github.com/BurntSushi/toml"
 )
 
 // Link makes prefix a symlink to storeDir, so that the paths Rewrite wrote
@@ -85,54 +83,4 @@ func describe(mode fs.FileMode) string {
 		return "device"
 	}
 	return "special file"
-}
-
-// ConfigFile is the exec.d program's settings file, at the top of the
-// layer whose exec.d/ folder holds the program.
-const ConfigFile = "relocate.toml"
-
-// LaunchConfig is what the exec.d program needs at launch.
-type LaunchConfig struct {
-	// Prefix is the path Rewrite wrote in place of /nix/store.
-	Prefix string `toml:"prefix"`
-	// Store is the folder holding the relocated store paths: absolute, or
-	// relative to the layer.
-	Store string `toml:"store"`
-}
-
-// Write saves c as ConfigFile in layerDir.
-func (c LaunchConfig) Write(layerDir string) error {
-	if err := c.check(); err != nil {
-		return err
-	}
-	f, err := os.Create(filepath.Join(layerDir, ConfigFile))
-	if err != nil {
-		return err
-	}
-	err = toml.NewEncoder(f).Encode(c)
-	return errors.Join(err, f.Close())
-}
-
-// ReadLaunchConfig loads ConfigFile from layerDir, and makes its Store
-// absolute.
-func ReadLaunchConfig(layerDir string) (LaunchConfig, error) {
-	var c LaunchConfig
-	path := filepath.Join(layerDir, ConfigFile)
-	if _, err := toml.DecodeFile(path, &c); err != nil {
-		return c, fmt.Errorf("reading the relocation settings: %w", err)
-	}
-	if err := c.check(); err != nil {
-		return c, fmt.Errorf("%s: %w", path, err)
-	}
-	if !filepath.IsAbs(c.Store) {
-		c.Store = filepath.Join(layerDir, c.Store)
-	}
-	return c, nil
-}
-
-func (c LaunchConfig) check() error {
-	if c.Store == "" {
-		return errors.New("the relocation settings name no store folder")
-	}
-	return CheckPrefix(c.Prefix)
 }

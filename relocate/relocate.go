@@ -21,14 +21,12 @@ import (
 	"strings"
 
 	"github.com/nixcnb/nix-buildpack/closure"
+	"github.com/nixcnb/nix-buildpack/nixstore"
 )
-
-// StoreDir is the prefix Rewrite replaces.
-const StoreDir = "/nix/store"
 
 // Prefix derives a per-app prefix under /tmp from seed (the app's name or a
 // digest of its closure): "/tmp/" and 5 characters of [a-z0-9], 10 bytes in
-// all, like StoreDir. The same seed always gives the same prefix.
+// all, like nixstore.Dir. The same seed always gives the same prefix.
 func Prefix(seed string) string {
 	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
 	sum := sha256.Sum256([]byte("nix-buildpack relocate\x00" + seed))
@@ -42,15 +40,15 @@ func Prefix(seed string) string {
 	return b.String()
 }
 
-// CheckPrefix says why prefix cannot replace StoreDir, or returns nil.
+// CheckPrefix says why prefix cannot replace nixstore.Dir, or returns nil.
 func CheckPrefix(prefix string) error {
 	switch {
-	case len(prefix) != len(StoreDir):
-		return fmt.Errorf("relocation prefix %q is %d bytes long; it must be %d, the length of %s, so that binaries keep their layout", prefix, len(prefix), len(StoreDir), StoreDir)
+	case len(prefix) != len(nixstore.Dir):
+		return fmt.Errorf("relocation prefix %q is %d bytes long; it must be %d, the length of %s, so that binaries keep their layout", prefix, len(prefix), len(nixstore.Dir), nixstore.Dir)
 	case !strings.HasPrefix(prefix, "/") || filepath.Clean(prefix) != prefix:
 		return fmt.Errorf("relocation prefix %q must be a clean absolute path", prefix)
-	case prefix == StoreDir:
-		return fmt.Errorf("relocation prefix %q is %s itself", prefix, StoreDir)
+	case prefix == nixstore.Dir:
+		return fmt.Errorf("relocation prefix %q is %s itself", prefix, nixstore.Dir)
 	case strings.ContainsRune(prefix, 0):
 		return fmt.Errorf("relocation prefix %q contains a NUL byte", prefix)
 	}
@@ -61,9 +59,9 @@ func CheckPrefix(prefix string) error {
 type Report struct {
 	// FilesRewritten counts regular files, LinksRewritten symlinks.
 	FilesRewritten, LinksRewritten int
-	// Occurrences counts the replaced StoreDir strings, in files and links.
+	// Occurrences counts the replaced nixstore.Dir strings, in files and links.
 	Occurrences int
-	// Skipped lists files that mention StoreDir but were left alone.
+	// Skipped lists files that mention nixstore.Dir but were left alone.
 	Skipped []Skipped
 }
 
@@ -93,23 +91,23 @@ func (s Skipped) Documentation() bool {
 }
 
 // Plan is what Scan found below a store folder: the files and symlinks
-// that name StoreDir and can be rewritten, and those that must be left
+// that name nixstore.Dir and can be rewritten, and those that must be left
 // alone. Scanning changes nothing, so the build can decide how to launch
 // the closure before touching it.
 type Plan struct {
 	// Files and Links are relative to the store folder, with / separators.
 	Files, Links []string
-	// Skipped lists files that mention StoreDir but cannot be rewritten.
+	// Skipped lists files that mention nixstore.Dir but cannot be rewritten.
 	Skipped []Skipped
 }
 
 // Scan walks storeDir, the folder that holds the copied <hash>-<name>
-// store paths, and plans the rewrite of StoreDir: every regular file and
+// store paths, and plans the rewrite of nixstore.Dir: every regular file and
 // symlink target that mentions it, except files whose bytes a rewrite could
 // break (see skipReport), which are listed in Skipped.
 func Scan(storeDir string) (Plan, error) {
 	var plan Plan
-	old := []byte(StoreDir)
+	old := []byte(nixstore.Dir)
 	err := filepath.WalkDir(storeDir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -125,7 +123,7 @@ func Scan(storeDir string) (Plan, error) {
 			if err != nil {
 				return err
 			}
-			if strings.Contains(target, StoreDir) {
+			if strings.Contains(target, nixstore.Dir) {
 				plan.Links = append(plan.Links, rel)
 			}
 		case d.Type().IsRegular():
@@ -148,12 +146,12 @@ func Scan(storeDir string) (Plan, error) {
 		return nil
 	})
 	if err != nil {
-		return plan, fmt.Errorf("scanning the closure in %s for %s: %w", storeDir, StoreDir, err)
+		return plan, fmt.Errorf("scanning the closure in %s for %s: %w", storeDir, nixstore.Dir, err)
 	}
 	return plan, nil
 }
 
-// Apply replaces every occurrence of StoreDir with prefix in the plan's
+// Apply replaces every occurrence of nixstore.Dir with prefix in the plan's
 // files and symlink targets below storeDir.
 //
 // A changed file is written anew beside the old one and renamed over it,
@@ -166,7 +164,7 @@ func (p Plan) Apply(storeDir, prefix string) (Report, error) {
 	if err := CheckPrefix(prefix); err != nil {
 		return report, err
 	}
-	old, repl := []byte(StoreDir), []byte(prefix)
+	old, repl := []byte(nixstore.Dir), []byte(prefix)
 	var restore closure.DirModes
 	writable := func(rel string) (string, error) {
 		path := filepath.Join(storeDir, filepath.FromSlash(rel))
@@ -218,7 +216,7 @@ func Rewrite(storeDir, prefix string) (Report, error) {
 }
 
 // Verify walks storeDir and returns, relative to it, every regular file not
-// listed in skipped and every symlink that still mentions StoreDir.
+// listed in skipped and every symlink that still mentions nixstore.Dir.
 func Verify(storeDir string, skipped []Skipped) ([]string, error) {
 	skip := make(map[string]bool, len(skipped))
 	for _, s := range skipped {
@@ -240,11 +238,11 @@ func Verify(storeDir string, skipped []Skipped) ([]string, error) {
 			if err != nil {
 				return err
 			}
-			if strings.Contains(target, StoreDir) {
+			if strings.Contains(target, nixstore.Dir) {
 				left = append(left, rel)
 			}
 		case d.Type().IsRegular() && !skip[rel]:
-			n, err := countFile(path, []byte(StoreDir))
+			n, err := countFile(path, []byte(nixstore.Dir))
 			if err != nil {
 				return err
 			}

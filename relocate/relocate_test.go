@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nixcnb/nix-buildpack/nixstore"
 	"github.com/nixcnb/nix-buildpack/relocate"
 )
 
@@ -87,7 +88,7 @@ func fakeStore(t *testing.T) []entry {
 func TestPrefix(t *testing.T) {
 	a, b := relocate.Prefix("my-awesome-app"), relocate.Prefix("other-app")
 	for _, p := range []string{a, b} {
-		if len(p) != len(relocate.StoreDir) || !strings.HasPrefix(p, "/tmp/") {
+		if len(p) != len(nixstore.Dir) || !strings.HasPrefix(p, "/tmp/") {
 			t.Errorf("Prefix gave %q, want /tmp/ and 5 characters", p)
 		}
 		if strings.Trim(p[5:], "abcdefghijklmnopqrstuvwxyz0123456789") != "" {
@@ -410,7 +411,7 @@ func TestScanChangesNothingAndApplyRewritesWhatItFound(t *testing.T) {
 		t.Fatal("Scan changed the store folder")
 	}
 	if len(plan.Files) == 0 || len(plan.Links) == 0 || len(plan.Skipped) == 0 {
-		t.Fatalf("plan %+v: the fake store has files, links and compressed files that name %s", plan, relocate.StoreDir)
+		t.Fatalf("plan %+v: the fake store has files, links and compressed files that name %s", plan, nixstore.Dir)
 	}
 
 	report, err := plan.Apply(store, "/tmp/nx3k9")
@@ -422,6 +423,6 @@ func TestScanChangesNothingAndApplyRewritesWhatItFound(t *testing.T) {
 	}
 	left, err := relocate.Verify(store, plan.Skipped)
 	if err != nil || len(left) > 0 {
-		t.Errorf("after Apply, %v still name %s (%v)", left, relocate.StoreDir, err)
+		t.Errorf("after Apply, %v still name %s (%v)", left, nixstore.Dir, err)
 	}
 }

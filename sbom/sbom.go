@@ -5,7 +5,10 @@
 // Each component's bom-ref is its store path; name and version are parsed
 // from the store path's name as builtins.parseDrvName does; the store hash,
 // and the NAR hash and size when known, are properties (CycloneDX hashes
-// are hex digests of the component's files, which a NAR hash is not). The
+// are hex digests of the component's files, which a NAR hash is not); the
+// NAR hash is written as given, in nixstore's canonical form, so a closure
+// described by Nix's database and one described by narinfos give the same
+// components. The
 // package URL is pkg:nix/<name>@<version>: the purl spec has no registered
 // nix type yet (a draft proposes this form), so it is written only when
 // the name carries a version. The BOM has no serial number or timestamp,
@@ -20,6 +23,8 @@ import (
 	"strings"
 
 	cdx "github.com/CycloneDX/cyclonedx-go"
+
+	"github.com/nixcnb/nix-buildpack/nixstore"
 )
 
 // SpecVersion is the CycloneDX version Write writes: 1.5 is read by every
@@ -37,46 +42,36 @@ const (
 // ToolName names the buildpack in the BOM's metadata.
 const ToolName = "nix-buildpack"
 
-const storeDir = "/nix/store/"
-
-// Path is one store path of the closure, as `nix path-info --json` or
-// `nix-store --query` describe it. References, NarHash and NarSize may be
-// left empty when unknown.
-type Path struct {
-	StorePath  string
-	References []string
-	NarHash    string
-	NarSize    int64
-}
-
-// Write writes a CycloneDX JSON BOM of paths to w. Roots are the build's
+// Write writes a CycloneDX JSON BOM of paths to w: Path is required;
+// References, NarHash and NarSize may be left empty when unknown, and the
+// deriver and content address are not written. Roots are the build's
 // result paths: they become "application" components, the others
 // "library" ones; a root missing from paths is added. Dependencies come
 // from each path's references, leaving out the path itself and paths the
 // BOM does not list.
-func Write(w io.Writer, roots []string, paths []Path) error {
-	byPath := make(map[string]Path, len(paths))
+func Write(w io.Writer, roots []string, paths []nixstore.PathInfo) error {
+	byPath := make(map[string]nixstore.PathInfo, len(paths))
 	var order []string
 	for _, p := range paths {
-		if _, ok := byPath[p.StorePath]; !ok {
-			order = append(order, p.StorePath)
+		if _, ok := byPath[p.Path]; !ok {
+			order = append(order, p.Path)
 		}
-		byPath[p.StorePath] = p
+		byPath[p.Path] = p
 	}
 	isRoot := make(map[string]bool, len(roots))
 	for _, r := range roots {
 		isRoot[r] = true
 		if _, ok := byPath[r]; !ok {
-			byPath[r] = Path{StorePath: r}
+			byPath[r] = nixstore.PathInfo{Path: r}
 			order = append(order, r)
 		}
 	}
 	// Roots first, in the order given; then the rest by name.
 	rest := slices.DeleteFunc(slices.Clone(order), func(p string) bool { return isRoot[p] })
 	slices.SortFunc(rest, func(a, b string) int {
-		_, nameA, _ := SplitStorePath(a)
-		_, nameB, _ := SplitStorePath(b)
-		if c := strings.Compare(nameA, nameB); c != 0 {
+		pathA, _ := nixstore.Parse(a)
+		pathB, _ := nixstore.Parse(b)
+		if c := strings.Compare(pathA.Name, pathB.Name); c != 0 {
 			return c
 		}
 		return strings.Compare(a, b)
@@ -130,14 +125,14 @@ func dedupe(list []string) []string {
 	return out
 }
 
-func component(p Path, root bool) (cdx.Component, error) {
-	hash, name, err := SplitStorePath(p.StorePath)
+func component(p nixstore.PathInfo, root bool) (cdx.Component, error) {
+	sp, err := nixstore.Parse(p.Path)
 	if err != nil {
-		return cdx.Component{}, err
+		return cdx.Component{}, fmt.Errorf("describing the closure: %w", err)
 	}
-	pname, version := ParseDrvName(name)
+	pname, version := ParseDrvName(sp.Name)
 	c := cdx.Component{
-		BOMRef:  p.StorePath,
+		BOMRef:  p.Path,
 		Type:    cdx.ComponentTypeLibrary,
 		Name:    pname,
 		Version: version,
@@ -149,8 +144,8 @@ func component(p Path, root bool) (cdx.Component, error) {
 		c.PackageURL = PackageURL(pname, version)
 	}
 	props := []cdx.Property{
-		{Name: PropStorePath, Value: p.StorePath},
-		{Name: PropStoreHash, Value: hash},
+		{Name: PropStorePath, Value: p.Path},
+		{Name: PropStoreHash, Value: sp.Hash},
 	}
 	if p.NarHash != "" {
 		props = append(props, cdx.Property{Name: PropNarHash, Value: p.NarHash})
@@ -160,16 +155,6 @@ func component(p Path, root bool) (cdx.Component, error) {
 	}
 	c.Properties = &props
 	return c, nil
-}
-
-// SplitStorePath splits /nix/store/<hash>-<name> into its 32-character
-// hash and its name.
-func SplitStorePath(storePath string) (hash, name string, err error) {
-	base, ok := strings.CutPrefix(storePath, storeDir)
-	if !ok || len(base) < 34 || base[32] != '-' || strings.Contains(base, "/") {
-		return "", "", fmt.Errorf("%q is not a Nix store path (/nix/store/<32-character hash>-<name>)", storePath)
-	}
-	return base[:32], base[33:], nil
 }
 
 // ParseDrvName splits a store path's name into a package name and a

@@ -9,6 +9,7 @@ import (
 
 	cdx "github.com/CycloneDX/cyclonedx-go"
 
+	"github.com/nixcnb/nix-buildpack/nixstore"
 	"github.com/nixcnb/nix-buildpack/sbom"
 )
 
@@ -41,12 +42,12 @@ func TestParseDrvName(t *testing.T) {
 }
 
 func TestWrite(t *testing.T) {
-	paths := []sbom.Path{
-		{StorePath: glibc, References: []string{glibc}, NarHash: "sha256:1ib2ca4b5lqn4jbjwl0lqdn3ccl0b3x6i2k8kzld3ygqwndm1yqx", NarSize: 30000000},
-		{StorePath: bb},
-		{StorePath: requests, References: []string{glibc, bb, outside}},
-		{StorePath: hello, References: []string{glibc, hello}},
-		{StorePath: gtk, References: []string{glibc}},
+	paths := []nixstore.PathInfo{
+		{Path: glibc, References: []string{glibc}, NarHash: "sha256:1ib2ca4b5lqn4jbjwl0lqdn3ccl0b3x6i2k8kzld3ygqwndm1yqx", NarSize: 30000000},
+		{Path: bb},
+		{Path: requests, References: []string{glibc, bb, outside}},
+		{Path: hello, References: []string{glibc, hello}},
+		{Path: gtk, References: []string{glibc}},
 	}
 	var buf bytes.Buffer
 	if err := sbom.Write(&buf, []string{hello}, paths); err != nil {
@@ -148,7 +149,7 @@ func TestWrite(t *testing.T) {
 
 func TestWriteAddsMissingRoots(t *testing.T) {
 	var buf bytes.Buffer
-	if err := sbom.Write(&buf, []string{hello}, []sbom.Path{{StorePath: bb}}); err != nil {
+	if err := sbom.Write(&buf, []string{hello}, []nixstore.PathInfo{{Path: bb}}); err != nil {
 		t.Fatal(err)
 	}
 	var bom cdx.BOM
@@ -162,8 +163,8 @@ func TestWriteAddsMissingRoots(t *testing.T) {
 
 func TestWriteRefusesOtherPaths(t *testing.T) {
 	for _, p := range []string{"/usr/bin/env", "/nix/store/short-name", "/nix/store/0c3m8j5z3yx0m8bqfl6v8lx5n6c4d9nw-hello/bin/hello"} {
-		err := sbom.Write(&bytes.Buffer{}, nil, []sbom.Path{{StorePath: p}})
-		if err == nil || !strings.Contains(err.Error(), "not a Nix store path") {
+		err := sbom.Write(&bytes.Buffer{}, nil, []nixstore.PathInfo{{Path: p}})
+		if err == nil || !strings.Contains(err.Error(), "is not a store path") {
 			t.Errorf("Write(%q) = %v, want an error", p, err)
 		}
 	}

@@ -8,11 +8,9 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
-)
 
-// nixStore is where store paths live, as the programs name them; the
-// root's store/ folder holds them here.
-const nixStore = "/nix/store/"
+	"github.com/nixcnb/nix-buildpack/nixstore"
+)
 
 // maxLinks bounds how many symlinks one lookup follows, as the kernel does.
 const maxLinks = 40
@@ -121,9 +119,10 @@ func (r resolver) searchPath(f *elf.File, bin string) []string {
 	return dirs
 }
 
-// storeRel maps an absolute /nix/store path to the root's store/ folder.
+// storeRel maps an absolute path below nixstore.Dir, as the programs name
+// store paths, to the root's store/ folder, which holds them here.
 func storeRel(p string) (string, bool) {
-	rest, ok := strings.CutPrefix(path.Clean(p), nixStore)
+	rest, ok := strings.CutPrefix(path.Clean(p), nixstore.Dir+"/")
 	if !ok || rest == "" {
 		return "", false
 	}

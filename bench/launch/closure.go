@@ -14,6 +14,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/nixcnb/nix-buildpack/nixstore"
 )
 
 // The fake closure's store paths. Their names look like Nix's, 32
@@ -36,9 +38,6 @@ func storeName(name string) string {
 	}
 	return b.String() + "-" + name
 }
-
-// nixStore is where the closure's files expect their store.
-const nixStore = "/nix/store"
 
 // tool is a host program copied into the tools store path.
 type tool struct {
@@ -139,7 +138,7 @@ func interpreter(path string) (string, error) {
 
 // storeLib is the store folder of the copied loader and libraries, as the
 // closure's files name it.
-func storeLib() string { return nixStore + "/" + glibcPath + "/lib" }
+func storeLib() string { return nixstore.Dir + "/" + glibcPath + "/lib" }
 
 // buildClosure makes the fake closure's store paths in dir:
 //

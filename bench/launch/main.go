@@ -40,6 +40,7 @@ import (
 	"time"
 
 	"github.com/nixcnb/nix-buildpack/launch"
+	"github.com/nixcnb/nix-buildpack/nixstore"
 	"github.com/nixcnb/nix-buildpack/relocate"
 )
 
@@ -155,7 +156,7 @@ func run(ctx context.Context, o options) (err error) {
 		return err
 	}
 	if len(left) > 0 {
-		return fmt.Errorf("the relocated copy still mentions %s in %v", nixStore, left)
+		return fmt.Errorf("the relocated copy still mentions %s in %v", nixstore.Dir, left)
 	}
 	clean.add(func() error { return unlinkPrefix(prefix, relocated) })
 	if err := relocate.Link(prefix, relocated); err != nil {

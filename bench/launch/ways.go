@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/nixcnb/nix-buildpack/launch"
+	"github.com/nixcnb/nix-buildpack/nixstore"
 )
 
 // way is one way of running the closure's programs.
@@ -73,7 +74,7 @@ func bwrapArgs(store string, keep []string) ([]string, error) {
 	}
 	args = append(args, "--dev", "/dev", "--proc", "/proc")
 	if store != "" {
-		args = append(args, "--bind", store, nixStore)
+		args = append(args, "--bind", store, nixstore.Dir)
 	}
 	return args, nil
 }
@@ -104,18 +105,18 @@ func makeWays(store, relocated, prefix, scratch, self string) ([]way, error) {
 	}
 	inBwrap := func(timer, argv []string) []string { return slices.Concat(bw, timer, argv) }
 	return []way{
-		{name: "native", root: nixStore, wrap: inBwrap},
+		{name: "native", root: nixstore.Dir, wrap: inBwrap},
 		{name: "relocate", root: prefix, wrap: func(timer, argv []string) []string {
 			return slices.Concat(timer, argv)
 		}},
-		{name: "proot", root: nixStore, wrap: func(timer, argv []string) []string {
-			return slices.Concat(bwProot, timer, []string{"proot", "--bind=" + store + ":" + nixStore}, argv)
+		{name: "proot", root: nixstore.Dir, wrap: func(timer, argv []string) []string {
+			return slices.Concat(bwProot, timer, []string{"proot", "--bind=" + store + ":" + nixstore.Dir}, argv)
 		}},
 		{name: "relocate in bwrap", root: prefix, wrap: inBwrap, control: true},
 		{name: "relocate, nix-launch", root: prefix, wrap: func(timer, argv []string) []string {
 			return slices.Concat(timer, []string{self, launcherMode, launch.ModeRelocate, relocated, prefix}, argv)
 		}},
-		{name: "proot, nix-launch", root: nixStore, wrap: func(timer, argv []string) []string {
+		{name: "proot, nix-launch", root: nixstore.Dir, wrap: func(timer, argv []string) []string {
 			return slices.Concat(bwProot, timer, []string{self, launcherMode, launch.ModeProot, store, ""}, argv)
 		}},
 	}, nil

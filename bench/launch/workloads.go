@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"strings"
+
+	"github.com/nixcnb/nix-buildpack/nixstore"
 )
 
 // workload is one syscall-heavy job the benchmark times.
@@ -22,9 +24,9 @@ type workload struct {
 // (dash) through their #! line, so even the script's interpreter comes from
 // the store.
 func workloads(s closureSpec) []workload {
-	tree := nixStore + "/" + dataPath + "/tree"
-	sh := "#!" + nixStore + "/" + toolsPath + "/bin/sh\n"
-	tool := func(name string) string { return nixStore + "/" + toolsPath + "/bin/" + name }
+	tree := nixstore.Dir + "/" + dataPath + "/tree"
+	sh := "#!" + nixstore.Dir + "/" + toolsPath + "/bin/sh\n"
+	tool := func(name string) string { return nixstore.Dir + "/" + toolsPath + "/bin/" + name }
 	script := func(name string) func(string) []string {
 		return func(root string) []string { return []string{root + "/" + benchPath + "/bin/" + name} }
 	}
@@ -71,7 +73,7 @@ func workloads(s closureSpec) []workload {
 			opName:  "launch",
 			opsName: "launches",
 			argv: func(root string) []string {
-				return []string{root + "/" + toolsPath + "/bin/cat", root + strings.TrimPrefix(firstFile, nixStore)}
+				return []string{root + "/" + toolsPath + "/bin/cat", root + strings.TrimPrefix(firstFile, nixstore.Dir)}
 			},
 		},
 	}
