@@ -37,4 +37,5 @@ require (
 	github.com/gabriel-vasile/mimetype v1.4.15 // indirect
 	github.com/onsi/gomega v1.42.1 // indirect
 	github.com/pelletier/go-toml v1.9.5 // indirect
+	golang.org/x/sync v0.22.0 // indirect
 )

@@ -7,8 +7,9 @@ import (
 	"io"
 	"os"
 	"strings"
-	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // Cache reads and writes a Nix binary cache kept in Objects.
@@ -112,7 +113,8 @@ func (c *Cache) Missing(ctx context.Context, paths []string) ([]string, error) {
 		sps[i] = sp
 	}
 	missing := make([]bool, len(paths))
-	g, gctx := newGroup(ctx, c.parallel())
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(c.parallel())
 	for i, sp := range sps {
 		g.Go(func() error {
 			ok, err := c.Objects.Exists(gctx, narinfoKey(sp.hash))
@@ -135,70 +137,4 @@ func (c *Cache) Missing(ctx context.Context, paths []string) ([]string, error) {
 		}
 	}
 	return out, nil
-}
-
-// group runs functions with bounded concurrency; the first error cancels
-// the others' context and is what Wait returns.
-type group struct {
-	cancel context.CancelCauseFunc
-	sem    chan struct{}
-	wg     sync.WaitGroup
-	once   sync.Once
-	err    error
-}
-
-func newGroup(ctx context.Context, limit int) (*group, context.Context) {
-	ctx, cancel := context.WithCancelCause(ctx)
-	return &group{cancel: cancel, sem: make(chan struct{}, limit)}, ctx
-}
-
-func (g *group) fail(err error) {
-	g.once.Do(func() {
-		g.err = err
-		g.cancel(err)
-	})
-}
-
-// Go runs f once a slot is free.
-func (g *group) Go(f func() error) {
-	g.wg.Add(1)
-	go func() {
-		defer g.wg.Done()
-		g.sem <- struct{}{}
-		err := f()
-		<-g.sem
-		if err != nil {
-			g.fail(err)
-		}
-	}()
-}
-
-// GoUnbounded runs f at once; f takes a slot itself (acquire/release) for
-// the parts of its work that must be bounded.
-func (g *group) GoUnbounded(f func() error) {
-	g.wg.Add(1)
-	go func() {
-		defer g.wg.Done()
-		if err := f(); err != nil {
-			g.fail(err)
-		}
-	}()
-}
-
-func (g *group) acquire(ctx context.Context) error {
-	select {
-	case g.sem <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	}
-}
-
-func (g *group) release() { <-g.sem }
-
-// Wait waits for every function and returns the first error.
-func (g *group) Wait() error {
-	g.wg.Wait()
-	g.cancel(nil)
-	return g.err
 }

@@ -12,12 +12,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/nix-community/go-nix/pkg/narinfo"
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
+	"golang.org/x/sync/errgroup"
 )
 
 // FetchStats tells what a Fetch did.
@@ -77,23 +77,14 @@ func (c *Cache) Fetch(ctx context.Context, roots []string, destStoreDir string) 
 	if err := os.MkdirAll(destStoreDir, 0o755); err != nil {
 		return nil, stats, fmt.Errorf("creating %s: %w", destStoreDir, err)
 	}
-	type node struct {
-		done chan struct{}
-		ok   bool
-	}
-	nodes := map[string]*node{}
 	var toFetch []string
 	var total int64
 	for _, p := range sorted {
-		n := &node{done: make(chan struct{})}
-		nodes[p] = n
 		present, err := exists(filepath.Join(destStoreDir, filepath.Base(p)))
 		if err != nil {
 			return nil, stats, err
 		}
 		if present {
-			n.ok = true
-			close(n.done)
 			stats.Present++
 			continue
 		}
@@ -110,56 +101,31 @@ func (c *Cache) Fetch(ctx context.Context, roots []string, destStoreDir string) 
 	if len(toFetch) > 0 {
 		prog = startProgress(c.Progress, "downloading", len(toFetch), total, c.progressEvery)
 	}
-	var mu sync.Mutex
-	g, gctx := newGroup(ctx, c.parallel())
-	for _, p := range toFetch {
-		ni, n := closure[p], nodes[p]
-		g.GoUnbounded(func() error {
-			defer close(n.done)
-			if err := g.acquire(gctx); err != nil {
-				return err
+	done := &moved{prog: prog}
+	err = inReferenceOrder(ctx, c.parallel(), toFetch, refsOf, func(ctx context.Context, p string, t *turn) error {
+		ni := closure[p]
+		tmp, got, err := c.fetchNar(ctx, ni, destStoreDir, prog)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = removeTree(tmp) }()
+		if err := t.waitForReferences(); err != nil {
+			return err
+		}
+		dest := filepath.Join(destStoreDir, filepath.Base(p))
+		if present, err := exists(dest); err != nil {
+			return err
+		} else if !present {
+			// Another process may have put it there meanwhile; then
+			// that copy stays, as it is just as complete.
+			if err := moveIntoPlace(filepath.Join(tmp, "out"), dest); err != nil {
+				return fmt.Errorf("moving %s into place: %w", p, err)
 			}
-			tmp, got, err := c.fetchNar(gctx, ni, destStoreDir, prog)
-			g.release()
-			if err != nil {
-				return err
-			}
-			defer func() { _ = removeTree(tmp) }()
-			for _, r := range refsOf(p) {
-				rn := nodes[r]
-				if r == p || rn == nil {
-					continue
-				}
-				select {
-				case <-rn.done:
-					if !rn.ok {
-						return nil // the reference's own error is the one reported
-					}
-				case <-gctx.Done():
-					return context.Cause(gctx)
-				}
-			}
-			dest := filepath.Join(destStoreDir, filepath.Base(p))
-			if present, err := exists(dest); err != nil {
-				return err
-			} else if !present {
-				// Another process may have put it there meanwhile; then
-				// that copy stays, as it is just as complete.
-				if err := moveIntoPlace(filepath.Join(tmp, "out"), dest); err != nil {
-					return fmt.Errorf("moving %s into place: %w", p, err)
-				}
-			}
-			n.ok = true
-			prog.pathDone()
-			mu.Lock()
-			stats.Downloaded++
-			stats.Bytes += got
-			stats.NarBytes += int64(ni.NarSize)
-			mu.Unlock()
-			return nil
-		})
-	}
-	err = g.Wait()
+		}
+		done.pathDone(got, int64(ni.NarSize))
+		return nil
+	})
+	stats.Downloaded, stats.Bytes, stats.NarBytes = done.paths, done.bytes, done.narBytes
 	stats.Duration = time.Since(start)
 	summary := fmt.Sprintf("  fetched %d paths (%s downloaded, %s NAR); %d already present (%s)",
 		stats.Downloaded, formatBytes(stats.Bytes), formatBytes(stats.NarBytes), stats.Present,
@@ -197,7 +163,8 @@ func (c *Cache) closure(ctx context.Context, roots []string, trusted []signature
 	}
 	for len(level) > 0 {
 		got := make([]*narinfo.NarInfo, len(level))
-		g, gctx := newGroup(ctx, c.parallel())
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(c.parallel())
 		for i, sp := range level {
 			g.Go(func() error {
 				ni, err := c.readNarinfo(gctx, sp)

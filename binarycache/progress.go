@@ -114,6 +114,27 @@ func (p *progress) line(elapsed time.Duration) string {
 		formatBytes(int64(rate)), eta)
 }
 
+// moved counts the paths a transfer has finished and their bytes, for its
+// statistics, and tells the progress lines of each path. Safe for
+// concurrent use.
+type moved struct {
+	prog *progress
+
+	mu       sync.Mutex
+	paths    int
+	bytes    int64 // as sent or received
+	narBytes int64
+}
+
+func (m *moved) pathDone(bytes, narBytes int64) {
+	m.prog.pathDone()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.paths++
+	m.bytes += bytes
+	m.narBytes += narBytes
+}
+
 // formatBytes prints a size in binary units with one decimal, e.g.
 // "35.2 MiB", or "512 B" below 1 KiB.
 func formatBytes(n int64) string {

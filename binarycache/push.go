@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/nix-community/go-nix/pkg/narinfo"
@@ -124,66 +123,32 @@ func (c *Cache) Push(ctx context.Context, paths []PathInfo, storeDir string) (Pu
 	}
 
 	prog := startProgress(c.Progress, "uploading", len(sorted), total, c.progressEvery)
-	type node struct {
-		done chan struct{}
-		ok   bool
-	}
-	nodes := map[string]*node{}
-	for _, p := range sorted {
-		nodes[p] = &node{done: make(chan struct{})}
-	}
-	var mu sync.Mutex
-	g, gctx := newGroup(ctx, c.parallel())
-	for _, p := range sorted {
-		pi, n := infos[p], nodes[p]
-		g.GoUnbounded(func() error {
-			defer close(n.done)
-			if err := g.acquire(gctx); err != nil {
-				return err
+	done := &moved{prog: prog}
+	refsOf := func(p string) []string { return infos[p].References }
+	err = inReferenceOrder(ctx, c.parallel(), sorted, refsOf, func(ctx context.Context, p string, t *turn) error {
+		ni, sent, err := c.pushNar(ctx, infos[p], storeDir, compression, prog)
+		if err != nil {
+			return err
+		}
+		if err := t.waitForReferences(); err != nil {
+			return err
+		}
+		if key != nil {
+			if err := signNarinfo(ni, key); err != nil {
+				return fmt.Errorf("signing %s: %w", p, err)
 			}
-			ni, sent, err := c.pushNar(gctx, pi, storeDir, compression, prog)
-			g.release()
-			if err != nil {
-				return err
-			}
-			for _, r := range pi.References {
-				rn := nodes[r]
-				if rn == nil || r == p {
-					continue
-				}
-				select {
-				case <-rn.done:
-					if !rn.ok {
-						return nil // the reference's own error is the one reported
-					}
-				case <-gctx.Done():
-					return context.Cause(gctx)
-				}
-			}
-			if key != nil {
-				if err := signNarinfo(ni, key); err != nil {
-					return fmt.Errorf("signing %s: %w", p, err)
-				}
-			}
-			if err := g.acquire(gctx); err != nil {
-				return err
-			}
-			defer g.release()
-			text := []byte(ni.String())
-			if err := c.Objects.Put(gctx, narinfoKey(pathHash(p)), bytes.NewReader(text), int64(len(text))); err != nil {
-				return err
-			}
-			n.ok = true
-			prog.pathDone()
-			mu.Lock()
-			stats.Uploaded++
-			stats.BytesUploaded += sent
-			stats.NarBytes += int64(ni.NarSize)
-			mu.Unlock()
-			return nil
-		})
-	}
-	err = g.Wait()
+		}
+		if err := t.takeSlot(); err != nil {
+			return err
+		}
+		text := []byte(ni.String())
+		if err := c.Objects.Put(ctx, narinfoKey(pathHash(p)), bytes.NewReader(text), int64(len(text))); err != nil {
+			return err
+		}
+		done.pathDone(sent, int64(ni.NarSize))
+		return nil
+	})
+	stats.Uploaded, stats.BytesUploaded, stats.NarBytes = done.paths, done.bytes, done.narBytes
 	stats.Duration = time.Since(start)
 	summary := fmt.Sprintf("  pushed %d paths (%s compressed, %s NAR); %d already in the cache (%s)",
 		stats.Uploaded, formatBytes(stats.BytesUploaded), formatBytes(stats.NarBytes), stats.Skipped,
