@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/nixcnb/nix-buildpack/nixstore"
 )
 
 // Cache reads and writes a Nix binary cache kept in Objects.
@@ -36,23 +38,6 @@ type Cache struct {
 
 	// progressEvery is the progress cadence (default 2s); tests shorten it.
 	progressEvery time.Duration
-}
-
-// PathInfo is what Nix's database says of a store path.
-type PathInfo struct {
-	StorePath string
-	// References are full store paths (may include StorePath itself).
-	References []string
-	// Deriver is the full path of the .drv, or "".
-	Deriver string
-	// NarHash is "sha256:<nixbase32>", as nix-store -q --hash prints it.
-	// Push checks it against the NAR it makes when set; Fetch fills it in.
-	NarHash string
-	// NarSize is the NAR's size in bytes; Fetch fills it in.
-	NarSize int64
-	// CA is the content address of content-addressed paths (e.g.
-	// "fixed:r:sha256:…"), or "". Carried to and from the narinfo.
-	CA string
 }
 
 func (c *Cache) parallel() int {
@@ -104,9 +89,9 @@ func (c *Cache) Missing(ctx context.Context, paths []string) ([]string, error) {
 	if err := c.check(); err != nil {
 		return nil, err
 	}
-	sps := make([]storePath, len(paths))
+	sps := make([]nixstore.Path, len(paths))
 	for i, p := range paths {
-		sp, err := parseStorePath(p)
+		sp, err := nixstore.Parse(p)
 		if err != nil {
 			return nil, err
 		}
@@ -117,7 +102,7 @@ func (c *Cache) Missing(ctx context.Context, paths []string) ([]string, error) {
 	g.SetLimit(c.parallel())
 	for i, sp := range sps {
 		g.Go(func() error {
-			ok, err := c.Objects.Exists(gctx, narinfoKey(sp.hash))
+			ok, err := c.Objects.Exists(gctx, narinfoKey(sp.Hash))
 			if err != nil {
 				return err
 			}

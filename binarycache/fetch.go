@@ -18,6 +18,8 @@ import (
 	"github.com/nix-community/go-nix/pkg/narinfo"
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/nixcnb/nix-buildpack/nixstore"
 )
 
 // FetchStats tells what a Fetch did.
@@ -46,10 +48,11 @@ type FetchStats struct {
 // executable), folders 0555, modification time 1 s after the epoch. A
 // non-root user must make folders writable again before deleting them.
 //
-// It returns the closure's PathInfos, references before referrers. A root
+// It returns what the narinfos say of the closure's paths, references
+// before referrers, each NarHash in nixstore's canonical form. A root
 // or reference without a narinfo gives an error wrapping ErrNotFound; a
 // failed check gives one wrapping ErrCorrupt or ErrUntrusted.
-func (c *Cache) Fetch(ctx context.Context, roots []string, destStoreDir string) ([]PathInfo, FetchStats, error) {
+func (c *Cache) Fetch(ctx context.Context, roots []string, destStoreDir string) ([]nixstore.PathInfo, FetchStats, error) {
 	start := time.Now()
 	var stats FetchStats
 	if err := c.check(); err != nil {
@@ -69,7 +72,7 @@ func (c *Cache) Fetch(ctx context.Context, roots []string, destStoreDir string) 
 	if err != nil {
 		return nil, stats, err
 	}
-	infos := make([]PathInfo, len(sorted))
+	infos := make([]nixstore.PathInfo, len(sorted))
 	for i, p := range sorted {
 		infos[i] = pathInfo(closure[p])
 	}
@@ -150,14 +153,14 @@ func (c *Cache) Fetch(ctx context.Context, roots []string, destStoreDir string) 
 func (c *Cache) closure(ctx context.Context, roots []string, trusted []signature.PublicKey) (map[string]*narinfo.NarInfo, error) {
 	closure := map[string]*narinfo.NarInfo{}
 	neededBy := map[string]string{}
-	var level []storePath
+	var level []nixstore.Path
 	for _, r := range roots {
-		sp, err := parseStorePath(r)
+		sp, err := nixstore.Parse(r)
 		if err != nil {
 			return nil, err
 		}
-		if _, seen := neededBy[sp.full]; !seen {
-			neededBy[sp.full] = ""
+		if _, seen := neededBy[sp.String()]; !seen {
+			neededBy[sp.String()] = ""
 			level = append(level, sp)
 		}
 	}
@@ -169,11 +172,11 @@ func (c *Cache) closure(ctx context.Context, roots []string, trusted []signature
 			g.Go(func() error {
 				ni, err := c.readNarinfo(gctx, sp)
 				if errors.Is(err, ErrNotFound) {
-					if by := neededBy[sp.full]; by != "" {
+					if by := neededBy[sp.String()]; by != "" {
 						return fmt.Errorf("%s (a reference of %s) is missing from the cache at %s: the cache is "+
-							"incomplete; push the closure again: %w", sp.full, by, c.Objects.URL(""), err)
+							"incomplete; push the closure again: %w", sp.String(), by, c.Objects.URL(""), err)
 					}
-					return fmt.Errorf("%s is not in the cache at %s: %w", sp.full, c.Objects.URL(""), err)
+					return fmt.Errorf("%s is not in the cache at %s: %w", sp.String(), c.Objects.URL(""), err)
 				}
 				if err != nil {
 					return err
@@ -188,13 +191,13 @@ func (c *Cache) closure(ctx context.Context, roots []string, trusted []signature
 		if err := g.Wait(); err != nil {
 			return nil, err
 		}
-		var next []storePath
+		var next []nixstore.Path
 		for i, sp := range level {
-			closure[sp.full] = got[i]
+			closure[sp.String()] = got[i]
 			for _, r := range got[i].References {
-				rp, _ := parseBase(r)
-				if _, seen := neededBy[rp.full]; !seen {
-					neededBy[rp.full] = sp.full
+				rp, _ := nixstore.ParseBase(r)
+				if _, seen := neededBy[rp.String()]; !seen {
+					neededBy[rp.String()] = sp.String()
 					next = append(next, rp)
 				}
 			}
@@ -227,8 +230,8 @@ func untrusted(ni *narinfo.NarInfo, trusted []signature.PublicKey) error {
 // folder in destStoreDir, as <tmp>/out. It returns the folder and the
 // number of bytes downloaded; on error nothing is left behind.
 func (c *Cache) fetchNar(ctx context.Context, ni *narinfo.NarInfo, destStoreDir string, prog *progress) (string, int64, error) {
-	sp, _ := parseStorePath(ni.StorePath)
-	tmp, err := os.MkdirTemp(destStoreDir, ".fetch-"+sp.hash+"-*")
+	sp, _ := nixstore.Parse(ni.StorePath)
+	tmp, err := os.MkdirTemp(destStoreDir, ".fetch-"+sp.Hash+"-*")
 	if err != nil {
 		return "", 0, fmt.Errorf("fetching %s: %w", ni.StorePath, err)
 	}
@@ -255,11 +258,11 @@ func (s *sourceReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (c *Cache) unpackVerified(ctx context.Context, sp storePath, ni *narinfo.NarInfo, dest string, prog *progress) (int64, error) {
+func (c *Cache) unpackVerified(ctx context.Context, sp nixstore.Path, ni *narinfo.NarInfo, dest string, prog *progress) (int64, error) {
 	rc, err := c.Objects.Get(ctx, ni.URL)
 	if errors.Is(err, ErrNotFound) {
 		return 0, c.corrupt(sp, fmt.Sprintf("the NAR file %s named by the narinfo of %s is missing",
-			c.Objects.URL(ni.URL), sp.full))
+			c.Objects.URL(ni.URL), sp.String()))
 	}
 	if err != nil {
 		return 0, err
@@ -270,7 +273,7 @@ func (c *Cache) unpackVerified(ctx context.Context, sp storePath, ni *narinfo.Na
 	compressed := io.TeeReader(src, fileSum)
 	dec, err := decompressor(ni.Compression, compressed)
 	if err != nil {
-		return 0, c.corrupt(sp, fmt.Sprintf("the NAR file of %s does not decompress as %s (%v)", sp.full, ni.Compression, err))
+		return 0, c.corrupt(sp, fmt.Sprintf("the NAR file of %s does not decompress as %s (%v)", sp.String(), ni.Compression, err))
 	}
 	defer dec.Close()
 	narSum := newCountingHash(ctx, nil)
@@ -289,29 +292,29 @@ func (c *Cache) unpackVerified(ctx context.Context, sp storePath, ni *narinfo.Na
 	case ctx.Err() != nil:
 		return 0, context.Cause(ctx)
 	case src.err != nil:
-		return 0, fmt.Errorf("downloading %s for %s: %w", c.Objects.URL(ni.URL), sp.full, src.err)
+		return 0, fmt.Errorf("downloading %s for %s: %w", c.Objects.URL(ni.URL), sp.String(), src.err)
 	case isLocalFSError(restoreErr):
-		return 0, fmt.Errorf("unpacking %s into %s: %w", sp.full, filepath.Dir(dest), restoreErr)
+		return 0, fmt.Errorf("unpacking %s into %s: %w", sp.String(), filepath.Dir(dest), restoreErr)
 	default:
 		return 0, c.corrupt(sp, fmt.Sprintf("the NAR of %s (%s, %s) cannot be unpacked (%v)",
-			sp.full, c.Objects.URL(ni.URL), ni.Compression, restoreErr))
+			sp.String(), c.Objects.URL(ni.URL), ni.Compression, restoreErr))
 	}
 
 	if ni.FileHash != nil && !bytes.Equal(ni.FileHash.Digest(), fileSum.h.Sum(nil)) {
 		return 0, c.corrupt(sp, fmt.Sprintf("the NAR file for %s (%s) does not match its narinfo's FileHash (want %s, got %s)",
-			sp.full, c.Objects.URL(ni.URL), formatHash(ni.FileHash.Digest()), formatHash(fileSum.h.Sum(nil))))
+			sp.String(), c.Objects.URL(ni.URL), formatHash(ni.FileHash.Digest()), formatHash(fileSum.h.Sum(nil))))
 	}
 	if ni.FileSize > 0 && int64(ni.FileSize) != fileSum.n {
 		return 0, c.corrupt(sp, fmt.Sprintf("the NAR file for %s is %d bytes, but its narinfo's FileSize says %d",
-			sp.full, fileSum.n, ni.FileSize))
+			sp.String(), fileSum.n, ni.FileSize))
 	}
 	if !bytes.Equal(ni.NarHash.Digest(), narSum.h.Sum(nil)) {
 		return 0, c.corrupt(sp, fmt.Sprintf("NAR for %s does not match its narinfo's NarHash (want %s, got %s)",
-			sp.full, formatHash(ni.NarHash.Digest()), formatHash(narSum.h.Sum(nil))))
+			sp.String(), formatHash(ni.NarHash.Digest()), formatHash(narSum.h.Sum(nil))))
 	}
 	if int64(ni.NarSize) != narSum.n {
 		return 0, c.corrupt(sp, fmt.Sprintf("NAR for %s is %d bytes, but its narinfo's NarSize says %d",
-			sp.full, narSum.n, ni.NarSize))
+			sp.String(), narSum.n, ni.NarSize))
 	}
 	return fileSum.n, nil
 }

@@ -11,7 +11,8 @@ import (
 
 	"github.com/nix-community/go-nix/pkg/narinfo"
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
-	"github.com/nix-community/go-nix/pkg/nixhash"
+
+	"github.com/nixcnb/nix-buildpack/nixstore"
 )
 
 // PushStats tells what a Push did.
@@ -37,7 +38,11 @@ type PushStats struct {
 // readers: a path's NAR before its narinfo, and a path's narinfo only after
 // the narinfos of its references. A failed or interrupted Push leaves only
 // complete, content-addressed NAR files and valid narinfos behind.
-func (c *Cache) Push(ctx context.Context, paths []PathInfo, storeDir string) (PushStats, error) {
+//
+// A path's NarHash (in any form Nix writes it, see nixstore.CanonicalNarHash)
+// and NarSize, when given, must match the NAR of its files: a path changed
+// after Nix recorded it is refused rather than pushed.
+func (c *Cache) Push(ctx context.Context, paths []nixstore.PathInfo, storeDir string) (PushStats, error) {
 	start := time.Now()
 	var stats PushStats
 	if err := c.check(); err != nil {
@@ -52,16 +57,16 @@ func (c *Cache) Push(ctx context.Context, paths []PathInfo, storeDir string) (Pu
 		return stats, err
 	}
 
-	infos := map[string]PathInfo{}
+	infos := map[string]nixstore.PathInfo{}
 	var order []string
 	for _, pi := range paths {
 		if err := checkPathInfo(pi); err != nil {
 			return stats, err
 		}
-		if _, dup := infos[pi.StorePath]; !dup {
-			order = append(order, pi.StorePath)
+		if _, dup := infos[pi.Path]; !dup {
+			order = append(order, pi.Path)
 		}
-		infos[pi.StorePath] = pi
+		infos[pi.Path] = pi
 	}
 
 	if err := c.ensureCacheInfo(ctx); err != nil {
@@ -107,10 +112,10 @@ func (c *Cache) Push(ctx context.Context, paths []PathInfo, storeDir string) (Pu
 	// Every path's files must be there, and their size gives the total.
 	var total int64
 	for _, p := range missing {
-		sp, _ := parseStorePath(p)
-		n, err := narSize(filepath.Join(storeDir, sp.base))
+		sp, _ := nixstore.Parse(p)
+		n, err := narSize(filepath.Join(storeDir, sp.Base()))
 		if errors.Is(err, fs.ErrNotExist) {
-			return stats, fmt.Errorf("cannot push %s: %s does not exist", p, filepath.Join(storeDir, sp.base))
+			return stats, fmt.Errorf("cannot push %s: %s does not exist", p, filepath.Join(storeDir, sp.Base()))
 		}
 		if err != nil {
 			return stats, fmt.Errorf("cannot push %s: %w", p, err)
@@ -164,30 +169,28 @@ func (c *Cache) Push(ctx context.Context, paths []PathInfo, storeDir string) (Pu
 // pushNar packs one path and uploads its NAR file unless the cache has that
 // file already. It returns the narinfo to write (unsigned) and the number
 // of bytes sent.
-func (c *Cache) pushNar(ctx context.Context, pi PathInfo, storeDir, compression string,
+func (c *Cache) pushNar(ctx context.Context, pi nixstore.PathInfo, storeDir, compression string,
 	prog *progress,
 ) (ni *narinfo.NarInfo, sent int64, err error) {
-	sp, _ := parseStorePath(pi.StorePath)
-	packed, err := packPath(ctx, filepath.Join(storeDir, sp.base), compression, c.tempDir(), prog.add)
+	sp, _ := nixstore.Parse(pi.Path)
+	packed, err := packPath(ctx, filepath.Join(storeDir, sp.Base()), compression, c.tempDir(), prog.add)
 	if err != nil {
-		return nil, 0, fmt.Errorf("cannot push %s: %w", pi.StorePath, err)
+		return nil, 0, fmt.Errorf("cannot push %s: %w", pi.Path, err)
 	}
 	defer packed.discard()
-	if pi.NarHash != "" {
-		want, err := nixhash.ParseAny(pi.NarHash, nil)
-		if err != nil {
-			return nil, 0, fmt.Errorf("cannot push %s: its NarHash %q does not parse: %w", pi.StorePath, pi.NarHash, err)
-		}
-		if got := formatHash(packed.narHash); !bytes.Equal(want.Digest(), packed.narHash) {
-			return nil, 0, fmt.Errorf("cannot push %s: its files in %s do not match the NAR hash Nix recorded "+
-				"(want %s, got %s); the store path was changed after it was built: repair it "+
-				"(nix-store --verify --check-contents --repair) or build it again",
-				pi.StorePath, storeDir, pi.NarHash, got)
-		}
+	want, err := nixstore.CanonicalNarHash(pi.NarHash)
+	if err != nil {
+		return nil, 0, fmt.Errorf("cannot push %s: its NarHash %q does not parse: %w", pi.Path, pi.NarHash, err)
+	}
+	if got := formatHash(packed.narHash); want != "" && got != want {
+		return nil, 0, fmt.Errorf("cannot push %s: its files in %s do not match the NAR hash Nix recorded "+
+			"(want %s, got %s); the store path was changed after it was built: repair it "+
+			"(nix-store --verify --check-contents --repair) or build it again",
+			pi.Path, storeDir, want, got)
 	}
 	if pi.NarSize > 0 && pi.NarSize != packed.narSize {
 		return nil, 0, fmt.Errorf("cannot push %s: its NAR is %d bytes, but Nix recorded %d; the store path was "+
-			"changed after it was built", pi.StorePath, packed.narSize, pi.NarSize)
+			"changed after it was built", pi.Path, packed.narSize, pi.NarSize)
 	}
 	ni, err = newNarinfo(pi, compression, packed)
 	if err != nil {
@@ -216,26 +219,26 @@ func signNarinfo(ni *narinfo.NarInfo, key *signature.SecretKey) error {
 }
 
 // checkPathInfo validates the store paths a caller gives Push.
-func checkPathInfo(pi PathInfo) error {
-	if _, err := parseStorePath(pi.StorePath); err != nil {
+func checkPathInfo(pi nixstore.PathInfo) error {
+	if _, err := nixstore.Parse(pi.Path); err != nil {
 		return err
 	}
 	for _, r := range pi.References {
-		if _, err := parseStorePath(r); err != nil {
-			return fmt.Errorf("reference of %s: %w", pi.StorePath, err)
+		if _, err := nixstore.Parse(r); err != nil {
+			return fmt.Errorf("reference of %s: %w", pi.Path, err)
 		}
 	}
 	if pi.Deriver != "" {
-		if _, err := parseStorePath(pi.Deriver); err != nil {
-			return fmt.Errorf("deriver of %s: %w", pi.StorePath, err)
+		if _, err := nixstore.Parse(pi.Deriver); err != nil {
+			return fmt.Errorf("deriver of %s: %w", pi.Path, err)
 		}
 	}
 	return nil
 }
 
 func pathHash(p string) string {
-	sp, _ := parseStorePath(p)
-	return sp.hash
+	sp, _ := nixstore.Parse(p)
+	return sp.Hash
 }
 
 func (c *Cache) printSummary(s string) {

@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/nixcnb/nix-buildpack/integration/s3server"
+	"github.com/nixcnb/nix-buildpack/nixstore"
 )
 
 // These tests run a real S3 server, versitygw (posix backend), on a free
@@ -149,7 +150,7 @@ func TestS3(t *testing.T) {
 		must(t, os.MkdirAll(g.dir(big), 0o755))
 		must(t, os.WriteFile(filepath.Join(g.dir(big), "noise"), noise, 0o644))
 		mc := &Cache{Objects: mo}
-		_, err := mc.Push(ctx, []PathInfo{{StorePath: big}}, g.storeDir)
+		_, err := mc.Push(ctx, []nixstore.PathInfo{{Path: big}}, g.storeDir)
 		must(t, err)
 		ni, err := mc.readNarinfo(ctx, mustParse(t, big))
 		must(t, err)

@@ -49,7 +49,7 @@ func (b *builder) restoreOnly(cache *binarycache.Cache, proot prootLayer, plan d
 			paths := make([]sbom.Path, 0, len(infos))
 			for _, in := range infos {
 				size += in.NarSize
-				paths = append(paths, sbom.Path{StorePath: in.StorePath, References: in.References, NarHash: in.NarHash, NarSize: in.NarSize})
+				paths = append(paths, sbom.Path{StorePath: in.Path, References: in.References, NarHash: in.NarHash, NarSize: in.NarSize})
 			}
 			b.log.Subprocess("Restored %s, %s (%d downloaded)", plural(len(infos), "store path"), humanBytes(size), stats.Downloaded)
 			return paths, nil

@@ -18,6 +18,7 @@ import (
 
 	"github.com/nixcnb/nix-buildpack/binarycache"
 	"github.com/nixcnb/nix-buildpack/nixcli"
+	"github.com/nixcnb/nix-buildpack/nixstore"
 )
 
 // openBinaryCache is the S3 bucket as a Nix binary cache, or nil when no
@@ -140,9 +141,9 @@ func (b *builder) share(cache *binarycache.Cache, store storeLayer, built nixcli
 	if err != nil {
 		return err
 	}
-	toPush := make([]binarycache.PathInfo, 0, len(infos))
+	toPush := make([]nixstore.PathInfo, 0, len(infos))
 	for _, in := range infos {
-		toPush = append(toPush, binarycache.PathInfo{StorePath: in.Path, References: in.References, Deriver: in.Deriver})
+		toPush = append(toPush, nixstore.PathInfo{Path: in.Path, References: in.References, Deriver: in.Deriver})
 	}
 	err = b.timed(func() error {
 		_, err := cache.Push(ctx, toPush, store.storeDir())

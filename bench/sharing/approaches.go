@@ -16,6 +16,7 @@ import (
 
 	"github.com/nixcnb/nix-buildpack/binarycache"
 	"github.com/nixcnb/nix-buildpack/integration/s3server"
+	"github.com/nixcnb/nix-buildpack/nixstore"
 )
 
 // sample is one timed step.
@@ -191,14 +192,14 @@ func (b *bench) ours(ctx context.Context) error {
 }
 
 // regEntries turns Fetch's PathInfos into nix-store --load-db entries.
-func regEntries(infos []binarycache.PathInfo) ([]regEntry, error) {
+func regEntries(infos []nixstore.PathInfo) ([]regEntry, error) {
 	var out []regEntry
 	for _, in := range infos {
 		h, err := nixhash.ParseAny(in.NarHash, nil)
 		if err != nil {
-			return nil, fmt.Errorf("NAR hash %q of %s: %w", in.NarHash, in.StorePath, err)
+			return nil, fmt.Errorf("NAR hash %q of %s: %w", in.NarHash, in.Path, err)
 		}
-		out = append(out, regEntry{path: in.StorePath, narHash: hex.EncodeToString(h.Digest()),
+		out = append(out, regEntry{path: in.Path, narHash: hex.EncodeToString(h.Digest()),
 			narSize: in.NarSize, deriver: in.Deriver, refs: in.References})
 	}
 	return out, nil
