@@ -143,7 +143,10 @@ func (b *builder) share(cache *binarycache.Cache, store storeLayer, built nixcli
 	}
 	toPush := make([]nixstore.PathInfo, 0, len(infos))
 	for _, in := range infos {
-		toPush = append(toPush, nixstore.PathInfo{Path: in.Path, References: in.References, Deriver: in.Deriver})
+		// NarHash and NarSize let Push refuse a path whose files changed
+		// after Nix recorded them.
+		toPush = append(toPush, nixstore.PathInfo{Path: in.Path, References: in.References, Deriver: in.Deriver,
+			NarHash: in.NarHash, NarSize: in.NarSize})
 	}
 	err = b.timed(func() error {
 		_, err := cache.Push(ctx, toPush, store.storeDir())

@@ -205,7 +205,7 @@ func (s *source) addChange(ctx context.Context, i int) (change, error) {
 }
 
 // pathInfos is what the buildpack hands Push: each path with its
-// references and deriver, from the store's database.
+// references, deriver, NAR hash and NAR size, from the store's database.
 func (s *source) pathInfos(ctx context.Context, paths []string) ([]nixstore.PathInfo, error) {
 	regs, err := s.nix.dumpDB(ctx, paths...)
 	if err != nil {
@@ -213,7 +213,8 @@ func (s *source) pathInfos(ctx context.Context, paths []string) ([]nixstore.Path
 	}
 	infos := make([]nixstore.PathInfo, 0, len(regs))
 	for _, e := range regs {
-		infos = append(infos, nixstore.PathInfo{Path: e.path, References: e.refs, Deriver: e.deriver})
+		infos = append(infos, nixstore.PathInfo{Path: e.path, References: e.refs, Deriver: e.deriver,
+			NarHash: e.narHash, NarSize: e.narSize})
 	}
 	return infos, nil
 }
