@@ -29,8 +29,10 @@ type Cache struct {
 	TrustedKeys []string
 	// Parallel bounds concurrent transfers (default 8).
 	Parallel int
-	// Progress receives progress lines every couple of seconds and a
-	// summary at the end; nil prints nothing.
+	// Progress receives a progress line every couple of seconds while
+	// Push or Fetch transfers paths, and a last one when the transfer
+	// ends; nil prints nothing. The summary is the caller's to write, from
+	// PushStats or FetchStats.
 	Progress io.Writer
 	// TempDir holds compressed NARs while they are pushed (default
 	// os.TempDir()). It needs room for Parallel NARs.

@@ -32,6 +32,10 @@ type FetchStats struct {
 	Bytes int64
 	// NarBytes is the uncompressed size of the downloaded paths.
 	NarBytes int64
+	// Missing paths were not in the destination: the transfer set out to
+	// download them. It is 0 when no transfer started (nothing was
+	// missing, or Fetch failed before downloading anything).
+	Missing  int
 	Duration time.Duration
 }
 
@@ -100,6 +104,7 @@ func (c *Cache) Fetch(ctx context.Context, roots []string, destStoreDir string) 
 		}
 	}
 
+	stats.Missing = len(toFetch)
 	var prog *progress
 	if len(toFetch) > 0 {
 		prog = startProgress(c.Progress, "downloading", len(toFetch), total, c.progressEvery)
@@ -130,18 +135,7 @@ func (c *Cache) Fetch(ctx context.Context, roots []string, destStoreDir string) 
 	})
 	stats.Downloaded, stats.Bytes, stats.NarBytes = done.paths, done.bytes, done.narBytes
 	stats.Duration = time.Since(start)
-	summary := fmt.Sprintf("  fetched %d paths (%s downloaded, %s NAR); %d already present (%s)",
-		stats.Downloaded, formatBytes(stats.Bytes), formatBytes(stats.NarBytes), stats.Present,
-		formatDuration(stats.Duration))
-	if err != nil {
-		summary = fmt.Sprintf("  fetch failed after %d of %d paths (%s)", stats.Downloaded, len(toFetch),
-			formatDuration(stats.Duration))
-	}
-	if prog == nil {
-		c.printSummary(summary)
-	} else {
-		prog.finish(summary)
-	}
+	prog.finish()
 	if err != nil {
 		return nil, stats, err
 	}

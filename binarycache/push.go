@@ -26,6 +26,10 @@ type PushStats struct {
 	BytesUploaded int64
 	// NarBytes is the uncompressed size of the uploaded paths.
 	NarBytes int64
+	// Missing paths were not in the cache: the transfer set out to
+	// upload them. It is 0 when no transfer started (nothing was
+	// missing, or Push failed before uploading anything).
+	Missing  int
 	Duration time.Duration
 }
 
@@ -79,8 +83,6 @@ func (c *Cache) Push(ctx context.Context, paths []nixstore.PathInfo, storeDir st
 	stats.Skipped = len(order) - len(missing)
 	if len(missing) == 0 {
 		stats.Duration = time.Since(start)
-		c.printSummary(fmt.Sprintf("  pushed 0 paths; %d already in the cache (%s)",
-			stats.Skipped, formatDuration(stats.Duration)))
 		return stats, nil
 	}
 	toPush := map[string]bool{}
@@ -127,6 +129,7 @@ func (c *Cache) Push(ctx context.Context, paths []nixstore.PathInfo, storeDir st
 		return stats, err
 	}
 
+	stats.Missing = len(sorted)
 	prog := startProgress(c.Progress, "uploading", len(sorted), total, c.progressEvery)
 	done := &moved{prog: prog}
 	refsOf := func(p string) []string { return infos[p].References }
@@ -155,14 +158,7 @@ func (c *Cache) Push(ctx context.Context, paths []nixstore.PathInfo, storeDir st
 	})
 	stats.Uploaded, stats.BytesUploaded, stats.NarBytes = done.paths, done.bytes, done.narBytes
 	stats.Duration = time.Since(start)
-	summary := fmt.Sprintf("  pushed %d paths (%s compressed, %s NAR); %d already in the cache (%s)",
-		stats.Uploaded, formatBytes(stats.BytesUploaded), formatBytes(stats.NarBytes), stats.Skipped,
-		formatDuration(stats.Duration))
-	if err != nil {
-		summary = fmt.Sprintf("  push failed after %d of %d paths (%s)", stats.Uploaded, len(sorted),
-			formatDuration(stats.Duration))
-	}
-	prog.finish(summary)
+	prog.finish()
 	return stats, err
 }
 
@@ -239,10 +235,4 @@ func checkPathInfo(pi nixstore.PathInfo) error {
 func pathHash(p string) string {
 	sp, _ := nixstore.Parse(p)
 	return sp.Hash
-}
-
-func (c *Cache) printSummary(s string) {
-	if c.Progress != nil {
-		fmt.Fprintln(c.Progress, s)
-	}
 }

@@ -428,17 +428,35 @@ func TestProgressLines(t *testing.T) {
 	f := newFixture(t)
 	var out syncBuffer
 	c := &Cache{Objects: NewDirObjects(filepath.Join(t.TempDir(), "cache")), Progress: &out, progressEvery: time.Millisecond}
-	_, err := c.Push(ctx, f.infos, f.storeDir)
+	pushed, err := c.Push(ctx, f.infos, f.storeDir)
 	must(t, err)
-	_, _, err = c.Fetch(ctx, []string{f.top}, filepath.Join(t.TempDir(), "dest"))
+	_, fetched, err := c.Fetch(ctx, []string{f.top}, filepath.Join(t.TempDir(), "dest"))
 	must(t, err)
 	text := out.String()
 	t.Logf("progress output:\n%s", text)
-	for _, want := range []string{"  uploading: 5/5 paths, ", "  pushed 5 paths (", "; 0 already in the cache (",
-		"  downloading: 5/5 paths, ", "  fetched 5 paths (", "; 0 already present ("} {
+	for _, want := range []string{"  uploading: 5/5 paths, ", "  downloading: 5/5 paths, "} {
 		if !strings.Contains(text, want) {
 			t.Errorf("progress lacks %q:\n%s", want, text)
 		}
+	}
+	// The summaries are the caller's, from the statistics.
+	for _, summary := range []string{"pushed", "fetched", "already"} {
+		if strings.Contains(text, summary) {
+			t.Errorf("progress has a summary (%q):\n%s", summary, text)
+		}
+	}
+	if pushed.Uploaded != 5 || pushed.Missing != 5 || pushed.Skipped != 0 || pushed.BytesUploaded == 0 ||
+		pushed.NarBytes == 0 || pushed.Duration == 0 {
+		t.Errorf("push stats = %+v", pushed)
+	}
+	if fetched.Downloaded != 5 || fetched.Missing != 5 || fetched.Present != 0 || fetched.Bytes != pushed.BytesUploaded ||
+		fetched.NarBytes != pushed.NarBytes || fetched.Duration == 0 {
+		t.Errorf("fetch stats = %+v", fetched)
+	}
+	again, err := c.Push(ctx, f.infos, f.storeDir)
+	must(t, err)
+	if again.Uploaded != 0 || again.Missing != 0 || again.Skipped != 5 {
+		t.Errorf("second push stats = %+v", again)
 	}
 	p := &progress{verb: "uploading", totalPaths: 40, totalBytes: 120 << 20}
 	p.paths.Store(12)

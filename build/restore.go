@@ -39,6 +39,9 @@ func (b *builder) restoreOnly(cache *binarycache.Cache, proot prootLayer, plan d
 	layer, processes, err := b.closureLayer(proot, plan, pointer.StorePaths, closureDigest(pointer.StorePaths, pointer.StorePaths),
 		func(dir string) ([]sbom.Path, error) {
 			infos, stats, err := cache.Fetch(ctx, pointer.StorePaths, dir)
+			if line := fetchSummary(stats, err); line != "" {
+				b.log.Action("%s", line)
+			}
 			if errors.Is(err, binarycache.ErrUntrusted) {
 				return nil, fmt.Errorf("restoring from %s: %w; BP_NIX_TRUSTED_PUBLIC_KEYS lists the keys trusted, and pushes are signed with BP_NIX_SIGNING_KEY", b.cfg.S3.URL(), err)
 			}

@@ -149,7 +149,10 @@ func (b *builder) share(cache *binarycache.Cache, store storeLayer, built nixcli
 			NarHash: in.NarHash, NarSize: in.NarSize})
 	}
 	err = b.timed(func() error {
-		_, err := cache.Push(ctx, toPush, store.storeDir())
+		stats, err := cache.Push(ctx, toPush, store.storeDir())
+		if line := pushSummary(stats, err); line != "" {
+			b.log.Action("%s", line)
+		}
 		return err
 	})
 	if err != nil {
@@ -180,6 +183,40 @@ func (b *builder) share(cache *binarycache.Cache, store storeLayer, built nixcli
 	b.log.Subprocess("App pointer %s now names this build", b.cfg.AppName)
 	b.log.Break()
 	return nil
+}
+
+// pushSummary is the line that ends a push's progress lines, or "" when
+// Push failed before uploading anything.
+func pushSummary(s binarycache.PushStats, err error) string {
+	took := binarycache.FormatDuration(s.Duration)
+	switch {
+	case err != nil:
+		return failedSummary("push", s.Uploaded, s.Missing, took)
+	case s.Missing == 0:
+		return fmt.Sprintf("pushed 0 paths; %d already in the cache (%s)", s.Skipped, took)
+	}
+	return fmt.Sprintf("pushed %d paths (%s compressed, %s NAR); %d already in the cache (%s)",
+		s.Uploaded, humanBytes(s.BytesUploaded), humanBytes(s.NarBytes), s.Skipped, took)
+}
+
+// fetchSummary is the line that ends a fetch's progress lines, or "" when
+// Fetch failed before downloading anything.
+func fetchSummary(s binarycache.FetchStats, err error) string {
+	took := binarycache.FormatDuration(s.Duration)
+	if err != nil {
+		return failedSummary("fetch", s.Downloaded, s.Missing, took)
+	}
+	return fmt.Sprintf("fetched %d paths (%s downloaded, %s NAR); %d already present (%s)",
+		s.Downloaded, humanBytes(s.Bytes), humanBytes(s.NarBytes), s.Present, took)
+}
+
+// failedSummary says how far a failed transfer of missing paths got; ""
+// when it failed before it started.
+func failedSummary(transfer string, done, missing int, took string) string {
+	if missing == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s failed after %d of %d paths (%s)", transfer, done, missing, took)
 }
 
 // fetchLastSources substitutes, from the bucket, the sources that the
