@@ -203,7 +203,7 @@ func (c *Cache) checkNarinfo(ni *narinfo.NarInfo, sp nixstore.Path) error {
 		return fmt.Errorf("%s is stored with compression %q, which this reader does not support (zstd, xz, bzip2, none)",
 			sp.String(), ni.Compression)
 	}
-	if strings.Contains(ni.URL, "://") || checkKey(ni.URL) != nil {
+	if strings.Contains(ni.URL, "://") || CheckKey(ni.URL) != nil {
 		return c.corrupt(sp, fmt.Sprintf("the narinfo of %s has URL %q, which is not a relative key in the cache", sp.String(), ni.URL))
 	}
 	for _, r := range ni.References {

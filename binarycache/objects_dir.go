@@ -31,7 +31,7 @@ func NewDirObjects(dir string) DirObjects {
 var _ Objects = DirObjects{}
 
 func (d DirObjects) file(key string) (string, error) {
-	if err := checkKey(key); err != nil {
+	if err := CheckKey(key); err != nil {
 		return "", err
 	}
 	return filepath.Join(d.Dir, filepath.FromSlash(key)), nil

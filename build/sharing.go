@@ -19,6 +19,7 @@ import (
 	"github.com/nixcnb/nix-buildpack/binarycache"
 	"github.com/nixcnb/nix-buildpack/nixcli"
 	"github.com/nixcnb/nix-buildpack/nixstore"
+	"github.com/nixcnb/nix-buildpack/s3objects"
 )
 
 // openBinaryCache is the S3 bucket as a Nix binary cache, or nil when no
@@ -28,7 +29,7 @@ func (b *builder) openBinaryCache() (*binarycache.Cache, error) {
 	if !s3.Enabled() {
 		return nil, nil
 	}
-	objects, err := binarycache.NewS3Objects(context.Background(), binarycache.S3Config{
+	objects, err := s3objects.New(context.Background(), s3objects.Config{
 		Bucket:          s3.Bucket,
 		Prefix:          s3.Prefix,
 		Region:          s3.Region,

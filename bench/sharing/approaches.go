@@ -17,6 +17,7 @@ import (
 	"github.com/nixcnb/nix-buildpack/binarycache"
 	"github.com/nixcnb/nix-buildpack/integration/s3server"
 	"github.com/nixcnb/nix-buildpack/nixstore"
+	"github.com/nixcnb/nix-buildpack/s3objects"
 )
 
 // sample is one timed step.
@@ -81,7 +82,7 @@ func (b *bench) newBucket(ctx context.Context, kind string) (*countingObjects, s
 	if err := b.srv.CreateBucket(name); err != nil {
 		return nil, "", err
 	}
-	s3o, err := binarycache.NewS3Objects(ctx, binarycache.S3Config{
+	s3o, err := s3objects.New(ctx, s3objects.Config{
 		Bucket:          name,
 		Region:          "us-east-1",
 		Endpoint:        b.srv.Endpoint,
@@ -92,7 +93,7 @@ func (b *bench) newBucket(ctx context.Context, kind string) (*countingObjects, s
 	if err != nil {
 		return nil, "", err
 	}
-	return &countingObjects{Objects: s3o, partSize: binarycache.DefaultPartSize}, name, nil
+	return &countingObjects{Objects: s3o, partSize: s3objects.DefaultPartSize}, name, nil
 }
 
 func (b *bench) dropBucket(name string) {
