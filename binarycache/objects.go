@@ -14,7 +14,7 @@ import (
 var ErrNotFound = errors.New("not found")
 
 // Objects is where the cache's files live: an S3 bucket (package
-// s3objects) or a local folder (DirObjects). Keys are slash-separated and relative to the
+// s3objects), or in this package's tests a local folder. Keys are slash-separated and relative to the
 // cache's root, e.g. "nix-cache-info", "<hash>.narinfo", "nar/<x>.nar.zst".
 type Objects interface {
 	// Get opens an object for reading. The error wraps ErrNotFound when the
