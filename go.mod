@@ -16,6 +16,7 @@ require (
 	github.com/paketo-buildpacks/packit/v2 v2.25.7
 	github.com/ulikunitz/xz v0.5.16
 	golang.org/x/net v0.62.0
+	golang.org/x/sync v0.22.0
 )
 
 require (
@@ -37,5 +38,4 @@ require (
 	github.com/gabriel-vasile/mimetype v1.4.15 // indirect
 	github.com/onsi/gomega v1.42.1 // indirect
 	github.com/pelletier/go-toml v1.9.5 // indirect
-	golang.org/x/sync v0.22.0 // indirect
 )
