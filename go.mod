@@ -16,6 +16,7 @@ require (
 	github.com/paketo-buildpacks/packit/v2 v2.25.7
 	github.com/ulikunitz/xz v0.5.16
 	golang.org/x/net v0.62.0
+	golang.org/x/sync v0.22.0
 )
 
 require (

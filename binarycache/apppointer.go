@@ -9,6 +9,8 @@ import (
 	"io"
 	"regexp"
 	"time"
+
+	"github.com/nixcnb/nix-buildpack/nixstore"
 )
 
 // AppPointer records the store paths of an app's last good build, so a
@@ -100,7 +102,7 @@ func (c *Cache) ReadAppPointer(ctx context.Context, app string) (AppPointer, err
 			c.Objects.URL(key), p.App, app)
 	}
 	for _, sp := range p.StorePaths {
-		if _, err := parseStorePath(sp); err != nil {
+		if _, err := nixstore.Parse(sp); err != nil {
 			return AppPointer{}, fmt.Errorf("the app pointer %s lists a bad store path: %w", c.Objects.URL(key), err)
 		}
 	}

@@ -7,8 +7,11 @@ import (
 	"io"
 	"os"
 	"strings"
-	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/nixcnb/nix-buildpack/nixstore"
 )
 
 // Cache reads and writes a Nix binary cache kept in Objects.
@@ -26,8 +29,10 @@ type Cache struct {
 	TrustedKeys []string
 	// Parallel bounds concurrent transfers (default 8).
 	Parallel int
-	// Progress receives progress lines every couple of seconds and a
-	// summary at the end; nil prints nothing.
+	// Progress receives a progress line every couple of seconds while
+	// Push or Fetch transfers paths, and a last one when the transfer
+	// ends; nil prints nothing. The summary is the caller's to write, from
+	// PushStats or FetchStats.
 	Progress io.Writer
 	// TempDir holds compressed NARs while they are pushed (default
 	// os.TempDir()). It needs room for Parallel NARs.
@@ -35,23 +40,6 @@ type Cache struct {
 
 	// progressEvery is the progress cadence (default 2s); tests shorten it.
 	progressEvery time.Duration
-}
-
-// PathInfo is what Nix's database says of a store path.
-type PathInfo struct {
-	StorePath string
-	// References are full store paths (may include StorePath itself).
-	References []string
-	// Deriver is the full path of the .drv, or "".
-	Deriver string
-	// NarHash is "sha256:<nixbase32>", as nix-store -q --hash prints it.
-	// Push checks it against the NAR it makes when set; Fetch fills it in.
-	NarHash string
-	// NarSize is the NAR's size in bytes; Fetch fills it in.
-	NarSize int64
-	// CA is the content address of content-addressed paths (e.g.
-	// "fixed:r:sha256:…"), or "". Carried to and from the narinfo.
-	CA string
 }
 
 func (c *Cache) parallel() int {
@@ -103,19 +91,20 @@ func (c *Cache) Missing(ctx context.Context, paths []string) ([]string, error) {
 	if err := c.check(); err != nil {
 		return nil, err
 	}
-	sps := make([]storePath, len(paths))
+	sps := make([]nixstore.Path, len(paths))
 	for i, p := range paths {
-		sp, err := parseStorePath(p)
+		sp, err := nixstore.Parse(p)
 		if err != nil {
 			return nil, err
 		}
 		sps[i] = sp
 	}
 	missing := make([]bool, len(paths))
-	g, gctx := newGroup(ctx, c.parallel())
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(c.parallel())
 	for i, sp := range sps {
 		g.Go(func() error {
-			ok, err := c.Objects.Exists(gctx, narinfoKey(sp.hash))
+			ok, err := c.Objects.Exists(gctx, narinfoKey(sp.Hash))
 			if err != nil {
 				return err
 			}
@@ -135,70 +124,4 @@ func (c *Cache) Missing(ctx context.Context, paths []string) ([]string, error) {
 		}
 	}
 	return out, nil
-}
-
-// group runs functions with bounded concurrency; the first error cancels
-// the others' context and is what Wait returns.
-type group struct {
-	cancel context.CancelCauseFunc
-	sem    chan struct{}
-	wg     sync.WaitGroup
-	once   sync.Once
-	err    error
-}
-
-func newGroup(ctx context.Context, limit int) (*group, context.Context) {
-	ctx, cancel := context.WithCancelCause(ctx)
-	return &group{cancel: cancel, sem: make(chan struct{}, limit)}, ctx
-}
-
-func (g *group) fail(err error) {
-	g.once.Do(func() {
-		g.err = err
-		g.cancel(err)
-	})
-}
-
-// Go runs f once a slot is free.
-func (g *group) Go(f func() error) {
-	g.wg.Add(1)
-	go func() {
-		defer g.wg.Done()
-		g.sem <- struct{}{}
-		err := f()
-		<-g.sem
-		if err != nil {
-			g.fail(err)
-		}
-	}()
-}
-
-// GoUnbounded runs f at once; f takes a slot itself (acquire/release) for
-// the parts of its work that must be bounded.
-func (g *group) GoUnbounded(f func() error) {
-	g.wg.Add(1)
-	go func() {
-		defer g.wg.Done()
-		if err := f(); err != nil {
-			g.fail(err)
-		}
-	}()
-}
-
-func (g *group) acquire(ctx context.Context) error {
-	select {
-	case g.sem <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	}
-}
-
-func (g *group) release() { <-g.sem }
-
-// Wait waits for every function and returns the first error.
-func (g *group) Wait() error {
-	g.wg.Wait()
-	g.cancel(nil)
-	return g.err
 }

@@ -1,7 +1,9 @@
-// Package binarycache reads and writes Nix's binary-cache layout on S3 or in
-// a local folder, so that a closure built once can be shared between builds
-// and machines in a format Nix itself reads (`nix copy --from s3://…`,
-// `file://…`, or an `http://` substituter served by Cache.Handler).
+// Package binarycache reads and writes Nix's binary-cache layout in any
+// Objects (an S3 bucket through package s3objects), so that a closure built
+// once can be shared between builds and machines in a format Nix itself
+// reads (`nix copy --from s3://…`, `file://…` of a copy, or an `http://`
+// substituter served by Cache.Handler). It returns what Push and Fetch did
+// as statistics and prints only progress lines; summing up is the caller's.
 //
 // The layout is Nix's own:
 //

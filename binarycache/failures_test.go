@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nixcnb/nix-buildpack/nixstore"
 )
 
 // faultyObjects fails chosen operations, as a flaky network or a full
@@ -49,7 +51,7 @@ func TestFailedPushLeavesNoDanglingNarinfo(t *testing.T) {
 	tmp := t.TempDir()
 	// Find lib's NAR key by pushing it alone elsewhere first.
 	probe := &Cache{Objects: NewDirObjects(t.TempDir())}
-	_, err := probe.Push(ctx, []PathInfo{{StorePath: f.lib}}, f.storeDir)
+	_, err := probe.Push(ctx, []nixstore.PathInfo{{Path: f.lib}}, f.storeDir)
 	must(t, err)
 	libNi, err := probe.readNarinfo(ctx, mustParse(t, f.lib))
 	must(t, err)

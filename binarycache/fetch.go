@@ -12,12 +12,14 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/nix-community/go-nix/pkg/narinfo"
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/nixcnb/nix-buildpack/nixstore"
 )
 
 // FetchStats tells what a Fetch did.
@@ -30,6 +32,10 @@ type FetchStats struct {
 	Bytes int64
 	// NarBytes is the uncompressed size of the downloaded paths.
 	NarBytes int64
+	// Missing paths were not in the destination: the transfer set out to
+	// download them. It is 0 when no transfer started (nothing was
+	// missing, or Fetch failed before downloading anything).
+	Missing  int
 	Duration time.Duration
 }
 
@@ -46,10 +52,11 @@ type FetchStats struct {
 // executable), folders 0555, modification time 1 s after the epoch. A
 // non-root user must make folders writable again before deleting them.
 //
-// It returns the closure's PathInfos, references before referrers. A root
+// It returns what the narinfos say of the closure's paths, references
+// before referrers, each NarHash in nixstore's canonical form. A root
 // or reference without a narinfo gives an error wrapping ErrNotFound; a
 // failed check gives one wrapping ErrCorrupt or ErrUntrusted.
-func (c *Cache) Fetch(ctx context.Context, roots []string, destStoreDir string) ([]PathInfo, FetchStats, error) {
+func (c *Cache) Fetch(ctx context.Context, roots []string, destStoreDir string) ([]nixstore.PathInfo, FetchStats, error) {
 	start := time.Now()
 	var stats FetchStats
 	if err := c.check(); err != nil {
@@ -69,7 +76,7 @@ func (c *Cache) Fetch(ctx context.Context, roots []string, destStoreDir string) 
 	if err != nil {
 		return nil, stats, err
 	}
-	infos := make([]PathInfo, len(sorted))
+	infos := make([]nixstore.PathInfo, len(sorted))
 	for i, p := range sorted {
 		infos[i] = pathInfo(closure[p])
 	}
@@ -77,23 +84,14 @@ func (c *Cache) Fetch(ctx context.Context, roots []string, destStoreDir string) 
 	if err := os.MkdirAll(destStoreDir, 0o755); err != nil {
 		return nil, stats, fmt.Errorf("creating %s: %w", destStoreDir, err)
 	}
-	type node struct {
-		done chan struct{}
-		ok   bool
-	}
-	nodes := map[string]*node{}
 	var toFetch []string
 	var total int64
 	for _, p := range sorted {
-		n := &node{done: make(chan struct{})}
-		nodes[p] = n
 		present, err := exists(filepath.Join(destStoreDir, filepath.Base(p)))
 		if err != nil {
 			return nil, stats, err
 		}
 		if present {
-			n.ok = true
-			close(n.done)
 			stats.Present++
 			continue
 		}
@@ -106,73 +104,38 @@ func (c *Cache) Fetch(ctx context.Context, roots []string, destStoreDir string) 
 		}
 	}
 
+	stats.Missing = len(toFetch)
 	var prog *progress
 	if len(toFetch) > 0 {
 		prog = startProgress(c.Progress, "downloading", len(toFetch), total, c.progressEvery)
 	}
-	var mu sync.Mutex
-	g, gctx := newGroup(ctx, c.parallel())
-	for _, p := range toFetch {
-		ni, n := closure[p], nodes[p]
-		g.GoUnbounded(func() error {
-			defer close(n.done)
-			if err := g.acquire(gctx); err != nil {
-				return err
+	done := &moved{prog: prog}
+	err = inReferenceOrder(ctx, c.parallel(), toFetch, refsOf, func(ctx context.Context, p string, t *turn) error {
+		ni := closure[p]
+		tmp, got, err := c.fetchNar(ctx, ni, destStoreDir, prog)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = removeTree(tmp) }()
+		if err := t.waitForReferences(); err != nil {
+			return err
+		}
+		dest := filepath.Join(destStoreDir, filepath.Base(p))
+		if present, err := exists(dest); err != nil {
+			return err
+		} else if !present {
+			// Another process may have put it there meanwhile; then
+			// that copy stays, as it is just as complete.
+			if err := moveIntoPlace(filepath.Join(tmp, "out"), dest); err != nil {
+				return fmt.Errorf("moving %s into place: %w", p, err)
 			}
-			tmp, got, err := c.fetchNar(gctx, ni, destStoreDir, prog)
-			g.release()
-			if err != nil {
-				return err
-			}
-			defer func() { _ = removeTree(tmp) }()
-			for _, r := range refsOf(p) {
-				rn := nodes[r]
-				if r == p || rn == nil {
-					continue
-				}
-				select {
-				case <-rn.done:
-					if !rn.ok {
-						return nil // the reference's own error is the one reported
-					}
-				case <-gctx.Done():
-					return context.Cause(gctx)
-				}
-			}
-			dest := filepath.Join(destStoreDir, filepath.Base(p))
-			if present, err := exists(dest); err != nil {
-				return err
-			} else if !present {
-				// Another process may have put it there meanwhile; then
-				// that copy stays, as it is just as complete.
-				if err := moveIntoPlace(filepath.Join(tmp, "out"), dest); err != nil {
-					return fmt.Errorf("moving %s into place: %w", p, err)
-				}
-			}
-			n.ok = true
-			prog.pathDone()
-			mu.Lock()
-			stats.Downloaded++
-			stats.Bytes += got
-			stats.NarBytes += int64(ni.NarSize)
-			mu.Unlock()
-			return nil
-		})
-	}
-	err = g.Wait()
+		}
+		done.pathDone(got, int64(ni.NarSize))
+		return nil
+	})
+	stats.Downloaded, stats.Bytes, stats.NarBytes = done.paths, done.bytes, done.narBytes
 	stats.Duration = time.Since(start)
-	summary := fmt.Sprintf("  fetched %d paths (%s downloaded, %s NAR); %d already present (%s)",
-		stats.Downloaded, formatBytes(stats.Bytes), formatBytes(stats.NarBytes), stats.Present,
-		formatDuration(stats.Duration))
-	if err != nil {
-		summary = fmt.Sprintf("  fetch failed after %d of %d paths (%s)", stats.Downloaded, len(toFetch),
-			formatDuration(stats.Duration))
-	}
-	if prog == nil {
-		c.printSummary(summary)
-	} else {
-		prog.finish(summary)
-	}
+	prog.finish()
 	if err != nil {
 		return nil, stats, err
 	}
@@ -184,29 +147,30 @@ func (c *Cache) Fetch(ctx context.Context, roots []string, destStoreDir string) 
 func (c *Cache) closure(ctx context.Context, roots []string, trusted []signature.PublicKey) (map[string]*narinfo.NarInfo, error) {
 	closure := map[string]*narinfo.NarInfo{}
 	neededBy := map[string]string{}
-	var level []storePath
+	var level []nixstore.Path
 	for _, r := range roots {
-		sp, err := parseStorePath(r)
+		sp, err := nixstore.Parse(r)
 		if err != nil {
 			return nil, err
 		}
-		if _, seen := neededBy[sp.full]; !seen {
-			neededBy[sp.full] = ""
+		if _, seen := neededBy[sp.String()]; !seen {
+			neededBy[sp.String()] = ""
 			level = append(level, sp)
 		}
 	}
 	for len(level) > 0 {
 		got := make([]*narinfo.NarInfo, len(level))
-		g, gctx := newGroup(ctx, c.parallel())
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(c.parallel())
 		for i, sp := range level {
 			g.Go(func() error {
 				ni, err := c.readNarinfo(gctx, sp)
 				if errors.Is(err, ErrNotFound) {
-					if by := neededBy[sp.full]; by != "" {
+					if by := neededBy[sp.String()]; by != "" {
 						return fmt.Errorf("%s (a reference of %s) is missing from the cache at %s: the cache is "+
-							"incomplete; push the closure again: %w", sp.full, by, c.Objects.URL(""), err)
+							"incomplete; push the closure again: %w", sp.String(), by, c.Objects.URL(""), err)
 					}
-					return fmt.Errorf("%s is not in the cache at %s: %w", sp.full, c.Objects.URL(""), err)
+					return fmt.Errorf("%s is not in the cache at %s: %w", sp.String(), c.Objects.URL(""), err)
 				}
 				if err != nil {
 					return err
@@ -221,13 +185,13 @@ func (c *Cache) closure(ctx context.Context, roots []string, trusted []signature
 		if err := g.Wait(); err != nil {
 			return nil, err
 		}
-		var next []storePath
+		var next []nixstore.Path
 		for i, sp := range level {
-			closure[sp.full] = got[i]
+			closure[sp.String()] = got[i]
 			for _, r := range got[i].References {
-				rp, _ := parseBase(r)
-				if _, seen := neededBy[rp.full]; !seen {
-					neededBy[rp.full] = sp.full
+				rp, _ := nixstore.ParseBase(r)
+				if _, seen := neededBy[rp.String()]; !seen {
+					neededBy[rp.String()] = sp.String()
 					next = append(next, rp)
 				}
 			}
@@ -260,8 +224,8 @@ func untrusted(ni *narinfo.NarInfo, trusted []signature.PublicKey) error {
 // folder in destStoreDir, as <tmp>/out. It returns the folder and the
 // number of bytes downloaded; on error nothing is left behind.
 func (c *Cache) fetchNar(ctx context.Context, ni *narinfo.NarInfo, destStoreDir string, prog *progress) (string, int64, error) {
-	sp, _ := parseStorePath(ni.StorePath)
-	tmp, err := os.MkdirTemp(destStoreDir, ".fetch-"+sp.hash+"-*")
+	sp, _ := nixstore.Parse(ni.StorePath)
+	tmp, err := os.MkdirTemp(destStoreDir, ".fetch-"+sp.Hash+"-*")
 	if err != nil {
 		return "", 0, fmt.Errorf("fetching %s: %w", ni.StorePath, err)
 	}
@@ -288,11 +252,11 @@ func (s *sourceReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (c *Cache) unpackVerified(ctx context.Context, sp storePath, ni *narinfo.NarInfo, dest string, prog *progress) (int64, error) {
+func (c *Cache) unpackVerified(ctx context.Context, sp nixstore.Path, ni *narinfo.NarInfo, dest string, prog *progress) (int64, error) {
 	rc, err := c.Objects.Get(ctx, ni.URL)
 	if errors.Is(err, ErrNotFound) {
 		return 0, c.corrupt(sp, fmt.Sprintf("the NAR file %s named by the narinfo of %s is missing",
-			c.Objects.URL(ni.URL), sp.full))
+			c.Objects.URL(ni.URL), sp.String()))
 	}
 	if err != nil {
 		return 0, err
@@ -303,7 +267,7 @@ func (c *Cache) unpackVerified(ctx context.Context, sp storePath, ni *narinfo.Na
 	compressed := io.TeeReader(src, fileSum)
 	dec, err := decompressor(ni.Compression, compressed)
 	if err != nil {
-		return 0, c.corrupt(sp, fmt.Sprintf("the NAR file of %s does not decompress as %s (%v)", sp.full, ni.Compression, err))
+		return 0, c.corrupt(sp, fmt.Sprintf("the NAR file of %s does not decompress as %s (%v)", sp.String(), ni.Compression, err))
 	}
 	defer dec.Close()
 	narSum := newCountingHash(ctx, nil)
@@ -322,29 +286,29 @@ func (c *Cache) unpackVerified(ctx context.Context, sp storePath, ni *narinfo.Na
 	case ctx.Err() != nil:
 		return 0, context.Cause(ctx)
 	case src.err != nil:
-		return 0, fmt.Errorf("downloading %s for %s: %w", c.Objects.URL(ni.URL), sp.full, src.err)
+		return 0, fmt.Errorf("downloading %s for %s: %w", c.Objects.URL(ni.URL), sp.String(), src.err)
 	case isLocalFSError(restoreErr):
-		return 0, fmt.Errorf("unpacking %s into %s: %w", sp.full, filepath.Dir(dest), restoreErr)
+		return 0, fmt.Errorf("unpacking %s into %s: %w", sp.String(), filepath.Dir(dest), restoreErr)
 	default:
 		return 0, c.corrupt(sp, fmt.Sprintf("the NAR of %s (%s, %s) cannot be unpacked (%v)",
-			sp.full, c.Objects.URL(ni.URL), ni.Compression, restoreErr))
+			sp.String(), c.Objects.URL(ni.URL), ni.Compression, restoreErr))
 	}
 
 	if ni.FileHash != nil && !bytes.Equal(ni.FileHash.Digest(), fileSum.h.Sum(nil)) {
 		return 0, c.corrupt(sp, fmt.Sprintf("the NAR file for %s (%s) does not match its narinfo's FileHash (want %s, got %s)",
-			sp.full, c.Objects.URL(ni.URL), formatHash(ni.FileHash.Digest()), formatHash(fileSum.h.Sum(nil))))
+			sp.String(), c.Objects.URL(ni.URL), formatHash(ni.FileHash.Digest()), formatHash(fileSum.h.Sum(nil))))
 	}
 	if ni.FileSize > 0 && int64(ni.FileSize) != fileSum.n {
 		return 0, c.corrupt(sp, fmt.Sprintf("the NAR file for %s is %d bytes, but its narinfo's FileSize says %d",
-			sp.full, fileSum.n, ni.FileSize))
+			sp.String(), fileSum.n, ni.FileSize))
 	}
 	if !bytes.Equal(ni.NarHash.Digest(), narSum.h.Sum(nil)) {
 		return 0, c.corrupt(sp, fmt.Sprintf("NAR for %s does not match its narinfo's NarHash (want %s, got %s)",
-			sp.full, formatHash(ni.NarHash.Digest()), formatHash(narSum.h.Sum(nil))))
+			sp.String(), formatHash(ni.NarHash.Digest()), formatHash(narSum.h.Sum(nil))))
 	}
 	if int64(ni.NarSize) != narSum.n {
 		return 0, c.corrupt(sp, fmt.Sprintf("NAR for %s is %d bytes, but its narinfo's NarSize says %d",
-			sp.full, narSum.n, ni.NarSize))
+			sp.String(), narSum.n, ni.NarSize))
 	}
 	return fileSum.n, nil
 }

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nixcnb/nix-buildpack/nixstore"
 )
 
 // fixture is a small closure of fake store paths in a physical store dir:
@@ -18,7 +20,7 @@ type fixture struct {
 	storeDir            string
 	lib, app, cfg, link string
 	top                 string
-	infos               []PathInfo
+	infos               []nixstore.PathInfo
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -56,12 +58,12 @@ func newFixture(t *testing.T) *fixture {
 	writeTree(t, f.dir(f.top), map[string]string{
 		"bin/run*": "#!/bin/sh\n" + f.app + "/bin/app --config " + f.cfg + " " + f.link + "\n",
 	})
-	f.infos = []PathInfo{
-		{StorePath: f.top, References: []string{f.app, f.cfg, f.link}},
-		{StorePath: f.app, References: []string{f.lib, f.app}, Deriver: fakeStorePath("app-2.0.drv")},
-		{StorePath: f.lib},
-		{StorePath: f.cfg},
-		{StorePath: f.link, References: []string{f.lib}},
+	f.infos = []nixstore.PathInfo{
+		{Path: f.top, References: []string{f.app, f.cfg, f.link}},
+		{Path: f.app, References: []string{f.lib, f.app}, Deriver: fakeStorePath("app-2.0.drv")},
+		{Path: f.lib},
+		{Path: f.cfg},
+		{Path: f.link, References: []string{f.lib}},
 	}
 	return f
 }

@@ -35,7 +35,7 @@ func (c *Cache) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	case p == "/"+cacheInfoKey:
 		// An empty bucket is an empty cache, not a broken one: Nix gives up
 		// on a substituter without nix-cache-info, so answer for it.
-		w.Header().Set("Content-Type", contentType(cacheInfoKey))
+		w.Header().Set("Content-Type", ContentType(cacheInfoKey))
 		_, _ = io.WriteString(w, cacheInfo)
 		return
 	case narinfoPathRe.MatchString(p), narPathRe.MatchString(p):
@@ -44,7 +44,7 @@ func (c *Cache) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	w.Header().Set("Content-Type", contentType(key))
+	w.Header().Set("Content-Type", ContentType(key))
 	if r.Method == http.MethodHead {
 		ok, err := c.Objects.Exists(r.Context(), key)
 		if err != nil {

@@ -17,12 +17,14 @@ import (
 	"time"
 
 	"github.com/nix-community/go-nix/pkg/nixbase32"
+
+	"github.com/nixcnb/nix-buildpack/nixstore"
 )
 
 // fakeStorePath makes a syntactically valid store path for name.
 func fakeStorePath(name string) string {
 	sum := sha256.Sum256([]byte(name))
-	return StoreDir + "/" + nixbase32.EncodeToString(sum[:20]) + "-" + name
+	return nixstore.Dir + "/" + nixbase32.EncodeToString(sum[:20]) + "-" + name
 }
 
 // writeTree creates files from a spec: "path" -> content; a content of

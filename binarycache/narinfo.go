@@ -14,39 +14,16 @@ import (
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
 	"github.com/nix-community/go-nix/pkg/nixbase32"
 	"github.com/nix-community/go-nix/pkg/nixhash"
-	"github.com/nix-community/go-nix/pkg/storepath"
-)
 
-// StoreDir is the only store folder this package deals in.
-const StoreDir = storepath.StoreDir
+	"github.com/nixcnb/nix-buildpack/nixstore"
+)
 
 const (
 	cacheInfoKey = "nix-cache-info"
-	cacheInfo    = "StoreDir: " + StoreDir + "\nWantMassQuery: 1\nPriority: 40\n"
+	cacheInfo    = "StoreDir: " + nixstore.Dir + "\nWantMassQuery: 1\nPriority: 40\n"
 	// maxNarinfoSize bounds what is read of one narinfo.
 	maxNarinfoSize = 4 << 20
 )
-
-// storePath is a parsed /nix/store/<hash>-<name>.
-type storePath struct {
-	full string // /nix/store/<hash>-<name>
-	base string // <hash>-<name>
-	hash string // <hash>
-}
-
-func parseStorePath(p string) (storePath, error) {
-	sp, err := storepath.FromAbsolutePath(p)
-	if err != nil || sp.Absolute() != p {
-		return storePath{}, fmt.Errorf("%q is not a store path (%s/<32-char hash>-<name>)", p, StoreDir)
-	}
-	base := sp.String()
-	return storePath{full: p, base: base, hash: base[:32]}, nil
-}
-
-// parseBase takes a store path's base name, as narinfos list references.
-func parseBase(base string) (storePath, error) {
-	return parseStorePath(StoreDir + "/" + base)
-}
 
 func narinfoKey(hash string) string { return hash + ".narinfo" }
 
@@ -76,14 +53,14 @@ func sha256Hash(digest []byte) *nixhash.HashWithEncoding {
 func formatHash(digest []byte) string { return sha256Hash(digest).Format(nixhash.NixBase32, true) }
 
 // newNarinfo describes a packed path.
-func newNarinfo(pi PathInfo, compression string, packed *packedNar) (*narinfo.NarInfo, error) {
+func newNarinfo(pi nixstore.PathInfo, compression string, packed *packedNar) (*narinfo.NarInfo, error) {
 	refs := make([]string, 0, len(pi.References))
 	for _, r := range pi.References {
-		sp, err := parseStorePath(r)
+		sp, err := nixstore.Parse(r)
 		if err != nil {
-			return nil, fmt.Errorf("reference of %s: %w", pi.StorePath, err)
+			return nil, fmt.Errorf("reference of %s: %w", pi.Path, err)
 		}
-		refs = append(refs, sp.base)
+		refs = append(refs, sp.Base())
 	}
 	// Nix keeps references as a sorted set; its signature fingerprint lists
 	// them in that order, so the narinfo must too.
@@ -91,14 +68,14 @@ func newNarinfo(pi PathInfo, compression string, packed *packedNar) (*narinfo.Na
 	refs = slices.Compact(refs)
 	deriver := ""
 	if pi.Deriver != "" {
-		sp, err := parseStorePath(pi.Deriver)
+		sp, err := nixstore.Parse(pi.Deriver)
 		if err != nil {
-			return nil, fmt.Errorf("deriver of %s: %w", pi.StorePath, err)
+			return nil, fmt.Errorf("deriver of %s: %w", pi.Path, err)
 		}
-		deriver = sp.base
+		deriver = sp.Base()
 	}
 	return &narinfo.NarInfo{
-		StorePath:   pi.StorePath,
+		StorePath:   pi.Path,
 		URL:         narKey(packed.fileHash, compression),
 		Compression: compression,
 		FileHash:    sha256Hash(packed.fileHash),
@@ -164,8 +141,8 @@ func verifySignatures(ni *narinfo.NarInfo, keys []signature.PublicKey) bool {
 }
 
 // readNarinfo downloads and checks the narinfo of sp.
-func (c *Cache) readNarinfo(ctx context.Context, sp storePath) (*narinfo.NarInfo, error) {
-	key := narinfoKey(sp.hash)
+func (c *Cache) readNarinfo(ctx context.Context, sp nixstore.Path) (*narinfo.NarInfo, error) {
+	key := narinfoKey(sp.Hash)
 	rc, err := c.Objects.Get(ctx, key)
 	if err != nil {
 		return nil, err
@@ -181,7 +158,7 @@ func (c *Cache) readNarinfo(ctx context.Context, sp storePath) (*narinfo.NarInfo
 	}
 	ni, err := narinfo.Parse(bytes.NewReader(knownFields(data)))
 	if err != nil {
-		return nil, c.corrupt(sp, fmt.Sprintf("the narinfo of %s does not parse (%v)", sp.full, err))
+		return nil, c.corrupt(sp, fmt.Sprintf("the narinfo of %s does not parse (%v)", sp.String(), err))
 	}
 	if err := c.checkNarinfo(ni, sp); err != nil {
 		return nil, err
@@ -210,33 +187,33 @@ func knownFields(data []byte) []byte {
 
 // checkNarinfo refuses narinfos that are inconsistent or that would make
 // Fetch read or write outside the cache and the destination.
-func (c *Cache) checkNarinfo(ni *narinfo.NarInfo, sp storePath) error {
-	if ni.StorePath != sp.full {
-		return c.corrupt(sp, fmt.Sprintf("the narinfo of %s names another path (%q)", sp.full, ni.StorePath))
+func (c *Cache) checkNarinfo(ni *narinfo.NarInfo, sp nixstore.Path) error {
+	if ni.StorePath != sp.String() {
+		return c.corrupt(sp, fmt.Sprintf("the narinfo of %s names another path (%q)", sp.String(), ni.StorePath))
 	}
 	if ni.NarHash == nil || ni.NarHash.Algo() != nixhash.SHA256 || ni.NarSize == 0 {
-		return c.corrupt(sp, "the narinfo of "+sp.full+" lacks a sha256 NarHash or a NarSize")
+		return c.corrupt(sp, "the narinfo of "+sp.String()+" lacks a sha256 NarHash or a NarSize")
 	}
 	if ni.FileHash != nil && ni.FileHash.Algo() != nixhash.SHA256 {
-		return c.corrupt(sp, "the narinfo of "+sp.full+" has a FileHash that is not sha256")
+		return c.corrupt(sp, "the narinfo of "+sp.String()+" has a FileHash that is not sha256")
 	}
 	switch ni.Compression {
 	case "zstd", "xz", "bzip2", "none":
 	default:
 		return fmt.Errorf("%s is stored with compression %q, which this reader does not support (zstd, xz, bzip2, none)",
-			sp.full, ni.Compression)
+			sp.String(), ni.Compression)
 	}
-	if strings.Contains(ni.URL, "://") || checkKey(ni.URL) != nil {
-		return c.corrupt(sp, fmt.Sprintf("the narinfo of %s has URL %q, which is not a relative key in the cache", sp.full, ni.URL))
+	if strings.Contains(ni.URL, "://") || CheckKey(ni.URL) != nil {
+		return c.corrupt(sp, fmt.Sprintf("the narinfo of %s has URL %q, which is not a relative key in the cache", sp.String(), ni.URL))
 	}
 	for _, r := range ni.References {
-		if _, err := parseBase(r); err != nil {
-			return c.corrupt(sp, fmt.Sprintf("the narinfo of %s lists an invalid reference %q", sp.full, r))
+		if _, err := nixstore.ParseBase(r); err != nil {
+			return c.corrupt(sp, fmt.Sprintf("the narinfo of %s lists an invalid reference %q", sp.String(), r))
 		}
 	}
 	if ni.Deriver != "" {
-		if _, err := parseBase(ni.Deriver); err != nil {
-			return c.corrupt(sp, fmt.Sprintf("the narinfo of %s names an invalid deriver %q", sp.full, ni.Deriver))
+		if _, err := nixstore.ParseBase(ni.Deriver); err != nil {
+			return c.corrupt(sp, fmt.Sprintf("the narinfo of %s names an invalid deriver %q", sp.String(), ni.Deriver))
 		}
 	}
 	return nil
@@ -267,28 +244,28 @@ func (e *kindError) Unwrap() []error {
 }
 
 // corrupt says what is wrong with sp's cache entry and how to repair it.
-func (c *Cache) corrupt(sp storePath, what string) error {
+func (c *Cache) corrupt(sp nixstore.Path, what string) error {
 	return &kindError{
 		msg: fmt.Sprintf("%s: the cache entry is corrupt; delete %s and push again",
-			what, c.Objects.URL(narinfoKey(sp.hash))),
+			what, c.Objects.URL(narinfoKey(sp.Hash))),
 		kind: ErrCorrupt,
 	}
 }
 
 // pathInfo turns a narinfo into what Nix's database would say of the path.
-func pathInfo(ni *narinfo.NarInfo) PathInfo {
-	pi := PathInfo{
-		StorePath: ni.StorePath,
-		NarHash:   ni.NarHash.Format(nixhash.NixBase32, true),
-		NarSize:   int64(ni.NarSize),
-		CA:        ni.CA,
+func pathInfo(ni *narinfo.NarInfo) nixstore.PathInfo {
+	pi := nixstore.PathInfo{
+		Path:    ni.StorePath,
+		NarHash: ni.NarHash.Format(nixhash.NixBase32, true),
+		NarSize: int64(ni.NarSize),
+		CA:      ni.CA,
 	}
 	for _, r := range ni.References {
-		pi.References = append(pi.References, StoreDir+"/"+r)
+		pi.References = append(pi.References, nixstore.Dir+"/"+r)
 	}
 	slices.Sort(pi.References)
 	if ni.Deriver != "" {
-		pi.Deriver = StoreDir + "/" + ni.Deriver
+		pi.Deriver = nixstore.Dir + "/" + ni.Deriver
 	}
 	return pi
 }

@@ -14,6 +14,8 @@ import (
 	"testing"
 
 	"github.com/nix-community/go-nix/pkg/nixhash"
+
+	"github.com/nixcnb/nix-buildpack/nixstore"
 )
 
 // These tests run Debian's Nix 2.8 (nix-bin) against what this package
@@ -103,7 +105,7 @@ type nixClosure struct {
 	root  string // the chroot store's root
 	out   string // the derivation's output, /nix/store/…-app
 	dep   string
-	infos []PathInfo
+	infos []nixstore.PathInfo
 }
 
 func (c *nixClosure) storeDir() string { return filepath.Join(c.root, "nix", "store") }
@@ -152,7 +154,7 @@ in derivation {
 	}
 	must(t, json.Unmarshal([]byte(raw), &infos))
 	for _, i := range infos {
-		c.infos = append(c.infos, PathInfo{StorePath: i.Path, References: i.References, Deriver: i.Deriver,
+		c.infos = append(c.infos, nixstore.PathInfo{Path: i.Path, References: i.References, Deriver: i.Deriver,
 			NarHash: i.NarHash, NarSize: i.NarSize, CA: i.CA})
 		if strings.HasSuffix(i.Path, "-dep") {
 			c.dep = i.Path
@@ -169,12 +171,12 @@ in derivation {
 func sameInNix(t *testing.T, n *nixTool, src *nixClosure, dst string) {
 	t.Helper()
 	for _, pi := range src.infos {
-		n.run(t, "nix-store", "--store", dst, "--verify-path", pi.StorePath)
+		n.run(t, "nix-store", "--store", dst, "--verify-path", pi.Path)
 		for _, query := range []string{"--hash", "--references", "--size"} {
-			want := n.run(t, "nix-store", "--store", src.root, "-q", query, pi.StorePath)
-			got := n.run(t, "nix-store", "--store", dst, "-q", query, pi.StorePath)
+			want := n.run(t, "nix-store", "--store", src.root, "-q", query, pi.Path)
+			got := n.run(t, "nix-store", "--store", dst, "-q", query, pi.Path)
 			if got != want {
-				t.Errorf("%s %s in %s: %q, want %q", query, pi.StorePath, dst, got, want)
+				t.Errorf("%s %s in %s: %q, want %q", query, pi.Path, dst, got, want)
 			}
 		}
 	}
@@ -237,11 +239,11 @@ func TestWeReadWhatNixWrites(t *testing.T) {
 				t.Errorf("stats = %+v", stats)
 			}
 			for _, pi := range src.infos {
-				sameTree(t, filepath.Join(src.storeDir(), filepath.Base(pi.StorePath)),
-					filepath.Join(dest, filepath.Base(pi.StorePath)))
-				i := slices.IndexFunc(infos, func(x PathInfo) bool { return x.StorePath == pi.StorePath })
+				sameTree(t, filepath.Join(src.storeDir(), filepath.Base(pi.Path)),
+					filepath.Join(dest, filepath.Base(pi.Path)))
+				i := slices.IndexFunc(infos, func(x nixstore.PathInfo) bool { return x.Path == pi.Path })
 				if i < 0 {
-					t.Fatalf("Fetch did not return %s", pi.StorePath)
+					t.Fatalf("Fetch did not return %s", pi.Path)
 				}
 				got := infos[i]
 				wantHash, err := nixhash.ParseAny(pi.NarHash, nil)

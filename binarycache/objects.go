@@ -13,8 +13,8 @@ import (
 // pointer does not exist. Test with errors.Is.
 var ErrNotFound = errors.New("not found")
 
-// Objects is where the cache's files live: an S3 bucket (S3Objects) or a
-// local folder (DirObjects). Keys are slash-separated and relative to the
+// Objects is where the cache's files live: an S3 bucket (package
+// s3objects), or in this package's tests a local folder. Keys are slash-separated and relative to the
 // cache's root, e.g. "nix-cache-info", "<hash>.narinfo", "nar/<x>.nar.zst".
 type Objects interface {
 	// Get opens an object for reading. The error wraps ErrNotFound when the
@@ -38,8 +38,9 @@ type ObjectInfo struct {
 	Size int64
 }
 
-// checkKey refuses keys that could escape the cache's root.
-func checkKey(key string) error {
+// CheckKey refuses keys that could escape the cache's root. Objects
+// check every key they are given with it.
+func CheckKey(key string) error {
 	if key == "" || strings.HasPrefix(key, "/") || strings.Contains(key, "\\") ||
 		path.Clean(key) != key || key == ".." || strings.HasPrefix(key, "../") {
 		return fmt.Errorf("invalid object key %q", key)
@@ -47,8 +48,8 @@ func checkKey(key string) error {
 	return nil
 }
 
-// contentType is the media type Nix's own stores give each kind of object.
-func contentType(key string) string {
+// ContentType is the media type Nix's own stores give each kind of object.
+func ContentType(key string) string {
 	switch {
 	case key == cacheInfoKey:
 		return "text/x-nix-cache-info"

@@ -73,9 +73,8 @@ func (p *progress) pathDone() {
 	}
 }
 
-// finish stops the ticker and prints the last progress line, then summary
-// (if not empty) on a line of its own.
-func (p *progress) finish(summary string) {
+// finish stops the ticker and prints the last progress line.
+func (p *progress) finish() {
 	if p == nil {
 		return
 	}
@@ -83,11 +82,6 @@ func (p *progress) finish(summary string) {
 		close(p.stop)
 		<-p.stopped
 		p.print()
-		if summary != "" {
-			p.mu.Lock()
-			fmt.Fprintln(p.w, summary)
-			p.mu.Unlock()
-		}
 	})
 }
 
@@ -107,11 +101,32 @@ func (p *progress) line(elapsed time.Duration) string {
 	eta := "?"
 	if rate > 0 {
 		left := max(p.totalBytes-done, 0)
-		eta = formatDuration(time.Duration(float64(left) / rate * float64(time.Second)))
+		eta = FormatDuration(time.Duration(float64(left) / rate * float64(time.Second)))
 	}
 	return fmt.Sprintf("  %s: %d/%d paths, %s of %s, %s/s, ETA %s",
 		p.verb, p.paths.Load(), p.totalPaths, formatBytes(done), formatBytes(p.totalBytes),
 		formatBytes(int64(rate)), eta)
+}
+
+// moved counts the paths a transfer has finished and their bytes, for its
+// statistics, and tells the progress lines of each path. Safe for
+// concurrent use.
+type moved struct {
+	prog *progress
+
+	mu       sync.Mutex
+	paths    int
+	bytes    int64 // as sent or received
+	narBytes int64
+}
+
+func (m *moved) pathDone(bytes, narBytes int64) {
+	m.prog.pathDone()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.paths++
+	m.bytes += bytes
+	m.narBytes += narBytes
 }
 
 // formatBytes prints a size in binary units with one decimal, e.g.
@@ -130,8 +145,10 @@ func formatBytes(n int64) string {
 	return fmt.Sprintf("%.1f %s", v, units[i])
 }
 
-// formatDuration rounds to what a person wants to read: 850ms, 6s, 1m05s.
-func formatDuration(d time.Duration) string {
+// FormatDuration rounds to what a person wants to read: 850ms, 6s, 1m05s.
+// Progress lines show durations so; callers that sum up PushStats or
+// FetchStats may too.
+func FormatDuration(d time.Duration) string {
 	switch {
 	case d < time.Second:
 		return d.Round(time.Millisecond).String()

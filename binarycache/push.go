@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/nix-community/go-nix/pkg/narinfo"
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
-	"github.com/nix-community/go-nix/pkg/nixhash"
+
+	"github.com/nixcnb/nix-buildpack/nixstore"
 )
 
 // PushStats tells what a Push did.
@@ -26,6 +26,10 @@ type PushStats struct {
 	BytesUploaded int64
 	// NarBytes is the uncompressed size of the uploaded paths.
 	NarBytes int64
+	// Missing paths were not in the cache: the transfer set out to
+	// upload them. It is 0 when no transfer started (nothing was
+	// missing, or Push failed before uploading anything).
+	Missing  int
 	Duration time.Duration
 }
 
@@ -38,7 +42,11 @@ type PushStats struct {
 // readers: a path's NAR before its narinfo, and a path's narinfo only after
 // the narinfos of its references. A failed or interrupted Push leaves only
 // complete, content-addressed NAR files and valid narinfos behind.
-func (c *Cache) Push(ctx context.Context, paths []PathInfo, storeDir string) (PushStats, error) {
+//
+// A path's NarHash (in any form Nix writes it, see nixstore.CanonicalNarHash)
+// and NarSize, when given, must match the NAR of its files: a path changed
+// after Nix recorded it is refused rather than pushed.
+func (c *Cache) Push(ctx context.Context, paths []nixstore.PathInfo, storeDir string) (PushStats, error) {
 	start := time.Now()
 	var stats PushStats
 	if err := c.check(); err != nil {
@@ -53,16 +61,16 @@ func (c *Cache) Push(ctx context.Context, paths []PathInfo, storeDir string) (Pu
 		return stats, err
 	}
 
-	infos := map[string]PathInfo{}
+	infos := map[string]nixstore.PathInfo{}
 	var order []string
 	for _, pi := range paths {
 		if err := checkPathInfo(pi); err != nil {
 			return stats, err
 		}
-		if _, dup := infos[pi.StorePath]; !dup {
-			order = append(order, pi.StorePath)
+		if _, dup := infos[pi.Path]; !dup {
+			order = append(order, pi.Path)
 		}
-		infos[pi.StorePath] = pi
+		infos[pi.Path] = pi
 	}
 
 	if err := c.ensureCacheInfo(ctx); err != nil {
@@ -75,8 +83,6 @@ func (c *Cache) Push(ctx context.Context, paths []PathInfo, storeDir string) (Pu
 	stats.Skipped = len(order) - len(missing)
 	if len(missing) == 0 {
 		stats.Duration = time.Since(start)
-		c.printSummary(fmt.Sprintf("  pushed 0 paths; %d already in the cache (%s)",
-			stats.Skipped, formatDuration(stats.Duration)))
 		return stats, nil
 	}
 	toPush := map[string]bool{}
@@ -108,10 +114,10 @@ func (c *Cache) Push(ctx context.Context, paths []PathInfo, storeDir string) (Pu
 	// Every path's files must be there, and their size gives the total.
 	var total int64
 	for _, p := range missing {
-		sp, _ := parseStorePath(p)
-		n, err := narSize(filepath.Join(storeDir, sp.base))
+		sp, _ := nixstore.Parse(p)
+		n, err := narSize(filepath.Join(storeDir, sp.Base()))
 		if errors.Is(err, fs.ErrNotExist) {
-			return stats, fmt.Errorf("cannot push %s: %s does not exist", p, filepath.Join(storeDir, sp.base))
+			return stats, fmt.Errorf("cannot push %s: %s does not exist", p, filepath.Join(storeDir, sp.Base()))
 		}
 		if err != nil {
 			return stats, fmt.Errorf("cannot push %s: %w", p, err)
@@ -123,106 +129,64 @@ func (c *Cache) Push(ctx context.Context, paths []PathInfo, storeDir string) (Pu
 		return stats, err
 	}
 
+	stats.Missing = len(sorted)
 	prog := startProgress(c.Progress, "uploading", len(sorted), total, c.progressEvery)
-	type node struct {
-		done chan struct{}
-		ok   bool
-	}
-	nodes := map[string]*node{}
-	for _, p := range sorted {
-		nodes[p] = &node{done: make(chan struct{})}
-	}
-	var mu sync.Mutex
-	g, gctx := newGroup(ctx, c.parallel())
-	for _, p := range sorted {
-		pi, n := infos[p], nodes[p]
-		g.GoUnbounded(func() error {
-			defer close(n.done)
-			if err := g.acquire(gctx); err != nil {
-				return err
+	done := &moved{prog: prog}
+	refsOf := func(p string) []string { return infos[p].References }
+	err = inReferenceOrder(ctx, c.parallel(), sorted, refsOf, func(ctx context.Context, p string, t *turn) error {
+		ni, sent, err := c.pushNar(ctx, infos[p], storeDir, compression, prog)
+		if err != nil {
+			return err
+		}
+		if err := t.waitForReferences(); err != nil {
+			return err
+		}
+		if key != nil {
+			if err := signNarinfo(ni, key); err != nil {
+				return fmt.Errorf("signing %s: %w", p, err)
 			}
-			ni, sent, err := c.pushNar(gctx, pi, storeDir, compression, prog)
-			g.release()
-			if err != nil {
-				return err
-			}
-			for _, r := range pi.References {
-				rn := nodes[r]
-				if rn == nil || r == p {
-					continue
-				}
-				select {
-				case <-rn.done:
-					if !rn.ok {
-						return nil // the reference's own error is the one reported
-					}
-				case <-gctx.Done():
-					return context.Cause(gctx)
-				}
-			}
-			if key != nil {
-				if err := signNarinfo(ni, key); err != nil {
-					return fmt.Errorf("signing %s: %w", p, err)
-				}
-			}
-			if err := g.acquire(gctx); err != nil {
-				return err
-			}
-			defer g.release()
-			text := []byte(ni.String())
-			if err := c.Objects.Put(gctx, narinfoKey(pathHash(p)), bytes.NewReader(text), int64(len(text))); err != nil {
-				return err
-			}
-			n.ok = true
-			prog.pathDone()
-			mu.Lock()
-			stats.Uploaded++
-			stats.BytesUploaded += sent
-			stats.NarBytes += int64(ni.NarSize)
-			mu.Unlock()
-			return nil
-		})
-	}
-	err = g.Wait()
+		}
+		if err := t.takeSlot(); err != nil {
+			return err
+		}
+		text := []byte(ni.String())
+		if err := c.Objects.Put(ctx, narinfoKey(pathHash(p)), bytes.NewReader(text), int64(len(text))); err != nil {
+			return err
+		}
+		done.pathDone(sent, int64(ni.NarSize))
+		return nil
+	})
+	stats.Uploaded, stats.BytesUploaded, stats.NarBytes = done.paths, done.bytes, done.narBytes
 	stats.Duration = time.Since(start)
-	summary := fmt.Sprintf("  pushed %d paths (%s compressed, %s NAR); %d already in the cache (%s)",
-		stats.Uploaded, formatBytes(stats.BytesUploaded), formatBytes(stats.NarBytes), stats.Skipped,
-		formatDuration(stats.Duration))
-	if err != nil {
-		summary = fmt.Sprintf("  push failed after %d of %d paths (%s)", stats.Uploaded, len(sorted),
-			formatDuration(stats.Duration))
-	}
-	prog.finish(summary)
+	prog.finish()
 	return stats, err
 }
 
 // pushNar packs one path and uploads its NAR file unless the cache has that
 // file already. It returns the narinfo to write (unsigned) and the number
 // of bytes sent.
-func (c *Cache) pushNar(ctx context.Context, pi PathInfo, storeDir, compression string,
+func (c *Cache) pushNar(ctx context.Context, pi nixstore.PathInfo, storeDir, compression string,
 	prog *progress,
 ) (ni *narinfo.NarInfo, sent int64, err error) {
-	sp, _ := parseStorePath(pi.StorePath)
-	packed, err := packPath(ctx, filepath.Join(storeDir, sp.base), compression, c.tempDir(), prog.add)
+	sp, _ := nixstore.Parse(pi.Path)
+	packed, err := packPath(ctx, filepath.Join(storeDir, sp.Base()), compression, c.tempDir(), prog.add)
 	if err != nil {
-		return nil, 0, fmt.Errorf("cannot push %s: %w", pi.StorePath, err)
+		return nil, 0, fmt.Errorf("cannot push %s: %w", pi.Path, err)
 	}
 	defer packed.discard()
-	if pi.NarHash != "" {
-		want, err := nixhash.ParseAny(pi.NarHash, nil)
-		if err != nil {
-			return nil, 0, fmt.Errorf("cannot push %s: its NarHash %q does not parse: %w", pi.StorePath, pi.NarHash, err)
-		}
-		if got := formatHash(packed.narHash); !bytes.Equal(want.Digest(), packed.narHash) {
-			return nil, 0, fmt.Errorf("cannot push %s: its files in %s do not match the NAR hash Nix recorded "+
-				"(want %s, got %s); the store path was changed after it was built: repair it "+
-				"(nix-store --verify --check-contents --repair) or build it again",
-				pi.StorePath, storeDir, pi.NarHash, got)
-		}
+	want, err := nixstore.CanonicalNarHash(pi.NarHash)
+	if err != nil {
+		return nil, 0, fmt.Errorf("cannot push %s: its NarHash %q does not parse: %w", pi.Path, pi.NarHash, err)
+	}
+	if got := formatHash(packed.narHash); want != "" && got != want {
+		return nil, 0, fmt.Errorf("cannot push %s: its files in %s do not match the NAR hash Nix recorded "+
+			"(want %s, got %s); the store path was changed after it was built: repair it "+
+			"(nix-store --verify --check-contents --repair) or build it again",
+			pi.Path, storeDir, want, got)
 	}
 	if pi.NarSize > 0 && pi.NarSize != packed.narSize {
 		return nil, 0, fmt.Errorf("cannot push %s: its NAR is %d bytes, but Nix recorded %d; the store path was "+
-			"changed after it was built", pi.StorePath, packed.narSize, pi.NarSize)
+			"changed after it was built", pi.Path, packed.narSize, pi.NarSize)
 	}
 	ni, err = newNarinfo(pi, compression, packed)
 	if err != nil {
@@ -251,30 +215,24 @@ func signNarinfo(ni *narinfo.NarInfo, key *signature.SecretKey) error {
 }
 
 // checkPathInfo validates the store paths a caller gives Push.
-func checkPathInfo(pi PathInfo) error {
-	if _, err := parseStorePath(pi.StorePath); err != nil {
+func checkPathInfo(pi nixstore.PathInfo) error {
+	if _, err := nixstore.Parse(pi.Path); err != nil {
 		return err
 	}
 	for _, r := range pi.References {
-		if _, err := parseStorePath(r); err != nil {
-			return fmt.Errorf("reference of %s: %w", pi.StorePath, err)
+		if _, err := nixstore.Parse(r); err != nil {
+			return fmt.Errorf("reference of %s: %w", pi.Path, err)
 		}
 	}
 	if pi.Deriver != "" {
-		if _, err := parseStorePath(pi.Deriver); err != nil {
-			return fmt.Errorf("deriver of %s: %w", pi.StorePath, err)
+		if _, err := nixstore.Parse(pi.Deriver); err != nil {
+			return fmt.Errorf("deriver of %s: %w", pi.Path, err)
 		}
 	}
 	return nil
 }
 
 func pathHash(p string) string {
-	sp, _ := parseStorePath(p)
-	return sp.hash
-}
-
-func (c *Cache) printSummary(s string) {
-	if c.Progress != nil {
-		fmt.Fprintln(c.Progress, s)
-	}
+	sp, _ := nixstore.Parse(p)
+	return sp.Hash
 }

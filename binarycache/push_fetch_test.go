@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
@@ -17,6 +18,8 @@ import (
 	"github.com/nix-community/go-nix/pkg/narinfo"
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
 	"github.com/nix-community/go-nix/pkg/nixbase32"
+
+	"github.com/nixcnb/nix-buildpack/nixstore"
 )
 
 var ctx = context.Background()
@@ -43,7 +46,7 @@ func TestPushFetchRoundTrip(t *testing.T) {
 			// References come before referrers.
 			pos := map[string]int{}
 			for i, pi := range infos {
-				pos[pi.StorePath] = i
+				pos[pi.Path] = i
 			}
 			if len(pos) != 5 || pos[f.lib] > pos[f.app] || pos[f.app] > pos[f.top] || pos[f.lib] > pos[f.link] {
 				t.Errorf("Fetch returned %d paths in order %v", len(infos), infos)
@@ -78,8 +81,8 @@ func TestNarinfoFields(t *testing.T) {
 	if string(info) != "StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 40\n" {
 		t.Errorf("nix-cache-info = %q", info)
 	}
-	sp, _ := parseStorePath(f.app)
-	raw, err := os.ReadFile(objects.URL(sp.hash + ".narinfo"))
+	sp, _ := nixstore.Parse(f.app)
+	raw, err := os.ReadFile(objects.URL(sp.Hash + ".narinfo"))
 	must(t, err)
 	ni, err := narinfo.Parse(bytes.NewReader(raw))
 	must(t, err)
@@ -161,20 +164,20 @@ func TestPushWriteOrder(t *testing.T) {
 		_, err := c.Push(ctx, f.infos, f.storeDir)
 		must(t, err)
 		for _, pi := range f.infos {
-			sp, _ := parseStorePath(pi.StorePath)
-			own := rec.putIndex(sp.hash + ".narinfo")
+			sp, _ := nixstore.Parse(pi.Path)
+			own := rec.putIndex(sp.Hash + ".narinfo")
 			ni, err := c.readNarinfo(ctx, sp)
 			must(t, err)
 			if nar := rec.putIndex(ni.URL); nar < 0 || nar > own {
-				t.Errorf("round %d: %s: NAR written at %d, narinfo at %d", round, pi.StorePath, nar, own)
+				t.Errorf("round %d: %s: NAR written at %d, narinfo at %d", round, pi.Path, nar, own)
 			}
 			for _, r := range pi.References {
-				if r == pi.StorePath {
+				if r == pi.Path {
 					continue
 				}
 				if ri := rec.putIndex(pathHash(r) + ".narinfo"); ri < 0 || ri > own {
 					t.Errorf("round %d: narinfo of %s (at %d) written after its referrer %s (at %d)",
-						round, r, ri, pi.StorePath, own)
+						round, r, ri, pi.Path, own)
 				}
 			}
 		}
@@ -207,18 +210,53 @@ func TestPushChecksNarHash(t *testing.T) {
 	var d bytes.Buffer
 	must(t, nar.DumpPath(&d, f.dir(f.cfg)))
 	sum := sha256.Sum256(d.Bytes())
-	good := PathInfo{StorePath: f.cfg, NarHash: "sha256:" + nixbase32.EncodeToString(sum[:])}
-	if _, err := c.Push(ctx, []PathInfo{good}, f.storeDir); err != nil {
+	good := nixstore.PathInfo{Path: f.cfg, NarHash: "sha256:" + nixbase32.EncodeToString(sum[:])}
+	if _, err := c.Push(ctx, []nixstore.PathInfo{good}, f.storeDir); err != nil {
 		t.Fatalf("matching NarHash: %v", err)
 	}
 	sum[0] ^= 1
-	bad := PathInfo{StorePath: f.lib, NarHash: "sha256:" + nixbase32.EncodeToString(sum[:])}
-	_, err := c.Push(ctx, []PathInfo{bad}, f.storeDir)
+	bad := nixstore.PathInfo{Path: f.lib, NarHash: "sha256:" + nixbase32.EncodeToString(sum[:])}
+	_, err := c.Push(ctx, []nixstore.PathInfo{bad}, f.storeDir)
 	if err == nil || !strings.Contains(err.Error(), "do not match the NAR hash Nix recorded") {
 		t.Fatalf("err = %v", err)
 	}
 	if missing, _ := c.Missing(ctx, []string{f.lib}); len(missing) != 1 {
 		t.Errorf("a path with the wrong hash was pushed")
+	}
+}
+
+// What build passes Push comes from Nix's database, whose NAR hashes are
+// sha256:<base16>. A file changed after Nix recorded the hash is refused
+// then, and pushed as it is when the hash is not given.
+func TestPushRefusesTamperedFiles(t *testing.T) {
+	f := newFixture(t)
+	var d bytes.Buffer
+	must(t, nar.DumpPath(&d, f.dir(f.lib)))
+	sum := sha256.Sum256(d.Bytes())
+	recorded := nixstore.PathInfo{Path: f.lib, NarHash: "sha256:" + hex.EncodeToString(sum[:]), NarSize: int64(d.Len())}
+	readme := filepath.Join(f.dir(f.lib), "share", "doc", "readme.txt")
+	must(t, os.WriteFile(readme, []byte("READ ME\n"), 0o644)) // as long as before: the NAR size stays
+
+	c := &Cache{Objects: NewDirObjects(filepath.Join(t.TempDir(), "cache"))}
+	_, err := c.Push(ctx, []nixstore.PathInfo{recorded}, f.storeDir)
+	canonical, _ := nixstore.CanonicalNarHash(recorded.NarHash)
+	for _, want := range []string{"cannot push " + f.lib, "do not match the NAR hash Nix recorded", "want " + canonical} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %v, want it to say %q", err, want)
+		}
+	}
+	if missing, _ := c.Missing(ctx, []string{f.lib}); len(missing) != 1 {
+		t.Errorf("a tampered path was pushed")
+	}
+
+	must(t, os.WriteFile(readme, []byte("read me, longer than before\n"), 0o644))
+	_, err = c.Push(ctx, []nixstore.PathInfo{{Path: f.lib, NarSize: recorded.NarSize}}, f.storeDir)
+	if err == nil || !strings.Contains(err.Error(), "but Nix recorded") {
+		t.Errorf("NarSize alone: err = %v", err)
+	}
+
+	if _, err := c.Push(ctx, []nixstore.PathInfo{{Path: f.lib}}, f.storeDir); err != nil {
+		t.Errorf("without NarHash and NarSize nothing is checked, yet: %v", err)
 	}
 }
 
@@ -390,17 +428,35 @@ func TestProgressLines(t *testing.T) {
 	f := newFixture(t)
 	var out syncBuffer
 	c := &Cache{Objects: NewDirObjects(filepath.Join(t.TempDir(), "cache")), Progress: &out, progressEvery: time.Millisecond}
-	_, err := c.Push(ctx, f.infos, f.storeDir)
+	pushed, err := c.Push(ctx, f.infos, f.storeDir)
 	must(t, err)
-	_, _, err = c.Fetch(ctx, []string{f.top}, filepath.Join(t.TempDir(), "dest"))
+	_, fetched, err := c.Fetch(ctx, []string{f.top}, filepath.Join(t.TempDir(), "dest"))
 	must(t, err)
 	text := out.String()
 	t.Logf("progress output:\n%s", text)
-	for _, want := range []string{"  uploading: 5/5 paths, ", "  pushed 5 paths (", "; 0 already in the cache (",
-		"  downloading: 5/5 paths, ", "  fetched 5 paths (", "; 0 already present ("} {
+	for _, want := range []string{"  uploading: 5/5 paths, ", "  downloading: 5/5 paths, "} {
 		if !strings.Contains(text, want) {
 			t.Errorf("progress lacks %q:\n%s", want, text)
 		}
+	}
+	// The summaries are the caller's, from the statistics.
+	for _, summary := range []string{"pushed", "fetched", "already"} {
+		if strings.Contains(text, summary) {
+			t.Errorf("progress has a summary (%q):\n%s", summary, text)
+		}
+	}
+	if pushed.Uploaded != 5 || pushed.Missing != 5 || pushed.Skipped != 0 || pushed.BytesUploaded == 0 ||
+		pushed.NarBytes == 0 || pushed.Duration == 0 {
+		t.Errorf("push stats = %+v", pushed)
+	}
+	if fetched.Downloaded != 5 || fetched.Missing != 5 || fetched.Present != 0 || fetched.Bytes != pushed.BytesUploaded ||
+		fetched.NarBytes != pushed.NarBytes || fetched.Duration == 0 {
+		t.Errorf("fetch stats = %+v", fetched)
+	}
+	again, err := c.Push(ctx, f.infos, f.storeDir)
+	must(t, err)
+	if again.Uploaded != 0 || again.Missing != 0 || again.Skipped != 5 {
+		t.Errorf("second push stats = %+v", again)
 	}
 	p := &progress{verb: "uploading", totalPaths: 40, totalBytes: 120 << 20}
 	p.paths.Store(12)
@@ -475,9 +531,9 @@ func TestRestoreNarRejectsEscapes(t *testing.T) {
 	}
 }
 
-func mustParse(t *testing.T, p string) storePath {
+func mustParse(t *testing.T, p string) nixstore.Path {
 	t.Helper()
-	sp, err := parseStorePath(p)
+	sp, err := nixstore.Parse(p)
 	must(t, err)
 	return sp
 }

@@ -58,6 +58,9 @@ func (r *run) bucketSource(cache *binarycache.Cache, roots []string) closureSour
 		closure: closureDigest(roots, roots),
 		place: func(storeDir string) ([]nixstore.PathInfo, error) {
 			infos, stats, err := cache.Fetch(context.Background(), roots, storeDir)
+			if line := fetchSummary(stats, err); line != "" {
+				r.log.Action("%s", line)
+			}
 			if errors.Is(err, binarycache.ErrUntrusted) {
 				return nil, fmt.Errorf("restoring from %s: %w; BP_NIX_TRUSTED_PUBLIC_KEYS lists the keys trusted, and pushes are signed with BP_NIX_SIGNING_KEY", r.cfg.S3.URL(), err)
 			}
@@ -65,13 +68,11 @@ func (r *run) bucketSource(cache *binarycache.Cache, roots []string) closureSour
 				return nil, fmt.Errorf("restoring from %s: %w", r.cfg.S3.URL(), err)
 			}
 			var size int64
-			paths := make([]nixstore.PathInfo, 0, len(infos))
 			for _, in := range infos {
 				size += in.NarSize
-				paths = append(paths, nixstore.PathInfo{Path: in.StorePath, References: in.References, Deriver: in.Deriver, NarHash: in.NarHash, NarSize: in.NarSize})
 			}
 			r.log.Subprocess("Restored %s, %s (%d downloaded)", plural(len(infos), "store path"), humanBytes(size), stats.Downloaded)
-			return paths, nil
+			return infos, nil
 		},
 	}
 }

@@ -128,13 +128,11 @@ func (r *run) share(nix installedNix, cache *binarycache.Cache, storeDir string,
 	}
 	// With the NAR hash and size Nix recorded, Push checks that each
 	// path's files still match them before uploading.
-	toPush := make([]binarycache.PathInfo, 0, len(infos))
-	for _, in := range infos {
-		toPush = append(toPush, binarycache.PathInfo{StorePath: in.Path, References: in.References, Deriver: in.Deriver,
-			NarHash: in.NarHash, NarSize: in.NarSize})
-	}
 	err = r.timed(func() error {
-		_, err := cache.Push(ctx, toPush, storeDir)
+		stats, err := cache.Push(ctx, infos, storeDir)
+		if line := pushSummary(stats, err); line != "" {
+			r.log.Action("%s", line)
+		}
 		return err
 	})
 	if err != nil {
@@ -165,6 +163,40 @@ func (r *run) share(nix installedNix, cache *binarycache.Cache, storeDir string,
 	r.log.Subprocess("App pointer %s now names this build", r.cfg.AppName)
 	r.log.Break()
 	return nil
+}
+
+// pushSummary is the line that ends a push's progress lines, or "" when
+// Push failed before uploading anything.
+func pushSummary(s binarycache.PushStats, err error) string {
+	took := binarycache.FormatDuration(s.Duration)
+	switch {
+	case err != nil:
+		return failedSummary("push", s.Uploaded, s.Missing, took)
+	case s.Missing == 0:
+		return fmt.Sprintf("pushed 0 paths; %d already in the cache (%s)", s.Skipped, took)
+	}
+	return fmt.Sprintf("pushed %d paths (%s compressed, %s NAR); %d already in the cache (%s)",
+		s.Uploaded, humanBytes(s.BytesUploaded), humanBytes(s.NarBytes), s.Skipped, took)
+}
+
+// fetchSummary is the line that ends a fetch's progress lines, or "" when
+// Fetch failed before downloading anything.
+func fetchSummary(s binarycache.FetchStats, err error) string {
+	took := binarycache.FormatDuration(s.Duration)
+	if err != nil {
+		return failedSummary("fetch", s.Downloaded, s.Missing, took)
+	}
+	return fmt.Sprintf("fetched %d paths (%s downloaded, %s NAR); %d already present (%s)",
+		s.Downloaded, humanBytes(s.Bytes), humanBytes(s.NarBytes), s.Present, took)
+}
+
+// failedSummary says how far a failed transfer of missing paths got; ""
+// when it failed before it started.
+func failedSummary(transfer string, done, missing int, took string) string {
+	if missing == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s failed after %d of %d paths (%s)", transfer, done, missing, took)
 }
 
 // fetchLastSources substitutes, from the bucket, the sources that the

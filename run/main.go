@@ -19,6 +19,7 @@ import (
 	"github.com/nixcnb/nix-buildpack/config"
 	"github.com/nixcnb/nix-buildpack/dependency"
 	"github.com/nixcnb/nix-buildpack/detect"
+	"github.com/nixcnb/nix-buildpack/s3objects"
 )
 
 func main() {
@@ -41,7 +42,7 @@ func main() {
 
 // openBucket connects to S3 with the AWS SDK.
 func openBucket(ctx context.Context, s3 config.S3) (binarycache.Objects, error) {
-	return binarycache.NewS3Objects(ctx, binarycache.S3Config{
+	return s3objects.New(ctx, s3objects.Config{
 		Bucket:          s3.Bucket,
 		Prefix:          s3.Prefix,
 		Region:          s3.Region,

@@ -16,6 +16,8 @@ import (
 
 	"github.com/nixcnb/nix-buildpack/binarycache"
 	"github.com/nixcnb/nix-buildpack/integration/s3server"
+	"github.com/nixcnb/nix-buildpack/nixstore"
+	"github.com/nixcnb/nix-buildpack/s3objects"
 )
 
 // sample is one timed step.
@@ -80,7 +82,7 @@ func (b *bench) newBucket(ctx context.Context, kind string) (*countingObjects, s
 	if err := b.srv.CreateBucket(name); err != nil {
 		return nil, "", err
 	}
-	s3o, err := binarycache.NewS3Objects(ctx, binarycache.S3Config{
+	s3o, err := s3objects.New(ctx, s3objects.Config{
 		Bucket:          name,
 		Region:          "us-east-1",
 		Endpoint:        b.srv.Endpoint,
@@ -91,7 +93,7 @@ func (b *bench) newBucket(ctx context.Context, kind string) (*countingObjects, s
 	if err != nil {
 		return nil, "", err
 	}
-	return &countingObjects{Objects: s3o, partSize: binarycache.DefaultPartSize}, name, nil
+	return &countingObjects{Objects: s3o, partSize: s3objects.DefaultPartSize}, name, nil
 }
 
 func (b *bench) dropBucket(name string) {
@@ -191,14 +193,14 @@ func (b *bench) ours(ctx context.Context) error {
 }
 
 // regEntries turns Fetch's PathInfos into nix-store --load-db entries.
-func regEntries(infos []binarycache.PathInfo) ([]regEntry, error) {
+func regEntries(infos []nixstore.PathInfo) ([]regEntry, error) {
 	var out []regEntry
 	for _, in := range infos {
 		h, err := nixhash.ParseAny(in.NarHash, nil)
 		if err != nil {
-			return nil, fmt.Errorf("NAR hash %q of %s: %w", in.NarHash, in.StorePath, err)
+			return nil, fmt.Errorf("NAR hash %q of %s: %w", in.NarHash, in.Path, err)
 		}
-		out = append(out, regEntry{path: in.StorePath, narHash: hex.EncodeToString(h.Digest()),
+		out = append(out, regEntry{path: in.Path, narHash: hex.EncodeToString(h.Digest()),
 			narSize: in.NarSize, deriver: in.Deriver, refs: in.References})
 	}
 	return out, nil

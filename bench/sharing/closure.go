@@ -15,7 +15,7 @@ import (
 
 	"github.com/nix-community/go-nix/pkg/nar"
 
-	"github.com/nixcnb/nix-buildpack/binarycache"
+	"github.com/nixcnb/nix-buildpack/nixstore"
 )
 
 // pathFacts describes one store path of the benchmark's closure.
@@ -205,15 +205,16 @@ func (s *source) addChange(ctx context.Context, i int) (change, error) {
 }
 
 // pathInfos is what the buildpack hands Push: each path with its
-// references and deriver, from the store's database.
-func (s *source) pathInfos(ctx context.Context, paths []string) ([]binarycache.PathInfo, error) {
+// references, deriver, NAR hash and NAR size, from the store's database.
+func (s *source) pathInfos(ctx context.Context, paths []string) ([]nixstore.PathInfo, error) {
 	regs, err := s.nix.dumpDB(ctx, paths...)
 	if err != nil {
 		return nil, err
 	}
-	infos := make([]binarycache.PathInfo, 0, len(regs))
+	infos := make([]nixstore.PathInfo, 0, len(regs))
 	for _, e := range regs {
-		infos = append(infos, binarycache.PathInfo{StorePath: e.path, References: e.refs, Deriver: e.deriver})
+		infos = append(infos, nixstore.PathInfo{Path: e.path, References: e.refs, Deriver: e.deriver,
+			NarHash: e.narHash, NarSize: e.narSize})
 	}
 	return infos, nil
 }

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nixcnb/nix-buildpack/binarycache"
+	"github.com/nixcnb/nix-buildpack/s3objects"
 )
 
 type report struct {
@@ -107,7 +107,7 @@ func (r report) print(w io.Writer) {
 	p("- Machine: %d cores (%s), %s RAM, Linux %s; %s %s/%s.", runtime.NumCPU(), m.cpu, m.memory, m.kernel,
 		runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	p("- Nix: %s, on private chroot stores (`--store DIR`).", m.nix)
-	p("- S3: versitygw %s (posix backend, data on local disk) on 127.0.0.1, SigV4, path-style; clients: aws-sdk-go-v2 through `binarycache.S3Objects` (parts of %d MiB above that size).",
+	p("- S3: versitygw %s (posix backend, data on local disk) on 127.0.0.1, SigV4, path-style; clients: aws-sdk-go-v2 through `s3objects.Objects` (parts of %d MiB above that size).",
 		m.versitygw, binaryPartMiB())
 	p("- Repetitions: %d per measurement, interleaved (ours, old and raw taking turns to go first, then the change); median and min shown. Whole run: %s.",
 		r.o.reps, r.elapsed.Round(time.Second))
@@ -232,7 +232,7 @@ func parallelText(n int) string {
 	return fmt.Sprint(n)
 }
 
-func binaryPartMiB() int64 { return binarycache.DefaultPartSize >> 20 }
+func binaryPartMiB() int64 { return s3objects.DefaultPartSize >> 20 }
 
 // ratio is a/b, with thousands separated.
 func ratio(a, b int64) string {

@@ -16,7 +16,7 @@ import (
 const tmpPrefix = ".tmp-"
 
 // DirObjects keeps the cache in a local folder, in the same layout Nix's
-// file:// store uses. Writes are atomic: a temporary file in the same folder,
+// file:// store uses, for the tests. Writes are atomic: a temporary file in the same folder,
 // synced, then renamed.
 type DirObjects struct {
 	Dir string
@@ -31,7 +31,7 @@ func NewDirObjects(dir string) DirObjects {
 var _ Objects = DirObjects{}
 
 func (d DirObjects) file(key string) (string, error) {
-	if err := checkKey(key); err != nil {
+	if err := CheckKey(key); err != nil {
 		return "", err
 	}
 	return filepath.Join(d.Dir, filepath.FromSlash(key)), nil

@@ -1,4 +1,8 @@
-package binarycache
+// Package s3objects keeps a binary cache's objects in an S3 bucket (AWS or
+// any S3-compatible server): binarycache.Objects over the AWS SDK, with
+// multipart uploads for large NARs and errors that say what to fix. It is
+// the only package that speaks S3.
+package s3objects
 
 import (
 	"bytes"
@@ -15,17 +19,19 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/nixcnb/nix-buildpack/binarycache"
 )
 
-// DefaultPartSize is the size above which S3Objects uploads in parts, and
+// DefaultPartSize is the size above which Objects uploads in parts, and
 // the size of each part.
 const DefaultPartSize = 64 << 20
 
 // minPartSize is S3's smallest allowed part (all but the last).
 const minPartSize = 5 << 20
 
-// S3Config says which bucket holds the cache and how to reach it.
-type S3Config struct {
+// Config says which bucket holds the cache and how to reach it.
+type Config struct {
 	Bucket string
 	// Prefix is put before every key, e.g. "team/app/". A missing trailing
 	// slash is added.
@@ -50,7 +56,7 @@ type S3Config struct {
 }
 
 // String describes the configuration without its secrets.
-func (c S3Config) String() string {
+func (c Config) String() string {
 	creds := "default credential chain"
 	if c.AccessKeyID != "" {
 		creds = "access key " + c.AccessKeyID + " (secret redacted)"
@@ -60,10 +66,10 @@ func (c S3Config) String() string {
 }
 
 // GoString keeps %#v from printing the secret too.
-func (c S3Config) GoString() string { return "binarycache.S3Config{" + c.String() + "}" }
+func (c Config) GoString() string { return "s3objects.Config{" + c.String() + "}" }
 
-// S3Objects keeps the cache in an S3 bucket.
-type S3Objects struct {
+// Objects keeps a binary cache in an S3 bucket.
+type Objects struct {
 	client   *s3.Client
 	bucket   string
 	prefix   string
@@ -71,12 +77,12 @@ type S3Objects struct {
 	partSize int64
 }
 
-var _ Objects = (*S3Objects)(nil)
+var _ binarycache.Objects = (*Objects)(nil)
 
-// NewS3Objects makes an S3 client for cfg. It sends no request; the first
+// New makes an S3 client for cfg. It sends no request; the first
 // operation reports wrong credentials, a missing bucket or an unreachable
-// endpoint (see ErrS3Credentials, ErrS3NoSuchBucket, ErrS3Unreachable).
-func NewS3Objects(ctx context.Context, cfg S3Config) (*S3Objects, error) {
+// endpoint (see ErrCredentials, ErrNoSuchBucket, ErrUnreachable).
+func New(ctx context.Context, cfg Config) (*Objects, error) {
 	if cfg.Bucket == "" {
 		return nil, errors.New("no S3 bucket given")
 	}
@@ -130,7 +136,7 @@ func NewS3Objects(ctx context.Context, cfg S3Config) (*S3Objects, error) {
 	if endpoint == "" {
 		endpoint = "AWS S3 (region " + awsCfg.Region + ")"
 	}
-	return &S3Objects{
+	return &Objects{
 		client:   client,
 		bucket:   cfg.Bucket,
 		prefix:   normalizePrefix(cfg.Prefix),
@@ -147,24 +153,20 @@ func normalizePrefix(p string) string {
 	return p + "/"
 }
 
-// Client is the underlying SDK client, for callers that need more (e.g.
-// creating a bucket in tests).
-func (s *S3Objects) Client() *s3.Client { return s.client }
-
 // URL returns s3://bucket/prefix/key.
-func (s *S3Objects) URL(key string) string {
+func (s *Objects) URL(key string) string {
 	return "s3://" + s.bucket + "/" + s.prefix + key
 }
 
-func (s *S3Objects) fullKey(key string) (string, error) {
-	if err := checkKey(key); err != nil {
+func (s *Objects) fullKey(key string) (string, error) {
+	if err := binarycache.CheckKey(key); err != nil {
 		return "", err
 	}
 	return s.prefix + key, nil
 }
 
 // Get downloads an object.
-func (s *S3Objects) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+func (s *Objects) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	k, err := s.fullKey(key)
 	if err != nil {
 		return nil, err
@@ -177,7 +179,7 @@ func (s *S3Objects) Get(ctx context.Context, key string) (io.ReadCloser, error) 
 }
 
 // Exists sends a HEAD request for an object.
-func (s *S3Objects) Exists(ctx context.Context, key string) (bool, error) {
+func (s *Objects) Exists(ctx context.Context, key string) (bool, error) {
 	k, err := s.fullKey(key)
 	if err != nil {
 		return false, err
@@ -185,7 +187,7 @@ func (s *S3Objects) Exists(ctx context.Context, key string) (bool, error) {
 	_, err = s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &k})
 	if err != nil {
 		err = s.explain("checking", key, err)
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, binarycache.ErrNotFound) {
 			return false, nil
 		}
 		return false, err
@@ -195,7 +197,7 @@ func (s *S3Objects) Exists(ctx context.Context, key string) (bool, error) {
 
 // Put uploads an object, in parts when it is larger than the part size. S3
 // makes an object visible only once its upload is complete.
-func (s *S3Objects) Put(ctx context.Context, key string, body io.ReadSeeker, size int64) error {
+func (s *Objects) Put(ctx context.Context, key string, body io.ReadSeeker, size int64) error {
 	k, err := s.fullKey(key)
 	if err != nil {
 		return err
@@ -208,7 +210,7 @@ func (s *S3Objects) Put(ctx context.Context, key string, body io.ReadSeeker, siz
 		Key:           &k,
 		Body:          body,
 		ContentLength: aws.Int64(size),
-		ContentType:   aws.String(contentType(key)),
+		ContentType:   aws.String(binarycache.ContentType(key)),
 	})
 	if err != nil {
 		return s.explain("writing", key, err)
@@ -216,11 +218,11 @@ func (s *S3Objects) Put(ctx context.Context, key string, body io.ReadSeeker, siz
 	return nil
 }
 
-func (s *S3Objects) putMultipart(ctx context.Context, key, k string, body io.ReadSeeker, size int64) error {
+func (s *Objects) putMultipart(ctx context.Context, key, k string, body io.ReadSeeker, size int64) error {
 	created, err := s.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
 		Bucket:      &s.bucket,
 		Key:         &k,
-		ContentType: aws.String(contentType(key)),
+		ContentType: aws.String(binarycache.ContentType(key)),
 	})
 	if err != nil {
 		return s.explain("starting the upload of", key, err)
@@ -276,17 +278,17 @@ func (s *S3Objects) putMultipart(ctx context.Context, key, k string, body io.Rea
 }
 
 // List pages through ListObjectsV2.
-func (s *S3Objects) List(ctx context.Context, prefix string) ([]ObjectInfo, error) {
+func (s *Objects) List(ctx context.Context, prefix string) ([]binarycache.ObjectInfo, error) {
 	full := s.prefix + prefix
 	p := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: &full})
-	var out []ObjectInfo
+	var out []binarycache.ObjectInfo
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
 			return nil, s.explain("listing", prefix, err)
 		}
 		for _, o := range page.Contents {
-			out = append(out, ObjectInfo{
+			out = append(out, binarycache.ObjectInfo{
 				Key:  strings.TrimPrefix(aws.ToString(o.Key), s.prefix),
 				Size: aws.ToInt64(o.Size),
 			})
