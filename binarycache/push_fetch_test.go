@@ -20,6 +20,8 @@ import (
 	"github.com/nix-community/go-nix/pkg/nixbase32"
 
 	"github.com/nixcnb/nix-buildpack/nixstore"
+
+	"github.com/nixcnb/nix-buildpack/config"
 )
 
 var ctx = context.Background()
@@ -28,7 +30,7 @@ func TestPushFetchRoundTrip(t *testing.T) {
 	for _, compression := range []string{"zstd", "xz", "none"} {
 		t.Run(compression, func(t *testing.T) {
 			f := newFixture(t)
-			c := f.pushed(t, &Cache{Compression: compression})
+			c := f.pushed(t, &Cache{Compression: config.Compression(compression)})
 			dest := filepath.Join(t.TempDir(), "dest-store")
 			infos, stats, err := c.Fetch(ctx, []string{f.top}, dest)
 			if err != nil {
@@ -312,7 +314,7 @@ func TestFetchRejectsTamperedNar(t *testing.T) {
 		t.Run(compression, func(t *testing.T) {
 			f := newFixture(t)
 			objects := NewDirObjects(filepath.Join(t.TempDir(), "cache"))
-			c := f.pushed(t, &Cache{Objects: objects, Compression: compression})
+			c := f.pushed(t, &Cache{Objects: objects, Compression: config.Compression(compression)})
 			ni, err := c.readNarinfo(ctx, mustParse(t, f.lib))
 			must(t, err)
 			p := objects.URL(ni.URL)

@@ -43,7 +43,7 @@ func (r *run) openBinaryCache() (*binarycache.Cache, error) {
 	r.log.Break()
 	return &binarycache.Cache{
 		Objects:     objects,
-		Compression: string(r.cfg.Compression),
+		Compression: r.cfg.Compression,
 		SigningKey:  r.cfg.SigningKey,
 		TrustedKeys: r.cfg.TrustedPublicKeys,
 		Progress:    scribe.NewWriter(r.tools.Output, scribe.WithIndent(2)),
