@@ -1,7 +1,12 @@
 package integration
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"os"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/nixcnb/nix-buildpack/integration/harness"
@@ -84,4 +89,56 @@ func TestNoStoreRuntimeSaysWhatIsMissing(t *testing.T) {
 	assertContains(t, result.Output, "Nix needs its store at /nix and this build environment offers no way to provide it")
 	assertContains(t, result.Output, "bwrap: user namespaces are unavailable")
 	assertContains(t, result.Output, "user namespaces (bubblewrap) or ptrace (proot)")
+}
+
+// With Nix's sandbox off (the default), a build's result does not depend on
+// which store runtime auto picked: a derivation that copies a host file and
+// runs a host program builds under each of them, to the same store paths
+// with the same contents (the SBOM lists every path with its NAR hash).
+func TestEveryStoreRuntimeBuildsTheSameResult(t *testing.T) {
+	ld, err := os.ReadFile("/lib64/ld-linux-x86-64.so.2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(ld)
+	page := hex.EncodeToString(sum[:]) + "  ld.so"
+	runtimes := []struct {
+		name string
+		opts harness.BuildOptions
+	}{
+		{"native", harness.BuildOptions{}},
+		{"bwrap", harness.BuildOptions{ExtraBuilderBwrapArgs: readOnlyRoot}},
+		{"proot", harness.BuildOptions{ExtraBuilderBwrapArgs: readOnlyRoot, DisableUserNamespaces: true}},
+	}
+	// Each runtime builds from an empty cache of its own.
+	var first []string
+	for _, rt := range runtimes {
+		t.Run(rt.name, func(t *testing.T) {
+			env := suite.env
+			env.Log = t.Output()
+			image := env.Registry + "/host-files-" + rt.name + ":latest"
+			opts := rt.opts
+			opts.BuildpackDir = suite.buildpackDir
+			opts.AppDir = fixture(t, "host-files")
+			opts.Image = image
+			opts.CacheDir = cacheDir(t)
+			opts.PlatformEnv = platformEnv(nil)
+			result, err := env.Build(opts)
+			if err != nil {
+				t.Fatalf("build failed: %v", err)
+			}
+			assertContains(t, result.Output, "Store runtime: "+rt.name)
+			assertContains(t, result.Output, "Nix built 1 derivation")
+			rootfs := export(t, image)
+			assertServes(t, rootfs, page, "v1")
+			components := sbomComponents(t, rootfs)
+			if first == nil {
+				first = components
+				return
+			}
+			if !slices.Equal(components, first) {
+				t.Errorf("the closure differs from the one built under native:\n%s\nnative:\n%s", strings.Join(components, "\n"), strings.Join(first, "\n"))
+			}
+		})
+	}
 }
