@@ -95,7 +95,7 @@ func (r *run) unpackRelease(dep postal.Dependency, dir string) error {
 	file, err := r.tools.Downloads.Fetch(dep, r.ctx.CNBPath)
 	var mismatch *dependency.ChecksumError
 	if errors.As(err, &mismatch) {
-		return fmt.Errorf("the Nix release at %s does not match its checksum %s (it has %s): refusing to install it. Check the URL, or BP_NIX_INSTALLER_SHA256 if you set it",
+		return fmt.Errorf("the Nix release at %s does not match its checksum %s: refusing to install it (the download has %s). Check the URL, or BP_NIX_INSTALLER_SHA256 if you set it",
 			mismatch.URI, dep.Checksum, mismatch.Got)
 	}
 	if err != nil {
