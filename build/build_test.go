@@ -3,7 +3,7 @@ package build
 import (
 	"bytes"
 	"context"
-	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -103,7 +103,7 @@ func newFixture(t *testing.T, env ...string) *fixture {
 	f.transport[releaseURI] = release
 	f.transport[prootURI] = fakeDeb(t, map[string]string{"usr/bin/proot": "proot"})
 	f.transport[tallocURI] = fakeDeb(t, map[string]string{"usr/lib/x86_64-linux-gnu/libtalloc.so.2": "talloc"})
-	writeFile(t, filepath.Join(f.cnb, "buildpack.toml"), `api = "0.10"
+	toml := `api = "0.10"
 [buildpack]
   id = "nixcnb/nix"
   version = "1.0.0"
@@ -112,26 +112,16 @@ func newFixture(t *testing.T, env ...string) *fixture {
     nix = "2.34.8"
     proot = "5.1.0-1.3"
     libtalloc2 = "2.4.0-f2"
-  [[metadata.dependencies]]
-    id = "nix"
-    version = "2.34.8"
-    uri = "`+releaseURI+`"
-    checksum = "`+sha(release)+`"
-    stacks = ["*"]
-    strip-components = 1
-  [[metadata.dependencies]]
-    id = "proot"
-    version = "5.1.0-1.3"
-    uri = "`+prootURI+`"
-    checksum = "`+sha(f.transport[prootURI])+`"
-    stacks = ["*"]
-  [[metadata.dependencies]]
-    id = "libtalloc2"
-    version = "2.4.0-f2"
-    uri = "`+tallocURI+`"
-    checksum = "`+sha(f.transport[tallocURI])+`"
-    stacks = ["*"]
-`)
+`
+	for _, dep := range []struct{ id, version, uri, extra string }{
+		{"nix", "2.34.8", releaseURI, "strip-components = 1"},
+		{"proot", "5.1.0-1.3", prootURI, ""},
+		{"libtalloc2", "2.4.0-f2", tallocURI, ""},
+	} {
+		toml += fmt.Sprintf("  [[metadata.dependencies]]\n    id = %q\n    version = %q\n    uri = %q\n    checksum = %q\n    stacks = [\"*\"]\n    %s\n",
+			dep.id, dep.version, dep.uri, sha(f.transport[dep.uri]), dep.extra)
+	}
+	writeFile(t, filepath.Join(f.cnb, "buildpack.toml"), toml)
 	f.setEnv(env...)
 	paths, app := appPaths("v1")
 	f.nix = &fakeNix{t: t, version: nixVersion, app: paths, outputs: []string{app}}
@@ -179,7 +169,7 @@ func (f *fixture) build() (packit.BuildResult, error) {
 		OpenNix:      f.nix.opener(f.runtime),
 		OpenBucket: func(_ context.Context, s3 config.S3) (binarycache.Objects, error) {
 			if f.bucket == nil {
-				return nil, errors.New("no bucket in this test")
+				return nil, fmt.Errorf("no bucket in this test")
 			}
 			return f.bucket, nil
 		},

@@ -3,7 +3,6 @@ package build
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -43,11 +42,10 @@ type releaseLayer struct {
 // buildHook is the release's build-remote program as Nix sees it, or ""
 // when the release has none (newer Nix runs itself as its build hook).
 func (r releaseLayer) buildHook() string {
-	rel := filepath.Join(r.nixPath, "libexec", "nix", "build-remote")
-	if _, err := os.Lstat(filepath.Join(r.release.Dir, "store", rel)); err != nil {
-		return ""
+	if rel := r.release.BuildHook(r.nixPath); rel != "" {
+		return nixstore.Dir + "/" + rel
 	}
-	return nixstore.Dir + "/" + rel
+	return ""
 }
 
 // releaseLayer is the Nix bootstrap layer: the release tarball, checked

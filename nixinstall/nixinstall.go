@@ -54,6 +54,17 @@ func (r Release) NixPath() (string, error) {
 	return "", errors.New("the Nix release has no store path nix-<version> with bin/nix-store in it")
 }
 
+// BuildHook is the build-remote program of the Nix at nixPath (a name from
+// NixPath), relative to the store, or "" when the release has none: newer
+// Nix runs itself as its build hook.
+func (r Release) BuildHook(nixPath string) string {
+	rel := filepath.Join(nixPath, "libexec", "nix", "build-remote")
+	if _, err := os.Lstat(filepath.Join(r.Dir, "store", rel)); err != nil {
+		return ""
+	}
+	return rel
+}
+
 // RegInfo is the file nix-store --load-db reads to register the release.
 func (r Release) RegInfo() string {
 	return filepath.Join(r.Dir, ".reginfo")

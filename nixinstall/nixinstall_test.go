@@ -247,3 +247,22 @@ func assertNoPartials(t *testing.T, storeDir string) {
 		}
 	}
 }
+
+func TestBuildHook(t *testing.T) {
+	dir := t.TempDir()
+	nix := "zzm1ycyk5dwjnykfzyx7p1cbplryg5d1-nix-2.8.0"
+	r := nixinstall.Release{Dir: dir}
+	if got := r.BuildHook(nix); got != "" {
+		t.Errorf("a release without build-remote: %q", got)
+	}
+	hook := filepath.Join(dir, "store", nix, "libexec", "nix")
+	if err := os.MkdirAll(hook, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../../bin/nix", filepath.Join(hook, "build-remote")); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.BuildHook(nix); got != nix+"/libexec/nix/build-remote" {
+		t.Errorf("BuildHook = %q", got)
+	}
+}

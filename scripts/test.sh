@@ -35,4 +35,7 @@ echo "==> go test"
 id -u cnb >/dev/null 2>&1 || useradd -m -u 1001 -U cnb
 release_dir=$(dirname "$tools")/nix-release
 [[ -f $release_dir/nix-release.env ]] || scripts/make-nix-release.sh "$release_dir" >/dev/null
-go test -count=1 -timeout 60m ./...
+# -cover prints each package's statement coverage (build/ is unit-tested
+# with fakes for Nix, the transport and the bucket; the integration tests
+# run the real ones).
+go test -count=1 -cover -timeout 60m ./...
