@@ -75,9 +75,10 @@ func (r *run) prootLayer() (prootLayer, error) {
 			return prootLayer{}, err
 		}
 		debs := debpkg.Fetcher{Transport: r.tools.Downloads.Transport, Mirrors: r.tools.Downloads.Mirrors}
+		r.log.Subprocess("Installing proot: %s", d.Reason)
 		err = r.timed(func() error {
 			for _, dep := range deps {
-				r.log.Subprocess("Fetching %s (%s)", dep.URI, d.Reason)
+				r.log.Subprocess("Fetching %s", dep.URI)
 				if err := debs.Install(dep, r.ctx.CNBPath, layer.Path); err != nil {
 					return err
 				}
