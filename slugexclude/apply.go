@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/nixcnb/nix-buildpack/closure"
 )
@@ -33,31 +34,11 @@ type Result struct {
 // removal takes away.
 func Apply(root string, rules Rules) (Result, error) {
 	var res Result
-	var doomed []string
 	var elves []string
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if path == root {
-			return nil
-		}
-		rel, err := filepath.Rel(root, path)
-		if err != nil {
-			return err
-		}
-		rel = filepath.ToSlash(rel)
-		if rules.Excluded(rel, d.IsDir()) {
-			doomed = append(doomed, rel)
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		}
+	doomed, err := walk(root, rules, nil, func(rel, path string, d fs.DirEntry) {
 		if d.Type().IsRegular() && isELF(path) {
 			elves = append(elves, rel)
 		}
-		return nil
 	})
 	if err != nil {
 		return res, fmt.Errorf("applying .slugexclude to %s: %w", root, err)
@@ -110,4 +91,66 @@ func remove(root, rel string, restore *closure.DirModes) (int64, error) {
 		return 0, err
 	}
 	return size, os.RemoveAll(path)
+}
+
+// Excludes lists, without removing anything, what Apply would remove from
+// the trees below root at each of under (relative paths such as
+// store/<hash>-<name>): a folder stands for everything in it. The folders
+// that hold them count too, so a rule that removes store/ removes all.
+func Excludes(root string, rules Rules, under []string) ([]string, error) {
+	doomed, err := walk(root, rules, under, func(string, string, fs.DirEntry) {})
+	if err != nil {
+		return nil, fmt.Errorf("reading what .slugexclude removes from %s: %w", root, err)
+	}
+	return doomed, nil
+}
+
+// walk visits the entries below root (or only those below each of under)
+// in order and returns those the rules exclude, skipping what an excluded
+// folder holds; keep sees every entry that stays.
+func walk(root string, rules Rules, under []string, keep func(rel, path string, d fs.DirEntry)) ([]string, error) {
+	var doomed []string
+	visit := func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if path == root {
+			return nil
+		}
+		rel, err := filepath.Rel(root, path)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		if rules.Excluded(rel, d.IsDir()) {
+			doomed = append(doomed, rel)
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		keep(rel, path, d)
+		return nil
+	}
+	if under == nil {
+		return doomed, filepath.WalkDir(root, visit)
+	}
+	for _, u := range under {
+		// The folders above u are judged as Apply would reach them.
+		parts := strings.Split(u, "/")
+		hidden := false
+		for i := 1; i < len(parts) && !hidden; i++ {
+			if dir := strings.Join(parts[:i], "/"); rules.Excluded(dir, true) {
+				doomed = append(doomed, dir)
+				hidden = true
+			}
+		}
+		if hidden {
+			continue
+		}
+		if err := filepath.WalkDir(filepath.Join(root, filepath.FromSlash(u)), visit); err != nil {
+			return doomed, err
+		}
+	}
+	return doomed, nil
 }

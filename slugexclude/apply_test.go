@@ -164,3 +164,30 @@ func TestApplyAsUser(t *testing.T) {
 	}
 	checkApplied(t, root)
 }
+
+// Excludes names what Apply removes, path by path, and removes nothing.
+func TestExcludesIsApplyWithoutRemoving(t *testing.T) {
+	root := t.TempDir()
+	storetest.Make(t, root, tree)
+	rules := mustParse(t, seed)
+	var all []string
+	for _, p := range []string{hello, glibc, app, env, "7x7x7x7x7x7x7x7x7x7x7x7x7x7x7x7x-single.sh"} {
+		got, err := slugexclude.Excludes(root, rules, []string{"store/" + p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, got...)
+	}
+	slices.Sort(all)
+	if want := slices.Sorted(slices.Values(wantRemoved)); !slices.Equal(all, want) {
+		t.Errorf("Excludes = %q, want %q", all, want)
+	}
+	if _, err := os.Lstat(filepath.Join(root, "store", hello, "bin", "hello")); err != nil {
+		t.Errorf("Excludes removed something: %v", err)
+	}
+	// A rule on the store folder itself takes every path.
+	got, err := slugexclude.Excludes(root, mustParse(t, "- store/\n"), []string{"store/" + app})
+	if err != nil || !slices.Equal(got, []string{"store"}) {
+		t.Errorf("Excludes with store/ excluded = %q, %v", got, err)
+	}
+}
