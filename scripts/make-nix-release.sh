@@ -23,9 +23,10 @@
 # a chroot (the buildpack's native store runtime) cannot find. The official
 # release's default names a static busybox inside its own closure instead.
 # This release carries a static busybox as a store path of its own and names
-# it by the symlink <nix>/libexec/nix/sandbox-shell, so a buildpack can set
-# sandbox-paths = /bin/sh=<that busybox> (busybox runs as sh when called as
-# /bin/sh). The nix store path refers to it, so it travels with Nix's closure.
+# it by the relative symlink <nix>/libexec/nix/sandbox-shell, so a buildpack
+# can set sandbox-paths = /bin/sh=<that busybox> (busybox runs as sh when
+# called as /bin/sh). The nix store path refers to it, so it travels with
+# Nix's closure.
 #
 # Usage:
 #   scripts/make-nix-release.sh [--nix 2.8|2.34] [--arch amd64|arm64] OUT_DIR
@@ -259,7 +260,9 @@ done
 ln -s ../../bin/nix "$nix/libexec/nix/build-remote"
 if [[ $nix_version == 2.34 ]]; then
   patch_elf "$sysroot/usr/libexec/nix-nswrapper" "$nix/libexec/nix-nswrapper"
-  ln -s "$shell_path/bin/busybox" "$nix/libexec/nix/sandbox-shell"
+  # Relative, as every link of the release: unpackers check that a link
+  # resolves inside the tarball, and an absolute /nix/store target does not.
+  ln -s "../../../$(basename "$shell_path")/bin/busybox" "$nix/libexec/nix/sandbox-shell"
 fi
 nix_path=$(nix-store --store "$root" --add "$nix")
 paths+=("$nix_path")
