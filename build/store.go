@@ -159,6 +159,16 @@ func writeNixConf(path, storeDir, nixPath, extra string, caches substituters) er
 	if _, err := os.Lstat(filepath.Join(storeDir, nixPath, "libexec", "nix", "build-remote")); err == nil {
 		conf = append(conf, "build-hook = "+closure.StoreDir+"/"+nixPath+"/libexec/nix/build-remote")
 	}
+	// A Nix compiled with a sandbox shell outside the store (Debian's
+	// /usr/bin/bash-static) cannot build in a chroot, as it must with the
+	// native runtime's diverted store: its release names the static shell it
+	// carries in the store instead.
+	if target, err := os.Readlink(filepath.Join(storeDir, nixPath, "libexec", "nix", "sandbox-shell")); err == nil {
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(closure.StoreDir, nixPath, "libexec", "nix", target)
+		}
+		conf = append(conf, "sandbox-paths = /bin/sh="+target)
+	}
 	if extra != "" {
 		conf = append(conf, "# BP_NIX_CONFIG", extra)
 	}

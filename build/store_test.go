@@ -51,6 +51,22 @@ func TestNixConf(t *testing.T) {
 	if got := readLines(t, conf); !slices.Contains(got, "build-hook = /nix/store/"+nixPath+"/libexec/nix/build-remote") {
 		t.Errorf("no build-hook:\n%s", strings.Join(got, "\n"))
 	}
+	if slices.ContainsFunc(readLines(t, conf), func(l string) bool { return strings.HasPrefix(l, "sandbox-paths") }) {
+		t.Error("a Nix without libexec/nix/sandbox-shell got sandbox-paths")
+	}
+
+	// A release that names its sandbox shell in the store gets it as /bin/sh.
+	shell := "../../../2v0b0rqrn9b0zb6x8lbs0zq9cgq2lnb0-busybox-static-1.38.0/bin/busybox"
+	if err := os.Symlink(shell, filepath.Join(hook, "sandbox-shell")); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeNixConf(conf, store, nixPath, "", substituters{}); err != nil {
+		t.Fatal(err)
+	}
+	want := "sandbox-paths = /bin/sh=/nix/store/2v0b0rqrn9b0zb6x8lbs0zq9cgq2lnb0-busybox-static-1.38.0/bin/busybox"
+	if got := readLines(t, conf); !slices.Contains(got, want) {
+		t.Errorf("nix.conf lacks %q:\n%s", want, strings.Join(got, "\n"))
+	}
 }
 
 func TestNixEnvReplacesWhatItSets(t *testing.T) {
