@@ -48,6 +48,14 @@ func (r releaseLayer) buildHook() string {
 	return ""
 }
 
+// sandboxShell is the release's own static shell as Nix sees it, or "".
+func (r releaseLayer) sandboxShell() string {
+	if rel := r.release.SandboxShell(r.nixPath); rel != "" {
+		return nixstore.Dir + "/" + rel
+	}
+	return ""
+}
+
 // releaseLayer is the Nix bootstrap layer: the release tarball, checked
 // against its checksum before it is unpacked, and fetched again only when
 // the checksum changes. It is cached, not launched: the store layer

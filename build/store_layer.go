@@ -127,6 +127,7 @@ func (r *run) storeLayer(release releaseLayer, proot prootTool, caches substitut
 	}
 	conf := nixConf{
 		hook:         release.buildHook(),
+		sandboxShell: release.sandboxShell(),
 		sandbox:      r.cfg.Sandbox,
 		extra:        r.cfg.NixConfig,
 		substituters: caches,
@@ -179,6 +180,11 @@ type nixConf struct {
 	// hook is the release's build-remote, "" for releases that run
 	// themselves as their build hook.
 	hook string
+	// sandboxShell is the static shell a release made from a
+	// distribution's Nix carries for chroot builds: Debian's Nix names
+	// /usr/bin/bash-static, which a build machine need not have (see
+	// nixinstall.Release.SandboxShell). "" keeps Nix's own.
+	sandboxShell string
 	// sandbox turns Nix's sandbox on (BP_NIX_SANDBOX). Off, every store
 	// runtime builds with the same view of the host.
 	sandbox bool
@@ -198,6 +204,9 @@ func (c nixConf) String() string {
 	}
 	if c.hook != "" {
 		lines = append(lines, "build-hook = "+c.hook)
+	}
+	if c.sandboxShell != "" {
+		lines = append(lines, "sandbox-paths = /bin/sh="+c.sandboxShell)
 	}
 	if c.extra != "" {
 		lines = append(lines, "# BP_NIX_CONFIG", c.extra)

@@ -31,9 +31,16 @@ func TestNixConf(t *testing.T) {
 		t.Error("a Nix without libexec/nix/build-remote got a build-hook")
 	}
 
-	conf = nixConf{hook: "/nix/store/x-nix/libexec/nix/build-remote", sandbox: true}
+	if slices.ContainsFunc(got, func(l string) bool { return strings.HasPrefix(l, "sandbox-paths") }) {
+		t.Error("a Nix without a sandbox shell of its own got sandbox-paths")
+	}
+
+	shell := "/nix/store/2v0b0rqrn9b0zb6x8lbs0zq9cgq2lnb0-busybox-static-1.38.0/bin/busybox"
+	conf = nixConf{hook: "/nix/store/x-nix/libexec/nix/build-remote", sandbox: true, sandboxShell: shell}
 	got = strings.Split(conf.String(), "\n")
-	if !slices.Contains(got, "build-hook = /nix/store/x-nix/libexec/nix/build-remote") || !slices.Contains(got, "sandbox = true") {
-		t.Errorf("nix.conf:\n%s", conf)
+	for _, want := range []string{"build-hook = /nix/store/x-nix/libexec/nix/build-remote", "sandbox = true", "sandbox-paths = /bin/sh=" + shell} {
+		if !slices.Contains(got, want) {
+			t.Errorf("nix.conf lacks %q:\n%s", want, conf)
+		}
 	}
 }

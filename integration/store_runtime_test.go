@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -46,6 +47,9 @@ func TestStoreRuntimes(t *testing.T) {
 			chosen: "Store runtime: proot",
 		},
 	}
+	// Each runtime builds the fixture from an empty store of its own: the
+	// same derivations must give the same store paths whichever runs Nix.
+	var firstResult, firstRuntime string
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			env := suite.env
@@ -65,10 +69,24 @@ func TestStoreRuntimes(t *testing.T) {
 			for _, r := range c.rejected {
 				assertContains(t, result.Output, r)
 			}
+			results := resultLine.FindAllString(result.Output, -1)
+			if len(results) != 1 {
+				t.Fatalf("want one %q line, got %q:\n%s", "Result: /nix/store/...", results, result.Output)
+			}
+			if firstResult == "" {
+				firstResult, firstRuntime = results[0], c.chosen
+			} else if results[0] != firstResult {
+				t.Errorf("%s built %q, but %s built %q", c.chosen, results[0], firstRuntime, firstResult)
+			}
 			assertServes(t, export(t, image), "Hello from Nix", "v1")
 		})
 	}
+	if firstResult == "" {
+		t.Error("no runtime built the fixture")
+	}
 }
+
+var resultLine = regexp.MustCompile(`Result: /nix/store/[0-9a-z]{32}-\S+`)
 
 func TestNoStoreRuntimeSaysWhatIsMissing(t *testing.T) {
 	env := suite.env

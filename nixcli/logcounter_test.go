@@ -72,6 +72,31 @@ func TestLogCounterKeepsTheLastError(t *testing.T) {
 	}
 }
 
+func TestLogCounterJoinsTheReason(t *testing.T) {
+	// Nix 2.34 names the derivation on the error line and why on the next.
+	c := &logCounter{}
+	_, _ = c.Write([]byte(strings.Join([]string{
+		"fatal: the app does not compile",
+		"error: Cannot build '/nix/store/ffff-failing.drv'.",
+		"       Reason: builder failed with exit code 3.",
+		"       Output paths:",
+		"         /nix/store/gggg-failing",
+		"",
+	}, "\n")))
+	c.flush()
+	if want := "Cannot build '/nix/store/ffff-failing.drv': builder failed with exit code 3"; c.lastError != want {
+		t.Errorf("lastError = %q, want %q", c.lastError, want)
+	}
+
+	// A Reason line that is not part of an error block is the builder's.
+	c = &logCounter{}
+	_, _ = c.Write([]byte("error: Cannot build '/nix/store/ffff-x.drv'.\nbuilder> done\n       Reason: not Nix's\n"))
+	c.flush()
+	if want := "Cannot build '/nix/store/ffff-x.drv'."; c.lastError != want {
+		t.Errorf("lastError = %q, want %q", c.lastError, want)
+	}
+}
+
 func TestFlakeOutPaths(t *testing.T) {
 	for _, tc := range []struct {
 		json string

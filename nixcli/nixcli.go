@@ -257,6 +257,8 @@ type logCounter struct {
 	built, substituted int
 	sandboxDisabled    bool
 	lastError          string
+	// inError: the lines since the last error line are its indented rest.
+	inError bool
 }
 
 var (
@@ -296,6 +298,15 @@ func (c *logCounter) line(raw string) {
 		c.sandboxDisabled = true
 	case strings.HasPrefix(strings.TrimSpace(line), "error:"):
 		c.lastError = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "error:"))
+		c.inError = true
+	case c.inError && strings.HasPrefix(line, " ") && strings.HasPrefix(strings.TrimSpace(line), "Reason: "):
+		// Nix 2.30 and later put why on a line of its own: "Cannot build
+		// 'x.drv'." then "Reason: builder failed with exit code 3.".
+		reason := strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(line), "Reason: "), ".")
+		c.lastError = strings.TrimSuffix(c.lastError, ".") + ": " + reason
+		c.inError = false
+	case !strings.HasPrefix(line, " "):
+		c.inError = false
 	}
 	if c.out != nil {
 		fmt.Fprintln(c.out, line)

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strings"
 
 	"github.com/paketo-buildpacks/packit/v2/fs"
 )
@@ -63,6 +64,22 @@ func (r Release) BuildHook(nixPath string) string {
 		return ""
 	}
 	return rel
+}
+
+// SandboxShell is the static shell a release made from a distribution's
+// Nix carries for Nix's chroot builds (the link libexec/nix/sandbox-shell
+// of the Nix at nixPath), as a path relative to the store, or "" when the
+// release has none: an official release's Nix names its own, compiled in.
+func (r Release) SandboxShell(nixPath string) string {
+	dir := filepath.Join(nixPath, "libexec", "nix")
+	target, err := os.Readlink(filepath.Join(r.Dir, "store", dir, "sandbox-shell"))
+	if err != nil {
+		return ""
+	}
+	if !filepath.IsAbs(target) {
+		return filepath.Join(dir, target)
+	}
+	return strings.TrimPrefix(target, "/nix/store/")
 }
 
 // RegInfo is the file nix-store --load-db reads to register the release.

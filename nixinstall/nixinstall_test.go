@@ -266,3 +266,22 @@ func TestBuildHook(t *testing.T) {
 		t.Errorf("BuildHook = %q", got)
 	}
 }
+
+func TestSandboxShell(t *testing.T) {
+	dir := t.TempDir()
+	nix := "zzm1ycyk5dwjnykfzyx7p1cbplryg5d1-nix-2.34.8"
+	r := nixinstall.Release{Dir: dir}
+	if got := r.SandboxShell(nix); got != "" {
+		t.Errorf("a release without a sandbox shell: %q", got)
+	}
+	libexec := filepath.Join(dir, "store", nix, "libexec", "nix")
+	if err := os.MkdirAll(libexec, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../../../2v0b0rqrn9b0zb6x8lbs0zq9cgq2lnb0-busybox-static-1.38.0/bin/busybox", filepath.Join(libexec, "sandbox-shell")); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.SandboxShell(nix); got != "2v0b0rqrn9b0zb6x8lbs0zq9cgq2lnb0-busybox-static-1.38.0/bin/busybox" {
+		t.Errorf("SandboxShell = %q", got)
+	}
+}

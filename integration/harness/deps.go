@@ -19,11 +19,49 @@ func BuildBuildpack(repoRoot, dir string) error {
 	return nil
 }
 
+// NixVersionEnv names the Nix the integration tests install: 2.34 (the
+// default, Debian sid's nix-bin) or 2.8 (Debian 12's, the oldest the
+// buildpack supports).
+const NixVersionEnv = "NIXCNB_NIX_VERSION"
+
+// NixVersions are the releases scripts/make-nix-release.sh can make.
+var NixVersions = []string{"2.34", "2.8"}
+
+// NixVersion is the Nix release the tests use: $NIXCNB_NIX_VERSION, else 2.34.
+func NixVersion() (string, error) {
+	v := os.Getenv(NixVersionEnv)
+	if v == "" {
+		return NixVersions[0], nil
+	}
+	for _, known := range NixVersions {
+		if v == known {
+			return v, nil
+		}
+	}
+	return "", fmt.Errorf("%s=%s: the tests can install Nix %s", NixVersionEnv, v, strings.Join(NixVersions, " or "))
+}
+
+// NixRelease is the Nix release the tests serve to the buildpack.
+type NixRelease struct {
+	Version string // as the release names itself, e.g. 2.34.8
+	Tarball string
+	SHA256  string
+}
+
+// NixRelease makes (once, kept beside the tools: it is deterministic) or
+// finds the release of NixVersion.
+func (e *Env) NixRelease(repoRoot string) (NixRelease, error) {
+	v, err := NixVersion()
+	if err != nil {
+		return NixRelease{}, err
+	}
+	return nixRelease(repoRoot, v, filepath.Join(filepath.Dir(e.ToolsDir), "nix-release-"+v))
+}
+
 // OfflineDependencies provides the buildpack's dependencies without the
 // internet and returns the platform env that points the buildpack at them:
-//   - a Nix release made from Debian's nix-bin (scripts/make-nix-release.sh,
-//     kept beside the tools: it is deterministic), served on loopback and
-//     named by BP_NIX_INSTALLER_URL and BP_NIX_INSTALLER_SHA256;
+//   - a Nix release made from Debian's nix-bin (NixRelease), served on
+//     loopback and named by BP_NIX_INSTALLER_URL and BP_NIX_INSTALLER_SHA256;
 //   - Debian's proot and libtalloc2 packages from apt, the very files
 //     snapshot.debian.org serves, so buildpack.toml's checksums hold, put in
 //     the buildpack's deps/ folder where the dependency mirror
@@ -32,11 +70,14 @@ func BuildBuildpack(repoRoot, dir string) error {
 //
 // The env also keeps Nix off cache.nixos.org (BP_NIX_CONFIG).
 func (e *Env) OfflineDependencies(repoRoot, buildpackDir string) (map[string]string, error) {
-	tarball, sha256, err := nixRelease(repoRoot, filepath.Join(filepath.Dir(e.ToolsDir), "nix-release"))
+	release, err := e.NixRelease(repoRoot)
 	if err != nil {
 		return nil, err
 	}
-	url, err := serveFile(tarball)
+	// Which Nix the tests run is part of their result: say it.
+	fmt.Printf("harness: the buildpack installs Nix %s (%s; %s chooses 2.34 or 2.8)\n",
+		release.Version, filepath.Base(release.Tarball), NixVersionEnv)
+	url, err := serveFile(release.Tarball)
 	if err != nil {
 		return nil, err
 	}
@@ -45,7 +86,7 @@ func (e *Env) OfflineDependencies(repoRoot, buildpackDir string) (map[string]str
 	}
 	return map[string]string{
 		"BP_NIX_INSTALLER_URL":                     url,
-		"BP_NIX_INSTALLER_SHA256":                  sha256,
+		"BP_NIX_INSTALLER_SHA256":                  release.SHA256,
 		"BP_DEPENDENCY_MIRROR_SNAPSHOT_DEBIAN_ORG": "file:///deps/{originalHost}",
 		"BP_NIX_CONFIG":                            "substituters =",
 	}, nil
@@ -63,41 +104,49 @@ func (e *Env) OfflineBuildpack(repoRoot string) (string, map[string]string, erro
 	return dir, platformEnv, err
 }
 
-func nixRelease(repoRoot, dir string) (tarball, sha256 string, err error) {
+func nixRelease(repoRoot, version, dir string) (NixRelease, error) {
 	envFile := filepath.Join(dir, "nix-release.env")
 	// Test packages run in parallel: one makes the release, the others wait.
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", "", err
+		return NixRelease{}, err
 	}
 	lock, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
-		return "", "", err
+		return NixRelease{}, err
 	}
 	defer lock.Close()
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return "", "", fmt.Errorf("locking %s: %w", dir, err)
+		return NixRelease{}, fmt.Errorf("locking %s: %w", dir, err)
 	}
 	if _, err := os.Stat(envFile); err != nil {
-		if out, err := exec.Command(filepath.Join(repoRoot, "scripts", "make-nix-release.sh"), dir).CombinedOutput(); err != nil {
-			return "", "", fmt.Errorf("scripts/make-nix-release.sh: %w\n%s", err, out)
+		script := filepath.Join(repoRoot, "scripts", "make-nix-release.sh")
+		if out, err := exec.Command(script, "--nix", version, dir).CombinedOutput(); err != nil {
+			return NixRelease{}, fmt.Errorf("scripts/make-nix-release.sh --nix %s: %w\n%s", version, err, out)
 		}
 	}
 	data, err := os.ReadFile(envFile)
 	if err != nil {
-		return "", "", err
+		return NixRelease{}, err
 	}
+	var r NixRelease
 	for _, line := range strings.Split(string(data), "\n") {
 		if v, ok := strings.CutPrefix(line, "NIX_RELEASE_TARBALL="); ok {
-			tarball = v
+			r.Tarball = v
 		}
 		if v, ok := strings.CutPrefix(line, "NIX_RELEASE_SHA256="); ok {
-			sha256 = v
+			r.SHA256 = v
+		}
+		if v, ok := strings.CutPrefix(line, "NIX_RELEASE_VERSION="); ok {
+			r.Version = v
 		}
 	}
-	if tarball == "" || sha256 == "" {
-		return "", "", fmt.Errorf("%s lacks NIX_RELEASE_TARBALL or NIX_RELEASE_SHA256: delete it to make the release again", envFile)
+	if r.Tarball == "" || r.SHA256 == "" || r.Version == "" {
+		return NixRelease{}, fmt.Errorf("%s lacks NIX_RELEASE_TARBALL, NIX_RELEASE_SHA256 or NIX_RELEASE_VERSION: delete it to make the release again", envFile)
 	}
-	return tarball, sha256, nil
+	if !strings.HasPrefix(r.Version, version+".") && r.Version != version {
+		return NixRelease{}, fmt.Errorf("%s holds Nix %s, not %s: delete it to make the release again", envFile, r.Version, version)
+	}
+	return r, nil
 }
 
 func mirrorDebs(depsDir string) error {
