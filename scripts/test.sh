@@ -46,10 +46,12 @@ for v in 2.34 2.8; do
 done
 echo "==> go test ./... (integration tests on Nix $(sed -n 's/^NIX_RELEASE_VERSION=//p' "$(dirname "$tools")/nix-release-2.34/nix-release.env"))"
 rc=0
-# -cover prints each package's statement coverage (build/ is unit-tested
-# with fakes for Nix, the transport and the bucket; the integration tests
-# run the real ones).
-NIXCNB_NIX_VERSION=2.34 go test -count=1 -cover -timeout 60m ./... || rc=$?
+NIXCNB_NIX_VERSION=2.34 go test -count=1 -timeout 60m ./... || rc=$?
+# The build phase's unit tests, with fakes for Nix, the transport and the
+# bucket (the integration tests above run the real ones), and what they
+# cover.
+echo "==> go test -cover ./build/"
+go test -count=1 -cover ./build/ || rc=$?
 # On the oldest supported Nix, what every user relies on: detect, build,
 # run and an unchanged rebuild; a flake; a failing build explained; the
 # S3 push and restore; each store runtime.

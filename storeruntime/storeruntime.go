@@ -197,9 +197,10 @@ func prepareNative(opts Options) (Runtime, error) {
 }
 
 // hostEntries lists the top-level entries of the host's root that a chroot
-// shows, as sandbox-paths: all but /nix, which is the store, and /proc and
-// /dev, which Nix makes itself. An entry that is a symlink (/bin -> usr/bin)
-// is bound as what it points to.
+// shows, as sandbox-paths: all but /nix, which is the store, and the ones
+// Nix makes in the chroot itself: /proc, /dev, /etc (its own passwd, group
+// and hosts) and /tmp. An entry that is a symlink (/bin -> usr/bin) is
+// bound as what it points to.
 func hostEntries(root string) ([]string, error) {
 	entries, err := os.ReadDir(root)
 	if err != nil {
@@ -208,7 +209,7 @@ func hostEntries(root string) ([]string, error) {
 	var paths []string
 	for _, e := range entries {
 		switch e.Name() {
-		case "nix", "proc", "dev":
+		case "nix", "proc", "dev", "etc", "tmp":
 			continue
 		}
 		inside := "/" + e.Name()

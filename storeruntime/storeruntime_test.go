@@ -9,6 +9,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -96,6 +97,14 @@ func TestNativeLinksTheStoreUnderRootDir(t *testing.T) {
 
 func TestNativeCommandTellsNixTheRealStore(t *testing.T) {
 	root, nixDir := t.TempDir(), t.TempDir()
+	for _, dir := range []string{"usr", "etc", "tmp", "proc"} {
+		if err := os.Mkdir(filepath.Join(root, dir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("usr/bin", filepath.Join(root, "bin")); err != nil {
+		t.Fatal(err)
+	}
 	rt, _, err := storeruntime.Choose(context.Background(), storeruntime.Native, storeruntime.Options{
 		NixDir: nixDir, RootDir: root, Probe: []string{"/bin/true"},
 	})
@@ -114,12 +123,41 @@ func TestNativeCommandTellsNixTheRealStore(t *testing.T) {
 		"HOME=/home/cnb",
 		"NIX_CONF_DIR=/etc/nix",
 		"NIX_REMOTE=local?real=" + nixDir + "/store&state=" + nixDir + "/var/nix",
+		// With the sandbox off, Nix's chroot shows the host as bwrap and
+		// proot do, but for what Nix makes there itself.
+		"NIX_CONFIG=sandbox-paths = /bin=" + root + "/bin? /usr=" + root + "/usr?",
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("the command's environment:\n got %q\nwant %q", got, want)
 	}
 	if len(env) != 2 {
 		t.Errorf("Command changed the caller's environment: %q", env)
+	}
+
+	// With the sandbox on, Nix's own sandbox-paths stand, and a NIX_CONFIG
+	// the caller set is kept as it is.
+	rt, _, err = storeruntime.Choose(context.Background(), storeruntime.Native, storeruntime.Options{
+		NixDir: nixDir, RootDir: root, Probe: []string{"/bin/true"}, Sandbox: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd = rt.Command(context.Background(), []string{"NIX_CONFIG=cores = 2"}, "/usr/bin/env")
+	if !slices.Contains(cmd.Env, "NIX_CONFIG=cores = 2") || slices.ContainsFunc(cmd.Env, func(kv string) bool { return strings.Contains(kv, "sandbox-paths") }) {
+		t.Errorf("environment %q", cmd.Env)
+	}
+}
+
+func TestProotTurnsNixsSandboxOff(t *testing.T) {
+	rt, _, err := storeruntime.Choose(context.Background(), storeruntime.Proot, storeruntime.Options{
+		NixDir: t.TempDir(), ProotPath: "/bin/true", Probe: []string{"/bin/true"}, Sandbox: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := rt.Command(context.Background(), []string{"NIX_CONFIG=cores = 2"}, "/usr/bin/env")
+	if !slices.Contains(cmd.Env, "NIX_CONFIG=cores = 2\nsandbox = false") {
+		t.Errorf("environment %q", cmd.Env)
 	}
 }
 
