@@ -33,7 +33,7 @@ import (
 	"github.com/nixcnb/nix-buildpack/config"
 	"github.com/nixcnb/nix-buildpack/dependency"
 	"github.com/nixcnb/nix-buildpack/detect"
-	"github.com/nixcnb/nix-buildpack/nixstore"
+	"github.com/nixcnb/nix-buildpack/launch"
 )
 
 // DependencyResolver finds the dependencies buildpack.toml declares
@@ -87,6 +87,25 @@ func Build(cfg config.Config, tools Tools) packit.BuildFunc {
 		if err != nil {
 			return packit.BuildResult{}, err
 		}
+		inputs, err := r.buildInputs(release, plan)
+		if err != nil {
+			return packit.BuildResult{}, err
+		}
+		if !cfg.OneOff {
+			closure, err := ctx.Layers.Get(launch.ClosureLayer)
+			if err != nil {
+				return packit.BuildResult{}, err
+			}
+			have := readPrevious[closureMetadata](closure)
+			if d := decideNoChange(have, inputs, cfg.PurgeCache, r.restoredLayer); d.Reuse {
+				r.log.Process("Nothing to build: %s. Reusing every layer; no Nix runs", d.Reason)
+				r.log.Break()
+				proot.layer.Launch = r.needsProot(have.Meta)
+				return r.reusePrevious(have.Meta, []packit.Layer{release.layer, proot.layer})
+			} else {
+				r.log.Detail("Building: %s", d.Reason)
+			}
+		}
 		substituter, err := startSubstituter(cache)
 		if err != nil {
 			return packit.BuildResult{}, err
@@ -109,7 +128,7 @@ func Build(cfg config.Config, tools Tools) packit.BuildFunc {
 		if err != nil {
 			return packit.BuildResult{}, err
 		}
-		storeLayer := store.withMetadata(kept.sourcesSeen)
+		storeLayer := store.withMetadata(kept.sourcesSeen, cfg.StoreCache)
 		if err := r.share(nix, cache, store.storeDir(), built, kept); err != nil {
 			return packit.BuildResult{}, err
 		}
@@ -118,14 +137,18 @@ func Build(cfg config.Config, tools Tools) packit.BuildFunc {
 			return packit.BuildResult{}, nil
 		}
 
-		closureLayer, launched, processes, err := r.closureLayer(proot.tool, plan, r.storeSource(nix, store, built, kept))
+		src, err := r.storeSource(nix, store, built, kept)
 		if err != nil {
 			return packit.BuildResult{}, err
 		}
-		proot.layer.Launch = r.needsProot(launched)
+		launched, processes, err := r.closureLayers(proot.tool, plan, src, inputs)
+		if err != nil {
+			return packit.BuildResult{}, err
+		}
+		proot.layer.Launch = r.needsProot(launched.closure)
 		r.log.LaunchDirectProcesses(processes)
 		return packit.BuildResult{
-			Layers: []packit.Layer{release.layer, proot.layer, storeLayer, closureLayer},
+			Layers: append([]packit.Layer{release.layer, proot.layer, storeLayer}, launched.layers...),
 			Launch: packit.LaunchMetadata{DirectProcesses: processes},
 		}, nil
 	}
@@ -140,27 +163,20 @@ type run struct {
 	log   scribe.Emitter
 }
 
-// storeSource is the runtime closure garbage collection kept, copied (hard
-// linked where it can be) out of the store layer.
-func (r *run) storeSource(nix Nix, store storeLayer, built builtApp, kept keptPaths) closureSource {
+// storeSource is the runtime closure garbage collection kept, in the store
+// layer: placing a path hard-links its files where it can.
+func (r *run) storeSource(nix Nix, store storeLayer, built builtApp, kept keptPaths) (closureSource, error) {
+	infos, err := nix.PathInfos(context.Background(), kept.runtime...)
+	if err != nil {
+		return closureSource{}, fmt.Errorf("reading the closure's path infos: %w", err)
+	}
 	return closureSource{
 		results: built.OutPaths,
-		closure: closureDigest(built.OutPaths, kept.runtime),
-		place: func(storeDir string) ([]nixstore.PathInfo, error) {
-			stats, err := closure.Copy(store.storeDir(), kept.runtime, storeDir)
-			if err != nil {
-				return nil, err
-			}
-			r.log.Subprocess("Copied %s (%d files) from the store", plural(stats.Paths, "store path"), stats.Files)
-			infos, err := nix.PathInfos(context.Background(), kept.runtime...)
-			if err != nil {
-				return nil, fmt.Errorf("reading the closure's path infos: %w", err)
-			}
-			paths := make([]nixstore.PathInfo, 0, len(infos))
-			for _, in := range infos {
-				paths = append(paths, in)
-			}
-			return paths, nil
+		infos:   infos,
+		root:    store.nixDir,
+		place: func(paths []string, storeDir string) error {
+			_, err := closure.Copy(store.storeDir(), paths, storeDir)
+			return err
 		},
-	}
+	}, nil
 }

@@ -144,8 +144,10 @@ func (f *fixture) withBucket(b *memBucket, env ...string) {
 	f.setEnv(append([]string{"BP_NIX_S3_BUCKET=cache"}, env...)...)
 }
 
-// appVersion makes the next build build version v of the app.
+// appVersion makes the next build build version v of the app, as an edit
+// of the app's version.txt would.
 func (f *fixture) appVersion(v string) {
+	writeFile(f.t, filepath.Join(f.app, "version.txt"), v)
 	paths, app := appPaths(v)
 	f.nix.app, f.nix.outputs = paths, []string{app}
 }

@@ -22,26 +22,34 @@ import (
 	"github.com/nixcnb/nix-buildpack/slugexclude"
 )
 
-// closureMetadata says what a closure layer was made of, and what came of
-// it. While what it was made of is unchanged, the previous image's layer is
-// reused as it is (launch only: the lifecycle keeps it without restoring
-// its files).
+// closureMetadata says what the closure layer was made of, and what came
+// of it. The closure layer is small: the launcher's settings, a folder of
+// links to the store paths in their own layers (see path_layers.go), the
+// exec.d program of a relocated closure, and the closure's SBOM. While
+// what it was made of is unchanged, the previous image's layer is reused.
 type closureMetadata struct {
 	// BuildpackVersion made the layer: another version remakes it.
 	BuildpackVersion string `toml:"buildpack-version"`
-	// Closure identifies the results and every store path of the closure.
-	Closure string `toml:"closure"`
+	// Results are the build's outputs, Closure identifies them and every
+	// store path of their closure.
+	Results []string `toml:"results"`
+	Closure string   `toml:"closure"`
+	// Layers are the layers of store paths, in order.
+	Layers []string `toml:"layers"`
 	// Launcher is BP_NIX_LAUNCHER, Prefix the relocation prefix ("" when
 	// the launcher is proot).
 	Launcher config.Launcher `toml:"launcher"`
 	Prefix   string          `toml:"prefix"`
-	// SlugExclude identifies the .slugexclude that pruned it.
+	// SlugExclude identifies the .slugexclude that pruned the closure.
 	SlugExclude string `toml:"slugexclude"`
-	// BuildCommand says the layer carries the image's build command (S3 is
-	// set).
+	// BuildCommand says the image carries the build command (S3 is set).
 	BuildCommand bool `toml:"build-command"`
 	// TrustedKeys checked a restored closure.
 	TrustedKeys []string `toml:"trusted-keys"`
+	// Inputs identifies everything the build's result depends on: an
+	// unchanged one means the build can reuse every layer without running
+	// Nix (see decideNoChange).
+	Inputs string `toml:"inputs"`
 
 	// Mode is how the closure launches: relocate, proot, or missing.
 	Mode string `toml:"mode"`
@@ -52,25 +60,27 @@ type closureMetadata struct {
 // decideClosure reuses the previous image's closure layer while everything
 // it was made of is unchanged, and names what changed otherwise.
 func decideClosure(have previous[closureMetadata], want closureMetadata) decision {
-	if d, ok := have.unusable("the previous image has no closure layer"); ok {
+	if d, ok := have.unusable("the previous image has no closure layer", want); ok {
 		return d
 	}
 	h := have.Meta
 	switch {
-	case h.BuildpackVersion != want.BuildpackVersion:
-		return rebuild("the buildpack changed %s → %s", h.BuildpackVersion, want.BuildpackVersion)
 	case h.Closure != want.Closure:
 		return rebuild("the closure changed")
+	case !slices.Equal(h.Layers, want.Layers):
+		return rebuild("its store paths are in other layers now")
 	case h.Launcher != want.Launcher:
 		return rebuild("BP_NIX_LAUNCHER changed %s → %s", h.Launcher, want.Launcher)
 	case h.Prefix != want.Prefix:
 		return rebuild("the relocation prefix changed %s → %s", h.Prefix, want.Prefix)
+	case h.Mode != want.Mode:
+		return rebuild("the closure launches with %s now", want.Mode)
 	case h.SlugExclude != want.SlugExclude:
 		return rebuild(".slugexclude changed")
 	case h.BuildCommand != want.BuildCommand && want.BuildCommand:
-		return rebuild("S3 is set now, and the layer carries the build command")
+		return rebuild("S3 is set now, and the image carries the build command")
 	case h.BuildCommand != want.BuildCommand:
-		return rebuild("S3 is no longer set, and the layer no longer carries the build command")
+		return rebuild("S3 is no longer set, and the image no longer carries the build command")
 	case !slices.Equal(h.TrustedKeys, want.TrustedKeys):
 		return rebuild("BP_NIX_TRUSTED_PUBLIC_KEYS changed")
 	}
@@ -82,84 +92,239 @@ func decideClosure(have previous[closureMetadata], want closureMetadata) decisio
 // not documentation names /nix/store where it cannot be rewritten
 // (compressed content). Compressed documentation (Nix gzips man pages)
 // does not stop a program from running.
-func decideLaunch(launcher config.Launcher, skipped []relocate.Skipped) (mode, reason string) {
-	if launcher == config.LauncherProot {
+func decideLaunch(launcher config.Launcher, unrelocatable []string) (mode, reason string) {
+	switch {
+	case launcher == config.LauncherProot:
 		return launch.ModeProot, "BP_NIX_LAUNCHER=proot"
-	}
-	needed := 0
-	for _, s := range skipped {
-		if !s.Documentation() {
-			needed++
-		}
-	}
-	if needed > 0 && launcher == config.LauncherAuto {
-		return launch.ModeProot, fmt.Sprintf("auto: %s outside the documentation cannot be relocated", plural(needed, "file"))
+	case len(unrelocatable) > 0 && launcher == config.LauncherAuto:
+		return launch.ModeProot, fmt.Sprintf("auto: %s outside the documentation cannot be relocated", plural(len(unrelocatable), "file"))
 	}
 	return launch.ModeRelocate, ""
 }
 
-// closureSource is where a closure layer's store paths come from: the store
+// closureSource is where the closure's store paths come from: the store
 // layer after a build, or the bucket in a restore-only deploy.
 type closureSource struct {
-	// results are the build's outputs; their closure is the layer's.
+	// results are the build's outputs; the closure is theirs.
 	results []string
-	// closure identifies the results and all paths of their closure.
-	closure string
-	// place puts the closure's store paths into storeDir, once, and
-	// describes them for the SBOM.
-	place func(storeDir string) ([]nixstore.PathInfo, error)
+	// infos describe every path of the closure.
+	infos []nixstore.PathInfo
+	// root holds store/<hash>-<name> for every path, as Nix built them.
+	root string
+	// place puts some of the paths into storeDir.
+	place func(paths []string, storeDir string) error
 }
 
-// closureLayer is the launch layer: exactly the results' runtime closure,
-// pruned by .slugexclude and relocated (or kept for proot), with its SBOM,
-// the launcher and its settings, and a process for each executable.
-func (r *run) closureLayer(proot prootTool, plan detect.PlanMetadata, src closureSource) (packit.Layer, closureMetadata, []packit.DirectProcess, error) {
-	layer, err := r.ctx.Layers.Get("nix-closure")
-	if err != nil {
-		return layer, closureMetadata{}, nil, err
-	}
+// launchLayers are the layers that launch the closure: the path layers,
+// the closure layer and the launcher.
+type launchLayers struct {
+	layers  []packit.Layer
+	closure closureMetadata
+	// launcher is the launcher layer's bin/nix-launch.
+	launcher string
+}
+
+// closureLayers makes or reuses every launch layer of the closure: first
+// the layers of store paths, then, once the launch mode is known from what
+// they hold, the relocation of those this build made, then the closure
+// layer and the launcher.
+func (r *run) closureLayers(proot prootTool, plan detect.PlanMetadata, src closureSource, inputs string) (launchLayers, []packit.DirectProcess, error) {
+	var out launchLayers
 	prune, err := readSlugExclude(r.ctx.WorkingDir)
 	if err != nil {
-		return layer, closureMetadata{}, nil, err
+		return out, nil, err
 	}
-	want := r.closureInputs(src.results, src.closure, prune.digest)
+	infos := map[string]nixstore.PathInfo{}
+	var paths []string
+	var narBytes int64
+	for _, in := range src.infos {
+		infos[in.Path] = in
+		paths = append(paths, in.Path)
+		narBytes += in.NarSize
+	}
+	want := r.closureInputs(src.results, closureDigest(src.results, paths), prune.digest)
+	want.Inputs = inputs
+	groups := groupPaths(src.results, src.infos, r.cfg.MaxLayers)
+	for _, g := range groups {
+		want.Layers = append(want.Layers, g.name)
+	}
 
 	r.log.Process("Runtime closure")
-	have := readPrevious[closureMetadata](layer)
+	r.log.Subprocess("Closure: %s, %s of NAR, in %s", plural(len(paths), "store path"), humanBytes(narBytes), plural(len(groups), "layer"))
+	var pathLayers []pathLayer
+	err = r.timed(func() error {
+		var err error
+		if pathLayers, err = r.storePathLayers(groups, infos, src, prune, want.Prefix); err != nil {
+			return err
+		}
+		want.Mode, err = r.launchMode(pathLayers, src, prune, want.Prefix)
+		return err
+	})
+	if err != nil {
+		return out, nil, fmt.Errorf("making the closure's layers: %w", err)
+	}
+	if want.Mode != launch.ModeRelocate {
+		want.Prefix = ""
+	}
+
+	launcherLayer, err := r.launcherLayer()
+	if err != nil {
+		return out, nil, err
+	}
+	out.launcher = filepath.Join(launcherLayer.Path, "bin", launch.LauncherName)
+	closureLayer, err := r.ctx.Layers.Get(launch.ClosureLayer)
+	if err != nil {
+		return out, nil, err
+	}
+	have := readPrevious[closureMetadata](closureLayer)
 	d := decideClosure(have, want)
 	if d.Reuse {
 		r.log.Subprocess("Reusing the image's closure layer: %s", d.Reason)
-		want.Mode, want.Executables = have.Meta.Mode, have.Meta.Executables
+		want.Executables = have.Meta.Executables
 	} else {
 		r.log.Subprocess("Making the closure layer: %s", d.Reason)
-		if layer, err = resetWritable(layer); err != nil {
-			return layer, want, nil, err
+		if closureLayer, err = resetWritable(closureLayer); err != nil {
+			return out, nil, err
 		}
-		err = r.timed(func() error {
-			want.Mode, want.Executables, err = r.makeClosure(layer, proot, plan, src, prune, want.Prefix)
-			return err
-		})
-		if err != nil {
-			return layer, want, nil, fmt.Errorf("making the launch layer: %w", err)
+		if want.Executables, err = r.makeClosure(closureLayer, out.launcher, pathLayers, proot, plan, src, want); err != nil {
+			return out, nil, fmt.Errorf("making the closure layer: %w", err)
 		}
 	}
-	layer.Launch = true
-	layer.Metadata = toMetadata(want)
+	closureLayer.Launch = true
+	closureLayer.Metadata = toMetadata(want)
+	out.closure = want
+	for _, l := range pathLayers {
+		out.layers = append(out.layers, l.layer)
+	}
+	out.layers = append(out.layers, closureLayer, launcherLayer)
 	r.log.Break()
-
-	processes := processTypes(filepath.Join(layer.Path, "bin", launch.LauncherName), src.results[0], want.Executables, r.cfg.WebCommand)
-	if len(processes) == 0 {
-		r.log.Subprocess("The result has no executables in bin/: no process types. Set BP_NIX_WEB_COMMAND or add a Procfile (web: run_result.sh bin/<program>).")
-	} else if !hasDefault(processes) {
-		r.log.Subprocess("The result has several executables and none is named web: set BP_NIX_WEB_COMMAND to choose the default process.")
-	}
-	return layer, want, processes, nil
+	return out, r.processes(out.launcher, src.results[0], want.Executables), nil
 }
 
-// closureInputs is what a closure layer made now would be made of.
+// storePathLayers reuses or makes the layer of each group of store paths.
+func (r *run) storePathLayers(groups []pathGroup, infos map[string]nixstore.PathInfo, src closureSource, prune slugExclude, prefix string) ([]pathLayer, error) {
+	var layers []pathLayer
+	made, entries := 0, 0
+	var removed int64
+	for _, g := range groups {
+		layer, err := r.ctx.Layers.Get(g.name)
+		if err != nil {
+			return nil, err
+		}
+		want, err := r.wantPaths(g, infos, src, prune, prefix)
+		if err != nil {
+			return nil, err
+		}
+		have := readPrevious[pathsMetadata](layer)
+		d := decidePaths(have, want)
+		if d.Reuse {
+			layer.Launch = true
+			layer.Metadata = toMetadata(have.Meta)
+			layers = append(layers, pathLayer{layer: layer, meta: have.Meta})
+			continue
+		}
+		r.log.Detail("Making layer %s: %s", g.name, d.Reason)
+		l, err := r.makePaths(layer, want, src, prune)
+		if err != nil {
+			return nil, err
+		}
+		layers = append(layers, l)
+		made++
+		removed, entries = removed+l.pruned.Bytes, entries+len(l.pruned.Removed)
+	}
+	r.log.Subprocess("Store path layers: %d made, %d reused from the previous image", made, len(groups)-made)
+	if prune.found && made > 0 {
+		r.log.Subprocess(".slugexclude removed %s (%d entries) from the layers made", humanBytes(removed), entries)
+		// A program in one layer may load a library .slugexclude removed
+		// from another: the check reads the whole closure as Nix built it.
+		var under []string
+		for in := range infos {
+			under = append(under, "store/"+mustBase(in))
+		}
+		slices.Sort(under)
+		warnings, err := slugexclude.Check(src.root, prune.rules, under)
+		if err != nil {
+			return nil, err
+		}
+		for _, w := range warnings {
+			r.log.Subprocess("Warning: %s", w)
+		}
+	}
+	return layers, nil
+}
+
+// launchMode decides how the closure launches from what its layers hold,
+// then relocates the layers this build made (and makes again a reused one
+// relocated for another mode), and records the prefix in each layer.
+func (r *run) launchMode(layers []pathLayer, src closureSource, prune slugExclude, prefix string) (string, error) {
+	var unrelocatable []string
+	for _, l := range layers {
+		unrelocatable = append(unrelocatable, l.meta.Unrelocatable...)
+	}
+	mode, reason := decideLaunch(r.cfg.Launcher, unrelocatable)
+	if mode != launch.ModeRelocate {
+		prefix = ""
+	}
+	files, links := 0, 0
+	for i, l := range layers {
+		if !l.made && (!l.meta.NamesStore || l.meta.Prefix == prefix) {
+			continue
+		}
+		if !l.made {
+			// Reused, but its files name the store for the other mode.
+			want := l.meta
+			want.NamesStore, want.Unrelocatable = false, nil
+			remade, err := r.makePaths(l.layer, want, src, prune)
+			if err != nil {
+				return "", err
+			}
+			l = remade
+		}
+		if mode == launch.ModeRelocate {
+			report, err := r.relocatePaths(l, prefix)
+			if err != nil {
+				return "", err
+			}
+			files, links = files+report.FilesRewritten, links+report.LinksRewritten
+		}
+		l.meta.Prefix = prefix
+		l.layer.Launch = true
+		l.layer.Metadata = toMetadata(l.meta)
+		layers[i] = l
+	}
+	if mode == launch.ModeRelocate {
+		r.log.Subprocess("Launcher: relocate (%s): rewrote /nix/store in %d files and %d links; no proot, no ptrace at run time",
+			prefix, files, links)
+	} else {
+		r.log.Subprocess("Launcher: proot (%s)", reason)
+	}
+	return mode, nil
+}
+
+// relocatePaths rewrites /nix/store to prefix in a layer as planned, and
+// checks that nothing else still names it.
+func (r *run) relocatePaths(l pathLayer, prefix string) (relocate.Report, error) {
+	storeDir := filepath.Join(l.layer.Path, "store")
+	report, err := l.rewrite.Apply(storeDir, prefix)
+	if err != nil {
+		return report, fmt.Errorf("relocating the closure to %s: %w", prefix, err)
+	}
+	left, err := relocate.Verify(storeDir, report.Skipped)
+	if err != nil {
+		return report, err
+	}
+	if len(left) > 0 {
+		return report, fmt.Errorf("relocation left /nix/store in %d files, e.g. %s", len(left), left[0])
+	}
+	return report, nil
+}
+
+// closureInputs is what a closure layer made now would be made of, before
+// its layers and launch mode are known.
 func (r *run) closureInputs(results []string, closure, slugExclude string) closureMetadata {
 	m := closureMetadata{
 		BuildpackVersion: r.ctx.BuildpackInfo.Version,
+		Results:          results,
 		Closure:          closure,
 		Launcher:         r.cfg.Launcher,
 		SlugExclude:      slugExclude,
@@ -176,72 +341,68 @@ func (r *run) closureInputs(results []string, closure, slugExclude string) closu
 	return m
 }
 
-// makeClosure fills the empty layer, in one pass: the store paths placed
-// once, pruned, scanned, the launch mode decided, relocated if so, then the
-// SBOM and the launcher. It returns the mode and the result's executables.
-func (r *run) makeClosure(layer packit.Layer, proot prootTool, plan detect.PlanMetadata, src closureSource, prune slugExclude, prefix string) (string, []string, error) {
+// makeClosure fills the empty closure layer: a link store/<hash>-<name> to
+// each store path in its layer (the launcher shows this folder at the
+// prefix, or at /nix/store under proot), the launcher's settings, the
+// exec.d program of a relocated closure, and the SBOM. It returns the
+// result's executables.
+func (r *run) makeClosure(layer packit.Layer, launcher string, pathLayers []pathLayer, proot prootTool, plan detect.PlanMetadata, src closureSource, m closureMetadata) ([]string, error) {
 	storeDir := filepath.Join(layer.Path, "store")
-	paths, err := src.place(storeDir)
-	if err != nil {
-		return "", nil, err
+	if err := os.MkdirAll(storeDir, 0o755); err != nil {
+		return nil, err
 	}
-	if err := r.pruneClosure(layer.Path, prune); err != nil {
-		return "", nil, err
-	}
-
-	var rewrite relocate.Plan
-	if r.cfg.Launcher != config.LauncherProot {
-		if rewrite, err = relocate.Scan(storeDir); err != nil {
-			return "", nil, err
+	var infos []nixstore.PathInfo
+	for _, l := range pathLayers {
+		for _, p := range l.meta.Paths {
+			base, err := nixstore.Base(p.Path)
+			if err != nil {
+				return nil, err
+			}
+			if err := os.Symlink(filepath.Join(l.layer.Path, "store", base), filepath.Join(storeDir, base)); err != nil {
+				return nil, err
+			}
+			infos = append(infos, p.info())
 		}
-		for _, s := range rewrite.Skipped {
-			r.log.Subprocess("Not relocated: %s (%s)", s.Path, s.Reason)
-		}
 	}
-	mode, reason := decideLaunch(r.cfg.Launcher, rewrite.Skipped)
 	settings := r.launchSettings(layer.Path, proot, plan, src.results)
-	settings.Mode = mode
-	if mode == launch.ModeRelocate {
-		if err := r.relocateClosure(layer.Path, rewrite, prefix); err != nil {
-			return "", nil, err
+	settings.Mode, settings.Prefix = m.Mode, m.Prefix
+	if m.Mode == launch.ModeRelocate {
+		execd := filepath.Join(layer.Path, "exec.d")
+		if err := os.MkdirAll(execd, 0o755); err != nil {
+			return nil, err
 		}
-		settings.Prefix = prefix
-	} else {
-		r.log.Subprocess("Launcher: proot (%s)", reason)
+		if err := os.Symlink(launcher, filepath.Join(execd, launch.RelocateExecD)); err != nil {
+			return nil, err
+		}
 	}
-	if err := r.writeSBOM(layer.Name, src.results, paths); err != nil {
-		return "", nil, fmt.Errorf("writing the SBOM: %w", err)
+	if err := writeLaunchSettings(layer.Path, settings); err != nil {
+		return nil, err
 	}
-	if err := r.installLauncher(layer.Path, settings); err != nil {
-		return "", nil, err
+	if err := r.writeSBOM(layer.Name, src.results, infos); err != nil {
+		return nil, fmt.Errorf("writing the SBOM: %w", err)
 	}
-	names, err := executables(filepath.Join(storeDir, mustBase(src.results[0]), "bin"))
-	return mode, names, err
+	// The result's files: in its layer if this build made it (pruned as
+	// the image has them), else where the source keeps them.
+	result := mustBase(src.results[0])
+	bin := filepath.Join(src.root, "store", result, "bin")
+	for _, l := range pathLayers {
+		if l.made && slices.ContainsFunc(l.meta.Paths, func(p layerPath) bool { return p.Path == src.results[0] }) {
+			bin = filepath.Join(l.layer.Path, "store", result, "bin")
+		}
+	}
+	return executables(bin)
 }
 
-// relocateClosure rewrites /nix/store to prefix as planned, checks that
-// nothing else still names it, and adds the exec.d program that links the
-// prefix to the closure before each process starts.
-func (r *run) relocateClosure(layerDir string, plan relocate.Plan, prefix string) error {
-	storeDir := filepath.Join(layerDir, "store")
-	report, err := plan.Apply(storeDir, prefix)
-	if err != nil {
-		return fmt.Errorf("relocating the closure to %s: %w", prefix, err)
+// processes are the image's process types, and the log's advice when they
+// lack a default.
+func (r *run) processes(launcher, result string, executables []string) []packit.DirectProcess {
+	processes := processTypes(launcher, result, executables, r.cfg.WebCommand)
+	if len(processes) == 0 {
+		r.log.Subprocess("The result has no executables in bin/: no process types. Set BP_NIX_WEB_COMMAND or add a Procfile (web: run_result.sh bin/<program>).")
+	} else if !hasDefault(processes) {
+		r.log.Subprocess("The result has several executables and none is named web: set BP_NIX_WEB_COMMAND to choose the default process.")
 	}
-	left, err := relocate.Verify(storeDir, report.Skipped)
-	if err != nil {
-		return err
-	}
-	if len(left) > 0 {
-		return fmt.Errorf("relocation left /nix/store in %d files, e.g. %s", len(left), left[0])
-	}
-	r.log.Subprocess("Launcher: relocate (%s): rewrote /nix/store in %d files and %d links; no proot, no ptrace at run time",
-		prefix, report.FilesRewritten, report.LinksRewritten)
-	execd := filepath.Join(layerDir, "exec.d")
-	if err := os.MkdirAll(execd, 0o755); err != nil {
-		return err
-	}
-	return os.Symlink("../bin/"+launch.LauncherName, filepath.Join(execd, launch.RelocateExecD))
+	return processes
 }
 
 // needsProot says whether the image needs the proot layer: to run a closure
@@ -280,35 +441,6 @@ func readSlugExclude(appDir string) (slugExclude, error) {
 	return slugExclude{rules: rules, found: true, digest: hex.EncodeToString(sum[:8])}, nil
 }
 
-// pruneClosure applies the app's .slugexclude to the closure layer (its
-// paths read as store/<hash>-<name>/...), and reports the closure's size
-// before and after.
-func (r *run) pruneClosure(layerDir string, prune slugExclude) error {
-	storeDir := filepath.Join(layerDir, "store")
-	paths, bytes, err := treeSize(storeDir)
-	if err != nil {
-		return err
-	}
-	if !prune.found {
-		r.log.Subprocess("Closure: %s, %s", plural(paths, "store path"), humanBytes(bytes))
-		return nil
-	}
-	result, err := slugexclude.Apply(layerDir, prune.rules)
-	if err != nil {
-		return fmt.Errorf("applying .slugexclude: %w", err)
-	}
-	_, after, err := treeSize(storeDir)
-	if err != nil {
-		return err
-	}
-	r.log.Subprocess("Closure: %s, %s; .slugexclude removed %s (%d entries): %s left",
-		plural(paths, "store path"), humanBytes(bytes), humanBytes(bytes-after), len(result.Removed), humanBytes(after))
-	for _, w := range result.Warnings {
-		r.log.Subprocess("Warning: %s", w)
-	}
-	return nil
-}
-
 // writeSBOM writes the closure as the layer's CycloneDX SBOM, where the
 // lifecycle puts it in the image for `pack sbom download`.
 func (r *run) writeSBOM(layerName string, results []string, paths []nixstore.PathInfo) error {
@@ -329,24 +461,4 @@ func closureDigest(results, paths []string) string {
 		fmt.Fprintln(h, p)
 	}
 	return "sha256:" + hex.EncodeToString(h.Sum(nil))
-}
-
-// treeSize counts the store paths in storeDir and the bytes of their files.
-func treeSize(storeDir string) (int, int64, error) {
-	entries, err := os.ReadDir(storeDir)
-	if err != nil {
-		return 0, 0, err
-	}
-	var bytes int64
-	err = filepath.WalkDir(storeDir, func(_ string, d fs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
-			return err
-		}
-		info, err := d.Info()
-		if err == nil {
-			bytes += info.Size()
-		}
-		return err
-	})
-	return len(entries), bytes, err
 }

@@ -2,13 +2,14 @@ package build
 
 import (
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/paketo-buildpacks/packit/v2"
 
 	"github.com/nixcnb/nix-buildpack/config"
 	"github.com/nixcnb/nix-buildpack/launch"
-	"github.com/nixcnb/nix-buildpack/relocate"
+	"github.com/nixcnb/nix-buildpack/nixstore"
 )
 
 func found[T any](m T) previous[T] { return previous[T]{Meta: m, Found: true} }
@@ -49,19 +50,21 @@ func TestDecideProot(t *testing.T) {
 
 func TestDecideStore(t *testing.T) {
 	want := storeMetadata{System: "x86_64-linux"}
-	checkDecision(t, "none", decideStore(previous[storeMetadata]{}, want, false), rebuild("no store cached by an earlier build"))
-	checkDecision(t, "same", decideStore(found(want), want, false), reuse("the store of an earlier build"))
-	checkDecision(t, "purge", decideStore(found(want), want, true), rebuild("BP_NIX_PURGE_CACHE is set"))
-	checkDecision(t, "other system", decideStore(found(storeMetadata{System: "aarch64-linux"}), want, false), rebuild("system changed aarch64-linux → x86_64-linux"))
-	checkDecision(t, "unreadable", decideStore(unreadable[storeMetadata](), want, false), rebuild("Discarding unreadable layer metadata (toml: line 1: bad value)"))
+	checkDecision(t, "none", decideStore(previous[storeMetadata]{}, want, false, config.StoreCacheLayers), rebuild("no store cached by an earlier build"))
+	checkDecision(t, "same", decideStore(found(want), want, false, config.StoreCacheLayers), reuse("the store of an earlier build"))
+	checkDecision(t, "purge", decideStore(found(want), want, true, config.StoreCacheLayers), rebuild("BP_NIX_PURGE_CACHE is set"))
+	checkDecision(t, "other system", decideStore(found(storeMetadata{System: "aarch64-linux"}), want, false, config.StoreCacheLayers), rebuild("system changed aarch64-linux → x86_64-linux"))
+	checkDecision(t, "kept in S3", decideStore(found(want), want, false, config.StoreCacheS3),
+		rebuild("BP_NIX_STORE_CACHE=s3 keeps the store in the bucket, not in the build cache: Nix substitutes what the build needs from it"))
+	checkDecision(t, "unreadable", decideStore(unreadable[storeMetadata](), want, false, config.StoreCacheLayers), rebuild("Discarding unreadable layer metadata (toml: line 1: bad value)"))
 }
 
 func TestDecideClosure(t *testing.T) {
-	want := closureMetadata{BuildpackVersion: "1.0.0", Closure: "sha256:c", Launcher: config.LauncherAuto, Prefix: "/tmp/abcde",
-		SlugExclude: "none", TrustedKeys: []string{"k-1:x"}}
+	want := closureMetadata{BuildpackVersion: "1.0.0", Closure: "sha256:c", Layers: []string{"path-a", "path-b"}, Launcher: config.LauncherAuto,
+		Prefix: "/tmp/abcde", SlugExclude: "none", TrustedKeys: []string{"k-1:x"}, Mode: launch.ModeRelocate}
 	with := func(change func(*closureMetadata)) previous[closureMetadata] {
 		m := want
-		m.Mode, m.Executables = launch.ModeRelocate, []string{"web"}
+		m.Executables = []string{"web"}
 		change(&m)
 		return found(m)
 	}
@@ -74,10 +77,12 @@ func TestDecideClosure(t *testing.T) {
 		{"unchanged", with(func(*closureMetadata) {}), reuse("the closure is unchanged")},
 		{"buildpack", with(func(m *closureMetadata) { m.BuildpackVersion = "0.9.0" }), rebuild("the buildpack changed 0.9.0 → 1.0.0")},
 		{"closure", with(func(m *closureMetadata) { m.Closure = "sha256:d" }), rebuild("the closure changed")},
+		{"layers", with(func(m *closureMetadata) { m.Layers = []string{"paths-all"} }), rebuild("its store paths are in other layers now")},
+		{"mode", with(func(m *closureMetadata) { m.Mode = launch.ModeProot }), rebuild("the closure launches with relocate now")},
 		{"launcher", with(func(m *closureMetadata) { m.Launcher = config.LauncherProot }), rebuild("BP_NIX_LAUNCHER changed proot → auto")},
 		{"prefix", with(func(m *closureMetadata) { m.Prefix = "/tmp/zzzzz" }), rebuild("the relocation prefix changed /tmp/zzzzz → /tmp/abcde")},
 		{"slugexclude", with(func(m *closureMetadata) { m.SlugExclude = "0123" }), rebuild(".slugexclude changed")},
-		{"S3 set", with(func(m *closureMetadata) { m.BuildCommand = true }), rebuild("S3 is no longer set, and the layer no longer carries the build command")},
+		{"S3 set", with(func(m *closureMetadata) { m.BuildCommand = true }), rebuild("S3 is no longer set, and the image no longer carries the build command")},
 		{"trusted keys", with(func(m *closureMetadata) { m.TrustedKeys = nil }), rebuild("BP_NIX_TRUSTED_PUBLIC_KEYS changed")},
 		{"unreadable", unreadable[closureMetadata](), rebuild("Discarding unreadable layer metadata (toml: line 1: bad value)")},
 	} {
@@ -85,27 +90,102 @@ func TestDecideClosure(t *testing.T) {
 	}
 	withS3 := want
 	withS3.BuildCommand = true
-	checkDecision(t, "S3 now set", decideClosure(with(func(*closureMetadata) {}), withS3), rebuild("S3 is set now, and the layer carries the build command"))
+	checkDecision(t, "S3 now set", decideClosure(with(func(*closureMetadata) {}), withS3), rebuild("S3 is set now, and the image carries the build command"))
 }
 
 func TestDecideLaunch(t *testing.T) {
-	doc := relocate.Skipped{Path: "h-app/share/man/man1/app.1.gz", Reason: "gzip"}
-	data := relocate.Skipped{Path: "h-app/lib/data.gz", Reason: "gzip"}
+	data := []string{"h-app/lib/data.gz"}
 	for _, c := range []struct {
-		launcher     config.Launcher
-		skipped      []relocate.Skipped
-		mode, reason string
+		launcher      config.Launcher
+		unrelocatable []string
+		mode, reason  string
 	}{
 		{config.LauncherProot, nil, launch.ModeProot, "BP_NIX_LAUNCHER=proot"},
 		{config.LauncherAuto, nil, launch.ModeRelocate, ""},
-		{config.LauncherAuto, []relocate.Skipped{doc}, launch.ModeRelocate, ""},
-		{config.LauncherAuto, []relocate.Skipped{doc, data}, launch.ModeProot, "auto: 1 file outside the documentation cannot be relocated"},
-		{config.LauncherRelocate, []relocate.Skipped{data}, launch.ModeRelocate, ""},
+		{config.LauncherAuto, data, launch.ModeProot, "auto: 1 file outside the documentation cannot be relocated"},
+		{config.LauncherRelocate, data, launch.ModeRelocate, ""},
 	} {
-		mode, reason := decideLaunch(c.launcher, c.skipped)
+		mode, reason := decideLaunch(c.launcher, c.unrelocatable)
 		if mode != c.mode || reason != c.reason {
-			t.Errorf("decideLaunch(%s, %v) = %s, %q; want %s, %q", c.launcher, c.skipped, mode, reason, c.mode, c.reason)
+			t.Errorf("decideLaunch(%s, %v) = %s, %q; want %s, %q", c.launcher, c.unrelocatable, mode, reason, c.mode, c.reason)
 		}
+	}
+}
+
+func TestDecidePaths(t *testing.T) {
+	want := pathsMetadata{BuildpackVersion: "1.0.0", Paths: []layerPath{{Path: greeting, NarHash: "sha256:a", NarSize: "10"}}, Prefix: "/tmp/abcde"}
+	with := func(change func(*pathsMetadata)) previous[pathsMetadata] {
+		m := want
+		m.NamesStore = true
+		change(&m)
+		return found(m)
+	}
+	for _, c := range []struct {
+		name string
+		have previous[pathsMetadata]
+		want decision
+	}{
+		{"none", previous[pathsMetadata]{}, rebuild("new")},
+		{"unchanged", with(func(*pathsMetadata) {}), reuse("unchanged")},
+		{"another NAR", with(func(m *pathsMetadata) { m.Paths = []layerPath{{Path: greeting, NarHash: "sha256:b"}} }), rebuild("its store paths changed")},
+		{"slugexclude", with(func(m *pathsMetadata) { m.SlugExclude = "0123" }), rebuild(".slugexclude removes other files from it")},
+		{"prefix", with(func(m *pathsMetadata) { m.Prefix = "/tmp/zzzzz" }), rebuild("the relocation prefix changed /tmp/zzzzz → /tmp/abcde")},
+		{"was proot", with(func(m *pathsMetadata) { m.Prefix = "" }), rebuild("it was kept for proot, and the closure is relocated now")},
+		{"names no store: any prefix", with(func(m *pathsMetadata) { m.Prefix, m.NamesStore = "/tmp/zzzzz", false }), reuse("unchanged")},
+		{"buildpack", with(func(m *pathsMetadata) { m.BuildpackVersion = "0.9.0" }), rebuild("the buildpack changed 0.9.0 → 1.0.0")},
+	} {
+		checkDecision(t, c.name, decidePaths(c.have, want), c.want)
+	}
+	proot := want
+	proot.Prefix = ""
+	checkDecision(t, "now proot", decidePaths(with(func(*pathsMetadata) {}), proot), rebuild("it was relocated, and the closure launches under proot now"))
+}
+
+func TestDecideLauncher(t *testing.T) {
+	want := launcherMetadata{BuildpackVersion: "1.0.0"}
+	checkDecision(t, "none", decideLauncher(previous[launcherMetadata]{}, want), rebuild("the previous image has no launcher layer"))
+	checkDecision(t, "same", decideLauncher(found(want), want), reuse("unchanged"))
+	checkDecision(t, "S3", decideLauncher(found(launcherMetadata{BuildpackVersion: "1.0.0", BuildCommand: true}), want), rebuild("the build command comes with S3, which changed"))
+}
+
+func TestGroupPaths(t *testing.T) {
+	_, app := appPaths("v1")
+	lib := func(seed string, size int64, refs ...string) nixstore.PathInfo {
+		return nixstore.PathInfo{Path: storePath(seed, seed), NarSize: size, References: refs}
+	}
+	libc, ssl, zlib, tiny := lib("libc", 100), lib("ssl", 50), lib("zlib", 10), lib("tiny", 1)
+	ssl.References = []string{libc.Path}
+	zlib.References = []string{libc.Path}
+	tiny.References = []string{libc.Path, zlib.Path}
+	top := nixstore.PathInfo{Path: app, References: []string{libc.Path, ssl.Path, zlib.Path, tiny.Path}}
+	closure := []nixstore.PathInfo{top, tiny, zlib, ssl, libc}
+	names := func(groups []pathGroup) (out []string) {
+		for _, g := range groups {
+			out = append(out, g.name)
+		}
+		return out
+	}
+
+	// Room for every path: one layer each, the app's on top.
+	all := groupPaths([]string{app}, closure, 10)
+	if len(all) != 5 || all[4].name != pathLayerName(app) || all[0].name != pathLayerName(libc.Path) {
+		t.Errorf("groups %v", names(all))
+	}
+	// Three layers: the app, the most referred-to path, and the rest.
+	three := groupPaths([]string{app}, closure, 3)
+	if got := names(three); !slices.Equal(got, []string{pathLayerName(libc.Path), "paths-rest", pathLayerName(app)}) {
+		t.Errorf("groups %v", got)
+	}
+	if rest := three[1].paths; len(rest) != 3 || slices.Contains(rest, libc.Path) || slices.Contains(rest, app) {
+		t.Errorf("the rest %v", rest)
+	}
+	// One layer: everything.
+	if one := groupPaths([]string{app}, closure, 1); len(one) != 1 || len(one[0].paths) != 5 {
+		t.Errorf("groups %+v", one)
+	}
+	// The same closure in another order gives the same layers.
+	if again := groupPaths([]string{app}, []nixstore.PathInfo{libc, ssl, top, zlib, tiny}, 3); !slices.Equal(names(again), names(three)) {
+		t.Errorf("groups %v, then %v", names(three), names(again))
 	}
 }
 

@@ -300,8 +300,14 @@ func (n *fakeNix) CollectGarbage(context.Context) (string, error) {
 func (n *fakeNix) opener(runtime string) NixOpener {
 	return func(_ context.Context, s NixSetup) (Nix, []storeruntime.Attempt, error) {
 		n.nixDir = s.NixDir
-		if n.db == nil {
+		// The database lives in the store layer, as Nix's does: an emptied
+		// layer has none.
+		marker := filepath.Join(s.NixDir, "var", "nix", "fake-db")
+		if _, err := os.Stat(marker); err != nil || n.db == nil {
 			n.db = map[string]nixstore.PathInfo{}
+			if err := os.WriteFile(marker, nil, 0o644); err != nil {
+				return nil, nil, err
+			}
 		}
 		return n, []storeruntime.Attempt{{Name: runtime, Chosen: true, Reason: "it runs Nix with the store at /nix"}}, nil
 	}

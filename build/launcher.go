@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/BurntSushi/toml"
+	"github.com/paketo-buildpacks/packit/v2"
 	"github.com/paketo-buildpacks/packit/v2/fs"
 
 	"github.com/nixcnb/nix-buildpack/detect"
@@ -28,11 +29,52 @@ func (r *run) launchSettings(layerDir string, proot prootTool, plan detect.PlanM
 	}
 }
 
-// installLauncher puts nix-launch (and its old names) in the layer's bin/,
-// which the platform adds to PATH, and writes its settings beside bin/.
-// With S3, the layer also carries the buildpack itself for the image's
-// `build` command.
-func (r *run) installLauncher(layerDir string, settings launch.Config) error {
+// launcherMetadata says what the launcher layer holds.
+type launcherMetadata struct {
+	BuildpackVersion string `toml:"buildpack-version"`
+	// BuildCommand says it carries the buildpack for the build command.
+	BuildCommand bool `toml:"build-command"`
+}
+
+// decideLauncher reuses the launcher layer while the buildpack and whether
+// it carries the build command are unchanged.
+func decideLauncher(have previous[launcherMetadata], want launcherMetadata) decision {
+	if d, ok := have.unusable("the previous image has no launcher layer", want); ok {
+		return d
+	}
+	if have.Meta.BuildCommand != want.BuildCommand {
+		return rebuild("the build command comes with S3, which changed")
+	}
+	return reuse("unchanged")
+}
+
+// launcherLayer holds nix-launch (and its old names) in bin/, which the
+// platform adds to PATH. With S3 it also carries the buildpack itself, for
+// the image's build command. It changes only with the buildpack, so an app
+// change does not push the launcher again.
+func (r *run) launcherLayer() (packit.Layer, error) {
+	layer, err := r.ctx.Layers.Get(launch.LauncherLayer)
+	if err != nil {
+		return layer, err
+	}
+	want := launcherMetadata{BuildpackVersion: r.ctx.BuildpackInfo.Version, BuildCommand: r.cfg.S3.Enabled()}
+	if d := decideLauncher(readPrevious[launcherMetadata](layer), want); !d.Reuse {
+		r.log.Detail("Making the launcher layer: %s", d.Reason)
+		if layer, err = layer.Reset(); err != nil {
+			return layer, err
+		}
+		if err := r.installLauncher(layer.Path); err != nil {
+			return layer, err
+		}
+	}
+	layer.Launch = true
+	layer.Metadata = toMetadata(want)
+	return layer, nil
+}
+
+// installLauncher puts nix-launch, its old names and, with S3, the
+// buildpack into layerDir.
+func (r *run) installLauncher(layerDir string) error {
 	bin := filepath.Join(layerDir, "bin")
 	if err := os.MkdirAll(bin, 0o755); err != nil {
 		return err
@@ -61,7 +103,7 @@ func (r *run) installLauncher(layerDir string, settings launch.Config) error {
 			return err
 		}
 	}
-	return writeLaunchSettings(layerDir, settings)
+	return nil
 }
 
 // writeLaunchSettings saves the launcher's settings where nix-launch and

@@ -39,17 +39,30 @@ type previous[T any] struct {
 	Err error
 }
 
-// unusable is the decision for metadata that is missing or unreadable, if
-// it is either; nothing means it can be compared.
-func (p previous[T]) unusable(none string) (decision, bool) {
+// unusable is the decision for metadata that is missing, unreadable, or
+// made by another version of the buildpack (for layers that record it), if
+// it is any of those; nothing means it can be compared with want.
+func (p previous[T]) unusable(none string, want T) (decision, bool) {
 	switch {
 	case p.Err != nil:
 		return rebuild("Discarding unreadable layer metadata (%v)", p.Err), true
 	case !p.Found:
 		return rebuild("%s", none), true
 	}
+	have, ok := any(p.Meta).(madeBy)
+	if mine, _ := any(want).(madeBy); ok && have.buildpackVersion() != mine.buildpackVersion() {
+		return rebuild("the buildpack changed %s → %s", have.buildpackVersion(), mine.buildpackVersion()), true
+	}
 	return decision{}, false
 }
+
+// madeBy is metadata that records the buildpack version that made its
+// layer: another version makes the layer again.
+type madeBy interface{ buildpackVersion() string }
+
+func (m pathsMetadata) buildpackVersion() string    { return m.BuildpackVersion }
+func (m closureMetadata) buildpackVersion() string  { return m.BuildpackVersion }
+func (m launcherMetadata) buildpackVersion() string { return m.BuildpackVersion }
 
 // readPrevious decodes the metadata packit restored for layer. packit keeps
 // metadata as a map, saved as TOML; it goes back through TOML into T.

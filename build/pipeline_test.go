@@ -28,10 +28,18 @@ func TestFirstBuildMakesEveryLayer(t *testing.T) {
 	for _, l := range result.Layers {
 		names = append(names, l.Name)
 	}
-	if !slices.Equal(names, []string{"nix-release", "proot", "nix-store", "nix-closure"}) {
-		t.Fatalf("layers %v", names)
+	_, app := appPaths("v1")
+	// One layer per store path of the closure, the app's on top.
+	want := []string{"nix-release", "proot", "nix-store", pathLayerName(busybox), pathLayerName(greeting), pathLayerName(app), "nix-closure", "nix-launcher"}
+	if !slices.Equal(names, want) {
+		t.Fatalf("layers %v, want %v", names, want)
 	}
-	release, proot, store, closure := result.Layers[0], result.Layers[1], result.Layers[2], result.Layers[3]
+	release, proot, store, closure := result.Layers[0], result.Layers[1], result.Layers[2], layerNamed(t, result, "nix-closure")
+	for _, l := range result.Layers[3:] {
+		if !l.Launch || l.Cache {
+			t.Errorf("%s is not a launch-only layer: %+v", l.Name, l)
+		}
+	}
 	if !release.Cache || release.Launch || !store.Cache || store.Launch || !closure.Launch || closure.Cache {
 		t.Errorf("layer types: release %+v, store %+v, closure %+v", release, store, closure)
 	}
@@ -39,7 +47,6 @@ func TestFirstBuildMakesEveryLayer(t *testing.T) {
 		t.Error("a relocated app without S3 needs no proot in the image")
 	}
 
-	_, app := appPaths("v1")
 	storeDir := filepath.Join(closure.Path, "store")
 	if got, want := storeNames(t, storeDir), []string{busybox, greeting, app}; !sameSet(got, want) {
 		t.Errorf("the closure layer holds %v, want exactly the runtime closure %v", got, want)
@@ -71,7 +78,7 @@ func TestFirstBuildMakesEveryLayer(t *testing.T) {
 		t.Fatalf("processes %+v", result.Launch.DirectProcesses)
 	}
 	web0 := result.Launch.DirectProcesses[0]
-	if web0.Type != "web" || !web0.Default || web0.Command[0] != filepath.Join(closure.Path, "bin", launch.LauncherName) || web0.Command[1] != app+"/bin/web" {
+	if web0.Type != "web" || !web0.Default || web0.Command[0] != filepath.Join(layerNamed(t, result, "nix-launcher").Path, "bin", launch.LauncherName) || web0.Command[1] != app+"/bin/web" {
 		t.Errorf("web process %+v", web0)
 	}
 	f.logHas("Fetching "+releaseURI+" (no release cached by an earlier build)",
@@ -80,7 +87,7 @@ func TestFirstBuildMakesEveryLayer(t *testing.T) {
 		"Nix built 2 derivations and fetched 0 paths",
 		"Keeping 1 source that evaluation fetched",
 		"Making the closure layer: the previous image has no closure layer",
-		"Closure: 3 store paths", "Launcher: relocate (/tmp/")
+		"Closure: 3 store paths", "in 3 layers", "Store path layers: 3 made, 0 reused", "Launcher: relocate (/tmp/")
 
 	// Garbage collection kept the result, its build inputs and the fetched
 	// source, and the store layer records when it first kept the source.
@@ -110,22 +117,68 @@ func sameSet(a, b []string) bool {
 	return slices.Equal(slices.Sorted(slices.Values(a)), slices.Sorted(slices.Values(b)))
 }
 
-func TestUnchangedRebuildReusesEveryLayer(t *testing.T) {
+func TestUnchangedRebuildRunsNoNixAndReusesEveryLayer(t *testing.T) {
 	f := newFixture(t)
 	first := f.mustBuild()
 	second := f.mustBuild()
 	f.logHas("Reusing cached proot (its packages are unchanged)",
 		"Reusing cached release (checksum ",
-		"Reusing cached store (",
-		"Nix built 0 derivations",
-		"Reusing the image's closure layer: the closure is unchanged")
-	f.logLacks("Fetching " + releaseURI)
-	if got := layerNamed(t, second, "nix-closure").Metadata; !equalTOML(got, layerNamed(t, first, "nix-closure").Metadata) {
-		t.Errorf("the reused closure layer's metadata changed:\n%v\n%v", got, layerNamed(t, first, "nix-closure").Metadata)
+		"Nothing to build: the app's source, the settings, Nix and the buildpack are those of the previous image. Reusing every layer; no Nix runs")
+	if len(f.nix.calls) != 0 {
+		t.Errorf("an unchanged rebuild ran Nix: %v", f.nix.calls)
 	}
-	if procs := second.Launch.DirectProcesses; len(procs) != 1 || procs[0].Type != "web" {
-		t.Errorf("a reused closure layer still gives its processes: %+v", procs)
+	names := func(r packit.BuildResult) (out []string) {
+		for _, l := range r.Layers {
+			out = append(out, l.Name)
+		}
+		return out
 	}
+	if !sameSet(names(first), names(second)) {
+		t.Errorf("layers %v, then %v", names(first), names(second))
+	}
+	for _, l := range second.Layers {
+		if !equalTOML(l.Metadata, layerNamed(t, first, l.Name).Metadata) {
+			t.Errorf("%s's metadata changed:\n%v\n%v", l.Name, l.Metadata, layerNamed(t, first, l.Name).Metadata)
+		}
+		if l.Name == "nix-store" && !l.Cache {
+			t.Error("the store is no longer cached")
+		}
+	}
+	if procs := second.Launch.DirectProcesses; len(procs) != 1 || procs[0].Type != "web" || procs[0].Command[1] != first.Launch.DirectProcesses[0].Command[1] {
+		t.Errorf("processes %+v", procs)
+	}
+}
+
+// Whatever can change the result builds again.
+func TestWhatCanChangeTheResultBuildsAgain(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		change func(f *fixture)
+	}{
+		{"a file of the app", func(f *fixture) { writeFile(f.t, filepath.Join(f.app, "default.nix"), "import ./other.nix") }},
+		{"flake.lock", func(f *fixture) { writeFile(f.t, filepath.Join(f.app, "flake.lock"), "{}") }},
+		{"a setting", func(f *fixture) { f.setEnv("BP_NIX_ATTR=web") }},
+		{"the buildpack", func(f *fixture) { f.version = "1.0.1" }},
+		{"BP_NIX_PURGE_CACHE", func(f *fixture) { f.setEnv("BP_NIX_PURGE_CACHE=true"); f.nix.db = nil }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFixture(t)
+			f.mustBuild()
+			c.change(f)
+			f.mustBuild()
+			if !slices.Contains(f.nix.calls, "Build") {
+				t.Errorf("no Nix build after a change of %s:\n%s", c.name, f.out.String())
+			}
+			f.logLacks("Nothing to build")
+		})
+	}
+	// Not the log level, nor the credentials.
+	f := newFixture(t)
+	f.withBucket(newBucket(), "AWS_ACCESS_KEY_ID=A", "AWS_SECRET_ACCESS_KEY=S")
+	f.mustBuild()
+	f.withBucket(f.bucket, "AWS_ACCESS_KEY_ID=B", "AWS_SECRET_ACCESS_KEY=T", "BP_LOG_LEVEL=DEBUG")
+	f.mustBuild()
+	f.logHas("Nothing to build")
 }
 
 func equalTOML(a, b map[string]any) bool {
@@ -378,8 +431,8 @@ func TestARestoreOnlyDeployRunsNoNix(t *testing.T) {
 	if len(f.nix.calls) != 0 {
 		t.Errorf("a restore-only deploy ran Nix: %v", f.nix.calls)
 	}
-	if len(result.Layers) != 2 {
-		t.Fatalf("layers %+v", result.Layers)
+	if len(result.Layers) != 6 || result.Layers[0].Name != "proot" {
+		t.Fatalf("layers %+v: want proot, the 3 store paths' layers, the closure and the launcher", result.Layers)
 	}
 	closure := layerNamed(t, result, "nix-closure")
 	_, app := appPaths("v1")
@@ -482,4 +535,95 @@ func pushedBucket(t *testing.T) *memBucket {
 	builder.withBucket(bucket, "BP_NIX_APP_NAME=hello")
 	builder.mustBuild()
 	return bucket
+}
+
+// made lists the layers of store paths the last build made (its log
+// names each at DEBUG level).
+func (f *fixture) made() []string {
+	var made []string
+	for _, line := range strings.Split(f.out.String(), "\n") {
+		if name, ok := strings.CutPrefix(strings.TrimSpace(line), "Making layer "); ok {
+			made = append(made, strings.SplitN(name, ":", 2)[0])
+		}
+	}
+	return made
+}
+
+// A change rewrites only the layers it affects: the others are reused from
+// the previous image as they are.
+func TestAChangeRemakesOnlyTheLayersItAffects(t *testing.T) {
+	_, app1 := appPaths("v1")
+	_, app2 := appPaths("v2")
+	cases := []struct {
+		name   string
+		change func(f *fixture)
+		made   []string
+	}{
+		{"a change to the app only", func(f *fixture) { f.appVersion("v2") }, []string{pathLayerName(app2)}},
+		// Only the app's files name the store: the others are the same
+		// under any prefix or launcher.
+		{"the relocation prefix", func(f *fixture) { f.setEnv("BP_LOG_LEVEL=DEBUG", "BP_NIX_APP_NAME=renamed") }, []string{pathLayerName(app1)}},
+		{"the launcher", func(f *fixture) { f.setEnv("BP_LOG_LEVEL=DEBUG", "BP_NIX_LAUNCHER=proot") }, []string{pathLayerName(app1)}},
+		{".slugexclude, for the files it removes", func(f *fixture) {
+			writeFile(f.t, filepath.Join(f.app, ".slugexclude"), "- store/*-greeting-1.0/share/**\n")
+		}, []string{pathLayerName(greeting)}},
+		{"nothing", func(*fixture) {}, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFixture(t, "BP_LOG_LEVEL=DEBUG")
+			f.mustBuild()
+			c.change(f)
+			result := f.mustBuild()
+			if got := f.made(); !slices.Equal(got, c.made) {
+				t.Errorf("made %v, want %v\n%s", got, c.made, f.out.String())
+			}
+			for _, l := range result.Layers {
+				if strings.HasPrefix(l.Name, "path-") && !l.Launch {
+					t.Errorf("%s is not launched", l.Name)
+				}
+			}
+		})
+	}
+}
+
+func TestOneLayerHoldsTheWholeClosureWithMaxLayers1(t *testing.T) {
+	f := newFixture(t, "BP_NIX_MAX_LAYERS=1")
+	result := f.mustBuildKeepingFiles()
+	all := layerNamed(t, result, "paths-all")
+	if got := storeNames(t, filepath.Join(all.Path, "store")); len(got) != 3 {
+		t.Errorf("the one layer holds %v", got)
+	}
+	f.logHas("in 1 layer")
+}
+
+// A cached store missing a path its database lists (a build killed while
+// the platform saved the cache) is discarded, and the build goes on from
+// an empty store.
+func TestADamagedCachedStoreIsDiscarded(t *testing.T) {
+	f := newFixture(t)
+	f.mustBuild()
+	dir := filepath.Join(f.layers, "nix-store", "nix", "store", strings.TrimPrefix(greeting, "/nix/store/"))
+	makeWritableAndRemove(t, dir)
+	f.appVersion("v2")
+	f.mustBuild()
+	f.logHas("Discarding the cached store: 1 store path its database lists is missing, e.g. "+greeting+". Starting from an empty store",
+		"Nix built 2 derivations")
+	if _, err := os.Stat(dir); err != nil {
+		t.Errorf("the build did not make %s again: %v", greeting, err)
+	}
+}
+
+// With BP_NIX_STORE_CACHE=s3 the store stays out of the build cache: every
+// build starts from an empty store and Nix substitutes from the bucket.
+func TestTheStoreCanBeKeptInS3(t *testing.T) {
+	f := newFixture(t)
+	f.withBucket(newBucket(), "BP_NIX_STORE_CACHE=s3", "BP_NIX_APP_NAME=hello")
+	result := f.mustBuild()
+	if store := layerNamed(t, result, "nix-store"); store.Cache || store.Launch {
+		t.Errorf("the store layer is kept: %+v", store)
+	}
+	f.appVersion("v2")
+	f.mustBuild()
+	f.logHas("Starting with an empty store: BP_NIX_STORE_CACHE=s3 keeps the store in the bucket")
 }

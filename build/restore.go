@@ -11,6 +11,7 @@ import (
 	"github.com/paketo-buildpacks/packit/v2"
 
 	"github.com/nixcnb/nix-buildpack/binarycache"
+	"github.com/nixcnb/nix-buildpack/closure"
 	"github.com/nixcnb/nix-buildpack/detect"
 	"github.com/nixcnb/nix-buildpack/launch"
 	"github.com/nixcnb/nix-buildpack/nixstore"
@@ -36,45 +37,68 @@ func (r *run) restoreOnly(cache *binarycache.Cache, proot prootLayer, plan detec
 	}
 	r.log.Break()
 
-	layer, launched, processes, err := r.closureLayer(proot.tool, plan, r.bucketSource(cache, pointer.StorePaths))
+	src, cleanup, err := r.bucketSource(cache, pointer.StorePaths)
 	if err != nil {
 		return packit.BuildResult{}, err
 	}
-	proot.layer.Launch = r.needsProot(launched)
+	defer cleanup()
+	launched, processes, err := r.closureLayers(proot.tool, plan, src, "")
+	if err != nil {
+		return packit.BuildResult{}, err
+	}
+	proot.layer.Launch = r.needsProot(launched.closure)
 	r.log.LaunchDirectProcesses(processes)
 	return packit.BuildResult{
-		Layers: []packit.Layer{proot.layer, layer},
+		Layers: append([]packit.Layer{proot.layer}, launched.layers...),
 		Launch: packit.LaunchMetadata{DirectProcesses: processes},
 	}, nil
 }
 
-// bucketSource is a closure fetched from the bucket: the app pointer names
-// its roots, and the narinfos the rest.
-func (r *run) bucketSource(cache *binarycache.Cache, roots []string) closureSource {
+// bucketSource fetches the closure the app pointer names from the bucket,
+// every NAR checked, into a folder beside the layers, from which placing a
+// path moves it into its layer. cleanup removes what no layer took.
+func (r *run) bucketSource(cache *binarycache.Cache, roots []string) (closureSource, func(), error) {
+	download := filepath.Join(r.ctx.Layers.Path, ".nix-closure-download")
+	cleanup := func() {
+		_ = closure.MakeWritable(download)
+		_ = os.RemoveAll(download)
+	}
+	cleanup()
+	storeDir := filepath.Join(download, "store")
+	infos, stats, err := cache.Fetch(context.Background(), roots, storeDir)
+	if line := fetchSummary(stats, err); line != "" {
+		r.log.Action("%s", line)
+	}
+	if errors.Is(err, binarycache.ErrUntrusted) {
+		cleanup()
+		return closureSource{}, nil, fmt.Errorf("restoring from %s: %w; BP_NIX_TRUSTED_PUBLIC_KEYS lists the keys trusted, and pushes are signed with BP_NIX_SIGNING_KEY", r.cfg.S3.URL(), err)
+	}
+	if err != nil {
+		cleanup()
+		return closureSource{}, nil, fmt.Errorf("restoring from %s: %w", r.cfg.S3.URL(), err)
+	}
+	var size int64
+	for _, in := range infos {
+		size += in.NarSize
+	}
+	r.log.Subprocess("Restored %s, %s (%d downloaded)", plural(len(infos), "store path"), humanBytes(size), stats.Downloaded)
 	return closureSource{
 		results: roots,
-		// The pointer's paths name the closure: a path's references are
-		// part of its hash.
-		closure: closureDigest(roots, roots),
-		place: func(storeDir string) ([]nixstore.PathInfo, error) {
-			infos, stats, err := cache.Fetch(context.Background(), roots, storeDir)
-			if line := fetchSummary(stats, err); line != "" {
-				r.log.Action("%s", line)
+		infos:   infos,
+		root:    download,
+		place: func(paths []string, dest string) error {
+			for _, p := range paths {
+				base, err := nixstore.Base(p)
+				if err != nil {
+					return err
+				}
+				if err := moveStorePath(filepath.Join(storeDir, base), filepath.Join(dest, base)); err != nil {
+					return err
+				}
 			}
-			if errors.Is(err, binarycache.ErrUntrusted) {
-				return nil, fmt.Errorf("restoring from %s: %w; BP_NIX_TRUSTED_PUBLIC_KEYS lists the keys trusted, and pushes are signed with BP_NIX_SIGNING_KEY", r.cfg.S3.URL(), err)
-			}
-			if err != nil {
-				return nil, fmt.Errorf("restoring from %s: %w", r.cfg.S3.URL(), err)
-			}
-			var size int64
-			for _, in := range infos {
-				size += in.NarSize
-			}
-			r.log.Subprocess("Restored %s, %s (%d downloaded)", plural(len(infos), "store path"), humanBytes(size), stats.Downloaded)
-			return infos, nil
+			return nil
 		},
-	}
+	}, cleanup, nil
 }
 
 // noBuildYet deploys an image whose processes say what to do: the bucket
@@ -83,7 +107,11 @@ func (r *run) bucketSource(cache *binarycache.Cache, roots []string) closureSour
 func (r *run) noBuildYet(proot prootLayer, plan detect.PlanMetadata) (packit.BuildResult, error) {
 	message := fmt.Sprintf("no build of app %s in %s yet. Build it once with `heroku run build` (or run `build` in a one-off container of this image), then deploy again.", r.cfg.AppName, r.cfg.S3.URL())
 	r.log.Subprocess("No build yet: %s", message)
-	layer, err := r.ctx.Layers.Get("nix-closure")
+	launcherLayer, err := r.launcherLayer()
+	if err != nil {
+		return packit.BuildResult{}, err
+	}
+	layer, err := r.ctx.Layers.Get(launch.ClosureLayer)
 	if err != nil {
 		return packit.BuildResult{}, err
 	}
@@ -92,7 +120,7 @@ func (r *run) noBuildYet(proot prootLayer, plan detect.PlanMetadata) (packit.Bui
 	}
 	settings := r.launchSettings(layer.Path, proot.tool, plan, nil)
 	settings.Mode, settings.Message = launch.ModeMissing, message
-	if err := r.installLauncher(layer.Path, settings); err != nil {
+	if err := writeLaunchSettings(layer.Path, settings); err != nil {
 		return packit.BuildResult{}, err
 	}
 	if err := os.MkdirAll(filepath.Join(layer.Path, "store"), 0o755); err != nil {
@@ -103,10 +131,34 @@ func (r *run) noBuildYet(proot prootLayer, plan detect.PlanMetadata) (packit.Bui
 	layer.Launch = true
 	layer.Metadata = toMetadata(missing)
 	proot.layer.Launch = r.needsProot(missing)
-	processes := []packit.DirectProcess{{Type: "web", Command: []string{filepath.Join(layer.Path, "bin", launch.LauncherName)}, Default: true}}
+	launcher := filepath.Join(launcherLayer.Path, "bin", launch.LauncherName)
+	processes := []packit.DirectProcess{{Type: "web", Command: []string{launcher}, Default: true}}
 	r.log.Break()
 	return packit.BuildResult{
-		Layers: []packit.Layer{proot.layer, layer},
+		Layers: []packit.Layer{proot.layer, layer, launcherLayer},
 		Launch: packit.LaunchMetadata{DirectProcesses: processes},
 	}, nil
+}
+
+// moveStorePath renames a store path from the download into its layer.
+// Moving a folder to another parent rewrites its "..": a read-only folder
+// (as Nix leaves them) is opened for that, and read-only again after.
+func moveStorePath(from, to string) error {
+	if err := os.Chmod(filepath.Dir(from), 0o755); err != nil {
+		return err
+	}
+	info, err := os.Lstat(from)
+	if err != nil {
+		return err
+	}
+	if !info.IsDir() {
+		return os.Rename(from, to)
+	}
+	if err := os.Chmod(from, info.Mode().Perm()|0o200); err != nil {
+		return err
+	}
+	if err := os.Rename(from, to); err != nil {
+		return err
+	}
+	return os.Chmod(to, info.Mode().Perm())
 }

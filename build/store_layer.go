@@ -10,6 +10,7 @@ import (
 	"github.com/paketo-buildpacks/packit/v2"
 	"github.com/paketo-buildpacks/packit/v2/scribe"
 
+	"github.com/nixcnb/nix-buildpack/config"
 	"github.com/nixcnb/nix-buildpack/nixstore"
 	"github.com/nixcnb/nix-buildpack/storeruntime"
 )
@@ -23,9 +24,13 @@ type storeMetadata struct {
 }
 
 // decideStore keeps the cached store unless there is none, it is for
-// another system, or BP_NIX_PURGE_CACHE asks for an empty one.
-func decideStore(have previous[storeMetadata], want storeMetadata, purge bool) decision {
-	if d, ok := have.unusable("no store cached by an earlier build"); ok {
+// another system, BP_NIX_PURGE_CACHE asks for an empty one, or the store
+// is kept in S3 instead (BP_NIX_STORE_CACHE=s3).
+func decideStore(have previous[storeMetadata], want storeMetadata, purge bool, cache config.StoreCache) decision {
+	if cache == config.StoreCacheS3 {
+		return rebuild("BP_NIX_STORE_CACHE=s3 keeps the store in the bucket, not in the build cache: Nix substitutes what the build needs from it")
+	}
+	if d, ok := have.unusable("no store cached by an earlier build", want); ok {
 		return d
 	}
 	switch {
@@ -69,11 +74,11 @@ func (s storeLayer) paths() (map[string]bool, error) {
 	return paths, nil
 }
 
-// withMetadata returns the layer as it is saved: cached, with its record of
-// kept sources.
-func (s storeLayer) withMetadata(seen map[string]string) packit.Layer {
+// withMetadata returns the layer as it is saved: cached (unless the store
+// is kept in S3), with its record of kept sources.
+func (s storeLayer) withMetadata(seen map[string]string, cache config.StoreCache) packit.Layer {
 	layer := s.layer
-	layer.Cache = true
+	layer.Cache = cache == config.StoreCacheLayers
 	layer.Metadata = toMetadata(storeMetadata{System: s.system, SourcesSeen: seen})
 	return layer
 }
@@ -87,17 +92,74 @@ type installedNix struct {
 // storeLayer prepares the cached store: reused or emptied, Nix installed
 // into it from the release, and a store runtime that shows it at /nix.
 func (r *run) storeLayer(release releaseLayer, proot prootTool, caches substituters) (storeLayer, installedNix, error) {
-	ctx := context.Background()
 	layer, err := r.ctx.Layers.Get("nix-store")
 	if err != nil {
 		return storeLayer{}, installedNix{}, err
 	}
 	want := storeMetadata{System: nixSystem(r.ctx.TargetInfo.Arch)}
 	have := readPrevious[storeMetadata](layer)
-	store := storeLayer{system: want.System, nixDir: filepath.Join(layer.Path, "nix")}
-
 	r.log.Process("Nix store")
-	if d := decideStore(have, want, r.cfg.PurgeCache); d.Reuse {
+	d := decideStore(have, want, r.cfg.PurgeCache, r.cfg.StoreCache)
+	store, nix, err := r.openStore(layer, d, have, release, proot, caches)
+	if err != nil || !d.Reuse {
+		return store, nix, err
+	}
+	// A store the platform cached half (a build killed while it saved, a
+	// disk that filled) lacks paths its database lists: Nix would trust
+	// them. It is discarded, and the build starts from an empty store.
+	if missing, err := missingPaths(nix, store); err != nil || len(missing) > 0 {
+		reason := fmt.Sprintf("%s its database lists %s missing, e.g. %s", plural(len(missing), "store path"), isAre(len(missing)), first(missing))
+		if err != nil {
+			reason = fmt.Sprintf("its database cannot be read (%v)", err)
+		}
+		r.log.Subprocess("Discarding the cached store: %s. Starting from an empty store", reason)
+		// Said already: the decision needs no reason of its own.
+		return r.openStore(store.layer, decision{}, previous[storeMetadata]{}, release, proot, caches)
+	}
+	return store, nix, nil
+}
+
+// missingPaths lists the store paths Nix's database lists whose files the
+// store lacks.
+func missingPaths(nix Nix, store storeLayer) ([]string, error) {
+	infos, err := nix.PathInfos(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	have, err := store.paths()
+	if err != nil {
+		return nil, err
+	}
+	var missing []string
+	for _, in := range infos {
+		if !have[in.Path] {
+			missing = append(missing, in.Path)
+		}
+	}
+	return missing, nil
+}
+
+func isAre(n int) string {
+	if n == 1 {
+		return "is"
+	}
+	return "are"
+}
+
+func first(paths []string) string {
+	if len(paths) == 0 {
+		return ""
+	}
+	return paths[0]
+}
+
+// openStore reuses or empties the store layer as decided, installs Nix
+// into it, and opens Nix under a store runtime.
+func (r *run) openStore(layer packit.Layer, d decision, have previous[storeMetadata], release releaseLayer, proot prootTool, caches substituters) (storeLayer, installedNix, error) {
+	ctx := context.Background()
+	var err error
+	store := storeLayer{system: nixSystem(r.ctx.TargetInfo.Arch), nixDir: filepath.Join(layer.Path, "nix")}
+	if d.Reuse {
 		store.layer = layer
 		store.seen = have.Meta.SourcesSeen
 		count := "unreadable"
@@ -106,7 +168,9 @@ func (r *run) storeLayer(release releaseLayer, proot prootTool, caches substitut
 		}
 		r.log.Subprocess("Reusing cached store (%s)", count)
 	} else {
-		r.log.Subprocess("Starting with an empty store: %s", d.Reason)
+		if d.Reason != "" {
+			r.log.Subprocess("Starting with an empty store: %s", d.Reason)
+		}
 		if store.layer, err = resetWritable(layer); err != nil {
 			return storeLayer{}, installedNix{}, fmt.Errorf("clearing the cached store: %w", err)
 		}

@@ -44,6 +44,24 @@ const (
 	CompressionNone Compression = "none"
 )
 
+// StoreCache is where the Nix store is kept between builds
+// (BP_NIX_STORE_CACHE).
+type StoreCache string
+
+const (
+	// StoreCacheLayers keeps it in the platform's build cache.
+	StoreCacheLayers StoreCache = "layers"
+	// StoreCacheS3 keeps it out of the build cache: each build starts with
+	// an empty store and substitutes from the S3 bucket.
+	StoreCacheS3 StoreCache = "s3"
+)
+
+// DefaultMaxLayers is how many launch layers the closure's store paths get
+// at most, by default: with the buildpack's own few layers, the lifecycle's
+// and a run image's, an image stays well under the 127 layers overlayfs
+// allows.
+const DefaultMaxLayers = 80
+
 // The variables through which the image's build command tells the build
 // phase it runs as a one-off, and where the image's proot is: its writer
 // (launch) and its reader (FromEnv) share them. Users never set them.
@@ -72,6 +90,10 @@ type Config struct {
 	Sandbox bool
 	// PurgeCache starts this build from an empty store.
 	PurgeCache bool
+	// StoreCache is where the store is kept between builds.
+	StoreCache StoreCache
+	// MaxLayers caps the launch layers of the closure's store paths.
+	MaxLayers int
 	// KeepSourcesDays is how long garbage collection spares an unreferenced
 	// source that evaluation fetched or copied (fetchTarball, fetchGit, flake
 	// inputs), counted from the build that first left it unreferenced. 0
@@ -162,6 +184,8 @@ var Settings = []Setting{
 	{Name: "BP_NIX_STORE_RUNTIME", Default: string(RuntimeAuto)},
 	{Name: "BP_NIX_SANDBOX", Default: "false"},
 	{Name: "BP_NIX_PURGE_CACHE", Default: "false"},
+	{Name: "BP_NIX_STORE_CACHE", Default: string(StoreCacheLayers)},
+	{Name: "BP_NIX_MAX_LAYERS", Default: strconv.Itoa(DefaultMaxLayers)},
 	{Name: "BP_NIX_KEEP_SOURCES_DAYS", Default: "7"},
 	{Name: "BP_NIX_INSTALLER_URL"},
 	{Name: "BP_NIX_INSTALLER_SHA256"},
@@ -215,6 +239,9 @@ func FromEnv(environ []string) (Config, error) {
 	if c.PurgeCache, err = env.bool("BP_NIX_PURGE_CACHE"); err != nil {
 		return c, err
 	}
+	if c.MaxLayers, err = strconv.Atoi(env.get("BP_NIX_MAX_LAYERS")); err != nil || c.MaxLayers < 1 || c.MaxLayers > 100 {
+		return c, fmt.Errorf("BP_NIX_MAX_LAYERS=%q: use a whole number from 1 to 100 (1 puts the whole closure in one layer)", env.get("BP_NIX_MAX_LAYERS"))
+	}
 	if c.KeepSourcesDays, err = strconv.Atoi(env.get("BP_NIX_KEEP_SOURCES_DAYS")); err != nil || c.KeepSourcesDays < 0 {
 		return c, fmt.Errorf("%s=%q: use a whole number of days, 0 or more", env.nameOf("BP_NIX_KEEP_SOURCES_DAYS"), env.get("BP_NIX_KEEP_SOURCES_DAYS"))
 	}
@@ -227,6 +254,16 @@ func FromEnv(environ []string) (Config, error) {
 
 	if err := c.readSharing(env); err != nil {
 		return c, err
+	}
+
+	switch c.StoreCache = StoreCache(strings.ToLower(env.get("BP_NIX_STORE_CACHE"))); c.StoreCache {
+	case StoreCacheLayers:
+	case StoreCacheS3:
+		if !c.S3.Enabled() {
+			return c, fmt.Errorf("BP_NIX_STORE_CACHE=s3 substitutes the store from the S3 bucket: set BP_NIX_S3_BUCKET too")
+		}
+	default:
+		return c, fmt.Errorf("BP_NIX_STORE_CACHE=%q: use layers or s3", c.StoreCache)
 	}
 
 	c.OneOff = env.vars[OneOffVar] == "true"

@@ -18,6 +18,9 @@ func core(c config.Config) config.Config {
 		WebCommand:        c.WebCommand,
 		StoreRuntime:      c.StoreRuntime,
 		PurgeCache:        c.PurgeCache,
+		Sandbox:           c.Sandbox,
+		StoreCache:        c.StoreCache,
+		MaxLayers:         c.MaxLayers,
 		KeepSourcesDays:   c.KeepSourcesDays,
 		InstallerURL:      c.InstallerURL,
 		InstallerSHA256:   c.InstallerSHA256,
@@ -35,6 +38,8 @@ func TestFromEnvDefaults(t *testing.T) {
 	}
 	want := config.Config{
 		StoreRuntime:      config.RuntimeAuto,
+		StoreCache:        config.StoreCacheLayers,
+		MaxLayers:         config.DefaultMaxLayers,
 		KeepSourcesDays:   7,
 		DependencyMirrors: map[string]string{},
 	}
@@ -51,6 +56,8 @@ func TestFromEnvReadsEverySetting(t *testing.T) {
 		"BP_NIX_WEB_COMMAND=bin/server --port 8080",
 		"BP_NIX_STORE_RUNTIME=PRoot",
 		"BP_NIX_PURGE_CACHE=true",
+		"BP_NIX_SANDBOX=true",
+		"BP_NIX_MAX_LAYERS=12",
 		"BP_NIX_KEEP_SOURCES_DAYS=30",
 		"BP_NIX_INSTALLER_URL=https://mirror.example/nix-2.34.1.tar.xz",
 		"BP_NIX_INSTALLER_SHA256=abc123",
@@ -67,6 +74,9 @@ func TestFromEnvReadsEverySetting(t *testing.T) {
 		WebCommand:        []string{"bin/server", "--port", "8080"},
 		StoreRuntime:      config.RuntimeProot,
 		PurgeCache:        true,
+		Sandbox:           true,
+		StoreCache:        config.StoreCacheLayers,
+		MaxLayers:         12,
 		KeepSourcesDays:   30,
 		InstallerURL:      "https://mirror.example/nix-2.34.1.tar.xz",
 		InstallerSHA256:   "abc123",

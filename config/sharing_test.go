@@ -75,6 +75,10 @@ func TestSharingErrors(t *testing.T) {
 		{[]string{"AWS_ENDPOINT_URL_S3=127.0.0.1:7070"}, `AWS_ENDPOINT_URL_S3="127.0.0.1:7070": use an http:// or https:// URL`},
 		{[]string{"AWS_ENDPOINT_URL=ftp://x"}, `AWS_ENDPOINT_URL="ftp://x": use an http:// or https:// URL`},
 		{[]string{"BP_NIX_TRUSTED_PUBLIC_KEYS=" + keyA + " b-1:AAA"}, `BP_NIX_TRUSTED_PUBLIC_KEYS: "b-1:AAA" is not a Nix public key`},
+		{[]string{"BP_NIX_STORE_CACHE=s3"}, "BP_NIX_STORE_CACHE=s3 substitutes the store from the S3 bucket: set BP_NIX_S3_BUCKET too"},
+		{[]string{"BP_NIX_STORE_CACHE=disk"}, `BP_NIX_STORE_CACHE="disk": use layers or s3`},
+		{[]string{"BP_NIX_MAX_LAYERS=0"}, `BP_NIX_MAX_LAYERS="0": use a whole number from 1 to 100`},
+		{[]string{"BP_NIX_MAX_LAYERS=many"}, `BP_NIX_MAX_LAYERS="many"`},
 		{[]string{"BP_NIX_SUBSTITUTERS=cache.example"}, `BP_NIX_SUBSTITUTERS: "cache.example" is not a binary cache URL`},
 	}
 	for _, c := range cases {

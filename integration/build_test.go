@@ -56,22 +56,34 @@ func TestBuildRunAndRebuild(t *testing.T) {
 		t.Fatalf("store paths in the image = %v, want the runtime closure %v", got, helloRuntimeNames)
 	}
 	layerDir := filepath.Dir(storeDir)
-	assertClosed(t, layerDir)
-	assertClosedFindsAMissingPath(t, layerDir)
+	assertClosed(t, rootfs, layerDir)
+	assertClosedFindsAMissingPath(t, rootfs, layerDir)
+	// Each store path is a launch layer of its own, the closure layer
+	// links to them.
+	for _, name := range helloRuntimeNames {
+		layers, _ := filepath.Glob(filepath.Join(rootfs, "layers", "nixcnb_nix", "path-*-"+name, "store", "*-"+name))
+		if len(layers) != 1 {
+			t.Errorf("no layer of its own for %s: %v", name, layers)
+		}
+	}
 	if _, err := os.Stat(filepath.Join(rootfs, "nix")); !os.IsNotExist(err) {
 		t.Fatalf("the image has a /nix (%v): the app must run without one", err)
 	}
 
-	// Second build with the cache: Nix builds and fetches nothing, the
-	// bootstrap layer is reused, and the image's app layer is unchanged.
+	// Second build with the cache, nothing changed: no Nix command runs
+	// (none logs, and the store runtime is never chosen), and every layer
+	// of the image is reused.
 	second := build()
-	assertContains(t, second, "Nix built 0 derivations and fetched 0 paths")
+	assertContains(t, second, "Nothing to build: the app's source, the settings, Nix and the buildpack are those of the previous image")
 	assertContains(t, second, "Reusing cached release")
-	assertContains(t, second, "Reusing cached store")
-	assertContains(t, second, "Reusing the image's closure layer")
 	assertContains(t, second, "Reusing layer 'nixcnb/nix:nix-closure'")
-	if strings.Contains(second, "building '") {
-		t.Fatalf("the second build ran a Nix build:\n%s", second)
+	if _, reused := layersOf(second); len(reused) != len(helloRuntimeNames) {
+		t.Fatalf("the unchanged rebuild reused the layers %v, want one per store path", reused)
+	}
+	for _, nix := range []string{"Store runtime:", "Using nix-store", "building '", "Collecting garbage"} {
+		if strings.Contains(second, nix) {
+			t.Fatalf("the unchanged rebuild ran Nix (%q):\n%s", nix, second)
+		}
 	}
 	if got := closureLayerSHA(t, image); got != firstLayer {
 		t.Fatalf("closure layer changed on a rebuild without changes: %s → %s", firstLayer, got)
@@ -93,6 +105,10 @@ func TestBuildRunAndRebuild(t *testing.T) {
 	}
 	if got := closureLayerSHA(t, image); got == firstLayer {
 		t.Fatal("closure layer unchanged after a source change")
+	}
+	// Only the changed path's layer is added; the others are reused.
+	if added, reused := layersOf(third); len(added) != 1 || !strings.HasSuffix(added[0], "-hello-app") || len(reused) != 2 {
+		t.Fatalf("the third build added the layers %v and reused %v, want only the app's added", added, reused)
 	}
 	rootfs = export(t, image)
 	assertServes(t, rootfs, "Hello from Nix", "v2")
@@ -126,7 +142,7 @@ func TestBuildRunAndRebuild(t *testing.T) {
 // assertClosedFindsAMissingPath checks the checker: on a copy of the closure
 // layer without busybox, which the app's bin/web runs, it must report a
 // reference to busybox's store path.
-func assertClosedFindsAMissingPath(t *testing.T, layerDir string) {
+func assertClosedFindsAMissingPath(t *testing.T, rootfs, layerDir string) {
 	t.Helper()
 	layerCopy := filepath.Join(t.TempDir(), "nix-closure")
 	mustRun(t, "cp", "-a", layerDir, layerCopy)
@@ -148,7 +164,7 @@ func assertClosedFindsAMissingPath(t *testing.T, layerDir string) {
 	if err := os.RemoveAll(filepath.Join(storeDir, removed)); err != nil {
 		t.Fatal(err)
 	}
-	_, missing, err := unresolvedReferences(layerCopy)
+	_, missing, err := unresolvedReferences(rootfs, layerCopy)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,6 +208,17 @@ func assertServes(t *testing.T, rootfs, page, version string) {
 // lifecycle metadata label.
 func closureLayerSHA(t *testing.T, image string) string {
 	t.Helper()
+	sha := layerSHAs(t, image)["nix-closure"]
+	if sha == "" {
+		t.Fatalf("no nix-closure layer in %s", image)
+	}
+	return sha
+}
+
+// layerSHAs reads the digest of each of the buildpack's layers in image,
+// by layer name, from the image's lifecycle metadata label.
+func layerSHAs(t *testing.T, image string) map[string]string {
+	t.Helper()
 	info, err := suite.env.ImageConfig(image)
 	if err != nil {
 		t.Fatal(err)
@@ -207,16 +234,18 @@ func closureLayerSHA(t *testing.T, image string) string {
 	if err := json.Unmarshal([]byte(info.Labels["io.buildpacks.lifecycle.metadata"]), &meta); err != nil {
 		t.Fatalf("reading the lifecycle metadata label: %v", err)
 	}
+	shas := map[string]string{}
 	for _, bp := range meta.Buildpacks {
-		if sha := bp.Layers["nix-closure"].SHA; bp.Key == "nixcnb/nix" && sha != "" {
-			return sha
+		if bp.Key != "nixcnb/nix" {
+			continue
+		}
+		for name, l := range bp.Layers {
+			shas[name] = l.SHA
 		}
 	}
-	t.Fatalf("no nix-closure layer in %s", image)
-	return ""
+	return shas
 }
 
-// storeNames lists a store folder's paths by name, without their hashes.
 func storeNames(t *testing.T, storeDir string) []string {
 	t.Helper()
 	entries, err := os.ReadDir(storeDir)
@@ -235,9 +264,9 @@ func storeNames(t *testing.T, storeDir string) []string {
 // links refer to is in the layer (see unresolvedReferences), and that it
 // found references at all: a checker looking for the wrong prefix passes
 // any image.
-func assertClosed(t *testing.T, layerDir string) {
+func assertClosed(t *testing.T, rootfs, layerDir string) {
 	t.Helper()
-	found, missing, err := unresolvedReferences(layerDir)
+	found, missing, err := unresolvedReferences(rootfs, layerDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,12 +278,14 @@ func assertClosed(t *testing.T, layerDir string) {
 	}
 }
 
-// unresolvedReferences scans every file and link in the closure layer's
-// store folder for store paths, as the image names them: through the
-// relocation prefix in a relocated image, as /nix/store/... under proot
-// (the launcher's settings file says which). It counts the references and
-// describes each one whose store path the folder lacks.
-func unresolvedReferences(layerDir string) (int, []string, error) {
+// unresolvedReferences scans every file and link of the closure's store
+// paths for store paths, as the image names them: through the relocation
+// prefix in a relocated image, as /nix/store/... under proot (the
+// launcher's settings file says which). The closure layer's store folder
+// links to each path in its own layer (found below rootfs, the image's
+// root). It counts the references and describes each one whose store path
+// the closure layer lacks.
+func unresolvedReferences(rootfs, layerDir string) (int, []string, error) {
 	cfg, err := launch.ReadConfig(layerDir)
 	if err != nil {
 		return 0, nil, err
@@ -267,7 +298,7 @@ func unresolvedReferences(layerDir string) (int, []string, error) {
 	storeDir := filepath.Join(layerDir, "store")
 	found := 0
 	var missing []string
-	err = filepath.Walk(storeDir, func(path string, info os.FileInfo, err error) error {
+	scan := func(path string, info os.FileInfo, err error) error {
 		if err != nil {
 			return err
 		}
@@ -292,8 +323,21 @@ func unresolvedReferences(layerDir string) (int, []string, error) {
 			}
 		}
 		return nil
-	})
-	return found, missing, err
+	}
+	entries, err := os.ReadDir(storeDir)
+	if err != nil {
+		return 0, nil, err
+	}
+	for _, e := range entries {
+		path := filepath.Join(storeDir, e.Name())
+		if target, err := os.Readlink(path); err == nil && filepath.IsAbs(target) {
+			path = filepath.Join(rootfs, target) // in the path's own layer
+		}
+		if err := filepath.Walk(path, scan); err != nil {
+			return found, missing, err
+		}
+	}
+	return found, missing, nil
 }
 
 func assertContains(t *testing.T, output, want string) {

@@ -113,14 +113,17 @@ func TestFetchedSourcesSurviveGarbageCollection(t *testing.T) {
 		what        string
 		env         map[string]string
 		version     string // written to version.txt first, if set
+		touch       string // a file the build does not read, written first if set
 		wantFetches int32
 		wantKept    bool // the fetched sources, and no other
 	}{
-		{"first build: fetches the tarball, keeps it", nil, "", 1, true},
-		{"unchanged: finds it in the store", nil, "", 1, true},
-		{"new version.txt: the old copy is not kept", nil, "v2", 1, true},
-		{"BP_NIX_KEEP_SOURCES_DAYS=0: finds it, then collects it", map[string]string{"BP_NIX_KEEP_SOURCES_DAYS": "0"}, "", 1, false},
-		{"fetches it again", nil, "", 2, true},
+		{"first build: fetches the tarball, keeps it", nil, "", "", 1, true},
+		// A change the derivations do not read: Nix evaluates again (an
+		// unchanged app would not even run Nix), and builds nothing.
+		{"a file the build does not read: finds it in the store", nil, "", "NOTES.md", 1, true},
+		{"new version.txt: the old copy is not kept", nil, "v2", "", 1, true},
+		{"BP_NIX_KEEP_SOURCES_DAYS=0: finds it, then collects it", map[string]string{"BP_NIX_KEEP_SOURCES_DAYS": "0"}, "", "", 1, false},
+		{"fetches it again", nil, "", "", 2, true},
 	}
 	// Nix 2.34 also keeps what fetchTarball unpacked in a tarball cache of
 	// its own (a Git repository in the store layer's cache folder, unpacked
@@ -138,6 +141,11 @@ func TestFetchedSourcesSurviveGarbageCollection(t *testing.T) {
 	for i, b := range builds {
 		if b.version != "" {
 			if err := os.WriteFile(filepath.Join(app, "version.txt"), []byte(b.version+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if b.touch != "" {
+			if err := os.WriteFile(filepath.Join(app, b.touch), []byte("not read by the build\n"), 0o644); err != nil {
 				t.Fatal(err)
 			}
 		}

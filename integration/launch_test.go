@@ -20,7 +20,7 @@ func TestProotLauncherNeedsPtrace(t *testing.T) {
 	assertContains(t, out, "Launcher: proot (BP_NIX_LAUNCHER=proot)")
 	rootfs := export(t, suite.env.Registry+"/"+image)
 	// Kept for proot, the closure names /nix/store paths, all of them in it.
-	assertClosed(t, filepath.Join(rootfs, "layers", "nixcnb_nix", "nix-closure"))
+	assertClosed(t, rootfs, filepath.Join(rootfs, "layers", "nixcnb_nix", "nix-closure"))
 
 	web, err := suite.env.Run(rootfs, harness.RunOptions{Process: "web"})
 	if err != nil {

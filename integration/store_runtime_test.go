@@ -54,7 +54,9 @@ func TestStoreRuntimes(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			env := suite.env
 			env.Log = t.Output()
-			image := env.Registry + "/runtimes:latest"
+			// An image of its own: the same app and settings would
+			// otherwise be a rebuild with nothing changed, which runs no Nix.
+			image := env.Registry + "/runtimes-" + strings.ReplaceAll(c.name, " ", "-") + ":latest"
 			opts := c.opts
 			opts.BuildpackDir = suite.buildpackDir
 			opts.AppDir = fixture(t, "hello-web")

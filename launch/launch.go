@@ -19,7 +19,16 @@ import (
 	"github.com/nixcnb/nix-buildpack/relocate"
 )
 
-// ConfigFile is the launcher's settings file, at the top of the launch
+// The launch layers the launcher needs: the closure layer holds its
+// settings file and the links to the closure's store paths, the launcher
+// layer holds nix-launch itself. They are siblings in the buildpack's
+// layers folder.
+const (
+	ClosureLayer  = "nix-closure"
+	LauncherLayer = "nix-launcher"
+)
+
+// ConfigFile is the launcher's settings file, at the top of the closure
 // layer: the one file that nix-launch and its exec.d program (RelocateExecD)
 // read at run time. The build writes it.
 const ConfigFile = "nix-launch.toml"

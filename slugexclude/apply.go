@@ -154,3 +154,51 @@ func walk(root string, rules Rules, under []string, keep func(rel, path string, 
 	}
 	return doomed, nil
 }
+
+// Check warns, without removing anything, about what Apply would break
+// below root/under (all of root when under is nil): the libraries and ELF interpreters that kept programs
+// load and that the rules exclude. It sees across the trees under names,
+// where Apply on one of them would not: a program in one store path, its
+// library in another.
+func Check(root string, rules Rules, under []string) ([]string, error) {
+	var elves []string
+	_, err := walk(root, rules, under, func(rel, path string, d fs.DirEntry) {
+		if d.Type().IsRegular() && isELF(path) {
+			elves = append(elves, rel)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading what .slugexclude removes from %s: %w", root, err)
+	}
+	r := resolver{root: root}
+	var warnings []string
+	for _, n := range r.needs(elves) {
+		kept := false
+		for _, c := range n.candidates {
+			if file, found := r.resolve(c); found && !excludedWithin(rules, c) && !excludedWithin(rules, file) {
+				kept = true
+				break
+			}
+		}
+		if kept {
+			continue
+		}
+		gone := n.file
+		if excludedWithin(rules, n.found) {
+			gone = n.found
+		}
+		warnings = append(warnings, fmt.Sprintf("%s needs %s, which .slugexclude removed (%s)", n.binary, n.what, gone))
+	}
+	return warnings, nil
+}
+
+// excludedWithin says whether the rules remove rel, or a folder above it.
+func excludedWithin(rules Rules, rel string) bool {
+	parts := strings.Split(rel, "/")
+	for i := 1; i < len(parts); i++ {
+		if rules.Excluded(strings.Join(parts[:i], "/"), true) {
+			return true
+		}
+	}
+	return rules.Excluded(rel, false)
+}

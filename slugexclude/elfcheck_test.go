@@ -103,6 +103,14 @@ func TestApplyWarnsAboutLoadedFiles(t *testing.T) {
 			if !slices.Equal(res.Warnings, c.want) {
 				t.Errorf("warnings:\n%q\nwant:\n%q", res.Warnings, c.want)
 			}
+			// Check says the same before anything is removed.
+			got, err := slugexclude.Check(elfRoot(t, c.rpath, c.libcTarget), mustParse(t, c.rules), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, c.want) {
+				t.Errorf("Check's warnings:\n%q\nwant:\n%q", got, c.want)
+			}
 		})
 	}
 }

@@ -37,18 +37,20 @@ func run(invokedAs string, args []string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	// The launcher lives in <launch layer>/bin; its settings beside bin/.
-	layer := filepath.Dir(filepath.Dir(exe))
+	// The launcher lives in <launcher layer>/bin; its settings are in the
+	// closure layer beside it.
+	launcher := filepath.Dir(filepath.Dir(exe))
+	closure := filepath.Join(filepath.Dir(launcher), launch.ClosureLayer)
 	if invokedAs == launch.RelocateExecD {
-		launch.RunRelocationExecD(layer)
+		launch.RunRelocationExecD(closure)
 		return 0, nil
 	}
-	cfg, err := launch.ReadConfig(layer)
+	cfg, err := launch.ReadConfig(closure)
 	if err != nil {
-		return 0, fmt.Errorf("reading the launcher's settings in %s: %w", layer, err)
+		return 0, fmt.Errorf("reading the launcher's settings in %s: %w", closure, err)
 	}
 	if invokedAs == launch.BuildCommand {
-		return 0, cfg.OneOffBuild(layer)
+		return 0, cfg.OneOffBuild(launcher)
 	}
 	return cfg.Run(invokedAs, args)
 }

@@ -144,17 +144,23 @@ func TestPackBuildRunRebuild(t *testing.T) {
 	// image has no bwrap: Nix runs under the buildpack's own proot.
 	assertContains(t, first, "Store runtime: proot")
 	assertContains(t, first, "Successfully built image")
+	// The closure is a layer per store path (3 for hello-web).
+	if n := strings.Count(first, "Adding layer 'nixcnb/nix:path-"); n != 3 {
+		t.Errorf("pack's exporter added %d layers of store paths, want 3", n)
+	}
 
 	// The image on a platform: Docker runs its default process (web).
 	assertServes(t, docker, d, image, "Hello from Nix")
 
-	// A rebuild with pack's cache: nothing is built, the store comes back
-	// from the cache and the image's layers are reused.
+	// A rebuild with pack's cache, nothing changed: no Nix runs, the store
+	// comes back from the cache as it is and the image's layers are reused.
 	second := run(t, packEnv, pack, buildArgs...)
 	assertContains(t, second, `Restoring data for "nixcnb/nix:nix-store" from cache`)
-	assertContains(t, second, "Reusing cached store")
-	assertContains(t, second, "Nix built 0 derivations and fetched 0 paths")
+	assertContains(t, second, "Nothing to build: the app's source, the settings, Nix and the buildpack are those of the previous image")
 	assertContains(t, second, "Reusing layer 'nixcnb/nix:nix-closure'")
+	if n := strings.Count(second, "Reusing layer 'nixcnb/nix:path-"); n != 3 {
+		t.Errorf("the rebuild reused %d layers of store paths, want all 3", n)
+	}
 	if strings.Contains(second, "building '") {
 		t.Errorf("the second build ran a Nix build")
 	}

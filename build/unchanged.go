@@ -1,0 +1,117 @@
+package build
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/paketo-buildpacks/packit/v2"
+
+	"github.com/nixcnb/nix-buildpack/config"
+	"github.com/nixcnb/nix-buildpack/detect"
+	"github.com/nixcnb/nix-buildpack/launch"
+)
+
+// buildInputs identifies everything a build's result depends on: the app's
+// source (its NAR hash, as the app pointer records it), the settings, the
+// Nix release, the buildpack and the platform. The same inputs give the
+// same image, so a build whose inputs are those of the previous image can
+// reuse every layer without running Nix. The digest is one sha256 over all
+// of it: no setting can be read back from it.
+func (r *run) buildInputs(release releaseLayer, plan detect.PlanMetadata) (string, error) {
+	source, err := sourceDigest(r.ctx.WorkingDir)
+	if err != nil {
+		return "", err
+	}
+	settings := r.cfg
+	// What does not change the result: how much is logged, and the
+	// credentials that reach the bucket (the bucket itself counts).
+	settings.Debug = false
+	settings.S3.AccessKeyID, settings.S3.SecretAccessKey, settings.S3.SessionToken = "", "", ""
+	data, err := json.Marshal(struct {
+		Buildpack string
+		Arch      string
+		Release   string
+		Plan      detect.PlanMetadata
+		Source    string
+		Settings  config.Config
+	}{r.ctx.BuildpackInfo.Version, r.ctx.TargetInfo.Arch, release.layer.Metadata["checksum"].(string), plan, source, settings})
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(data)
+	return "sha256:" + hex.EncodeToString(sum[:]), nil
+}
+
+// decideNoChange says whether this build can reuse the previous image's
+// launch layers as they are: its inputs are the same, and every layer the
+// previous build made is there to reuse. BP_NIX_PURGE_CACHE always builds.
+func decideNoChange(have previous[closureMetadata], inputs string, purge bool, restored func(layer string) bool) decision {
+	if d, ok := have.unusable("the previous image has no closure layer", have.Meta); ok {
+		return d
+	}
+	switch {
+	case purge:
+		return rebuild("BP_NIX_PURGE_CACHE is set")
+	case have.Meta.Inputs == "":
+		return rebuild("the previous image's build inputs are not known")
+	case have.Meta.Inputs != inputs:
+		return rebuild("the source, a setting, Nix or the buildpack changed")
+	}
+	for _, name := range append(slices.Clone(have.Meta.Layers), launch.LauncherLayer) {
+		if !restored(name) {
+			return rebuild("the previous image lacks layer %s", name)
+		}
+	}
+	return reuse("the app's source, the settings, Nix and the buildpack are those of the previous image")
+}
+
+// reusePrevious is the build of an unchanged app: every launch layer of the
+// previous image, reused as it is, and the cached store kept as it is.
+func (r *run) reusePrevious(previous closureMetadata, layers []packit.Layer) (packit.BuildResult, error) {
+	names := append(slices.Clone(previous.Layers), launch.ClosureLayer, launch.LauncherLayer)
+	var launcher string
+	for _, name := range names {
+		layer, err := r.ctx.Layers.Get(name)
+		if err != nil {
+			return packit.BuildResult{}, err
+		}
+		layer.Launch = true
+		layers = append(layers, layer)
+		if name == launch.LauncherLayer {
+			launcher = filepath.Join(layer.Path, "bin", launch.LauncherName)
+		}
+	}
+	if r.cfg.StoreCache == config.StoreCacheLayers {
+		// The store layer comes back from the cache untouched, unless the
+		// platform lost it.
+		store, err := r.ctx.Layers.Get("nix-store")
+		if err != nil {
+			return packit.BuildResult{}, err
+		}
+		if entries, err := os.ReadDir(filepath.Join(store.Path, "nix", "store")); err == nil && len(entries) > 0 {
+			store.Cache = true
+			layers = append(layers, store)
+		}
+	}
+	processes := r.processes(launcher, previous.resultOf(), previous.Executables)
+	r.log.LaunchDirectProcesses(processes)
+	return packit.BuildResult{Layers: layers, Launch: packit.LaunchMetadata{DirectProcesses: processes}}, nil
+}
+
+// restoredLayer says whether the lifecycle gave this build the metadata of
+// the previous image's layer name.
+func (r *run) restoredLayer(name string) bool {
+	_, err := os.Stat(filepath.Join(r.ctx.Layers.Path, name+".toml"))
+	return err == nil
+}
+
+func (m closureMetadata) resultOf() string {
+	if len(m.Results) == 0 {
+		return ""
+	}
+	return m.Results[0]
+}

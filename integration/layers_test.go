@@ -1,0 +1,117 @@
+package integration
+
+import (
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/nixcnb/nix-buildpack/integration/harness"
+)
+
+// layersOf lists the exporter's "Adding layer" and "Reusing layer" lines for
+// the buildpack's layers of store paths.
+func layersOf(output string) (added, reused []string) {
+	for _, m := range regexp.MustCompile(`(Adding|Reusing) layer 'nixcnb/nix:(path[^']*)'`).FindAllStringSubmatch(output, -1) {
+		if m[1] == "Adding" {
+			added = append(added, m[2])
+		} else {
+			reused = append(reused, m[2])
+		}
+	}
+	return added, reused
+}
+
+// The closure is one launch layer per store path, and a change adds only
+// the layers it affects: a new app path, the files .slugexclude now
+// removes, the paths whose files name the store when the relocation prefix
+// or the launcher changes. The exporter reuses the rest as they are, and
+// their digests stay the same.
+func TestALayerPerStorePath(t *testing.T) {
+	env := suite.env
+	env.Log = t.Output()
+	app := fixture(t, "many-paths")
+	image := env.Registry + "/many-paths:latest"
+	cache := cacheDir(t)
+	build := func(extra map[string]string) string {
+		t.Helper()
+		result, err := env.Build(harness.BuildOptions{BuildpackDir: suite.buildpackDir, AppDir: app, Image: image, CacheDir: cache,
+			PlatformEnv: platformEnv(extra)})
+		if err != nil {
+			t.Fatalf("build failed: %v", err)
+		}
+		return result.Output
+	}
+
+	first := build(nil)
+	added, _ := layersOf(first)
+	if len(added) != 24 {
+		t.Fatalf("the first build added %d layers of store paths, want one for each of the closure's 24: %v", len(added), added)
+	}
+	rootfs := export(t, image)
+	assertServes(t, rootfs, "library 21", "v1")
+	assertClosed(t, rootfs, filepath.Join(rootfs, "layers", "nixcnb_nix", "nix-closure"))
+	before := layerSHAs(t, image)
+
+	// changes builds once more, after change, and checks that exactly the
+	// layers named by want (by the end of their store path's name) were
+	// added, and that every other layer was reused with its digest.
+	changes := func(what string, extra map[string]string, want ...string) string {
+		t.Helper()
+		out := build(extra)
+		added, reused := layersOf(out)
+		var got []string
+		for _, name := range added {
+			got = append(got, name[strings.LastIndex(name, "-")+1:])
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Fatalf("%s added the layers %v, want only those of %v", what, added, want)
+		}
+		if len(added)+len(reused) != 24 {
+			t.Fatalf("%s: %d layers added and %d reused, want 24 in all", what, len(added), len(reused))
+		}
+		after := layerSHAs(t, image)
+		for _, name := range reused {
+			if after[name] != before[name] {
+				t.Errorf("%s: the reused layer %s changed: %s → %s", what, name, before[name], after[name])
+			}
+		}
+		before = after
+		return out
+	}
+
+	// A one-derivation change: only the app's layer is new.
+	writeFile(t, filepath.Join(app, "version.txt"), []byte("v2\n"))
+	changes("a change to the app", nil, "app")
+	rootfs = export(t, image)
+	assertServes(t, rootfs, "library 0", "v2")
+
+	// .slugexclude: only the layer whose files it removes.
+	writeFile(t, filepath.Join(app, ".slugexclude"), []byte("- store/*-lib-3/share/**\n"))
+	changes(".slugexclude", nil, "3")
+
+	// The relocation prefix: only the app's files name the store (the
+	// libraries hold text, busybox none of the store).
+	changes("the relocation prefix", map[string]string{"BP_NIX_APP_NAME": "renamed"}, "app")
+
+	// proot: the same layers again, kept as Nix built them.
+	out := changes("BP_NIX_LAUNCHER=proot", map[string]string{"BP_NIX_APP_NAME": "renamed", "BP_NIX_LAUNCHER": "proot"}, "app")
+	assertContains(t, out, "Launcher: proot (BP_NIX_LAUNCHER=proot)")
+	rootfs = export(t, image)
+	assertServes(t, rootfs, "library 21", "v2")
+	assertClosed(t, rootfs, filepath.Join(rootfs, "layers", "nixcnb_nix", "nix-closure"))
+
+	// BP_NIX_MAX_LAYERS caps the count: the most shared paths get a layer
+	// each, the rest share one, and the app keeps its own.
+	capped := build(map[string]string{"BP_NIX_APP_NAME": "renamed", "BP_NIX_LAUNCHER": "proot", "BP_NIX_MAX_LAYERS": "5"})
+	added, reused := layersOf(capped)
+	if n := len(added) + len(reused); n != 5 {
+		t.Fatalf("BP_NIX_MAX_LAYERS=5: %d layers of store paths", n)
+	}
+	assertContains(t, capped, "Reusing layer 'nixcnb/nix:path-") // the app's, unchanged
+	assertContains(t, capped, "Adding layer 'nixcnb/nix:paths-rest'")
+	rootfs = export(t, image)
+	assertServes(t, rootfs, "library 21", "v2")
+}
