@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 )
@@ -70,6 +71,19 @@ type BuildResult struct {
 	// Output holds everything the phases printed, in order, each phase
 	// introduced by a line "===> ANALYZING", "===> DETECTING"...
 	Output string
+	// Phases are the phases that ran, in order, with their wall times
+	// (the sandbox's start included); a failed phase is the last one.
+	Phases []PhaseTime
+	// Dir is the build's own folder under WorkDir: layers/ (what the
+	// lifecycle left there), workspace/, platform/... Close removes it;
+	// a caller making many big builds may remove it sooner.
+	Dir string
+}
+
+// PhaseTime is how long one lifecycle phase of a Build took.
+type PhaseTime struct {
+	Phase string // analyzer, detector, restorer, builder or exporter
+	Took  time.Duration
 }
 
 // phase is one lifecycle phase of a build.
@@ -83,6 +97,9 @@ type phase struct {
 
 // buildDirs are the host dirs of one Build, mounted at the canonical paths.
 type buildDirs struct {
+	// root holds the others, except a cache the caller gave.
+	root string
+
 	layers, workspace, platform, buildpacks, orderTOML, home, tmp, cache string
 }
 
@@ -104,13 +121,19 @@ func (e *Env) Build(opts BuildOptions) (BuildResult, error) {
 	}
 	var output bytes.Buffer
 	out := teeTo(&output, e.Log)
+	result := BuildResult{Dir: dirs.root}
 	for _, p := range e.phases(opts, dirs) {
 		fmt.Fprintf(out, "===> %s\n", p.title)
-		if err := e.runPhase(p, dirs, out); err != nil {
-			return BuildResult{Output: output.String()}, err
+		began := time.Now()
+		err := e.runPhase(p, dirs, out)
+		result.Phases = append(result.Phases, PhaseTime{Phase: p.name, Took: time.Since(began)})
+		if err != nil {
+			result.Output = output.String()
+			return result, err
 		}
 	}
-	return BuildResult{Output: output.String()}, nil
+	result.Output = output.String()
+	return result, nil
 }
 
 // absolutePaths makes the host paths that opts binds absolute, since the
@@ -223,6 +246,7 @@ func (e *Env) prepareBuild(opts BuildOptions) (buildDirs, error) {
 		return buildDirs{}, err
 	}
 	dirs := buildDirs{
+		root:       root,
 		layers:     filepath.Join(root, "layers"),
 		workspace:  filepath.Join(root, "workspace"),
 		platform:   filepath.Join(root, "platform"),

@@ -39,6 +39,9 @@ type Env struct {
 	WorkDir  string // a temp dir owned by the harness, removed by Close
 	Registry string // "127.0.0.1:PORT" of the crane registry it started
 	RunImage string // the run image in Registry
+	// RegistryDir is where the registry keeps its blobs, as files
+	// sha256/<hex> (crane registry serve --disk).
+	RegistryDir string
 	// Log, if set, receives the output of builds and processes as it
 	// happens (e.g. t.Output()). Set it before calling Build or Run.
 	Log io.Writer

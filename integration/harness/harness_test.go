@@ -115,6 +115,16 @@ func TestHarness(t *testing.T) {
 	mustContain(t, "first build", first.Output,
 		"===> ANALYZING", "===> DETECTING", "===> RESTORING", "===> BUILDING", "===> EXPORTING",
 		"hello: platform env GREETING=hi", "hello: user namespaces allowed")
+	var phases []string
+	for _, p := range first.Phases {
+		phases = append(phases, p.Phase)
+	}
+	if got := strings.Join(phases, " "); got != "analyzer detector restorer builder exporter" {
+		t.Errorf("first build: timed phases %q, want the five in order", got)
+	}
+	if _, err := os.Stat(filepath.Join(first.Dir, "layers", "test_hello", "hello.toml")); err != nil {
+		t.Errorf("first build: its Dir holds no layers/test_hello/hello.toml: %v", err)
+	}
 
 	opts.DisableUserNamespaces = true
 	opts.ExtraBinds = []Bind{{Source: nixDir, Dest: "/nix"}}

@@ -21,11 +21,11 @@ func (e *Env) startRegistry() error {
 		return err
 	}
 	e.Registry = fmt.Sprintf("127.0.0.1:%d", port)
-	disk := filepath.Join(e.WorkDir, "registry")
-	if err := os.Mkdir(disk, 0o755); err != nil {
+	e.RegistryDir = filepath.Join(e.WorkDir, "registry")
+	if err := os.Mkdir(e.RegistryDir, 0o755); err != nil {
 		return fmt.Errorf("creating the registry dir: %w", err)
 	}
-	cmd := exec.Command(e.tool("crane"), "registry", "serve", "--address", e.Registry, "--disk", disk)
+	cmd := exec.Command(e.tool("crane"), "registry", "serve", "--address", e.Registry, "--disk", e.RegistryDir)
 	if e.registry, err = startProcess(cmd, nil); err != nil {
 		return fmt.Errorf("starting the registry: %w", err)
 	}
