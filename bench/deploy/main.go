@@ -9,6 +9,8 @@
 // exporter reused and added. In the same run it compares:
 //
 //   - layered: the buildpack as it is (BP_NIX_MAX_LAYERS unset);
+//   - s3: BP_NIX_STORE_CACHE=s3, the store kept out of the build cache and
+//     substituted from a bucket (versitygw on loopback) by each build;
 //   - single layer: BP_NIX_MAX_LAYERS=1, the whole closure in one layer;
 //   - no-op: a buildpack whose detect passes and whose build writes
 //     nothing, building the same app: the lifecycle's floor;
@@ -40,14 +42,14 @@ type options struct {
 }
 
 // wayNames are the ways -ways may name, in the order they run.
-var wayNames = []string{"layered", "single", "noop"}
+var wayNames = []string{"layered", "s3", "single", "noop"}
 
 func main() {
 	var o options
 	sizes := flag.String("sizes", "0.5G,2G", "closure sizes, comma-separated (suffix k, M or G: powers of 1000)")
 	flag.IntVar(&o.paths, "paths", 30, "library store paths in the closure (the app path comes on top)")
 	flag.IntVar(&o.files, "files", 16, "files in each library path")
-	ways := flag.String("ways", strings.Join(wayNames, ","), "the ways to compare: layered (the buildpack as it is), single (BP_NIX_MAX_LAYERS=1), noop (a buildpack that does nothing)")
+	ways := flag.String("ways", strings.Join(wayNames, ","), "the ways to compare: layered (the buildpack as it is), s3 (BP_NIX_STORE_CACHE=s3: the store out of the build cache, substituted from a bucket), single (BP_NIX_MAX_LAYERS=1), noop (a buildpack that does nothing)")
 	quick := flag.Bool("quick", false, "a fast check that everything works: -sizes 0.1G -paths 10 -files 4")
 	flag.BoolVar(&o.verbose, "v", false, "stream the builds' output to stderr")
 	flag.Parse()

@@ -10,6 +10,7 @@ import (
 // wayTitles name the ways in the tables.
 var wayTitles = map[string]string{
 	"layered": "**layered** (as it is)",
+	"s3":      "layered, store in S3 (`BP_NIX_STORE_CACHE=s3`)",
 	"single":  "single layer (`BP_NIX_MAX_LAYERS=1`)",
 	"noop":    "no-op buildpack",
 }

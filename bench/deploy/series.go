@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nixcnb/nix-buildpack/integration/harness"
+	"github.com/nixcnb/nix-buildpack/integration/s3server"
 )
 
 // sizeResult is every series at one closure size.
@@ -86,6 +87,23 @@ func runSeries(o options, repoRoot, scratch string, bps *buildpacks, size int64,
 	switch w {
 	case "single":
 		opts.PlatformEnv["BP_NIX_MAX_LAYERS"] = "1"
+	case "s3":
+		// The store out of the build cache: each build substitutes from
+		// the bucket (versitygw on loopback) what it needs.
+		srv, err := s3server.Start(env.WorkDir)
+		if err != nil {
+			return series{}, err
+		}
+		defer srv.Stop()
+		if err := srv.CreateBucket("nix-cache"); err != nil {
+			return series{}, err
+		}
+		for k, v := range map[string]string{
+			"BP_NIX_STORE_CACHE": "s3", "BP_NIX_S3_BUCKET": "nix-cache", "BP_NIX_APP_NAME": "deploy",
+			"AWS_ENDPOINT_URL_S3": srv.Endpoint, "AWS_ACCESS_KEY_ID": srv.Access, "AWS_SECRET_ACCESS_KEY": srv.Secret, "AWS_REGION": "us-east-1",
+		} {
+			opts.PlatformEnv[k] = v
+		}
 	case "noop":
 		opts.BuildpackDir, opts.PlatformEnv, steps = bps.noop, nil, noopSteps
 	}
