@@ -56,7 +56,7 @@ func report(o options, sizes []sizeResult, elapsed time.Duration) string {
 		"**app change** (one line of `message.txt`: only the app path changes); **deep change** (the library in the middle gets a new seed: it and the app path change). " +
 		"Each is the real lifecycle (analyzer, detector, restorer, builder, exporter) through `integration/harness`, exporting to its loopback registry (`crane registry serve --disk`). " +
 		"Each series has an environment of its own, so no series finds blobs another pushed.\n")
-	p("- **Ways**: **layered** is the buildpack as it is, **single layer** sets `BP_NIX_MAX_LAYERS=1` (the whole closure in one launch layer; " +
+	p("- **Ways**: **layered** is the buildpack as it is; **store in S3** is layered with `BP_NIX_STORE_CACHE=s3`: the store is kept out of the lifecycle cache and each build substitutes what it needs from a bucket (versitygw on loopback, real SigV4), pushed to after each build; **single layer** sets `BP_NIX_MAX_LAYERS=1` (the whole closure in one launch layer; " +
 		"a buildpack that does not know the setting builds both ways alike); **no-op** is a buildpack whose `bin/detect` passes and whose `bin/build` writes nothing, " +
 		"building the same app: the lifecycle's floor for a build.\n")
 	p("- **total** is the wall time of the whole build; **analyze** ... **export** the wall time of each phase, its sandbox's start included. " +
