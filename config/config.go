@@ -159,6 +159,18 @@ type S3 struct {
 	SessionToken    string
 }
 
+// String describes the bucket without the credentials, so that no %v or
+// %+v of a setting prints the secret.
+func (s S3) String() string {
+	if s.AccessKeyID == "" {
+		return s.URL() + " (the SDK's default credentials)"
+	}
+	return s.URL() + " (access key " + s.AccessKeyID + ", secret redacted)"
+}
+
+// GoString keeps %#v from printing the secret too.
+func (s S3) GoString() string { return "config.S3{" + s.String() + "}" }
+
 // Enabled says whether a bucket is configured.
 func (s S3) Enabled() bool { return s.Bucket != "" }
 

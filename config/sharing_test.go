@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"crypto/rand"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -89,9 +90,19 @@ func TestSharingErrors(t *testing.T) {
 	}
 }
 
-// A secret never shows in an error message.
+// A secret never shows in an error message, nor when the bucket's settings
+// are printed.
 func TestSharingErrorsKeepSecrets(t *testing.T) {
-	_, err := config.FromEnv([]string{"BP_NIX_S3_BUCKET=b", "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI-secret"})
+	c, err := config.FromEnv([]string{"BP_NIX_S3_BUCKET=b", "AWS_ACCESS_KEY_ID=A", "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI-secret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, format := range []string{"%v", "%+v", "%#v", "%s"} {
+		if got := fmt.Sprintf(format, c.S3); strings.Contains(got, "wJalrXUtnFEMI-secret") {
+			t.Errorf("%s of the bucket's settings shows the secret: %s", format, got)
+		}
+	}
+	_, err = config.FromEnv([]string{"BP_NIX_S3_BUCKET=b", "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI-secret"})
 	if err == nil || strings.Contains(err.Error(), "wJalrXUtnFEMI-secret") {
 		t.Fatalf("error %v", err)
 	}

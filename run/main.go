@@ -42,14 +42,5 @@ func main() {
 
 // openBucket connects to S3 with the AWS SDK.
 func openBucket(ctx context.Context, s3 config.S3) (binarycache.Objects, error) {
-	return s3objects.New(ctx, s3objects.Config{
-		Bucket:          s3.Bucket,
-		Prefix:          s3.Prefix,
-		Region:          s3.Region,
-		Endpoint:        s3.Endpoint,
-		PathStyle:       s3.PathStyle,
-		AccessKeyID:     s3.AccessKeyID,
-		SecretAccessKey: s3.SecretAccessKey,
-		SessionToken:    s3.SessionToken,
-	})
+	return s3objects.New(ctx, s3objects.Config{S3: s3})
 }

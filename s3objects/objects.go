@@ -21,6 +21,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/nixcnb/nix-buildpack/binarycache"
+
+	nixconfig "github.com/nixcnb/nix-buildpack/config"
 )
 
 // DefaultPartSize is the size above which Objects uploads in parts, and
@@ -30,26 +32,21 @@ const DefaultPartSize = 64 << 20
 // minPartSize is S3's smallest allowed part (all but the last).
 const minPartSize = 5 << 20
 
-// Config says which bucket holds the cache and how to reach it.
+// Config says which bucket holds the cache and how to reach it: the
+// build's S3 settings (config.S3), and how big an upload's parts are.
+//
+//   - Prefix is put before every key, e.g. "team/app/"; a missing trailing
+//     slash is added.
+//   - Region defaults to the SDK's (AWS_REGION, profiles), else us-east-1.
+//   - Endpoint is the S3 endpoint URL for S3-compatible servers (MinIO, R2,
+//     versitygw, …); empty means AWS. A URL without a scheme gets https://.
+//   - PathStyle addresses the bucket as ENDPOINT/BUCKET/KEY instead of
+//     BUCKET.ENDPOINT/KEY; most S3-compatible servers need it.
+//   - AccessKeyID, SecretAccessKey and SessionToken are static credentials.
+//     When AccessKeyID is empty the SDK's default chain is used (AWS_* env
+//     vars, shared profiles, web identity, container and instance roles).
 type Config struct {
-	Bucket string
-	// Prefix is put before every key, e.g. "team/app/". A missing trailing
-	// slash is added.
-	Prefix string
-	// Region defaults to the SDK's (AWS_REGION, profiles), else us-east-1.
-	Region string
-	// Endpoint is the S3 endpoint URL for S3-compatible servers (MinIO, R2,
-	// versitygw, …); empty means AWS. A URL without a scheme gets https://.
-	Endpoint string
-	// PathStyle addresses the bucket as ENDPOINT/BUCKET/KEY instead of
-	// BUCKET.ENDPOINT/KEY; most S3-compatible servers need it.
-	PathStyle bool
-	// AccessKeyID, SecretAccessKey and SessionToken are static credentials.
-	// When AccessKeyID is empty the SDK's default chain is used (AWS_* env
-	// vars, shared profiles, web identity, container and instance roles).
-	AccessKeyID     string
-	SecretAccessKey string
-	SessionToken    string
+	nixconfig.S3
 	// PartSize is the size above which uploads go in parts of this size
 	// (default DefaultPartSize, at least 5 MiB).
 	PartSize int64

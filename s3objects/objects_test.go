@@ -24,6 +24,8 @@ import (
 	"github.com/nixcnb/nix-buildpack/binarycache"
 	"github.com/nixcnb/nix-buildpack/integration/s3server"
 	"github.com/nixcnb/nix-buildpack/nixstore"
+
+	nixconfig "github.com/nixcnb/nix-buildpack/config"
 )
 
 // These tests run a real S3 server, versitygw (posix backend), on a free
@@ -48,8 +50,8 @@ func startVersitygw(t *testing.T) *s3Server {
 }
 
 func (s *s3Server) config(bucket, prefix string) Config {
-	return Config{Bucket: bucket, Prefix: prefix, Endpoint: s.endpoint, PathStyle: true,
-		AccessKeyID: s.access, SecretAccessKey: s.secret}
+	return Config{S3: nixconfig.S3{Bucket: bucket, Prefix: prefix, Endpoint: s.endpoint, PathStyle: true,
+		AccessKeyID: s.access, SecretAccessKey: s.secret}}
 }
 
 func (s *s3Server) objects(t *testing.T, cfg Config) *Objects {

@@ -15,6 +15,7 @@ import (
 	"github.com/nix-community/go-nix/pkg/nixhash"
 
 	"github.com/nixcnb/nix-buildpack/binarycache"
+	"github.com/nixcnb/nix-buildpack/config"
 	"github.com/nixcnb/nix-buildpack/integration/s3server"
 	"github.com/nixcnb/nix-buildpack/nixstore"
 	"github.com/nixcnb/nix-buildpack/s3objects"
@@ -82,14 +83,14 @@ func (b *bench) newBucket(ctx context.Context, kind string) (*countingObjects, s
 	if err := b.srv.CreateBucket(name); err != nil {
 		return nil, "", err
 	}
-	s3o, err := s3objects.New(ctx, s3objects.Config{
+	s3o, err := s3objects.New(ctx, s3objects.Config{S3: config.S3{
 		Bucket:          name,
 		Region:          "us-east-1",
 		Endpoint:        b.srv.Endpoint,
 		PathStyle:       true,
 		AccessKeyID:     b.srv.Access,
 		SecretAccessKey: b.srv.Secret,
-	})
+	}})
 	if err != nil {
 		return nil, "", err
 	}
