@@ -7,7 +7,9 @@
 # Usage: scripts/install-tools.sh [--with-docker]
 #   --with-docker also installs Debian's docker.io (never started as a
 #   service: the pack test starts a daemon of its own) and builds pack.
-# Tools land in $NIXCNB_TOOLS (default /var/cache/nixcnb-tools/bin).
+# Tools land in $NIXCNB_TOOLS (default /var/cache/nixcnb-tools/bin); the
+# arm64 lifecycle and launcher (for the arm64 test, run under qemu-user
+# through binfmt_misc) as lifecycle-arm64 and launcher-arm64.
 set -euo pipefail
 
 LIFECYCLE_VERSION=0.21.0
@@ -25,7 +27,8 @@ with_docker=false
 log() { printf '==> %s\n' "$*"; }
 
 install_debian_packages() {
-  local packages=(nix-bin proot bubblewrap busybox-static patchelf xz-utils ca-certificates git curl)
+  local packages=(nix-bin proot bubblewrap busybox-static patchelf xz-utils ca-certificates git curl
+    qemu-user-static binfmt-support)
   $with_docker && packages+=(docker.io)
   local missing=()
   for p in "${packages[@]}"; do
@@ -48,9 +51,25 @@ install_debian_packages() {
   fi
 }
 
+# enable_arm64_emulation: aarch64 ELF files run directly, through
+# qemu-aarch64 registered with binfmt_misc (flags F: the interpreter is
+# opened now, so it also runs inside sandboxes that do not show it).
+enable_arm64_emulation() {
+  [[ $(dpkg --print-architecture) == arm64 ]] && return 0
+  if [[ ! -e /proc/sys/fs/binfmt_misc/register ]]; then
+    mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+  fi
+  if ! grep -qx enabled /proc/sys/fs/binfmt_misc/qemu-aarch64 2>/dev/null; then
+    log "Enabling arm64 emulation (qemu-aarch64 through binfmt_misc)"
+    update-binfmts --enable qemu-aarch64
+  fi
+  grep -qx enabled /proc/sys/fs/binfmt_misc/qemu-aarch64 ||
+    { echo "install-tools: qemu-aarch64 is not enabled in /proc/sys/fs/binfmt_misc" >&2; return 1; }
+}
+
 # go_tool NAME MODULE VERSION PACKAGE LDFLAGS [REPLACE...]
 # Builds PACKAGE from MODULE@VERSION in a scratch module of its own, so each
-# tool keeps its own dependency pins.
+# tool keeps its own dependency pins. $GOARCH, if set, cross-compiles.
 go_tool() {
   local name=$1 module=$2 version=$3 package=$4 ldflags=$5
   shift 5
@@ -77,6 +96,12 @@ install_go_tools() {
   go_tool launcher github.com/buildpacks/lifecycle "v$LIFECYCLE_VERSION" \
     github.com/buildpacks/lifecycle/cmd/launcher \
     "-X github.com/buildpacks/lifecycle/cmd.Version=$LIFECYCLE_VERSION"
+  GOARCH=arm64 go_tool lifecycle-arm64 github.com/buildpacks/lifecycle "v$LIFECYCLE_VERSION" \
+    github.com/buildpacks/lifecycle/cmd/lifecycle \
+    "-X github.com/buildpacks/lifecycle/cmd.Version=$LIFECYCLE_VERSION"
+  GOARCH=arm64 go_tool launcher-arm64 github.com/buildpacks/lifecycle "v$LIFECYCLE_VERSION" \
+    github.com/buildpacks/lifecycle/cmd/launcher \
+    "-X github.com/buildpacks/lifecycle/cmd.Version=$LIFECYCLE_VERSION"
   go_tool crane github.com/google/go-containerregistry "v$CRANE_VERSION" \
     github.com/google/go-containerregistry/cmd/crane ""
   go_tool versitygw github.com/versity/versitygw "v$VERSITYGW_VERSION" \
@@ -90,5 +115,6 @@ install_go_tools() {
 }
 
 install_debian_packages
+enable_arm64_emulation
 install_go_tools
 log "Tools ready in $tools_dir"

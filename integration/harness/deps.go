@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -81,7 +82,7 @@ func (e *Env) OfflineDependencies(repoRoot, buildpackDir string) (map[string]str
 	if err != nil {
 		return nil, err
 	}
-	if err := mirrorDebs(filepath.Join(buildpackDir, "deps")); err != nil {
+	if err := e.mirrorDebs(filepath.Join(buildpackDir, "deps")); err != nil {
 		return nil, err
 	}
 	return map[string]string{
@@ -149,20 +150,134 @@ func nixRelease(repoRoot, version, dir string) (NixRelease, error) {
 	return r, nil
 }
 
-func mirrorDebs(depsDir string) error {
+// mirrorDebs puts Debian's proot and libtalloc2 packages, amd64 and arm64,
+// where the dependency mirror finds them: the buildpack resolves the ones
+// of the build's target architecture.
+func (e *Env) mirrorDebs(depsDir string) error {
 	pool := filepath.Join(depsDir, "snapshot.debian.org", "archive", "debian", "20250520T000000Z", "pool", "main")
-	for pkg, sub := range map[string]string{"proot": "p/proot", "libtalloc2": "t/talloc"} {
-		dir := filepath.Join(pool, sub)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
-		cmd := exec.Command("apt-get", "download", pkg)
-		cmd.Dir = dir
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("apt-get download %s: %w\n%s", pkg, err, out)
+	for _, arch := range []string{"amd64", "arm64"} {
+		for pkg, sub := range map[string]string{"proot": "p/proot", "libtalloc2": "t/talloc"} {
+			if _, err := e.DownloadDeb(arch, pkg, filepath.Join(pool, sub)); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
+}
+
+// hostArch is the machine's Debian architecture (amd64, arm64).
+func hostArch() (string, error) {
+	out, err := exec.Command("dpkg", "--print-architecture").Output()
+	if err != nil {
+		return "", fmt.Errorf("dpkg --print-architecture: %w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// DownloadDeb downloads Debian 12's package pkg for arch into dir (created)
+// and returns the .deb's path. The machine's own architecture comes from
+// its apt sources; another comes through a private apt configuration (its
+// own lists and cache beside the tools, no dpkg status, no lock), so the
+// machine's apt state is never changed.
+func (e *Env) DownloadDeb(arch, pkg, dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	host, err := hostArch()
+	if err != nil {
+		return "", err
+	}
+	args := []string{"download", pkg}
+	if arch != host {
+		aptDir := filepath.Join(filepath.Dir(e.ToolsDir), "apt-bookworm-"+arch)
+		unlock, err := lockDir(aptDir)
+		if err != nil {
+			return "", err
+		}
+		defer unlock()
+		opts, err := privateApt(aptDir, arch)
+		if err != nil {
+			return "", err
+		}
+		args = append(opts, args...)
+	}
+	cmd := exec.Command("apt-get", args...)
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("apt-get download %s (%s): %w\n%s", pkg, arch, err, out)
+	}
+	debs, err := filepath.Glob(filepath.Join(dir, pkg+"_*_"+arch+".deb"))
+	if err != nil || len(debs) != 1 {
+		return "", fmt.Errorf("apt-get download %s (%s) left %d matching .debs in %s, want 1", pkg, arch, len(debs), dir)
+	}
+	return debs[0], nil
+}
+
+// privateApt returns apt-get options for Debian 12 (bookworm) packages of
+// arch, with state in aptDir, and fetches the package lists once.
+func privateApt(aptDir, arch string) ([]string, error) {
+	for _, d := range []string{"lists/partial", "cache/archives/partial", "parts"} {
+		if err := os.MkdirAll(filepath.Join(aptDir, d), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	opts := []string{
+		"-o", "Dir::State::Lists=" + filepath.Join(aptDir, "lists"),
+		"-o", "Dir::Cache=" + filepath.Join(aptDir, "cache"),
+		"-o", "Dir::Etc::SourceList=" + filepath.Join(aptDir, "sources.list"),
+		"-o", "Dir::Etc::SourceParts=" + filepath.Join(aptDir, "parts"),
+		"-o", "Dir::State::status=/dev/null", "-o", "Debug::NoLocking=1",
+		"-o", "APT::Architecture=" + arch, "-o", "APT::Architectures=" + arch,
+		"-o", "Acquire::Languages=none",
+	}
+	if _, err := os.Stat(filepath.Join(aptDir, "updated")); err == nil {
+		return opts, nil
+	}
+	uri, err := debianURI()
+	if err != nil {
+		return nil, err
+	}
+	source := fmt.Sprintf("deb [arch=%s signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] %s bookworm main\n", arch, uri)
+	if err := os.WriteFile(filepath.Join(aptDir, "sources.list"), []byte(source), 0o644); err != nil {
+		return nil, err
+	}
+	if out, err := exec.Command("apt-get", append(opts, "update", "-qq")...).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("apt-get update for Debian 12 %s packages: %w\n%s", arch, err, out)
+	}
+	return opts, os.WriteFile(filepath.Join(aptDir, "updated"), nil, 0o644)
+}
+
+// debianURI is the Debian archive the machine's apt uses.
+func debianURI() (string, error) {
+	data, err := os.ReadFile("/etc/apt/sources.list.d/debian.sources")
+	if err != nil {
+		return "", fmt.Errorf("finding the machine's Debian archive: %w", err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if uri, ok := strings.CutPrefix(line, "URIs:"); ok {
+			if fields := strings.Fields(uri); len(fields) > 0 {
+				return fields[0], nil
+			}
+		}
+	}
+	return "", errors.New("no URIs: line in /etc/apt/sources.list.d/debian.sources")
+}
+
+// lockDir creates dir and holds an exclusive lock on it until unlock is
+// called: test packages run in parallel.
+func lockDir(dir string) (unlock func(), err error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("locking %s: %w", dir, err)
+	}
+	return func() { f.Close() }, nil
 }
 
 // serveFile serves one file over HTTP on loopback, as a mirror would, for

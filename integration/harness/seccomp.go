@@ -10,31 +10,50 @@ import (
 	"golang.org/x/net/bpf"
 )
 
-// A platform that blocks ptrace (Heroku's dynos, seed 002) is imitated with
-// a seccomp filter that makes ptrace fail with EPERM, passed to bwrap with
-// --seccomp FD. Everything else is allowed.
+// A platform that blocks ptrace (Heroku's dynos, seed 002; Fir's run on
+// arm64) is imitated with a seccomp filter that makes ptrace fail with
+// EPERM on x86_64 and on aarch64, passed to bwrap with --seccomp FD.
+// Everything else is allowed.
+//
+// Under qemu-user emulation (the arm64 test on an amd64 machine) the
+// kernel sees qemu's x86_64 system calls, and qemu implements no ptrace
+// for its guest at all (ENOSYS): the aarch64 half of the filter applies on
+// an arm64 kernel, and seccomp_test.go checks it with a BPF interpreter.
 
 const (
 	auditArchX8664   = 0xc000003e // AUDIT_ARCH_X86_64
+	auditArchAArch64 = 0xc00000b7 // AUDIT_ARCH_AARCH64
 	seccompRetAllow  = 0x7fff0000
 	seccompRetErrno  = 0x00050000
 	seccompDataNr    = 0 // offsetof(struct seccomp_data, nr)
 	seccompDataArch  = 4 // offsetof(struct seccomp_data, arch)
 	sysPtraceX8664   = 101
+	sysPtraceAArch64 = 117 // the generic syscall table's __NR_ptrace
 	sockFilterLength = 8
 )
+
+// denyPtraceProgram is the filter as BPF instructions: ptrace of either
+// architecture's table fails with EPERM, anything else is allowed.
+func denyPtraceProgram() []bpf.Instruction {
+	deny := bpf.RetConstant{Val: seccompRetErrno | uint32(syscall.EPERM)}
+	allow := bpf.RetConstant{Val: seccompRetAllow}
+	return []bpf.Instruction{
+		/* 0 */ bpf.LoadAbsolute{Off: seccompDataArch, Size: 4},
+		/* 1 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: auditArchX8664, SkipFalse: 2}, // else 4
+		/* 2 */ bpf.LoadAbsolute{Off: seccompDataNr, Size: 4},
+		/* 3 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: sysPtraceX8664, SkipTrue: 3, SkipFalse: 4}, // 7 or 8
+		/* 4 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: auditArchAArch64, SkipFalse: 3}, // else 8
+		/* 5 */ bpf.LoadAbsolute{Off: seccompDataNr, Size: 4},
+		/* 6 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: sysPtraceAArch64, SkipFalse: 1}, // 7 or 8
+		/* 7 */ deny,
+		/* 8 */ allow,
+	}
+}
 
 // denyPtraceFilter is the classic BPF program, in the kernel's
 // struct sock_filter layout, that bwrap loads.
 func denyPtraceFilter() ([]byte, error) {
-	insns, err := bpf.Assemble([]bpf.Instruction{
-		bpf.LoadAbsolute{Off: seccompDataArch, Size: 4},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: auditArchX8664, SkipFalse: 3},
-		bpf.LoadAbsolute{Off: seccompDataNr, Size: 4},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: sysPtraceX8664, SkipFalse: 1},
-		bpf.RetConstant{Val: seccompRetErrno | uint32(syscall.EPERM)},
-		bpf.RetConstant{Val: seccompRetAllow},
-	})
+	insns, err := bpf.Assemble(denyPtraceProgram())
 	if err != nil {
 		return nil, err
 	}
