@@ -14,8 +14,17 @@ import (
 
 // BuildBuildpack runs scripts/build.sh of the repo at repoRoot into dir.
 func BuildBuildpack(repoRoot, dir string) error {
-	if out, err := exec.Command(filepath.Join(repoRoot, "scripts", "build.sh"), dir).CombinedOutput(); err != nil {
-		return fmt.Errorf("scripts/build.sh: %w\n%s", err, out)
+	return BuildBuildpackArch(repoRoot, dir, "")
+}
+
+// BuildBuildpackArch is BuildBuildpack for goarch ("" means the machine's).
+func BuildBuildpackArch(repoRoot, dir, goarch string) error {
+	args := []string{dir}
+	if goarch != "" {
+		args = append(args, goarch)
+	}
+	if out, err := exec.Command(filepath.Join(repoRoot, "scripts", "build.sh"), args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("scripts/build.sh %s: %w\n%s", strings.Join(args, " "), err, out)
 	}
 	return nil
 }
@@ -50,13 +59,23 @@ type NixRelease struct {
 }
 
 // NixRelease makes (once, kept beside the tools: it is deterministic) or
-// finds the release of NixVersion.
+// finds the release of NixVersion for e.Arch. Another architecture than
+// the machine's has only Debian sid's 2.34 (2.8 is the machine's nix-bin).
 func (e *Env) NixRelease(repoRoot string) (NixRelease, error) {
 	v, err := NixVersion()
 	if err != nil {
 		return NixRelease{}, err
 	}
-	return nixRelease(repoRoot, v, filepath.Join(filepath.Dir(e.ToolsDir), "nix-release-"+v))
+	dir := filepath.Join(filepath.Dir(e.ToolsDir), "nix-release-"+v)
+	var args []string
+	if suffix := e.toolSuffix(); suffix != "" {
+		if v != "2.34" {
+			return NixRelease{}, fmt.Errorf("%s=%s: for %s the tests can install Nix 2.34 only (2.8 is this machine's own nix-bin)", NixVersionEnv, v, e.Arch)
+		}
+		dir += suffix
+		args = []string{"--arch", e.Arch}
+	}
+	return nixRelease(repoRoot, v, dir, args...)
 }
 
 // OfflineDependencies provides the buildpack's dependencies without the
@@ -98,14 +117,14 @@ func (e *Env) OfflineDependencies(repoRoot, buildpackDir string) (map[string]str
 // buildpack's folder and the platform env that builds with it need.
 func (e *Env) OfflineBuildpack(repoRoot string) (string, map[string]string, error) {
 	dir := filepath.Join(e.WorkDir, "buildpack")
-	if err := BuildBuildpack(repoRoot, dir); err != nil {
+	if err := BuildBuildpackArch(repoRoot, dir, e.Arch); err != nil {
 		return "", nil, err
 	}
 	platformEnv, err := e.OfflineDependencies(repoRoot, dir)
 	return dir, platformEnv, err
 }
 
-func nixRelease(repoRoot, version, dir string) (NixRelease, error) {
+func nixRelease(repoRoot, version, dir string, extraArgs ...string) (NixRelease, error) {
 	envFile := filepath.Join(dir, "nix-release.env")
 	// Test packages run in parallel: one makes the release, the others wait.
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -121,8 +140,9 @@ func nixRelease(repoRoot, version, dir string) (NixRelease, error) {
 	}
 	if _, err := os.Stat(envFile); err != nil {
 		script := filepath.Join(repoRoot, "scripts", "make-nix-release.sh")
-		if out, err := exec.Command(script, "--nix", version, dir).CombinedOutput(); err != nil {
-			return NixRelease{}, fmt.Errorf("scripts/make-nix-release.sh --nix %s: %w\n%s", version, err, out)
+		args := append(append([]string{"--nix", version}, extraArgs...), dir)
+		if out, err := exec.Command(script, args...).CombinedOutput(); err != nil {
+			return NixRelease{}, fmt.Errorf("scripts/make-nix-release.sh %s: %w\n%s", strings.Join(args, " "), err, out)
 		}
 	}
 	data, err := os.ReadFile(envFile)
@@ -295,9 +315,18 @@ func serveFile(path string) (string, error) {
 }
 
 // CopyFixture copies fixtures/<name> of the repo into dest (created), lays
-// the fixtures named by overlays over it, and adds busybox, the fixtures'
-// only tool, as bb/busybox.
+// the fixtures named by overlays over it, and adds the machine's busybox,
+// the fixtures' only tool, as bb/busybox.
 func CopyFixture(repoRoot, dest, name string, overlays ...string) error {
+	return copyFixture(busyboxPath, repoRoot, dest, name, overlays...)
+}
+
+// CopyFixture is CopyFixture with the busybox of e.Arch.
+func (e *Env) CopyFixture(repoRoot, dest, name string, overlays ...string) error {
+	return copyFixture(e.busybox, repoRoot, dest, name, overlays...)
+}
+
+func copyFixture(busybox, repoRoot, dest, name string, overlays ...string) error {
 	if err := os.MkdirAll(dest, 0o755); err != nil {
 		return err
 	}
@@ -310,7 +339,7 @@ func CopyFixture(repoRoot, dest, name string, overlays ...string) error {
 	if err := os.MkdirAll(filepath.Join(dest, "bb"), 0o755); err != nil {
 		return err
 	}
-	if out, err := exec.Command("cp", "/bin/busybox", filepath.Join(dest, "bb", "busybox")).CombinedOutput(); err != nil {
+	if out, err := exec.Command("cp", busybox, filepath.Join(dest, "bb", "busybox")).CombinedOutput(); err != nil {
 		return fmt.Errorf("copying busybox: %w\n%s", err, out)
 	}
 	return nil

@@ -45,6 +45,15 @@ type Env struct {
 	// Log, if set, receives the output of builds and processes as it
 	// happens (e.g. t.Output()). Set it before calling Build or Run.
 	Log io.Writer
+	// Arch is the Debian architecture (amd64, arm64) the environment
+	// builds for: its lifecycle, its run image and the buildpack it
+	// builds. Another than the machine's runs under qemu-user emulation.
+	Arch string
+
+	// busybox is the busybox-static of Arch: the run image's and the
+	// fixtures' only tool. sysroot, for another arch than the machine's,
+	// holds its busybox-static and libc6 packages unpacked.
+	busybox, sysroot string
 
 	lifecycleDir string   // mounted at /cnb/lifecycle in every phase
 	hostRootArgs []string // bwrap args that replicate the host's /bin, /lib...
@@ -56,14 +65,36 @@ type Env struct {
 	running []*Running
 }
 
-// Start makes an environment under workRoot ("" means os.TempDir()).
-// workRoot must be reachable by the cnb user, because the sandboxes that run
-// as that user bind dirs from it.
+// Start makes an environment under workRoot ("" means os.TempDir()) for
+// the machine's architecture. workRoot must be reachable by the cnb user,
+// because the sandboxes that run as that user bind dirs from it.
 func Start(workRoot string) (*Env, error) {
+	return StartArch(workRoot, "")
+}
+
+// StartArch is Start for the Debian architecture arch ("" means the
+// machine's). Another architecture than the machine's (arm64 on amd64)
+// needs its lifecycle built for it as lifecycle-ARCH and launcher-ARCH
+// (scripts/install-tools.sh) and runs it, the buildpack, Nix and the image
+// under qemu-user through binfmt_misc; its run image holds Debian 12's
+// busybox-static and libc6 of that architecture.
+func StartArch(workRoot, arch string) (*Env, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("the harness must run as root: it runs lifecycle phases as root and as the cnb user")
 	}
-	e := &Env{ToolsDir: toolsDir(), exports: map[string]ImageInfo{}}
+	host, err := hostArch()
+	if err != nil {
+		return nil, err
+	}
+	if arch == "" {
+		arch = host
+	}
+	e := &Env{ToolsDir: toolsDir(), exports: map[string]ImageInfo{}, Arch: arch, busybox: busyboxPath}
+	if arch != host {
+		if err := checkEmulation(arch); err != nil {
+			return nil, err
+		}
+	}
 	if err := e.start(workRoot); err != nil {
 		if closeErr := e.Close(); closeErr != nil {
 			err = errors.Join(err, closeErr)
@@ -74,7 +105,7 @@ func Start(workRoot string) (*Env, error) {
 }
 
 func (e *Env) start(workRoot string) error {
-	if err := checkTools(e.ToolsDir); err != nil {
+	if err := checkTools(e.ToolsDir, e.toolSuffix()); err != nil {
 		return err
 	}
 	if err := ensureCNBUser(); err != nil {
@@ -103,6 +134,11 @@ func (e *Env) start(workRoot string) error {
 	}
 	if err := e.installLifecycle(); err != nil {
 		return err
+	}
+	if e.toolSuffix() != "" {
+		if err := e.unpackSysroot(); err != nil {
+			return err
+		}
 	}
 	if err := e.startRegistry(); err != nil {
 		return err
@@ -140,9 +176,18 @@ func toolsDir() string {
 	return defaultToolsDir
 }
 
-func checkTools(dir string) error {
+// toolSuffix is "" for the machine's architecture, else "-ARCH": the
+// lifecycle of another architecture is ToolsDir/lifecycle-ARCH.
+func (e *Env) toolSuffix() string {
+	if host, err := hostArch(); err == nil && host == e.Arch {
+		return ""
+	}
+	return "-" + e.Arch
+}
+
+func checkTools(dir, suffix string) error {
 	var missing []string
-	for _, name := range []string{"lifecycle", "launcher", "crane"} {
+	for _, name := range []string{"lifecycle" + suffix, "launcher" + suffix, "crane"} {
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
 			missing = append(missing, filepath.Join(dir, name))
 		}
@@ -232,7 +277,7 @@ func (e *Env) installLifecycle() error {
 		return fmt.Errorf("creating the lifecycle dir: %w", err)
 	}
 	for _, name := range []string{"lifecycle", "launcher"} {
-		if err := copyFile(filepath.Join(e.ToolsDir, name), filepath.Join(e.lifecycleDir, name), 0o755); err != nil {
+		if err := copyFile(filepath.Join(e.ToolsDir, name+e.toolSuffix()), filepath.Join(e.lifecycleDir, name), 0o755); err != nil {
 			return fmt.Errorf("installing the lifecycle: %w", err)
 		}
 	}

@@ -15,6 +15,8 @@ type ImageInfo struct {
 	WorkingDir   string
 	User         string
 	LayerDigests []string // in order, base first
+	OS           string   // the platform the config names, e.g. linux
+	Architecture string   // e.g. amd64, arm64
 }
 
 // ImageConfig reads the config and manifest of image from the registry.
@@ -24,7 +26,9 @@ func (e *Env) ImageConfig(image string) (ImageInfo, error) {
 		return ImageInfo{}, fmt.Errorf("reading the config of %s: %w", image, err)
 	}
 	var config struct {
-		Config struct {
+		OS           string `json:"os"`
+		Architecture string `json:"architecture"`
+		Config       struct {
 			Labels     map[string]string
 			Env        []string
 			Entrypoint []string
@@ -48,7 +52,8 @@ func (e *Env) ImageConfig(image string) (ImageInfo, error) {
 		return ImageInfo{}, fmt.Errorf("parsing the manifest of %s: %w", image, err)
 	}
 	c := config.Config
-	info := ImageInfo{Labels: c.Labels, Env: c.Env, Entrypoint: c.Entrypoint, WorkingDir: c.WorkingDir, User: c.User}
+	info := ImageInfo{Labels: c.Labels, Env: c.Env, Entrypoint: c.Entrypoint, WorkingDir: c.WorkingDir, User: c.User,
+		OS: config.OS, Architecture: config.Architecture}
 	for _, layer := range manifest.Layers {
 		info.LayerDigests = append(info.LayerDigests, layer.Digest)
 	}

@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -29,7 +28,7 @@ var glibcLibs = []string{"libc.so.6", "libm.so.6", "libpthread.so.0", "libdl.so.
 // RunImage.
 func (e *Env) pushRunImage() error {
 	tarPath := filepath.Join(e.WorkDir, "run-image-rootfs.tar")
-	if err := writeRunImageTar(tarPath); err != nil {
+	if err := e.writeRunImageTar(tarPath); err != nil {
 		return fmt.Errorf("making the run image's rootfs: %w", err)
 	}
 	base := e.Registry + "/nixcnb-base:latest"
@@ -45,7 +44,7 @@ func (e *Env) pushRunImage() error {
 		"-e", fmt.Sprintf("CNB_USER_ID=%d", cnbUID),
 		"-e", fmt.Sprintf("CNB_GROUP_ID=%d", cnbGID),
 		"-u", fmt.Sprintf("%d:%d", cnbUID, cnbGID),
-		"--set-platform", "linux/"+runtime.GOARCH,
+		"--set-platform", "linux/"+e.Arch,
 		"-t", e.RunImage)
 	if err != nil {
 		return fmt.Errorf("labelling the run image: %w", err)
@@ -66,10 +65,10 @@ type rootfsEntry struct {
 }
 
 // writeRunImageTar writes the run image's rootfs: a merged-/usr layout with
-// busybox and its applets, the host's loader and glibc, and the users root
-// and cnb.
-func writeRunImageTar(tarPath string) error {
-	entries, err := runImageEntries()
+// busybox and its applets, the loader and glibc (the host's, or Debian's
+// libc6 of another architecture), and the users root and cnb.
+func (e *Env) writeRunImageTar(tarPath string) error {
+	entries, err := e.runImageEntries()
 	if err != nil {
 		return err
 	}
@@ -90,7 +89,7 @@ func writeRunImageTar(tarPath string) error {
 	return f.Close()
 }
 
-func runImageEntries() ([]rootfsEntry, error) {
+func (e *Env) runImageEntries() ([]rootfsEntry, error) {
 	entries := []rootfsEntry{}
 	for _, d := range []string{"usr", "usr/bin", "usr/sbin", "usr/lib", "usr/lib64", "etc", "proc", "sys", "dev", "home"} {
 		entries = append(entries, rootfsEntry{name: d, dir: true, mode: 0o755})
@@ -107,11 +106,15 @@ func runImageEntries() ([]rootfsEntry, error) {
 	for _, name := range []string{"bin", "sbin", "lib", "lib64"} {
 		entries = append(entries, rootfsEntry{name: name, link: "usr/" + name})
 	}
-	busybox, err := busyboxEntries()
+	busybox, err := busyboxEntries(e.busybox)
 	if err != nil {
 		return nil, err
 	}
-	libs, err := libraryEntries()
+	libraries := libraryEntries
+	if e.sysroot != "" {
+		libraries = e.sysrootLibraryEntries
+	}
+	libs, err := libraries()
 	if err != nil {
 		return nil, err
 	}
@@ -120,12 +123,12 @@ func runImageEntries() ([]rootfsEntry, error) {
 
 // busyboxEntries installs busybox as /usr/bin/busybox with a symlink for
 // each applet, at the place busybox --list-full gives, moved under /usr.
-func busyboxEntries() ([]rootfsEntry, error) {
-	out, err := exec.Command(busyboxPath, "--list-full").Output()
+func busyboxEntries(busybox string) ([]rootfsEntry, error) {
+	out, err := exec.Command(busybox, "--list-full").Output()
 	if err != nil {
 		return nil, fmt.Errorf("listing busybox applets: %w", err)
 	}
-	entries := []rootfsEntry{{name: "usr/bin/busybox", mode: 0o755, source: busyboxPath}}
+	entries := []rootfsEntry{{name: "usr/bin/busybox", mode: 0o755, source: busybox}}
 	seen := map[string]bool{"usr/bin/busybox": true}
 	for _, applet := range strings.Fields(string(out)) {
 		name := underUsr(applet)
