@@ -3,6 +3,13 @@
 # layer) with pack, for linux/amd64, linux/arm64 or both.
 #
 # Usage: scripts/package.sh OUT_FILE [--arch amd64|arm64|all] [--buildpack-dir DIR]
+#        scripts/package.sh --publish IMAGE
+#   --publish         pushes one image index holding linux/amd64 and
+#                     linux/arm64 to IMAGE's registry, in one pack run: each
+#                     architecture is built into the folder pack takes for
+#                     its target (buildpack/linux/<arch>/, each with
+#                     buildpack.toml, which is also at the top), then
+#                     pack buildpack package IMAGE --publish --target ... --target ...
 #   --arch            default: the machine's (go env GOARCH). With "all",
 #                     writes one file per architecture, named as pack names
 #                     multi-target files: OUT-linux-amd64.cnb, OUT-linux-arm64.cnb.
@@ -20,7 +27,29 @@
 # and packaged with an explicit --target instead.
 set -euo pipefail
 
-usage() { echo "usage: scripts/package.sh OUT_FILE [--arch amd64|arm64|all] [--buildpack-dir DIR]" >&2; exit 2; }
+usage() { echo "usage: scripts/package.sh OUT_FILE [--arch amd64|arm64|all] [--buildpack-dir DIR] | --publish IMAGE" >&2; exit 2; }
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+pack=${PACK:-${NIXCNB_TOOLS:-/var/cache/nixcnb-tools/bin}/pack}
+if [[ ! -x "$pack" ]]; then
+  pack=$(command -v pack) || { echo "package.sh: pack is missing: run scripts/install-tools.sh --with-docker" >&2; exit 1; }
+fi
+
+if [[ ${1:-} == --publish ]]; then
+  image=${2:-}; [[ -n "$image" && $# -eq 2 ]] || usage
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  cp "$root/package.toml" "$work/package.toml"
+  targets=()
+  for a in amd64 arm64; do
+    "$root/scripts/build.sh" "$work/buildpack/linux/$a" "$a" >/dev/null
+    targets+=(--target "linux/$a")
+  done
+  cp "$root/buildpack.toml" "$work/buildpack/buildpack.toml"
+  (cd "$work" && "$pack" buildpack package "$image" --config package.toml --publish "${targets[@]}")
+  echo "$image"
+  exit 0
+fi
 
 out=${1:-}; [[ -n "$out" && "$out" != -* ]] || usage
 shift
@@ -45,12 +74,6 @@ if [[ -n "$buildpack_dir" ]]; then
   [[ -f "$buildpack_dir/buildpack.toml" && -d "$buildpack_dir/bin" ]] || {
     echo "package.sh: $buildpack_dir is not a built buildpack (buildpack.toml + bin/): run scripts/build.sh" >&2; exit 1; }
   buildpack_dir=$(cd "$buildpack_dir" && pwd)
-fi
-
-root=$(cd "$(dirname "$0")/.." && pwd)
-pack=${PACK:-${NIXCNB_TOOLS:-/var/cache/nixcnb-tools/bin}/pack}
-if [[ ! -x "$pack" ]]; then
-  pack=$(command -v pack) || { echo "package.sh: pack is missing: run scripts/install-tools.sh --with-docker" >&2; exit 1; }
 fi
 
 mkdir -p "$(dirname "$out")"

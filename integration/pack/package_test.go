@@ -237,3 +237,114 @@ func readLayer(data []byte, files map[string]cnbFile) error {
 		files[strings.TrimPrefix(name, bpRoot)] = entry
 	}
 }
+
+// TestPublishMultiArchIndex runs scripts/package.sh --publish against a
+// loopback registry and checks what a platform pulling the buildpack
+// sees: one image index with a linux/amd64 and a linux/arm64 manifest,
+// each of whose bin/run and bin/nix-launch are built for its own
+// architecture.
+func TestPublishMultiArchIndex(t *testing.T) {
+	crane := filepath.Join(filepath.Dir(packPath(t)), "crane")
+	registry := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	serve := command(t, crane, "registry", "serve", "--address", registry, "--disk", t.TempDir())
+	if err := serve.Start(); err != nil {
+		t.Fatalf("starting the registry: %v", err)
+	}
+	t.Cleanup(func() { serve.Process.Kill(); serve.Wait() })
+	image := registry + "/nix-buildpack:0.1.0"
+	cmd := command(t, filepath.Join(repoRoot(t), "scripts", "package.sh"), "--publish", image)
+	cmd.Env = append(cmd.Environ(), "PACK="+packPath(t), "PACK_HOME="+t.TempDir())
+	cmd.Stdout, cmd.Stderr = t.Output(), t.Output()
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("scripts/package.sh --publish %s: %v", image, err)
+	}
+
+	var index struct {
+		MediaType string `json:"mediaType"`
+		Manifests []struct {
+			Digest   string `json:"digest"`
+			Platform struct {
+				OS           string `json:"os"`
+				Architecture string `json:"architecture"`
+			} `json:"platform"`
+		} `json:"manifests"`
+	}
+	if err := json.Unmarshal([]byte(run(t, nil, crane, "manifest", image)), &index); err != nil {
+		t.Fatalf("parsing the manifest of %s: %v", image, err)
+	}
+	if !strings.HasSuffix(index.MediaType, "image.index.v1+json") && !strings.HasSuffix(index.MediaType, "manifest.list.v2+json") {
+		t.Fatalf("%s is a %s, want an image index", image, index.MediaType)
+	}
+	want := map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}
+	seen := map[string]bool{}
+	for _, m := range index.Manifests {
+		arch := m.Platform.Architecture
+		machine, ok := want[arch]
+		if m.Platform.OS != "linux" || !ok || seen[arch] {
+			t.Errorf("%s: unexpected or repeated manifest for %s/%s", image, m.Platform.OS, arch)
+			continue
+		}
+		seen[arch] = true
+		ref := registry + "/nix-buildpack@" + m.Digest
+		var config struct {
+			OS   string `json:"os"`
+			Arch string `json:"architecture"`
+		}
+		if err := json.Unmarshal([]byte(run(t, nil, crane, "config", ref)), &config); err != nil {
+			t.Fatalf("parsing the config of %s: %v", ref, err)
+		}
+		if config.OS != "linux" || config.Arch != arch {
+			t.Errorf("%s (the index's %s) has a config for %s/%s", ref, arch, config.OS, config.Arch)
+		}
+		files := exportedFiles(t, crane, ref)
+		for _, bin := range []string{"bin/run", "bin/nix-launch"} {
+			data, ok := files[bpRoot+bin]
+			if !ok {
+				t.Fatalf("%s (%s) lacks %s%s", ref, arch, bpRoot, bin)
+			}
+			f, err := elf.NewFile(bytes.NewReader(data))
+			if err != nil {
+				t.Fatalf("%s (%s): %s is not an ELF file: %v", ref, arch, bin, err)
+			}
+			if f.Machine != machine {
+				t.Errorf("%s (%s): %s is for %v, want %v", ref, arch, bin, f.Machine, machine)
+			}
+		}
+	}
+	for arch := range want {
+		if !seen[arch] {
+			t.Errorf("%s has no linux/%s manifest: %+v", image, arch, index.Manifests)
+		}
+	}
+}
+
+// exportedFiles is the regular files of image's filesystem (crane export),
+// by path without the leading slash.
+func exportedFiles(t *testing.T, crane, image string) map[string][]byte {
+	t.Helper()
+	cmd := command(t, crane, "export", image, "-")
+	var out, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("crane export %s: %v: %s", image, err, stderr.String())
+	}
+	files := map[string][]byte{}
+	tr := tar.NewReader(&out)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return files
+		}
+		if err != nil {
+			t.Fatalf("reading the export of %s: %v", image, err)
+		}
+		if hdr.Typeflag != tar.TypeReg {
+			continue
+		}
+		data, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatalf("reading the export of %s: %v", image, err)
+		}
+		files[strings.TrimPrefix(path.Clean(hdr.Name), "/")] = data
+	}
+}
