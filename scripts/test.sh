@@ -44,6 +44,15 @@ for v in 2.34 2.8; do
     echo "    made in $((SECONDS - start)) s"
   fi
 done
+# The arm64 test (integration/arm64, under qemu-user) installs sid's Nix
+# 2.34 for arm64, pinned in scripts/nix-release/sid-arm64.txt.
+release_dir=$(dirname "$tools")/nix-release-2.34-arm64
+if [[ ! -f $release_dir/nix-release.env ]]; then
+  echo "==> Making the Nix 2.34 arm64 release in $release_dir"
+  start=$SECONDS
+  scripts/make-nix-release.sh --nix 2.34 --arch arm64 "$release_dir" >/dev/null
+  echo "    made in $((SECONDS - start)) s"
+fi
 echo "==> go test ./... (integration tests on Nix $(sed -n 's/^NIX_RELEASE_VERSION=//p' "$(dirname "$tools")/nix-release-2.34/nix-release.env"))"
 rc=0
 NIXCNB_NIX_VERSION=2.34 go test -count=1 -timeout 60m ./... || rc=$?
