@@ -9,7 +9,8 @@
 #   service: the pack test starts a daemon of its own) and builds pack.
 # Tools land in $NIXCNB_TOOLS (default /var/cache/nixcnb-tools/bin); the
 # arm64 lifecycle and launcher (for the arm64 test, run under qemu-user
-# through binfmt_misc) as lifecycle-arm64 and launcher-arm64.
+# through binfmt_misc) as lifecycle-arm64 and launcher-arm64; that
+# qemu-user, Debian 13's pinned in scripts/qemu/, in $NIXCNB_TOOLS/../qemu.
 set -euo pipefail
 
 LIFECYCLE_VERSION=0.21.0
@@ -21,14 +22,16 @@ VERSITYGW_VERSION=1.8.0
 GOVULNCHECK_VERSION=1.8.0
 
 tools_dir=${NIXCNB_TOOLS:-/var/cache/nixcnb-tools/bin}
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=debian-apt.sh
+. "$here/debian-apt.sh"
 with_docker=false
 [[ "${1:-}" == "--with-docker" ]] && with_docker=true
 
 log() { printf '==> %s\n' "$*"; }
 
 install_debian_packages() {
-  local packages=(nix-bin proot bubblewrap busybox-static patchelf xz-utils ca-certificates git curl
-    qemu-user-static binfmt-support)
+  local packages=(nix-bin proot bubblewrap busybox-static patchelf xz-utils ca-certificates git curl)
   $with_docker && packages+=(docker.io)
   local missing=()
   for p in "${packages[@]}"; do
@@ -51,20 +54,63 @@ install_debian_packages() {
   fi
 }
 
-# enable_arm64_emulation: aarch64 ELF files run directly, through
-# qemu-aarch64 registered with binfmt_misc (flags F: the interpreter is
-# opened now, so it also runs inside sandboxes that do not show it).
+# install_qemu_user: unpacks the pinned qemu-user .deb (scripts/qemu/),
+# checked by sha256, into $qemu_root/VERSION, once.
+install_qemu_user() {
+  local pins pkg version arch sha
+  pins=$here/qemu/trixie-amd64.txt
+  read -r pkg version arch sha < <(grep -v '^#' "$pins")
+  qemu_dir=$qemu_root/${version#*:}
+  [[ -x $qemu_dir/usr/bin/qemu-aarch64 ]] && return 0
+  log "Installing Debian 13's $pkg $version (for arm64 emulation)"
+  local apt_dir apt_arch
+  debian_apt_setup "$qemu_root/apt" trixie amd64
+  local deb=$apt_dir/debs/${pkg}_${version//:/%3a}_$arch.deb
+  if [[ ! -f $deb ]]; then
+    (cd "$apt_dir/debs" && debian_apt apt-get download -qq "$pkg=$version" 2>&1 | grep -v 'unsandboxed as root' >&2) || true
+  fi
+  [[ -f $deb ]] || { echo "install-tools: Debian 13 no longer has $pkg $version (update $pins)" >&2; return 1; }
+  local got
+  got=$(sha256sum "$deb" | cut -d' ' -f1)
+  [[ $got == "$sha" && $(dpkg-deb -f "$deb" Architecture) == "$arch" ]] ||
+    { echo "install-tools: $(basename "$deb") has sha256 $got, but $pins pins $sha ($arch)" >&2; return 1; }
+  rm -rf "$qemu_dir.tmp" && mkdir -p "$qemu_dir.tmp"
+  dpkg-deb -x "$deb" "$qemu_dir.tmp"
+  mv "$qemu_dir.tmp" "$qemu_dir"
+  rm -f "$deb"
+}
+
+# enable_arm64_emulation: aarch64 ELF files run directly, through that
+# qemu-aarch64, registered with binfmt_misc as nixcnb-qemu-aarch64 from the
+# package's own qemu-aarch64.conf: its magic, mask, interpreter (under
+# $qemu_dir) and flags OPF (F: the interpreter is opened now, so it also
+# runs inside sandboxes that do not show it). Bookworm's qemu-aarch64
+# (qemu-user-static 7.2), where installed, is disabled.
 enable_arm64_emulation() {
   [[ $(dpkg --print-architecture) == arm64 ]] && return 0
-  if [[ ! -e /proc/sys/fs/binfmt_misc/register ]]; then
-    mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+  local qemu_root qemu_dir
+  qemu_root=$(dirname "$tools_dir")/qemu
+  install_qemu_user
+  local binfmt=/proc/sys/fs/binfmt_misc magic mask interp flags
+  IFS=: read -r _ _ _ _ magic mask interp flags < "$qemu_dir/usr/share/qemu/binfmt.d/qemu-aarch64.conf"
+  interp=$qemu_dir$interp
+  [[ -x $interp && $flags == *F* ]] ||
+    { echo "install-tools: $qemu_dir's qemu-aarch64.conf names $interp with flags $flags" >&2; return 1; }
+  [[ -e $binfmt/register ]] || mount -t binfmt_misc binfmt_misc "$binfmt"
+  if grep -qx enabled "$binfmt/qemu-aarch64" 2>/dev/null; then
+    log "Disabling bookworm's qemu-aarch64 in binfmt_misc"
+    echo 0 > "$binfmt/qemu-aarch64"
   fi
-  if ! grep -qx enabled /proc/sys/fs/binfmt_misc/qemu-aarch64 2>/dev/null; then
-    log "Enabling arm64 emulation (qemu-aarch64 through binfmt_misc)"
-    update-binfmts --enable qemu-aarch64
+  local entry=$binfmt/nixcnb-qemu-aarch64
+  if [[ -e $entry ]] && ! grep -qx "interpreter $interp" "$entry"; then
+    echo -1 > "$entry"
   fi
-  grep -qx enabled /proc/sys/fs/binfmt_misc/qemu-aarch64 ||
-    { echo "install-tools: qemu-aarch64 is not enabled in /proc/sys/fs/binfmt_misc" >&2; return 1; }
+  if [[ ! -e $entry ]]; then
+    log "Enabling arm64 emulation ($interp through binfmt_misc)"
+    printf ':nixcnb-qemu-aarch64:M::%s:%s:%s:%s' "$magic" "$mask" "$interp" "$flags" > "$binfmt/register"
+  fi
+  grep -qx enabled "$entry" ||
+    { echo "install-tools: nixcnb-qemu-aarch64 is not enabled in $binfmt" >&2; return 1; }
 }
 
 # go_tool NAME MODULE VERSION PACKAGE LDFLAGS [REPLACE...]

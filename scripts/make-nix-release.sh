@@ -38,6 +38,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=debian-apt.sh
+. "$here/debian-apt.sh"
 nix_version=2.8 arch=$(dpkg --print-architecture) update_pins=false out=
 while (($#)); do
   case $1 in
@@ -72,25 +74,12 @@ root=$work/root   # a chroot store: paths are /nix/store/..., files live under $
 export NIX_CONFIG="build-users-group ="
 
 # sid_apt ARGS...: apt-get or apt-cache (first arg) with a private
-# configuration for Debian sid: its own lists, cache and sources, no dpkg
-# status and no lock, so the machine's apt state is never read or changed.
-sid_apt() {
-  local tool=$1; shift
-  "$tool" -o Dir::State::Lists="$apt_dir/lists" -o Dir::Cache="$apt_dir/cache" \
-    -o Dir::Etc::SourceList="$apt_dir/sources.list" -o Dir::Etc::SourceParts="$apt_dir/parts" \
-    -o Dir::State::status=/dev/null -o Debug::NoLocking=1 -o APT::Architecture="$arch" \
-    -o APT::Architectures="$arch" -o Acquire::Languages=none "$@"
-}
+# configuration for Debian sid (debian-apt.sh).
+sid_apt() { debian_apt "$@"; }
 
 sid_apt_setup() {
-  apt_dir=${NIXCNB_SID_APT_DIR:-${out:-$work}/.apt-sid-$arch}
-  mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/parts" "$apt_dir/debs"
-  local uri
-  uri=$(awk '/^URIs:/ { print $2; exit }' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
-  [[ -n $uri ]] || uri=$(awk '$1 == "deb" && $2 !~ /^\[/ { print $2; exit }' /etc/apt/sources.list 2>/dev/null || true)
-  [[ -n $uri ]] || { echo "make-nix-release: no Debian archive URI in /etc/apt/sources.list.d/debian.sources" >&2; exit 1; }
-  echo "deb [arch=$arch signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $uri sid main" > "$apt_dir/sources.list"
-  sid_apt apt-get update -qq || { echo "make-nix-release: apt-get update for sid ($uri) failed" >&2; exit 1; }
+  debian_apt_setup "${NIXCNB_SID_APT_DIR:-${out:-$work}/.apt-sid-$arch}" sid "$arch" ||
+    { echo "make-nix-release: Debian sid's package lists could not be had" >&2; exit 1; }
 }
 
 # deb_file PKG VERSION: where apt-get download puts PKG's .deb in $apt_dir/debs.

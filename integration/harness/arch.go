@@ -10,7 +10,7 @@ import (
 
 // qemuNames are binfmt_misc's names of the emulators of the architectures
 // the harness can run on another machine.
-var qemuNames = map[string]string{"arm64": "qemu-aarch64", "amd64": "qemu-x86_64"}
+var qemuNames = map[string]string{"arm64": "nixcnb-qemu-aarch64", "amd64": "qemu-x86_64"}
 
 // checkEmulation fails, saying how to fix it, unless binfmt_misc runs
 // arch's ELF files through qemu-user.
@@ -21,7 +21,7 @@ func checkEmulation(arch string) error {
 	}
 	data, err := os.ReadFile(filepath.Join("/proc/sys/fs/binfmt_misc", name))
 	if err != nil || !strings.HasPrefix(string(data), "enabled\n") {
-		return fmt.Errorf("%s programs cannot run on this machine: %s is not enabled in binfmt_misc (run scripts/install-tools.sh, which installs qemu-user-static and enables it): %v", arch, name, err)
+		return fmt.Errorf("%s programs cannot run on this machine: %s is not enabled in binfmt_misc (run scripts/install-tools.sh, which installs Debian 13's qemu-user and registers it): %v", arch, name, err)
 	}
 	return nil
 }

@@ -226,6 +226,42 @@ func firstInside(pid int) (int, error) {
 	}
 }
 
+// Seccomp is the kernel's word on the image's process (the first inside
+// the sandbox), from /proc/PID/status: its seccomp mode (0 none, 2
+// filtered) and how many filters it runs under. A program run by qemu-user
+// is the qemu process, so this holds for it too.
+func (r *Running) Seccomp() (mode, filters int, err error) {
+	pid, err := firstInside(r.proc.cmd.Process.Pid)
+	if err != nil {
+		return 0, 0, err
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	found := 0
+	for _, line := range strings.Split(string(data), "\n") {
+		name, value, _ := strings.Cut(line, ":")
+		var dst *int
+		switch name {
+		case "Seccomp":
+			dst = &mode
+		case "Seccomp_filters":
+			dst = &filters
+		default:
+			continue
+		}
+		if *dst, err = strconv.Atoi(strings.TrimSpace(value)); err != nil {
+			return 0, 0, fmt.Errorf("/proc/%d/status: %s: %w", pid, line, err)
+		}
+		found++
+	}
+	if found != 2 {
+		return 0, 0, fmt.Errorf("/proc/%d/status has no Seccomp and Seccomp_filters lines", pid)
+	}
+	return mode, filters, nil
+}
+
 // Wait waits up to timeout for the process to exit by itself and returns
 // its exit code; it fails if the process is still running then.
 func (r *Running) Wait(timeout time.Duration) (int, error) {
