@@ -3,7 +3,6 @@ package config
 import (
 	"fmt"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/paketo-buildpacks/packit/v2/servicebindings"
@@ -89,8 +88,8 @@ func (v values) bindOne(b servicebindings.Binding, typ string) (string, error) {
 		if entry == nil && e.entry == "session-token" {
 			// A token belongs to the binding's keys: one from the
 			// environment would not match them.
-			if v.fromEnv(e.setting) {
-				replaced = append(replaced, e.setting)
+			if by := v.setBy(e.setting); by != "" {
+				replaced = append(replaced, by)
 			}
 			v.bound[e.setting] = ""
 			continue
@@ -111,8 +110,8 @@ func (v values) bindOne(b servicebindings.Binding, typ string) (string, error) {
 		if value == "" {
 			return "", fmt.Errorf("the service binding %s (type %s) has an empty %s entry", b.Name, typ, e.entry)
 		}
-		if v.fromEnv(e.setting) {
-			replaced = append(replaced, e.setting)
+		if by := v.setBy(e.setting); by != "" {
+			replaced = append(replaced, by)
 		}
 		v.bound[e.setting] = value
 		v.aliased[e.setting] = fmt.Sprintf("the %s entry of the service binding %s", e.entry, b.Name)
@@ -125,13 +124,19 @@ func (v values) bindOne(b servicebindings.Binding, typ string) (string, error) {
 	return line, nil
 }
 
-// fromEnv says whether the environment sets a setting, by its name or an
-// alias.
-func (v values) fromEnv(name string) bool {
+// setBy is the variable of the environment that sets a setting, by its
+// name or an alias, or "".
+func (v values) setBy(name string) string {
+	names := []string{name}
 	for _, s := range Settings {
 		if s.Name == name {
-			return slices.ContainsFunc(append([]string{name}, s.Aliases...), func(n string) bool { return v.vars[n] != "" })
+			names = append(names, s.Aliases...)
 		}
 	}
-	return v.vars[name] != ""
+	for _, n := range names {
+		if v.vars[n] != "" {
+			return n
+		}
+	}
+	return ""
 }

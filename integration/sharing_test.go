@@ -268,7 +268,7 @@ func TestSharingThroughS3(t *testing.T) {
 		before := s3.files(t)
 		out := buildWithBindings(t, app, "share-bound:latest", filepath.Join(t.TempDir(), "cache-bound"), env, bindings)
 		assertContains(t, out, "Service binding nix-cache (type s3) gives access-key-id, secret-access-key, endpoint, "+
-			"in place of AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY from the environment")
+			"in place of NIX_S3_KEY, NIX_S3_SECRET from the environment")
 		assertContains(t, out, "Service binding signing (type nix-signing-key) gives key")
 		assertContains(t, out, "Pushing to s3://nix-cache")
 		signed := 0
