@@ -18,6 +18,25 @@ if [[ -n "$unformatted" ]]; then
 fi
 echo "==> go vet"
 go vet ./...
+echo "==> go test -fuzz"
+# The parsers of what comes from outside (a bucket's narinfos, NARs and app
+# pointers, .slugexclude, the launcher's settings, nix-store --dump-db), each
+# fuzzed for a bounded time. go test ./... below runs their seed corpora
+# (testdata/fuzz/) as plain tests; a failing input found here is written
+# there, to be kept as a regression seed once fixed.
+fuzztime=${NIXCNB_FUZZTIME:-12s}
+fuzz_start=$SECONDS
+for target in binarycache:FuzzNarinfo binarycache:FuzzRestoreNar binarycache:FuzzAppPointer \
+  slugexclude:FuzzRules launch:FuzzReadConfig nixcli:FuzzParseRegInfo; do
+  pkg=./${target%%:*}/ name=${target#*:}
+  echo "    go test -run '^\$' -fuzz '^$name\$' -fuzztime $fuzztime $pkg"
+  if ! out=$(go test -run '^$' -fuzz "^$name\$" -fuzztime "$fuzztime" "$pkg" 2>&1); then
+    echo "$out" >&2
+    exit 1
+  fi
+  echo "    ${out##*$'\n'}"
+done
+echo "    fuzzed 6 targets, $fuzztime each, in $((SECONDS - fuzz_start)) s"
 echo "==> govulncheck"
 # govulncheck needs the Go vulnerability database. Where the official one
 # cannot be reached, the module proxy serves a copy as the module
