@@ -649,3 +649,13 @@ func TestARestoreOnlyDeployRefusesAnotherSystemsBuild(t *testing.T) {
 		t.Fatalf("error %v", err)
 	}
 }
+
+func TestASlugExcludeThatRemovesTheResultIsRefused(t *testing.T) {
+	f := newFixture(t)
+	writeFile(t, filepath.Join(f.app, ".slugexclude"), "- store/**\n")
+	_, err := f.build()
+	_, app := appPaths("v1")
+	if err == nil || !strings.Contains(err.Error(), ".slugexclude removed everything of the result "+app+": the image would have nothing to run") {
+		t.Fatalf("error %v", err)
+	}
+}
