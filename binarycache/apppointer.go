@@ -17,6 +17,9 @@ import (
 // later build (or another machine) can fetch them instead of building.
 // It is kept as JSON at apps/<App>.json; Nix ignores it.
 type AppPointer struct {
+	// Format is the pointer's layout, AppPointerFormat when written by this
+	// buildpack; a reader refuses one newer than it knows.
+	Format       int       `json:"format,omitempty"`
 	App          string    `json:"app"`
 	StorePaths   []string  `json:"storePaths"`
 	System       string    `json:"system"`
@@ -29,6 +32,10 @@ type AppPointer struct {
 	// them, each with when a build first fetched it (RFC 3339).
 	Sources map[string]string `json:"sources,omitempty"`
 }
+
+// AppPointerFormat is the layout WriteAppPointer writes, and the newest
+// ReadAppPointer reads. Pointers from before it had a format read as 0.
+const AppPointerFormat = 1
 
 var appNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 
@@ -62,6 +69,7 @@ func (c *Cache) WriteAppPointer(ctx context.Context, p AppPointer) error {
 		return fmt.Errorf("not writing the app pointer for %q: %s is not in the cache (push it first)",
 			p.App, missing[0])
 	}
+	p.Format = AppPointerFormat
 	data, err := json.MarshalIndent(p, "", "  ")
 	if err != nil {
 		return err
@@ -96,6 +104,10 @@ func (c *Cache) ReadAppPointer(ctx context.Context, app string) (AppPointer, err
 	if err := json.Unmarshal(data, &p); err != nil {
 		return AppPointer{}, fmt.Errorf("the app pointer %s is not valid JSON (%v): delete it and build again",
 			c.Objects.URL(key), err)
+	}
+	if p.Format > AppPointerFormat {
+		return AppPointer{}, fmt.Errorf("the app pointer %s was written by a newer buildpack (format %d; this one reads up to %d): deploy with that buildpack version or a newer one",
+			c.Objects.URL(key), p.Format, AppPointerFormat)
 	}
 	if p.App != app {
 		return AppPointer{}, fmt.Errorf("the app pointer %s names app %q, not %q: delete it and build again",

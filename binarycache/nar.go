@@ -5,6 +5,7 @@ import (
 	"compress/bzip2"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash"
@@ -159,7 +160,7 @@ var canonicalTime = time.Unix(1, 0)
 // cannot write outside dest. On error, dest may be left partly written;
 // the caller removes it with removeTree.
 func restoreNar(r io.Reader, dest string) (err error) {
-	src := &truncationGuard{r: r}
+	src := &truncationGuard{r: &paddingCheck{r: r}}
 	nr, err := nar.NewReader(src)
 	if err != nil {
 		return err
@@ -240,6 +241,50 @@ func restoreNar(r io.Reader, dest string) (err error) {
 		}
 	}
 	return nil
+}
+
+// paddingCheck passes a NAR through and fails at its first non-zero
+// padding byte, as Nix does ("non-zero padding"). A NAR is a sequence of
+// strings, each a little-endian 64-bit length, its bytes, and zeros up to
+// the next multiple of 8; the parser skips the padding unread, so without
+// this an archive whose padding holds other bytes would unpack to files
+// whose NAR hash is not the one its narinfo records.
+type paddingCheck struct {
+	r       io.Reader
+	length  [8]byte // the length being read, lenRead bytes of it so far
+	lenRead int
+	data    uint64 // bytes of the current string still to come
+	pad     uint64 // padding bytes still to come
+}
+
+var errPadding = errors.New("the NAR has non-zero padding: it is not an archive Nix would write")
+
+func (c *paddingCheck) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	for rest := p[:n]; len(rest) > 0; {
+		switch {
+		case c.data > 0:
+			skip := min(c.data, uint64(len(rest)))
+			c.data -= skip
+			rest = rest[skip:]
+		case c.pad > 0:
+			if rest[0] != 0 {
+				return 0, errPadding
+			}
+			c.pad--
+			rest = rest[1:]
+		default:
+			c.length[c.lenRead] = rest[0]
+			c.lenRead++
+			rest = rest[1:]
+			if c.lenRead == len(c.length) {
+				c.lenRead = 0
+				c.data = binary.LittleEndian.Uint64(c.length[:])
+				c.pad = (8 - c.data%8) % 8
+			}
+		}
+	}
+	return n, err
 }
 
 // truncationGuard notices a stream that ends in the middle of a read. The

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -191,10 +192,12 @@ func (c *Cache) checkNarinfo(ni *narinfo.NarInfo, sp nixstore.Path) error {
 	if ni.StorePath != sp.String() {
 		return c.corrupt(sp, fmt.Sprintf("the narinfo of %s names another path (%q)", sp.String(), ni.StorePath))
 	}
-	if ni.NarHash == nil || ni.NarHash.Algo() != nixhash.SHA256 || ni.NarSize == 0 {
+	// go-nix takes some digests of the wrong length (44 unpadded base64
+	// characters are 33 bytes) for sha256: count the bytes too.
+	if ni.NarHash == nil || ni.NarHash.Algo() != nixhash.SHA256 || len(ni.NarHash.Digest()) != sha256.Size || ni.NarSize == 0 {
 		return c.corrupt(sp, "the narinfo of "+sp.String()+" lacks a sha256 NarHash or a NarSize")
 	}
-	if ni.FileHash != nil && ni.FileHash.Algo() != nixhash.SHA256 {
+	if ni.FileHash != nil && (ni.FileHash.Algo() != nixhash.SHA256 || len(ni.FileHash.Digest()) != sha256.Size) {
 		return c.corrupt(sp, "the narinfo of "+sp.String()+" has a FileHash that is not sha256")
 	}
 	switch ni.Compression {

@@ -66,6 +66,9 @@ func Build(cfg config.Config, tools Tools) packit.BuildFunc {
 		}
 		r := &run{cfg: cfg, tools: tools, ctx: ctx, log: scribe.NewEmitter(tools.Output).WithLevel(level)}
 		r.log.Title("%s %s", ctx.BuildpackInfo.Name, ctx.BuildpackInfo.Version)
+		for _, b := range cfg.Bindings {
+			r.log.Process("Service %s", b)
+		}
 
 		plan, err := detect.ReadPlan(ctx.Plan)
 		if err != nil {

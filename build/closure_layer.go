@@ -233,6 +233,15 @@ func (r *run) storePathLayers(groups []pathGroup, infos map[string]nixstore.Path
 		removed, entries = removed+l.pruned.Bytes, entries+len(l.pruned.Removed)
 	}
 	r.log.Subprocess("Store path layers: %d made, %d reused from the previous image", made, len(groups)-made)
+	for _, l := range layers {
+		for _, p := range l.meta.Paths {
+			if l.made && slices.Contains(src.results, p.Path) {
+				if entries, err := os.ReadDir(filepath.Join(l.layer.Path, "store", mustBase(p.Path))); err != nil || len(entries) == 0 {
+					return nil, fmt.Errorf(".slugexclude removed everything of the result %s: the image would have nothing to run. Keep it with a rule such as '+ store/*-%s/**' before the others", p.Path, strings.SplitN(mustBase(p.Path), "-", 2)[1])
+				}
+			}
+		}
+	}
 	if prune.found && made > 0 {
 		r.log.Subprocess(".slugexclude removed %s (%d entries) from the layers made", humanBytes(removed), entries)
 		// A program in one layer may load a library .slugexclude removed

@@ -627,3 +627,35 @@ func TestTheStoreCanBeKeptInS3(t *testing.T) {
 	f.mustBuild()
 	f.logHas("Starting with an empty store: BP_NIX_STORE_CACHE=s3 keeps the store in the bucket")
 }
+
+// A pointer to a build for another system, or in a newer format, is
+// refused before anything is fetched.
+func TestARestoreOnlyDeployRefusesAnotherSystemsBuild(t *testing.T) {
+	bucket := pushedBucket(t)
+	f := newFixture(t)
+	f.withBucket(bucket, "BP_NIX_APP_NAME=hello", "BP_NIX_BUILD_ON_PUSH=false")
+	pointer := string(bucket.objects["apps/hello.json"])
+	bucket.objects["apps/hello.json"] = []byte(strings.Replace(pointer, `"x86_64-linux"`, `"aarch64-linux"`, 1))
+	_, err := f.build()
+	if err == nil || !strings.Contains(err.Error(), "is for aarch64-linux, and this deploy is for x86_64-linux") {
+		t.Fatalf("error %v", err)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(f.layers, ".nix-closure-download")); len(entries) != 0 {
+		t.Error("the other system's closure was fetched")
+	}
+
+	bucket.objects["apps/hello.json"] = []byte(strings.Replace(pointer, `"format": 1`, `"format": 2`, 1))
+	if _, err := f.build(); err == nil || !strings.Contains(err.Error(), "was written by a newer buildpack (format 2; this one reads up to 1)") {
+		t.Fatalf("error %v", err)
+	}
+}
+
+func TestASlugExcludeThatRemovesTheResultIsRefused(t *testing.T) {
+	f := newFixture(t)
+	writeFile(t, filepath.Join(f.app, ".slugexclude"), "- store/**\n")
+	_, err := f.build()
+	_, app := appPaths("v1")
+	if err == nil || !strings.Contains(err.Error(), ".slugexclude removed everything of the result "+app+": the image would have nothing to run") {
+		t.Fatalf("error %v", err)
+	}
+}

@@ -31,6 +31,10 @@ func (r *run) restoreOnly(cache *binarycache.Cache, proot prootLayer, plan detec
 	if err != nil {
 		return packit.BuildResult{}, fmt.Errorf("reading the app pointer of %s from %s: %w", r.cfg.AppName, r.cfg.S3.URL(), err)
 	}
+	if system := nixSystem(r.ctx.TargetInfo.Arch); pointer.System != system {
+		return packit.BuildResult{}, fmt.Errorf("the last pushed build of app %s in %s is for %s, and this deploy is for %s: run `build` in a one-off container of this architecture, or deploy where the build ran",
+			r.cfg.AppName, r.cfg.S3.URL(), pointer.System, system)
+	}
 	r.log.Subprocess("Last pushed build: %s, built %s", strings.Join(pointer.StorePaths, " "), pointer.BuiltAt.Format("2006-01-02 15:04:05 MST"))
 	if digest, err := sourceDigest(r.ctx.WorkingDir); err == nil && digest != pointer.SourceDigest {
 		r.log.Subprocess("Note: that build is of another source than this deploy's. To run this source, run `build` in a one-off container (heroku run build), then deploy again.")

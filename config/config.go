@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
+	"github.com/paketo-buildpacks/packit/v2/servicebindings"
 )
 
 // StoreRuntime says how Nix sees its store at /nix during the build.
@@ -144,6 +145,11 @@ type Config struct {
 	OneOff      bool
 	ProotPath   string
 	ProotLibDir string
+
+	// Bindings says, for the build log, which service bindings gave
+	// settings, one line each: the binding, its type and the entries it
+	// gave, never their values.
+	Bindings []string
 }
 
 // S3 is where closures are shared. Credentials are secrets: never log them.
@@ -225,9 +231,24 @@ var Settings = []Setting{
 // FromEnv parses environ (as os.Environ returns it). Invalid values are
 // errors that name the variable and say what it accepts.
 func FromEnv(environ []string) (Config, error) {
+	return Load(environ, nil)
+}
+
+// Load parses environ as FromEnv does, with the settings that service
+// bindings give (see bindings.go) in place of the variables they stand for:
+// a binding wins over the environment. The bindings are found by resolver
+// in the platform folder (CNB_PLATFORM_DIR, default /platform), or where
+// SERVICE_BINDING_ROOT or CNB_BINDINGS point; nil reads none. What a
+// binding gives is checked as the variable it stands for would be.
+func Load(environ []string, resolver *servicebindings.Resolver) (Config, error) {
 	env := lookup(environ)
 	var c Config
 	var err error
+	if resolver != nil {
+		if c.Bindings, err = env.bind(resolver); err != nil {
+			return c, err
+		}
+	}
 
 	c.NixFile = env.get("BP_NIX_FILE")
 	c.Attr = env.get("BP_NIX_ATTR")
@@ -350,7 +371,7 @@ func (c *Config) readSharing(env values) error {
 	if c.SigningKey != "" {
 		// The key is a secret: the message never shows it.
 		if _, err := signature.LoadSecretKey(c.SigningKey); err != nil {
-			return fmt.Errorf("BP_NIX_SIGNING_KEY is not a Nix secret key (name:base64, as nix-store --generate-binary-cache-key writes it)")
+			return fmt.Errorf("%s is not a Nix secret key (name:base64, as nix-store --generate-binary-cache-key writes it)", env.nameOf("BP_NIX_SIGNING_KEY"))
 		}
 	}
 	c.TrustedPublicKeys = strings.Fields(env.get("BP_NIX_TRUSTED_PUBLIC_KEYS"))
@@ -403,10 +424,13 @@ func dependencyMirrors(vars map[string]string) map[string]string {
 type values struct {
 	vars    map[string]string
 	aliased map[string]string // setting name -> the variable that supplied it
+	// bound holds the settings that service bindings gave, by setting
+	// name; they win over vars.
+	bound map[string]string
 }
 
 func lookup(environ []string) values {
-	v := values{vars: map[string]string{}, aliased: map[string]string{}}
+	v := values{vars: map[string]string{}, aliased: map[string]string{}, bound: map[string]string{}}
 	for _, kv := range environ {
 		if name, value, ok := strings.Cut(kv, "="); ok {
 			v.vars[name] = value
@@ -416,6 +440,9 @@ func lookup(environ []string) values {
 }
 
 func (v values) get(name string) string {
+	if value, ok := v.bound[name]; ok {
+		return value
+	}
 	for _, s := range Settings {
 		if s.Name != name {
 			continue

@@ -47,10 +47,15 @@ func Detect(cfg config.Config) packit.DetectFunc {
 // packit.Fail (detect exits 100) with a one-line reason when there is none.
 func NixFile(appDir, configured string) (string, error) {
 	if configured != "" {
-		info, err := os.Stat(filepath.Join(appDir, configured))
+		if !filepath.IsLocal(configured) {
+			return "", packit.Fail.WithMessage("BP_NIX_FILE=%s is outside the app: name a file inside it, relative to the app root", configured)
+		}
+		info, err := statInside(appDir, configured)
 		switch {
 		case errors.Is(err, os.ErrNotExist):
 			return "", packit.Fail.WithMessage("BP_NIX_FILE=%s: no such file in the app", configured)
+		case errors.Is(err, errOutside):
+			return "", packit.Fail.WithMessage("BP_NIX_FILE=%s is a link to a file outside the app: Nix would evaluate what the app does not hold", configured)
 		case err != nil:
 			return "", fmt.Errorf("reading BP_NIX_FILE=%s: %w", configured, err)
 		case info.IsDir():
@@ -59,15 +64,39 @@ func NixFile(appDir, configured string) (string, error) {
 		return filepath.Clean(configured), nil
 	}
 	for _, name := range candidates {
-		info, err := os.Stat(filepath.Join(appDir, name))
+		info, err := statInside(appDir, name)
 		if err == nil && !info.IsDir() {
 			return name, nil
+		}
+		if errors.Is(err, errOutside) {
+			return "", packit.Fail.WithMessage("%s is a link to a file outside the app: Nix would evaluate what the app does not hold", name)
 		}
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			return "", fmt.Errorf("reading %s: %w", name, err)
 		}
 	}
 	return "", packit.Fail.WithMessage("no flake.nix or default.nix at the app root (set BP_NIX_FILE to build another file, e.g. deploy.nix or shell.nix)")
+}
+
+// errOutside says a path inside the app resolves, through a link, to a
+// file outside it.
+var errOutside = errors.New("outside the app")
+
+// statInside stats rel below appDir, following links, and refuses a path
+// that resolves outside appDir.
+func statInside(appDir, rel string) (os.FileInfo, error) {
+	root, err := filepath.EvalSymlinks(appDir)
+	if err != nil {
+		return nil, err
+	}
+	resolved, err := filepath.EvalSymlinks(filepath.Join(root, rel))
+	if err != nil {
+		return nil, err
+	}
+	if inside, err := filepath.Rel(root, resolved); err != nil || !filepath.IsLocal(inside) {
+		return nil, errOutside
+	}
+	return os.Stat(resolved)
 }
 
 // ReadPlan finds what detect found in the build plan the build phase gets.

@@ -83,6 +83,7 @@ func TestDetectFails(t *testing.T) {
 		files   []string
 		dirs    []string
 		nixFile string
+		links   map[string]string // name -> target
 		message string
 	}{
 		{
@@ -106,12 +107,41 @@ func TestDetectFails(t *testing.T) {
 			nixFile: "nix",
 			message: "BP_NIX_FILE=nix is a directory: name a .nix file",
 		},
+		{
+			// Tried as a user would: it passed detect, and Nix evaluated
+			// /etc/passwd.
+			name:    "BP_NIX_FILE outside the app",
+			files:   []string{"default.nix"},
+			nixFile: "../../../etc/passwd",
+			message: "BP_NIX_FILE=../../../etc/passwd is outside the app: name a file inside it, relative to the app root",
+		},
+		{
+			name:    "BP_NIX_FILE absolute",
+			nixFile: "/etc/passwd",
+			message: "BP_NIX_FILE=/etc/passwd is outside the app: name a file inside it, relative to the app root",
+		},
+		{
+			name:    "BP_NIX_FILE a link out of the app",
+			links:   map[string]string{"deploy.nix": "/etc/passwd"},
+			nixFile: "deploy.nix",
+			message: "BP_NIX_FILE=deploy.nix is a link to a file outside the app: Nix would evaluate what the app does not hold",
+		},
+		{
+			name:    "default.nix a link out of the app",
+			links:   map[string]string{"default.nix": "../../../../etc/passwd"},
+			message: "default.nix is a link to a file outside the app: Nix would evaluate what the app does not hold",
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			writeFiles(t, dir, tc.files...)
 			for _, d := range tc.dirs {
 				if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for name, target := range tc.links {
+				if err := os.Symlink(target, filepath.Join(dir, name)); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -126,5 +156,17 @@ func TestDetectFails(t *testing.T) {
 				t.Errorf("message:\n got %q\nwant %q", err, tc.message)
 			}
 		})
+	}
+}
+
+// A link that stays inside the app is fine.
+func TestDetectFollowsLinksInsideTheApp(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, "nix/app.nix")
+	if err := os.Symlink("nix/app.nix", filepath.Join(dir, "default.nix")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := detect.Detect(config.Config{})(packit.DetectContext{WorkingDir: dir}); err != nil {
+		t.Fatalf("detect failed on a link inside the app: %v", err)
 	}
 }

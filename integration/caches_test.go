@@ -222,3 +222,31 @@ func tarGz(t *testing.T, top string, files map[string]string) []byte {
 	}
 	return buf.Bytes()
 }
+
+// With BP_NIX_STORE_CACHE=s3 the store stays out of the lifecycle's cache:
+// each build starts from an empty store and substitutes from the bucket
+// what it needs, and a change builds only what changed.
+func TestTheStoreKeptInS3(t *testing.T) {
+	s3 := newBucket(t)
+	app := fixture(t, "hello-web")
+	cache := cacheDir(t)
+	env := s3.with(map[string]string{"BP_NIX_STORE_CACHE": "s3"})
+	first := build(t, app, "store-in-s3:latest", cache, env)
+	assertContains(t, first, "Nix built 3 derivations and fetched 0 paths")
+	assertContains(t, first, "Pushing to s3://nix-cache")
+	if strings.Contains(first, "Adding cache layer 'nixcnb/nix:nix-store'") {
+		t.Fatalf("the store went into the lifecycle's cache:\n%s", first)
+	}
+
+	writeFile(t, filepath.Join(app, "version.txt"), []byte("v2\n"))
+	second := build(t, app, "store-in-s3:latest", cache, env)
+	assertContains(t, second, "Starting with an empty store: BP_NIX_STORE_CACHE=s3 keeps the store in the bucket")
+	m := fetched.FindStringSubmatch(second)
+	if m == nil || m[1] != "1" || m[2] == "0" {
+		t.Fatalf("want Nix to build the app only and fetch its inputs from S3, got %q:\n%s", m, second)
+	}
+	if strings.Contains(second, "cache layer 'nixcnb/nix:nix-store'") {
+		t.Fatalf("the store came through the lifecycle's cache:\n%s", second)
+	}
+	assertServes(t, export(t, suite.env.Registry+"/store-in-s3:latest"), "Hello from Nix", "v2")
+}

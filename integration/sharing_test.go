@@ -110,13 +110,20 @@ func (b *bucket) appPointer(t *testing.T) (paths []string) {
 
 func build(t *testing.T, app, image, cache string, env map[string]string) string {
 	t.Helper()
+	return buildWithBindings(t, app, image, cache, env, nil)
+}
+
+// buildWithBindings is build with service bindings in the platform folder.
+func buildWithBindings(t *testing.T, app, image, cache string, env map[string]string, bindings map[string]map[string]string) string {
+	t.Helper()
 	suite.env.Log = t.Output()
 	result, err := suite.env.Build(harness.BuildOptions{
-		BuildpackDir: suite.buildpackDir,
-		AppDir:       app,
-		Image:        suite.env.Registry + "/" + image,
-		CacheDir:     cache,
-		PlatformEnv:  platformEnv(env),
+		BuildpackDir:     suite.buildpackDir,
+		AppDir:           app,
+		Image:            suite.env.Registry + "/" + image,
+		CacheDir:         cache,
+		PlatformEnv:      platformEnv(env),
+		PlatformBindings: bindings,
 	})
 	if err != nil {
 		t.Fatalf("build of %s failed: %v", image, err)
@@ -235,6 +242,56 @@ func TestSharingThroughS3(t *testing.T) {
 		t.Logf("incremental push: %d objects, %d bytes of %d in the bucket", len(newPaths)*2, newBytes, allBytes)
 		if newBytes*10 > allBytes {
 			t.Errorf("incremental push uploaded %d of %d bytes: more than a tenth", newBytes, allBytes)
+		}
+	})
+
+	t.Run("credentials and the signing key from service bindings", func(t *testing.T) {
+		// The bindings hold the only credentials the server takes; the
+		// environment holds others, which the bindings replace.
+		key, _, err := signature.GenerateKeypair("nixcnb-bound-1", rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		env := s3.with(map[string]string{
+			"NIX_S3_KEY": "AKIADECOY", "NIX_S3_SECRET": "decoy-" + rand.Text(),
+			"BP_NIX_CONFIG": "access-tokens = github.com=" + token,
+		})
+		delete(env, "AWS_ENDPOINT_URL_S3")
+		bindings := map[string]map[string]string{
+			"nix-cache": {"type": "s3", "access-key-id": s3.srv.Access, "secret-access-key": s3.srv.Secret + "\n",
+				"endpoint": s3.srv.Endpoint},
+			"signing": {"type": "nix-signing-key", "key": key.String() + "\n"},
+		}
+		if err := os.WriteFile(filepath.Join(app, "version.txt"), []byte("v-bound\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		before := s3.files(t)
+		out := buildWithBindings(t, app, "share-bound:latest", filepath.Join(t.TempDir(), "cache-bound"), env, bindings)
+		assertContains(t, out, "Service binding nix-cache (type s3) gives access-key-id, secret-access-key, endpoint, "+
+			"in place of NIX_S3_KEY, NIX_S3_SECRET from the environment")
+		assertContains(t, out, "Service binding signing (type nix-signing-key) gives key")
+		assertContains(t, out, "Pushing to s3://nix-cache")
+		signed := 0
+		for k := range s3.files(t) {
+			if _, old := before[k]; old || !strings.HasSuffix(k, ".narinfo") {
+				continue
+			}
+			data, err := os.ReadFile(filepath.Join(s3.srv.DataDir, s3.name, k))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(data), "\nSig: nixcnb-bound-1:") {
+				t.Errorf("%s was pushed without a signature by the bound key:\n%s", k, data)
+			}
+			signed++
+		}
+		if signed == 0 {
+			t.Fatal("the build pushed no new path to sign")
+		}
+		_, secretKey, _ := strings.Cut(key.String(), ":")
+		for _, secret := range []string{s3.srv.Secret, secretKey, env["NIX_S3_SECRET"], token} {
+			assertNoSecret(t, out, suite.env.Registry+"/share-bound:latest", secret)
+			assertNotInFolder(t, s3.srv.DataDir, secret)
 		}
 	})
 }

@@ -353,9 +353,11 @@ func parseRegInfo(s string) ([]nixstore.PathInfo, error) {
 			return nil, fmt.Errorf("nix-store --dump-db: the NAR hash of %s: %w", lines[i], err)
 		}
 		info := nixstore.PathInfo{Path: lines[i], Deriver: lines[i+3], NarHash: narHash}
-		info.NarSize, _ = strconv.ParseInt(lines[i+2], 10, 64)
+		if info.NarSize, err = strconv.ParseInt(lines[i+2], 10, 64); err != nil || info.NarSize < 0 {
+			return nil, fmt.Errorf("nix-store --dump-db: bad NAR size %q for %s", lines[i+2], lines[i])
+		}
 		n, err := strconv.Atoi(lines[i+4])
-		if err != nil || i+5+n > len(lines) {
+		if err != nil || n < 0 || n > len(lines)-i-5 {
 			return nil, fmt.Errorf("nix-store --dump-db: bad reference count for %s", lines[i])
 		}
 		info.References = lines[i+5 : i+5+n]

@@ -82,6 +82,7 @@ type PathInfo struct {
 // sha256-<base64> as SRI) into the one form this buildpack keeps and
 // shows: sha256:<nixbase32>, as narinfos and nix-store -q --hash print it.
 func CanonicalNarHash(h string) (string, error) {
+	const sha256Size = 32
 	if h == "" {
 		return "", nil
 	}
@@ -89,6 +90,11 @@ func CanonicalNarHash(h string) (string, error) {
 	parsed, err := nixhash.ParseAny(h, &sha256)
 	if err == nil && parsed.Algo() != nixhash.SHA256 {
 		err = fmt.Errorf("the algorithm is %s", parsed.Algo())
+	}
+	// go-nix takes 44 characters for base64 whatever they decode to:
+	// 44 without padding are 33 bytes, no sha256.
+	if err == nil && len(parsed.Digest()) != sha256Size {
+		err = fmt.Errorf("the digest is %d bytes, not %d", len(parsed.Digest()), sha256Size)
 	}
 	if err != nil {
 		return "", fmt.Errorf("%q is not a sha256 NAR hash: %w", h, err)

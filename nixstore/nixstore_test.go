@@ -55,7 +55,9 @@ func TestCanonicalNarHash(t *testing.T) {
 	if got, err := CanonicalNarHash(""); got != "" || err != nil {
 		t.Errorf(`CanonicalNarHash("") = %q, %v`, got, err)
 	}
-	for _, bad := range []string{"sha1:da39a3ee5e6b4b0d3255bfef95601890afd80709", "sha256:xyz", "md5-1B2M2Y8AsgTpgAmY7PhCfg=="} {
+	for _, bad := range []string{"sha1:da39a3ee5e6b4b0d3255bfef95601890afd80709", "sha256:xyz", "md5-1B2M2Y8AsgTpgAmY7PhCfg==",
+		// 44 base64 characters without padding: 33 bytes (found by FuzzParseRegInfo).
+		"00000000000000000000000000000000000000000000"} {
 		if got, err := CanonicalNarHash(bad); err == nil {
 			t.Errorf("CanonicalNarHash(%q) = %q, want an error", bad, got)
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/paketo-buildpacks/packit/v2/cargo"
 	"github.com/paketo-buildpacks/packit/v2/chronos"
 	"github.com/paketo-buildpacks/packit/v2/postal"
+	"github.com/paketo-buildpacks/packit/v2/servicebindings"
 
 	"github.com/nixcnb/nix-buildpack/binarycache"
 	"github.com/nixcnb/nix-buildpack/build"
@@ -23,7 +24,7 @@ import (
 )
 
 func main() {
-	cfg, err := config.FromEnv(os.Environ())
+	cfg, err := config.Load(os.Environ(), servicebindings.NewResolver())
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "Nix buildpack: %v\n", err)
 		os.Exit(1)

@@ -23,6 +23,7 @@
 # Example: scripts/bench-deploy.sh -quick > bench-deploy.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/toolchain.sh
 
 if [[ $(id -u) != 0 ]]; then
   echo "bench-deploy: run as root (the harness runs the lifecycle's phases in bubblewrap as the cnb user)" >&2

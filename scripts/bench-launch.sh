@@ -21,6 +21,7 @@
 # Example: scripts/bench-launch.sh -n 5 > bench-launch.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/toolchain.sh
 
 missing=()
 for tool in go bwrap proot patchelf ldd; do

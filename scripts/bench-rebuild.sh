@@ -16,6 +16,7 @@
 # Example: scripts/bench-rebuild.sh -n 5 > bench-rebuild.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/toolchain.sh
 
 if [[ $(id -u) != 0 ]]; then
   echo "bench-rebuild: run as root (the harness runs the lifecycle's phases in bubblewrap as the cnb user)" >&2

@@ -15,6 +15,7 @@
 # Example: scripts/bench-sharing.sh -n 5 > bench-sharing.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/toolchain.sh
 
 tools_dir=${NIXCNB_TOOLS:-/var/cache/nixcnb-tools/bin}
 missing=()

@@ -11,6 +11,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 
 mkdir -p "$out/bin"
 cd "$root"
+source scripts/toolchain.sh
 export CGO_ENABLED=0 GOOS=linux GOARCH=$arch
 go build -trimpath -ldflags "-s -w" -o "$out/bin/run" ./run
 go build -trimpath -ldflags "-s -w" -o "$out/bin/nix-launch" ./cmd/nix-launch

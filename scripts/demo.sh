@@ -4,5 +4,6 @@
 # and this buildpack, runs the image's web process and prints its answer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/toolchain.sh
 scripts/install-tools.sh
 go run ./integration/demo

@@ -53,7 +53,12 @@ type BuildOptions struct {
 	Image        string            // required: the full ref in Registry of the image to make
 	CacheDir     string            // kept by the caller between builds (-cache-dir); created if missing; "" means a fresh one
 	PlatformEnv  map[string]string // written as /platform/env/NAME (what `pack build --env` does)
-	ExtraBinds   []Bind            // extra bind mounts for the builder phase only
+	// PlatformBindings are service bindings, written as
+	// /platform/bindings/NAME/ENTRY (what `pack build --volume
+	// DIR:/platform/bindings` gives): name → entry ("type" among them) →
+	// content.
+	PlatformBindings map[string]map[string]string
+	ExtraBinds       []Bind // extra bind mounts for the builder phase only
 	// DisableUserNamespaces makes user namespaces fail inside the builder
 	// phase (bwrap --unshare-user --disable-userns).
 	DisableUserNamespaces bool
@@ -273,6 +278,9 @@ func (e *Env) prepareBuild(opts BuildOptions) (buildDirs, error) {
 	if err := writePlatformEnv(dirs.platform, opts.PlatformEnv); err != nil {
 		return buildDirs{}, err
 	}
+	if err := writeBindings(dirs.platform, opts.PlatformBindings); err != nil {
+		return buildDirs{}, err
+	}
 	if err := installBuildpack(opts.BuildpackDir, dirs.buildpacks, dirs.orderTOML); err != nil {
 		return buildDirs{}, err
 	}
@@ -300,6 +308,27 @@ func writePlatformEnv(platformDir string, env map[string]string) error {
 		}
 		if err := os.WriteFile(filepath.Join(envDir, name), []byte(value), 0o644); err != nil {
 			return fmt.Errorf("writing platform env var %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func writeBindings(platformDir string, bindings map[string]map[string]string) error {
+	for name, entries := range bindings {
+		if name == "" || strings.ContainsAny(name, "/") {
+			return fmt.Errorf("service binding %q: not a valid name", name)
+		}
+		dir := filepath.Join(platformDir, "bindings", name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("creating the service binding %s: %w", name, err)
+		}
+		for entry, content := range entries {
+			if entry == "" || strings.ContainsAny(entry, "/") {
+				return fmt.Errorf("service binding %s: entry %q is not a valid name", name, entry)
+			}
+			if err := os.WriteFile(filepath.Join(dir, entry), []byte(content), 0o644); err != nil {
+				return fmt.Errorf("writing the service binding %s: %w", name, err)
+			}
 		}
 	}
 	return nil
