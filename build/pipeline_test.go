@@ -659,3 +659,47 @@ func TestASlugExcludeThatRemovesTheResultIsRefused(t *testing.T) {
 		t.Fatalf("error %v", err)
 	}
 }
+
+// A release tarball that is cut short, or whose entries would land outside
+// the layer, is refused with what happened, and nothing escapes the layer.
+func TestABadReleaseTarballIsRefused(t *testing.T) {
+	cases := []struct {
+		name    string
+		tarball func(t *testing.T) []byte
+		want    string
+	}{
+		{"truncated", func(t *testing.T) []byte {
+			whole := tarGz(t, map[string]string{releaseName + "/store/" + strings.TrimPrefix(nixPath, "/nix/store/") + "/bin/nix-store": strings.Repeat("nix", 4000)})
+			return whole[:len(whole)/2]
+		}, "unpacking the Nix release from " + releaseURI},
+		{"an entry out of the layer", func(t *testing.T) []byte {
+			return tarGz(t, map[string]string{releaseName + "/../../../escaped": "out", releaseName + "/.reginfo": ""})
+		}, "unpacking the Nix release from " + releaseURI},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFixture(t)
+			bad := c.tarball(t)
+			f.transport[releaseURI] = bad
+			// The checksum declared is the bad tarball's: what is checked
+			// here is what unpacking does with it.
+			toml := readFile(t, filepath.Join(f.cnb, "buildpack.toml"))
+			toml = strings.Replace(toml, sha(tarGz(t, map[string]string{
+				releaseName + "/store/" + strings.TrimPrefix(nixPath, "/nix/store/") + "/bin/nix-store": "nix",
+				releaseName + "/.reginfo": nixPath + "\nsha256:0000000000000000000000000000000000000000000000000000000000000000\n3\n\n0\n",
+			})), sha(bad), 1)
+			writeFile(t, filepath.Join(f.cnb, "buildpack.toml"), toml)
+			_, err := f.build()
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %v, want %q", err, c.want)
+			}
+			t.Log(err)
+			if _, err := os.Stat(filepath.Join(filepath.Dir(f.layers), "escaped")); err == nil {
+				t.Error("an entry of the tarball landed outside the layer")
+			}
+			if slices.Contains(f.nix.calls, "Build") {
+				t.Error("Nix ran from a broken release")
+			}
+		})
+	}
+}
