@@ -13,8 +13,11 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -65,6 +68,35 @@ func (c Config) String() string {
 // GoString keeps %#v from printing the secret too.
 func (c Config) GoString() string { return "s3objects.Config{" + c.String() + "}" }
 
+// retryAttempts is how many times a request is tried. S3 answers 503
+// SlowDown (and now and then 500) to a busy prefix; a build pushing
+// hundreds of paths, or two builds pushing at once, meets that more than
+// the SDK's default of 3 attempts rides out.
+const retryAttempts = 10
+
+// newRetryer retries what the SDK deems retryable (throttling, 5xx, a
+// connection reset) with its jittered exponential backoff, up to
+// retryAttempts, and without the SDK's client-side retry quota, which
+// would stop a long push after a burst of throttling. A refused connection
+// is not retried: nothing listens at the endpoint, and saying so at once
+// beats waiting out the backoff.
+func newRetryer() aws.Retryer {
+	return retry.NewStandard(func(o *retry.StandardOptions) {
+		o.MaxAttempts = retryAttempts
+		o.RateLimiter = ratelimit.None
+		o.Retryables = append([]retry.IsErrorRetryable{refusedIsFinal}, o.Retryables...)
+	})
+}
+
+// refusedIsFinal says a refused connection is not worth retrying, and
+// leaves every other error to the SDK's rules.
+var refusedIsFinal = retry.IsErrorRetryableFunc(func(err error) aws.Ternary {
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return aws.FalseTernary
+	}
+	return aws.UnknownTernary
+})
+
 // Objects keeps a binary cache in an S3 bucket.
 type Objects struct {
 	client   *s3.Client
@@ -105,6 +137,7 @@ func New(ctx context.Context, cfg Config) (*Objects, error) {
 		// servers reject the SDK's default trailing CRC checksums.
 		config.WithRequestChecksumCalculation(aws.RequestChecksumCalculationWhenRequired),
 		config.WithResponseChecksumValidation(aws.ResponseChecksumValidationWhenRequired),
+		config.WithRetryer(func() aws.Retryer { return newRetryer() }),
 	}
 	if cfg.Region != "" {
 		opts = append(opts, config.WithRegion(cfg.Region))
