@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -153,6 +154,72 @@ func TestTwoBuildsAtOnceIntoOneBucket(t *testing.T) {
 			t.Fatalf("build %d failed: %v\n%s", i, errs[i], outs[i])
 		}
 		assertContains(t, outs[i], "App pointer hello now names this build")
+	}
+	assertConsistent(t, s3)
+}
+
+// dyingS3 is a proxy in front of the bucket's server that goes away, as a
+// stopped server does, once it has passed writes PUT requests: later
+// connections are refused.
+func dyingS3(t *testing.T, target string, writes int32) (endpoint string, died *atomic.Bool) {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	died = &atomic.Bool{}
+	var puts atomic.Int32
+	var srv *http.Server
+	srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut && puts.Add(1) > writes {
+			if !died.Swap(true) {
+				go srv.Close()
+			}
+			panic(http.ErrAbortHandler) // the connection drops, as at a crash
+		}
+		proxy.ServeHTTP(w, r)
+	})}
+	go srv.Serve(ln) //nolint:errcheck // ends with Close
+	t.Cleanup(func() { _ = srv.Close() })
+	return "http://" + ln.Addr().String(), died
+}
+
+// S3 stops in the middle of a push: the build fails and says so, no
+// narinfo points to a missing NAR, the app pointer still names the
+// previous build, and the next build, with S3 back, completes the push.
+func TestS3StopsMidPushThenRestarts(t *testing.T) {
+	s3 := newBucket(t)
+	app := fixture(t, "hello-web")
+	cache := cacheDir(t)
+	build(t, app, "mid-push:latest", cache, s3.with(nil))
+	before := s3.appPointer(t)
+
+	writeFile(t, filepath.Join(app, "version.txt"), []byte("v2\n"))
+	endpoint, died := dyingS3(t, s3.srv.Endpoint, 2)
+	suite.env.Log = t.Output()
+	result, err := suite.env.Build(harness.BuildOptions{BuildpackDir: suite.buildpackDir, AppDir: app, Image: suite.env.Registry + "/mid-push:latest",
+		CacheDir: cache, PlatformEnv: platformEnv(s3.with(map[string]string{"AWS_ENDPOINT_URL_S3": endpoint}))})
+	if err == nil {
+		t.Fatalf("the build went on with S3 gone:\n%s", result.Output)
+	}
+	if !died.Load() {
+		t.Fatal("the proxy never stopped: the test made no fault")
+	}
+	assertContains(t, result.Output, "pushing to s3://nix-cache: ")
+	assertConsistent(t, s3)
+	if got := s3.appPointer(t); !slices.Equal(got, before) {
+		t.Fatalf("after the failed push the app pointer names %v, want the previous build's %v", got, before)
+	}
+
+	out := build(t, app, "mid-push:latest", cache, s3.with(nil))
+	assertContains(t, out, "App pointer hello now names this build")
+	if got := s3.appPointer(t); slices.Equal(got, before) {
+		t.Fatal("the next build did not complete the push: the pointer still names the old build")
 	}
 	assertConsistent(t, s3)
 }
