@@ -445,13 +445,14 @@ func TestARestoreOnlyDeployRunsNoNix(t *testing.T) {
 		t.Errorf("processes %+v", procs)
 	}
 
-	// Another source than the one built: the deploy says so.
+	// Another source than the one built: the deploy says so, and keeps
+	// the build it restored (the pointer names it still).
 	writeFile(t, filepath.Join(f.app, "default.nix"), "import ./other.nix")
 	f.restoreAsLifecycle(result)
 	if _, err := f.build(); err != nil {
 		t.Fatal(err)
 	}
-	f.logHas("Note: that build is of another source than this deploy's", "Reusing the image's closure layer")
+	f.logHas("Note: that build is of another source than this deploy's", "Nothing to restore")
 }
 
 func TestARestoreOnlyDeployOfAnEmptyBucketSaysWhatToDo(t *testing.T) {
@@ -702,4 +703,26 @@ func TestABadReleaseTarballIsRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A restore-only deploy of the build the image holds already fetches
+// nothing; a new pointer restores again.
+func TestARestoreOnlyDeployOfTheSameBuildFetchesNothing(t *testing.T) {
+	bucket := pushedBucket(t)
+	f := newFixture(t)
+	f.withBucket(bucket, "BP_NIX_APP_NAME=hello", "BP_NIX_BUILD_ON_PUSH=false")
+	f.mustBuild()
+	f.logHas("Restored 3 store paths")
+	f.mustBuild()
+	f.logHas("Nothing to restore: the image holds the build the app pointer names")
+	f.logLacks("Restored ")
+
+	// Another machine pushes a new build: the next deploy restores it.
+	builder := newFixture(t)
+	builder.withBucket(bucket, "BP_NIX_APP_NAME=hello")
+	builder.appVersion("v2")
+	builder.mustBuild()
+	f.mustBuild()
+	f.logHas("Restored 3 store paths")
+	f.logLacks("Nothing to restore")
 }

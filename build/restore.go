@@ -41,12 +41,29 @@ func (r *run) restoreOnly(cache *binarycache.Cache, proot prootLayer, plan detec
 	}
 	r.log.Break()
 
+	// The image holds this very build already: nothing to fetch.
+	inputs, err := r.restoreInputs(plan, pointer)
+	if err != nil {
+		return packit.BuildResult{}, err
+	}
+	closure, err := r.ctx.Layers.Get(launch.ClosureLayer)
+	if err != nil {
+		return packit.BuildResult{}, err
+	}
+	have := readPrevious[closureMetadata](closure)
+	if d := decideNoChange(have, inputs, false, r.restoredLayer); d.Reuse {
+		r.log.Process("Nothing to restore: the image holds the build the app pointer names, and the settings and the buildpack are unchanged. Reusing every layer")
+		r.log.Break()
+		proot.layer.Launch = r.needsProot(have.Meta)
+		return r.reusePrevious(have.Meta, []packit.Layer{proot.layer})
+	}
+
 	src, cleanup, err := r.bucketSource(cache, pointer.StorePaths)
 	if err != nil {
 		return packit.BuildResult{}, err
 	}
 	defer cleanup()
-	launched, processes, err := r.closureLayers(proot.tool, plan, src, "")
+	launched, processes, err := r.closureLayers(proot.tool, plan, src, inputs)
 	if err != nil {
 		return packit.BuildResult{}, err
 	}

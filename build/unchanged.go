@@ -7,9 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/paketo-buildpacks/packit/v2"
 
+	"github.com/nixcnb/nix-buildpack/binarycache"
 	"github.com/nixcnb/nix-buildpack/config"
 	"github.com/nixcnb/nix-buildpack/detect"
 	"github.com/nixcnb/nix-buildpack/launch"
@@ -19,26 +21,40 @@ import (
 // source (its NAR hash, as the app pointer records it), the settings, the
 // Nix release, the buildpack and the platform. The same inputs give the
 // same image, so a build whose inputs are those of the previous image can
-// reuse every layer without running Nix. The digest is one sha256 over all
-// of it: no setting can be read back from it.
+// reuse every layer without running Nix.
 func (r *run) buildInputs(release releaseLayer, plan detect.PlanMetadata) (string, error) {
 	source, err := sourceDigest(r.ctx.WorkingDir)
 	if err != nil {
 		return "", err
 	}
+	return r.inputsDigest(plan, struct{ Release, Source string }{release.layer.Metadata["checksum"].(string), source})
+}
+
+// restoreInputs identifies what a restore-only deploy's image depends on:
+// the build the app pointer names (its paths and when it was pushed), the
+// settings, the buildpack and the platform.
+func (r *run) restoreInputs(plan detect.PlanMetadata, pointer binarycache.AppPointer) (string, error) {
+	return r.inputsDigest(plan, struct {
+		Restored []string
+		BuiltAt  time.Time
+	}{pointer.StorePaths, pointer.BuiltAt})
+}
+
+// inputsDigest is one sha256 over the buildpack, the platform, the plan,
+// the settings and what else the image depends on: no setting can be read
+// back from it. Neither how much is logged nor the credentials that reach
+// the bucket (the bucket itself counts) change an image.
+func (r *run) inputsDigest(plan detect.PlanMetadata, rest any) (string, error) {
 	settings := r.cfg
-	// What does not change the result: how much is logged, and the
-	// credentials that reach the bucket (the bucket itself counts).
 	settings.Debug = false
 	settings.S3.AccessKeyID, settings.S3.SecretAccessKey, settings.S3.SessionToken = "", "", ""
 	data, err := json.Marshal(struct {
 		Buildpack string
 		Arch      string
-		Release   string
 		Plan      detect.PlanMetadata
-		Source    string
 		Settings  config.Config
-	}{r.ctx.BuildpackInfo.Version, r.ctx.TargetInfo.Arch, release.layer.Metadata["checksum"].(string), plan, source, settings})
+		Rest      any
+	}{r.ctx.BuildpackInfo.Version, r.ctx.TargetInfo.Arch, plan, settings, rest})
 	if err != nil {
 		return "", err
 	}
