@@ -41,7 +41,7 @@ type ObjectInfo struct {
 // CheckKey refuses keys that could escape the cache's root. Objects
 // check every key they are given with it.
 func CheckKey(key string) error {
-	if key == "" || strings.HasPrefix(key, "/") || strings.Contains(key, "\\") ||
+	if key == "" || key == "." || strings.HasPrefix(key, "/") || strings.Contains(key, "\\") ||
 		path.Clean(key) != key || key == ".." || strings.HasPrefix(key, "../") {
 		return fmt.Errorf("invalid object key %q", key)
 	}
