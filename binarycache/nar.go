@@ -2,6 +2,7 @@ package binarycache
 
 import (
 	"bufio"
+	"bytes"
 	"compress/bzip2"
 	"context"
 	"crypto/sha256"
@@ -160,8 +161,17 @@ var canonicalTime = time.Unix(1, 0)
 // cannot write outside dest. On error, dest may be left partly written;
 // the caller removes it with removeTree.
 func restoreNar(r io.Reader, dest string) (err error) {
-	src := &truncationGuard{r: &paddingCheck{r: r}}
+	// What was read, and the archive Nix would write of what was unpacked:
+	// they must be the same bytes. The parser is lenient (it passes over
+	// tokens Nix refuses), and files unpacked from an archive Nix would not
+	// write would not have the NAR hash the narinfo records for it.
+	read, canonical := sha256.New(), sha256.New()
+	src := &truncationGuard{r: &paddingCheck{r: io.TeeReader(r, read)}}
 	nr, err := nar.NewReader(src)
+	if err != nil {
+		return err
+	}
+	nw, err := nar.NewWriter(canonical)
 	if err != nil {
 		return err
 	}
@@ -209,6 +219,9 @@ func restoreNar(r io.Reader, dest string) (err error) {
 		if hdr.Path != "/" {
 			target = filepath.Join(dest, filepath.FromSlash(hdr.Path[1:]))
 		}
+		if err := nw.WriteHeader(hdr); err != nil {
+			return fmt.Errorf("NAR entry %q: %w", hdr.Path, err)
+		}
 		switch hdr.Type {
 		case nar.TypeDirectory:
 			if err := os.Mkdir(target, 0o755); err != nil {
@@ -220,7 +233,7 @@ func restoreNar(r io.Reader, dest string) (err error) {
 				return err
 			}
 		case nar.TypeRegular:
-			if err := restoreFile(nr, target, hdr); err != nil {
+			if err := restoreFile(io.TeeReader(nr, nw), target, hdr); err != nil {
 				return err
 			}
 		default:
@@ -230,6 +243,12 @@ func restoreNar(r io.Reader, dest string) (err error) {
 	}
 	if len(created) == 0 {
 		return errors.New("NAR is empty")
+	}
+	if err := nw.Close(); err != nil {
+		return err
+	}
+	if !bytes.Equal(read.Sum(nil), canonical.Sum(nil)) {
+		return errors.New("the NAR is not in the form Nix writes (a token Nix does not know, or bytes after its end)")
 	}
 	// Deepest first, so a directory's time is set after its children.
 	for _, d := range slices.Backward(dirs) {
