@@ -30,7 +30,11 @@ type flakyS3 struct {
 	slowDowns, fails atomic.Int32
 }
 
-func startFlakyS3(t *testing.T, target string) *flakyS3 {
+// s3Proxy serves handle on loopback in front of the S3 server at target:
+// handle answers a request itself, or passes it to forward with its Host
+// header, so that its signature still holds. It returns the proxy's
+// endpoint and server.
+func s3Proxy(t *testing.T, target string, handle func(w http.ResponseWriter, r *http.Request, forward http.Handler)) (string, *http.Server) {
 	t.Helper()
 	u, err := url.Parse(target)
 	if err != nil {
@@ -40,11 +44,19 @@ func startFlakyS3(t *testing.T, target string) *flakyS3 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &flakyS3{endpoint: "http://" + ln.Addr().String()}
-	proxy := httputil.NewSingleHostReverseProxy(u)
+	forward := httputil.NewSingleHostReverseProxy(u)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handle(w, r, forward) })}
+	go srv.Serve(ln) //nolint:errcheck // ends with Close
+	t.Cleanup(func() { _ = srv.Close() })
+	return "http://" + ln.Addr().String(), srv
+}
+
+func startFlakyS3(t *testing.T, target string) *flakyS3 {
+	t.Helper()
+	f := &flakyS3{}
 	var mu sync.Mutex
 	writes, reads := 0, 0
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	f.endpoint, _ = s3Proxy(t, target, func(w http.ResponseWriter, r *http.Request, proxy http.Handler) {
 		mu.Lock()
 		var fail string
 		if r.Method == http.MethodPut {
@@ -69,9 +81,7 @@ func startFlakyS3(t *testing.T, target string) *flakyS3 {
 		default:
 			proxy.ServeHTTP(w, r)
 		}
-	})}
-	go srv.Serve(ln) //nolint:errcheck // ends with Close
-	t.Cleanup(func() { _ = srv.Close() })
+	})
 	return f
 }
 
@@ -161,21 +171,12 @@ func TestTwoBuildsAtOnceIntoOneBucket(t *testing.T) {
 // dyingS3 is a proxy in front of the bucket's server that goes away, as a
 // stopped server does, once it has passed writes PUT requests: later
 // connections are refused.
-func dyingS3(t *testing.T, target string, writes int32) (endpoint string, died *atomic.Bool) {
+func dyingS3(t *testing.T, target string, writes int32) (string, *atomic.Bool) {
 	t.Helper()
-	u, err := url.Parse(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := httputil.NewSingleHostReverseProxy(u)
-	died = &atomic.Bool{}
+	died := &atomic.Bool{}
 	var puts atomic.Int32
 	var srv *http.Server
-	srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	endpoint, srv := s3Proxy(t, target, func(w http.ResponseWriter, r *http.Request, proxy http.Handler) {
 		if r.Method == http.MethodPut && puts.Add(1) > writes {
 			if !died.Swap(true) {
 				go srv.Close()
@@ -183,10 +184,8 @@ func dyingS3(t *testing.T, target string, writes int32) (endpoint string, died *
 			panic(http.ErrAbortHandler) // the connection drops, as at a crash
 		}
 		proxy.ServeHTTP(w, r)
-	})}
-	go srv.Serve(ln) //nolint:errcheck // ends with Close
-	t.Cleanup(func() { _ = srv.Close() })
-	return "http://" + ln.Addr().String(), died
+	})
+	return endpoint, died
 }
 
 // S3 stops in the middle of a push: the build fails and says so, no
