@@ -90,7 +90,13 @@ func Build(cfg config.Config, tools Tools) packit.BuildFunc {
 		if err != nil {
 			return packit.BuildResult{}, err
 		}
-		inputs, err := r.buildInputs(release, plan)
+		// The app source's NAR hash, once: the no-change check and the app
+		// pointer both name the source by it.
+		source, err := sourceDigest(ctx.WorkingDir)
+		if err != nil {
+			return packit.BuildResult{}, err
+		}
+		inputs, err := r.buildInputs(release, plan, source)
 		if err != nil {
 			return packit.BuildResult{}, err
 		}
@@ -132,7 +138,7 @@ func Build(cfg config.Config, tools Tools) packit.BuildFunc {
 			return packit.BuildResult{}, err
 		}
 		storeLayer := store.withMetadata(kept.sourcesSeen, cfg.StoreCache)
-		if err := r.share(nix, cache, store.storeDir(), built, kept); err != nil {
+		if err := r.share(nix, cache, store.storeDir(), built, kept, source); err != nil {
 			return packit.BuildResult{}, err
 		}
 		if cfg.OneOff {

@@ -103,7 +103,7 @@ func (s *substituter) Close() {
 // sources its evaluation fetched (so the next build, anywhere, substitutes
 // everything), then the app pointer. The pointer is written last: a reader
 // never sees it before its paths.
-func (r *run) share(nix installedNix, cache *binarycache.Cache, storeDir string, built builtApp, kept keptPaths) error {
+func (r *run) share(nix installedNix, cache *binarycache.Cache, storeDir string, built builtApp, kept keptPaths, source string) error {
 	if cache == nil {
 		return nil
 	}
@@ -144,15 +144,11 @@ func (r *run) share(nix installedNix, cache *binarycache.Cache, storeDir string,
 		r.log.Break()
 		return nil
 	}
-	digest, err := sourceDigest(r.ctx.WorkingDir)
-	if err != nil {
-		return err
-	}
 	pointer := binarycache.AppPointer{
 		App:          r.cfg.AppName,
 		StorePaths:   built.OutPaths,
 		System:       nixSystem(r.ctx.TargetInfo.Arch),
-		SourceDigest: digest,
+		SourceDigest: source,
 		BuiltAt:      r.tools.Clock.Now().UTC(),
 		NixVersion:   nix.version,
 		Sources:      kept.sourcesSeen,

@@ -22,11 +22,7 @@ import (
 // Nix release, the buildpack and the platform. The same inputs give the
 // same image, so a build whose inputs are those of the previous image can
 // reuse every layer without running Nix.
-func (r *run) buildInputs(release releaseLayer, plan detect.PlanMetadata) (string, error) {
-	source, err := sourceDigest(r.ctx.WorkingDir)
-	if err != nil {
-		return "", err
-	}
+func (r *run) buildInputs(release releaseLayer, plan detect.PlanMetadata, source string) (string, error) {
 	return r.inputsDigest(plan, struct{ Release, Source string }{release.layer.Metadata["checksum"].(string), source})
 }
 
