@@ -124,6 +124,7 @@ func Build(cfg config.Config, tools Tools) packit.BuildFunc {
 		if err != nil {
 			return packit.BuildResult{}, err
 		}
+		defer closeNix(nix.Nix)
 		before, err := store.paths()
 		if err != nil {
 			return packit.BuildResult{}, err

@@ -81,3 +81,11 @@ func OpenNix(bwrapPath string) NixOpener {
 		return nixcli.Nix{Runtime: rt, BinDir: s.BinDir, Env: s.Env, Log: s.Log}, attempts, nil
 	}
 }
+
+// closeNix releases what the store runtime holds for the build: the
+// relocated runtime's view of the store in /tmp.
+func closeNix(n Nix) {
+	if c, ok := n.(io.Closer); ok {
+		_ = c.Close()
+	}
+}

@@ -24,6 +24,9 @@ const (
 	RuntimeNative StoreRuntime = "native"
 	RuntimeBwrap  StoreRuntime = "bwrap"
 	RuntimeProot  StoreRuntime = "proot"
+	// RuntimeRelocated runs Nix with no /nix and builds derivations
+	// against relocated copies of their inputs (storeruntime.Relocated).
+	RuntimeRelocated StoreRuntime = "relocated"
 )
 
 // Launcher is how the image makes /nix/store paths resolve
@@ -260,10 +263,10 @@ func Load(environ []string, resolver *servicebindings.Resolver) (Config, error) 
 	}
 
 	switch r := StoreRuntime(strings.ToLower(env.get("BP_NIX_STORE_RUNTIME"))); r {
-	case RuntimeAuto, RuntimeNative, RuntimeBwrap, RuntimeProot:
+	case RuntimeAuto, RuntimeNative, RuntimeBwrap, RuntimeProot, RuntimeRelocated:
 		c.StoreRuntime = r
 	default:
-		return c, fmt.Errorf("BP_NIX_STORE_RUNTIME=%q: use auto, native, bwrap or proot", r)
+		return c, fmt.Errorf("BP_NIX_STORE_RUNTIME=%q: use auto, native, bwrap, proot or relocated", r)
 	}
 
 	if c.Sandbox, err = env.bool("BP_NIX_SANDBOX"); err != nil {

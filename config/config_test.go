@@ -193,7 +193,7 @@ func TestFromEnvErrors(t *testing.T) {
 		{
 			name: "unknown store runtime",
 			env:  []string{"BP_NIX_STORE_RUNTIME=docker"},
-			want: []string{"BP_NIX_STORE_RUNTIME", `"docker"`, "auto, native, bwrap or proot"},
+			want: []string{"BP_NIX_STORE_RUNTIME", `"docker"`, "auto, native, bwrap, proot or relocated"},
 		},
 		{
 			name: "purge cache not a bool",

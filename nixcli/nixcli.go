@@ -96,7 +96,13 @@ func (n Nix) Build(ctx context.Context, req BuildRequest) (BuildResult, error) {
 
 	var stdout bytes.Buffer
 	counter := &logCounter{out: n.Log}
-	err := n.run(ctx, nil, &stdout, counter, argv...)
+	var err error
+	if r, ok := n.Runtime.(storeruntime.Relocated); ok {
+		err = n.buildRelocated(ctx, r.View(), argv, counter)
+	}
+	if err == nil {
+		err = n.run(ctx, nil, &stdout, counter, argv...)
+	}
 	counter.flush()
 	if err != nil {
 		return BuildResult{}, &BuildError{Command: shown, Summary: counter.lastError, Err: err}
@@ -113,6 +119,15 @@ func (n Nix) Build(ctx context.Context, req BuildRequest) (BuildResult, error) {
 		Substituted:     counter.substituted,
 		SandboxDisabled: counter.sandboxDisabled,
 	}, nil
+}
+
+// Close releases what the store runtime holds: the relocated runtime's
+// view. Other runtimes hold nothing.
+func (n Nix) Close() error {
+	if r, ok := n.Runtime.(storeruntime.Relocated); ok {
+		return r.Close()
+	}
+	return nil
 }
 
 // FlakeSource is the store path of the flake at appDir (its path: copy,

@@ -106,8 +106,13 @@ type Plan struct {
 // symlink target that mentions it, except files whose bytes a rewrite could
 // break (see skipReport), which are listed in Skipped.
 func Scan(storeDir string) (Plan, error) {
+	return scan(storeDir, nixstore.Dir)
+}
+
+// scan plans the rewrite of old below root, a folder or a single file.
+func scan(root, old string) (Plan, error) {
 	var plan Plan
-	old := []byte(nixstore.Dir)
+	storeDir := root
 	err := filepath.WalkDir(storeDir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -123,16 +128,16 @@ func Scan(storeDir string) (Plan, error) {
 			if err != nil {
 				return err
 			}
-			if strings.Contains(target, nixstore.Dir) {
+			if strings.Contains(target, old) {
 				plan.Links = append(plan.Links, rel)
 			}
 		case d.Type().IsRegular():
-			header, n, err := scanFile(path, old)
+			header, n, err := scanFile(path, []byte(old))
 			if err != nil {
 				return fmt.Errorf("reading %s: %w", rel, err)
 			}
 			if kind := skipKind(filepath.Base(path), header); kind != "" {
-				reason, err := skipReport(path, kind, n, old)
+				reason, err := skipReport(path, kind, n, []byte(old))
 				if err != nil {
 					return err
 				}
@@ -146,7 +151,7 @@ func Scan(storeDir string) (Plan, error) {
 		return nil
 	})
 	if err != nil {
-		return plan, fmt.Errorf("scanning the closure in %s for %s: %w", storeDir, nixstore.Dir, err)
+		return plan, fmt.Errorf("scanning %s for %s: %w", storeDir, old, err)
 	}
 	return plan, nil
 }
@@ -164,7 +169,19 @@ func (p Plan) Apply(storeDir, prefix string) (Report, error) {
 	if err := CheckPrefix(prefix); err != nil {
 		return report, err
 	}
-	old, repl := []byte(nixstore.Dir), []byte(prefix)
+	report, err := p.apply(storeDir, nixstore.Dir, prefix)
+	if err != nil {
+		err = fmt.Errorf("relocating the closure in %s to %s: %w", storeDir, prefix, err)
+	}
+	return report, err
+}
+
+// apply replaces old with repl in the plan's files and symlink targets
+// below root (a folder, or the single file the plan names as ".").
+func (p Plan) apply(root, oldText, replText string) (Report, error) {
+	report := Report{Skipped: p.Skipped}
+	storeDir := root
+	old, repl := []byte(oldText), []byte(replText)
 	var restore closure.DirModes
 	writable := func(rel string) (string, error) {
 		path := filepath.Join(storeDir, filepath.FromSlash(rel))
@@ -197,9 +214,6 @@ func (p Plan) Apply(storeDir, prefix string) (Report, error) {
 		}
 		return nil
 	}()
-	if err != nil {
-		err = fmt.Errorf("relocating the closure in %s to %s: %w", storeDir, prefix, err)
-	}
 	return report, errors.Join(err, restore.Restore())
 }
 

@@ -1,6 +1,8 @@
 // Package storeruntime makes a folder appear at /nix for the commands the
 // build runs, without root: natively where /nix is writable, with bubblewrap
-// where user namespaces work, or with proot where ptrace works.
+// where user namespaces work, or with proot where ptrace works. Where none
+// of these works, the relocated runtime runs Nix with no /nix at all (see
+// Relocated).
 package storeruntime
 
 import (
@@ -23,6 +25,8 @@ const (
 	Bwrap  = string(config.RuntimeBwrap)
 	Proot  = string(config.RuntimeProot)
 	Auto   = string(config.RuntimeAuto)
+	// RelocatedName is the relocated runtime's name (see Relocated).
+	RelocatedName = string(config.RuntimeRelocated)
 )
 
 // Runtime runs commands that see the store folder at /nix.
@@ -62,13 +66,14 @@ type Attempt struct {
 }
 
 // Choose returns the runtime to use: the one named by preference, or with
-// "auto" the first of native, bwrap and proot that runs the probe. Attempts
+// "auto" the first of native, bwrap, proot and relocated that runs the
+// probe. Attempts
 // explain every candidate's outcome, for the log and for errors.
 func Choose(ctx context.Context, preference string, opts Options) (Runtime, []Attempt, error) {
 	if opts.RootDir == "" {
 		opts.RootDir = "/"
 	}
-	order := []string{Native, Bwrap, Proot}
+	order := []string{Native, Bwrap, Proot, RelocatedName}
 	if preference != Auto && preference != "" {
 		order = []string{preference}
 	}
@@ -79,10 +84,17 @@ func Choose(ctx context.Context, preference string, opts Options) (Runtime, []At
 			err = probe(ctx, rt, opts.Probe, opts.ProbeEnv)
 		}
 		if err != nil {
+			if r, ok := rt.(Relocated); ok {
+				_ = r.Close()
+			}
 			attempts = append(attempts, Attempt{Name: name, Reason: err.Error()})
 			continue
 		}
-		attempts = append(attempts, Attempt{Name: name, Chosen: true, Reason: "it runs Nix with the store at /nix"})
+		reason := "it runs Nix with the store at /nix"
+		if name == RelocatedName {
+			reason = "it runs Nix without /nix, and builds derivations against a relocated copy of their inputs"
+		}
+		attempts = append(attempts, Attempt{Name: name, Chosen: true, Reason: reason})
 		for _, later := range order[i+1:] {
 			attempts = append(attempts, Attempt{Name: later, Reason: "not needed: " + name + " works"})
 		}
@@ -102,7 +114,7 @@ func (e *UnavailableError) Error() string {
 	for _, a := range e.Attempts {
 		fmt.Fprintf(&b, "\n  %s: %s", a.Name, a.Reason)
 	}
-	b.WriteString("\nBuild where /nix is writable by the build user, or where user namespaces (bubblewrap) or ptrace (proot) are allowed.")
+	b.WriteString("\nBuild where /nix is writable by the build user, or where user namespaces (bubblewrap) or ptrace (proot) are allowed, or set BP_NIX_STORE_RUNTIME=relocated.")
 	return b.String()
 }
 
@@ -120,6 +132,8 @@ func prepare(name string, opts Options) (Runtime, error) {
 			return nil, errors.New("no proot binary is available")
 		}
 		return prootRuntime{proot: opts.ProotPath, libDir: opts.ProotLibDir, nixDir: opts.NixDir, sandbox: opts.Sandbox}, nil
+	case RelocatedName:
+		return prepareRelocated(opts)
 	}
 	return nil, fmt.Errorf("unknown store runtime %q", name)
 }

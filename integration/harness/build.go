@@ -62,6 +62,9 @@ type BuildOptions struct {
 	// DisableUserNamespaces makes user namespaces fail inside the builder
 	// phase (bwrap --unshare-user --disable-userns).
 	DisableUserNamespaces bool
+	// DenyPtrace runs the builder phase under the seccomp filter that
+	// makes ptrace fail (see RunOptions.DenyPtrace).
+	DenyPtrace            bool
 	ExtraBuilderBwrapArgs []string // raw extra bwrap args for the builder phase
 }
 
@@ -98,6 +101,8 @@ type phase struct {
 	asCNBUser bool     // the detector and the builder refuse to run as root
 	args      []string // the phase's flags and arguments
 	bwrapArgs []string // extra sandbox args for this phase
+	// denyPtrace runs the phase under the filter that makes ptrace fail.
+	denyPtrace bool
 }
 
 // buildDirs are the host dirs of one Build, mounted at the canonical paths.
@@ -170,7 +175,7 @@ func (e *Env) phases(opts BuildOptions, dirs buildDirs) []phase {
 		{name: "analyzer", title: "ANALYZING", args: slices.Concat(ids, []string{"-run-image", e.RunImage, opts.Image})},
 		{name: "detector", title: "DETECTING", asCNBUser: true},
 		{name: "restorer", title: "RESTORING", args: slices.Concat(ids, []string{"-cache-dir", "/cache"}), bwrapArgs: cache},
-		{name: "builder", title: "BUILDING", asCNBUser: true, bwrapArgs: builderBwrapArgs(opts)},
+		{name: "builder", title: "BUILDING", asCNBUser: true, bwrapArgs: builderBwrapArgs(opts), denyPtrace: opts.DenyPtrace},
 		{name: "exporter", title: "EXPORTING", args: slices.Concat(ids, []string{"-cache-dir", "/cache", opts.Image}), bwrapArgs: cache},
 	}
 }
@@ -193,8 +198,19 @@ func builderBwrapArgs(opts BuildOptions) []string {
 // runPhase runs one phase in its sandbox, its output to out.
 func (e *Env) runPhase(p phase, dirs buildDirs, out io.Writer) error {
 	argv := append(e.phaseBwrapArgs(dirs), p.bwrapArgs...)
+	var extraFiles []*os.File
+	if p.denyPtrace {
+		filter, args, err := denyPtrace(e.WorkDir)
+		if err != nil {
+			return err
+		}
+		defer filter.Close()
+		extraFiles = append(extraFiles, filter)
+		argv = append(argv, args...)
+	}
 	argv = append(argv, "--", "/cnb/lifecycle/"+p.name)
 	cmd := exec.Command("bwrap", append(argv, p.args...)...)
+	cmd.ExtraFiles = extraFiles
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Env = []string{
 		"PATH=" + phasePath,

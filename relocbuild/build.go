@@ -1,0 +1,381 @@
+package relocbuild
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nix-community/go-nix/pkg/derivation"
+	"github.com/nix-community/go-nix/pkg/nixbase32"
+
+	"github.com/nixcnb/nix-buildpack/nixstore"
+	"github.com/nixcnb/nix-buildpack/relocate"
+)
+
+// ReadDerivation reads the .drv file drvPath (an absolute /nix/store path)
+// from the store folder.
+func ReadDerivation(storeDir, drvPath string) (*derivation.Derivation, error) {
+	base, err := nixstore.Base(drvPath)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(filepath.Join(storeDir, base))
+	if err != nil {
+		return nil, fmt.Errorf("reading the derivation %s: %w", drvPath, err)
+	}
+	defer f.Close()
+	drv, err := derivation.ReadDerivation(f)
+	if err != nil {
+		return nil, fmt.Errorf("reading the derivation %s: %w", drvPath, err)
+	}
+	// go-nix unescapes environment values but leaves the builder and its
+	// arguments as the file spells them ("\n" for a newline).
+	drv.Builder = atermUnescaper.Replace(drv.Builder)
+	for i, a := range drv.Arguments {
+		drv.Arguments[i] = atermUnescaper.Replace(a)
+	}
+	return drv, nil
+}
+
+// atermUnescaper undoes the escapes of a .drv file's strings.
+var atermUnescaper = strings.NewReplacer(`\\`, `\`, `\n`, "\n", `\r`, "\r", `\t`, "\t", `\"`, `"`)
+
+// Inputs are the store paths a derivation names as its inputs: its input
+// sources and the outputs it uses of its input derivations. Their closure
+// is what its builder may see.
+func Inputs(storeDir string, drv *derivation.Derivation) ([]string, error) {
+	inputs := slices.Clone(drv.InputSources)
+	for inputDrv, outputs := range drv.InputDerivations {
+		in, err := ReadDerivation(storeDir, inputDrv)
+		if err != nil {
+			return nil, err
+		}
+		for _, name := range outputs {
+			out, ok := in.Outputs[name]
+			if !ok {
+				return nil, fmt.Errorf("%s has no output %q", inputDrv, name)
+			}
+			inputs = append(inputs, out.Path)
+		}
+	}
+	slices.Sort(inputs)
+	return slices.Compact(inputs), nil
+}
+
+// Job is one derivation to build.
+type Job struct {
+	// DrvPath is the derivation's store path.
+	DrvPath string
+	// Derivation is its content (ReadDerivation).
+	Derivation *derivation.Derivation
+	// Closure is the closure of its Inputs, all valid in the store.
+	Closure []string
+	// Log receives the builder's output.
+	Log io.Writer
+}
+
+// Build runs the job's builder against the view and returns its outputs,
+// moved into the store folder, for Nix to register: each with its NAR hash
+// and size, its references (found as Nix finds them, among the input
+// closure and the outputs) and the derivation as its deriver. Nothing is
+// returned for a failed build, and its outputs are removed.
+func (v *View) Build(ctx context.Context, job Job) ([]nixstore.PathInfo, error) {
+	drv := job.Derivation
+	if err := buildable(drv); err != nil {
+		return nil, fmt.Errorf("%s cannot be built without /nix/store: %w", job.DrvPath, err)
+	}
+	if err := v.Place(job.Closure...); err != nil {
+		return nil, err
+	}
+	names := slices.Sorted(func(yield func(string) bool) {
+		for name := range drv.Outputs {
+			if !yield(name) {
+				return
+			}
+		}
+	})
+	for _, name := range names {
+		if err := removeTree(v.Path(drv.Outputs[name].Path)); err != nil {
+			return nil, err
+		}
+	}
+	buildDir, err := os.MkdirTemp("", "nix-build-"+drv.Env["name"]+"-")
+	if err != nil {
+		return nil, fmt.Errorf("making the build folder: %w", err)
+	}
+	defer removeTree(buildDir)
+
+	if err := v.runBuilder(ctx, job, buildDir); err != nil {
+		for _, name := range names {
+			_ = removeTree(v.Path(drv.Outputs[name].Path))
+		}
+		return nil, err
+	}
+
+	candidates := map[string]string{}
+	for _, p := range job.Closure {
+		addCandidate(candidates, p)
+	}
+	for _, name := range names {
+		addCandidate(candidates, drv.Outputs[name].Path)
+	}
+	var infos []nixstore.PathInfo
+	for _, name := range names {
+		out := drv.Outputs[name]
+		info, err := v.storeOutput(job.DrvPath, name, out, candidates)
+		if err != nil {
+			for _, n := range names {
+				_ = removeTree(v.Path(drv.Outputs[n].Path))
+			}
+			return nil, err
+		}
+		infos = append(infos, info)
+	}
+	return infos, nil
+}
+
+// buildable refuses what this package cannot build as Nix would.
+func buildable(drv *derivation.Derivation) error {
+	switch {
+	case strings.HasPrefix(drv.Builder, "builtin:"):
+		return fmt.Errorf("its builder is Nix's built-in %s, which runs inside Nix; have a binary cache provide it", drv.Builder)
+	case drv.Env["__json"] != "":
+		return errors.New("it uses structured attributes (__structuredAttrs), which the relocated store runtime does not support yet")
+	case drv.Platform != nixSystem():
+		return fmt.Errorf("it is for %s, and this machine is %s", drv.Platform, nixSystem())
+	}
+	return nil
+}
+
+// nixSystem is this machine's Nix system name.
+func nixSystem() string {
+	arch := map[string]string{"amd64": "x86_64", "arm64": "aarch64"}[runtime.GOARCH]
+	if arch == "" {
+		arch = runtime.GOARCH
+	}
+	return arch + "-linux"
+}
+
+// runBuilder runs the derivation's builder in buildDir with the
+// environment Nix gives a builder, everything relocated to the view.
+func (v *View) runBuilder(ctx context.Context, job Job, buildDir string) error {
+	drv := job.Derivation
+	env, err := v.builderEnv(drv, buildDir)
+	if err != nil {
+		return err
+	}
+	args := make([]string, len(drv.Arguments))
+	for i, a := range drv.Arguments {
+		args[i] = v.Relocate(a)
+	}
+	cmd := exec.CommandContext(ctx, v.Relocate(drv.Builder), args...)
+	cmd.Dir = buildDir
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = job.Log, job.Log
+	// The builder and whatever it starts are killed together.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	err = cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit) && exit.ExitCode() >= 0:
+		return fmt.Errorf("builder for '%s' failed with exit code %d", job.DrvPath, exit.ExitCode())
+	case err != nil:
+		return fmt.Errorf("builder for '%s' failed: %w", job.DrvPath, err)
+	}
+	return nil
+}
+
+// builderEnv is what Nix puts in a builder's environment (see Nix's
+// "Building" chapter): the derivation's attributes, with the passAsFile
+// ones in files, and Nix's own variables; then every /nix/store made the
+// view's prefix.
+func (v *View) builderEnv(drv *derivation.Derivation, buildDir string) ([]string, error) {
+	env := map[string]string{
+		"PATH":            "/path-not-set",
+		"HOME":            "/homeless-shelter",
+		"NIX_STORE":       nixstore.Dir,
+		"NIX_BUILD_CORES": fmt.Sprint(runtime.NumCPU()),
+	}
+	asFile := map[string]bool{}
+	for _, name := range strings.Fields(drv.Env["passAsFile"]) {
+		asFile[name] = true
+	}
+	for k, val := range drv.Env {
+		if !asFile[k] {
+			env[k] = val
+			continue
+		}
+		sum := sha256.Sum256([]byte(k))
+		file := filepath.Join(buildDir, ".attr-"+nixbase32.EncodeToString(sum[:]))
+		if err := os.WriteFile(file, []byte(v.Relocate(val)), 0o644); err != nil {
+			return nil, err
+		}
+		env[k+"Path"] = file
+	}
+	if _, fixed := drv.Outputs["out"]; fixed && drv.Outputs["out"].HashAlgorithm != "" {
+		for _, name := range strings.Fields(drv.Env["impureEnvVars"]) {
+			if val, ok := os.LookupEnv(name); ok {
+				env[name] = val
+			}
+		}
+	}
+	for _, k := range []string{"NIX_BUILD_TOP", "TMPDIR", "TEMPDIR", "TMP", "TEMP", "PWD"} {
+		env[k] = buildDir
+	}
+	env["NIX_LOG_FD"] = "2"
+	env["TERM"] = "xterm-256color"
+	list := make([]string, 0, len(env))
+	for k, val := range env {
+		list = append(list, k+"="+v.Relocate(val))
+	}
+	slices.Sort(list)
+	return list, nil
+}
+
+// storeOutput moves one output back to /nix/store: rewritten back,
+// checked, made canonical as Nix makes outputs, moved into the store
+// folder and described.
+func (v *View) storeOutput(drvPath, name string, out *derivation.Output, candidates map[string]string) (nixstore.PathInfo, error) {
+	built := v.Path(out.Path)
+	if _, err := os.Lstat(built); err != nil {
+		return nixstore.PathInfo{}, fmt.Errorf("builder for '%s' failed to produce output path for output '%s' at '%s'", drvPath, name, out.Path)
+	}
+	if _, err := relocate.Restore(built, v.Prefix); err != nil {
+		return nixstore.PathInfo{}, fmt.Errorf("the output %s of %s: %w", out.Path, drvPath, err)
+	}
+	base, err := nixstore.Base(out.Path)
+	if err != nil {
+		return nixstore.PathInfo{}, err
+	}
+	dst := filepath.Join(v.StoreDir, base)
+	// A leftover of an earlier build that Nix never registered.
+	if err := removeTree(dst); err != nil {
+		return nixstore.PathInfo{}, err
+	}
+	if err := move(built, dst); err != nil {
+		return nixstore.PathInfo{}, fmt.Errorf("moving %s into the store: %w", out.Path, err)
+	}
+	if err := canonicalise(dst); err != nil {
+		return nixstore.PathInfo{}, fmt.Errorf("the output %s of %s: %w", out.Path, drvPath, err)
+	}
+	info, err := describe(dst, out.Path, candidates)
+	if err != nil {
+		return nixstore.PathInfo{}, err
+	}
+	info.Deriver = drvPath
+	if err := checkFixedOutput(dst, out, info); err != nil {
+		_ = removeTree(dst)
+		return nixstore.PathInfo{}, fmt.Errorf("the output %s of %s: %w", out.Path, drvPath, err)
+	}
+	return info, nil
+}
+
+// canonicalise gives a tree the metadata Nix gives outputs: read-only,
+// executable bits kept, every time one second after the epoch.
+func canonicalise(root string) error {
+	epoch := time.Unix(1, 0)
+	var dirs []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			dirs = append(dirs, p)
+		case d.Type().IsRegular():
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			mode := os.FileMode(0o444)
+			if info.Mode()&0o100 != 0 {
+				mode = 0o555
+			}
+			if err := os.Chmod(p, mode); err != nil {
+				return err
+			}
+			return os.Chtimes(p, epoch, epoch)
+		case d.Type()&fs.ModeSymlink == 0:
+			return fmt.Errorf("%s is neither a file, a folder nor a symlink: a store path holds no other kind", p)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if err := os.Chmod(dirs[i], 0o555); err != nil {
+			return err
+		}
+		if err := os.Chtimes(dirs[i], epoch, epoch); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// move renames src to dst, or copies it where they are on different file
+// systems.
+func move(src, dst string) error {
+	err := os.Rename(src, dst)
+	if !errors.Is(err, syscall.EXDEV) {
+		return err
+	}
+	if err := copyTree(src, dst); err != nil {
+		_ = removeTree(dst)
+		return err
+	}
+	return removeTree(src)
+}
+
+// copyTree copies files, folders and symlinks as they are.
+func copyTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		to := filepath.Join(dst, rel)
+		switch {
+		case d.IsDir():
+			return os.Mkdir(to, 0o755)
+		case d.Type()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(target, to)
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		in, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+		out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, info.Mode().Perm()|0o200)
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(out, in)
+		return errors.Join(err, out.Close())
+	})
+}

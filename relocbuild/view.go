@@ -1,0 +1,115 @@
+// Package relocbuild builds Nix derivations where /nix/store cannot exist:
+// no root, no user namespaces, no ptrace (a Heroku dyno). A derivation's
+// inputs are copied into a view at a prefix as long as /nix/store
+// (/tmp/xxxxx), with the store folder's name rewritten to the prefix in
+// their files, as the launcher relocates an app. The builder runs with its
+// outputs, environment and arguments rewritten the same way. Its outputs
+// are then rewritten back to /nix/store, moved into the store folder, and
+// described with their NAR hash and references for Nix to register.
+package relocbuild
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/nixcnb/nix-buildpack/closure"
+	"github.com/nixcnb/nix-buildpack/nixstore"
+	"github.com/nixcnb/nix-buildpack/relocate"
+)
+
+// viewParent is where views are made: /tmp, so that "/tmp/" and five
+// characters are exactly as long as /nix/store.
+const viewParent = "/tmp"
+
+// View is a folder at a prefix as long as nixstore.Dir that holds
+// relocated copies of store paths. It belongs to one build.
+type View struct {
+	// Prefix is the view's folder, e.g. /tmp/k3x9q.
+	Prefix string
+	// StoreDir is the store folder the copies are made from and the
+	// outputs moved to: what Nix shows as /nix/store.
+	StoreDir string
+	placed   map[string]bool
+}
+
+// NewView makes a new view of storeDir at an unused prefix below /tmp. The
+// folder is created, never reused: a name another user made first is
+// skipped, so nobody else controls what builders find there.
+func NewView(storeDir string) (*View, error) {
+	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+	for range 100 {
+		var b [5]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return nil, err
+		}
+		name := make([]byte, len(b))
+		for i, c := range b {
+			name[i] = alphabet[int(c)%len(alphabet)]
+		}
+		prefix := viewParent + "/" + string(name)
+		err := os.Mkdir(prefix, 0o755)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("making a folder for relocated builds in %s: %w", viewParent, err)
+		}
+		return &View{Prefix: prefix, StoreDir: storeDir, placed: map[string]bool{}}, nil
+	}
+	return nil, fmt.Errorf("no unused name for a folder of relocated builds in %s", viewParent)
+}
+
+// Place copies each store path (an absolute /nix/store path) into the view,
+// relocated, unless it is there already.
+func (v *View) Place(paths ...string) error {
+	for _, p := range paths {
+		base, err := nixstore.Base(p)
+		if err != nil {
+			return err
+		}
+		if v.placed[base] {
+			continue
+		}
+		dst := filepath.Join(v.Prefix, base)
+		if err := removeTree(dst); err != nil {
+			return err
+		}
+		if err := relocate.Copy(filepath.Join(v.StoreDir, base), dst, v.Prefix); err != nil {
+			return fmt.Errorf("placing %s in the relocated view: %w", p, err)
+		}
+		v.placed[base] = true
+	}
+	return nil
+}
+
+// Path is where the view holds the store path p.
+func (v *View) Path(p string) string {
+	return v.Prefix + strings.TrimPrefix(p, nixstore.Dir)
+}
+
+// Relocate rewrites nixstore.Dir to the view's prefix in s: a builder's
+// path, argument or environment value.
+func (v *View) Relocate(s string) string {
+	return strings.ReplaceAll(s, nixstore.Dir, v.Prefix)
+}
+
+// Close removes the view.
+func (v *View) Close() error {
+	return removeTree(v.Prefix)
+}
+
+// removeTree deletes a tree that may be read-only, as store paths are.
+func removeTree(dir string) error {
+	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err := closure.MakeWritable(dir); err != nil {
+		return err
+	}
+	return os.RemoveAll(dir)
+}
