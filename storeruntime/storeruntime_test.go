@@ -220,6 +220,7 @@ func TestChooseAutoPrefersNative(t *testing.T) {
 		{Name: "native", Chosen: true, Reason: "it runs Nix with the store at /nix"},
 		{Name: "bwrap", Reason: "not needed: native works"},
 		{Name: "proot", Reason: "not needed: native works"},
+		{Name: "relocated", Reason: "not needed: native works"},
 	}
 	if !reflect.DeepEqual(attempts, want) {
 		t.Errorf("attempts:\n got %+v\nwant %+v", attempts, want)
@@ -236,10 +237,10 @@ func TestChooseAutoNothingWorks(t *testing.T) {
 			t.Fatalf("preference %q: chose %s though the probe fails everywhere", preference, rt.Name())
 		}
 		unavailable(t, err)
-		wantNames := []string{"native", "bwrap", "proot"}
-		wantReasons := []string{"running Nix failed: exit status 1", "not installed", "no proot binary"}
-		if len(attempts) != 3 {
-			t.Fatalf("attempts = %+v, want native, bwrap and proot", attempts)
+		wantNames := []string{"native", "bwrap", "proot", "relocated"}
+		wantReasons := []string{"running Nix failed: exit status 1", "not installed", "no proot binary", "/bin/false is not in /nix/store"}
+		if len(attempts) != 4 {
+			t.Fatalf("attempts = %+v, want native, bwrap, proot and relocated", attempts)
 		}
 		for i, a := range attempts {
 			if a.Name != wantNames[i] || a.Chosen || !strings.Contains(a.Reason, wantReasons[i]) {
@@ -275,7 +276,7 @@ func TestChooseAutoFallsThroughToBwrap(t *testing.T) {
 	if rt.Name() != storeruntime.Bwrap {
 		t.Errorf("chose %s, want bwrap", rt.Name())
 	}
-	if len(attempts) != 3 {
+	if len(attempts) != 4 {
 		t.Fatalf("attempts = %+v", attempts)
 	}
 	if a := attempts[0]; a.Name != "native" || a.Chosen || !strings.Contains(a.Reason, "running Nix failed") || !strings.Contains(a.Reason, "/nix/busybox") {
@@ -415,5 +416,64 @@ func TestRuntimesShowTheStoreAtNix(t *testing.T) {
 	}
 	if _, err := os.Lstat("/nix"); errors.Is(hostNixErr, os.ErrNotExist) && err == nil {
 		t.Error("running the runtimes created /nix on the host")
+	}
+}
+
+// The relocated runtime runs a store program from a copy at a prefix as
+// long as /nix/store, with every store path it names copied too and the
+// store's name rewritten there; the store itself is left as it was.
+func TestRelocatedRunsStoreProgramsFromAView(t *testing.T) {
+	busybox, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		t.Fatalf("this test runs a static busybox from the store: %v", err)
+	}
+	nixDir := t.TempDir()
+	store := filepath.Join(nixDir, "store")
+	const bb = "0kmcprplnnl0ig8h0wzl0843gal0633r-busybox"
+	const script = "1kmcprplnnl0ig8h0wzl0843gal0633r-hello"
+	if err := os.MkdirAll(filepath.Join(store, bb, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(store, bb, "bin", "busybox"), busybox, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The program the probe runs names the other store path.
+	if err := os.MkdirAll(filepath.Join(store, script, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	hello := "#!/nix/store/" + bb + "/bin/busybox sh\necho \"$0 sees $NIX_STORE_DIR\"\n"
+	if err := os.WriteFile(filepath.Join(store, script, "bin", "hello"), []byte(hello), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	probe := []string{"/nix/store/" + script + "/bin/hello"}
+	rt, attempts, err := storeruntime.Choose(context.Background(), storeruntime.RelocatedName, storeruntime.Options{
+		NixDir: nixDir, RootDir: t.TempDir(), Probe: probe,
+	})
+	if err != nil {
+		t.Fatalf("%v (attempts %+v)", err, attempts)
+	}
+	relocated, ok := rt.(storeruntime.Relocated)
+	if !ok {
+		t.Fatalf("chose %s, want relocated", rt.Name())
+	}
+	prefix := relocated.View().Prefix
+	if len(prefix) != len("/nix/store") || !strings.HasPrefix(prefix, "/tmp/") {
+		t.Errorf("the view's prefix is %q, want /tmp/ and 5 characters", prefix)
+	}
+	out, err := rt.Command(context.Background(), nil, probe...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("running the probe from the view: %v\n%s", err, out)
+	}
+	if want := prefix + "/" + script + "/bin/hello sees /nix/store\n"; string(out) != want {
+		t.Errorf("the probe said %q, want %q", out, want)
+	}
+	if data, _ := os.ReadFile(filepath.Join(store, script, "bin", "hello")); string(data) != hello {
+		t.Errorf("the store's copy changed:\n%s", data)
+	}
+	if err := relocated.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(prefix); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Close left %s: %v", prefix, err)
 	}
 }

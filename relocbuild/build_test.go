@@ -1,0 +1,224 @@
+package relocbuild_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nix-community/go-nix/pkg/derivation"
+
+	"github.com/nixcnb/nix-buildpack/relocbuild"
+)
+
+const (
+	busyboxBase = "0kmcprplnnl0ig8h0wzl0843gal0633r-busybox"
+	libBase     = "1kmcprplnnl0ig8h0wzl0843gal0633r-lib"
+	outBase     = "2kmcprplnnl0ig8h0wzl0843gal0633r-out"
+	drvBase     = "3kmcprplnnl0ig8h0wzl0843gal0633r-out.drv"
+)
+
+// store makes a store folder holding a static busybox and a library path
+// that names the busybox, and a view of it.
+func store(t *testing.T) (*relocbuild.View, string) {
+	t.Helper()
+	busybox, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		t.Fatalf("this test runs a static busybox as a builder: %v", err)
+	}
+	dir := t.TempDir()
+	for path, data := range map[string]string{
+		busyboxBase + "/bin/busybox": string(busybox),
+		libBase + "/greeting":        "hello from /nix/store/" + busyboxBase + "\n",
+	} {
+		full := filepath.Join(dir, filepath.FromSlash(path))
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(data), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	view, err := relocbuild.NewView(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = view.Close() })
+	return view, dir
+}
+
+// job writes a derivation whose builder is busybox sh running script.
+func job(t *testing.T, storeDir, script string, out *derivation.Output) relocbuild.Job {
+	t.Helper()
+	if out == nil {
+		out = &derivation.Output{}
+	}
+	out.Path = "/nix/store/" + outBase
+	drv := &derivation.Derivation{
+		Outputs:      map[string]*derivation.Output{"out": out},
+		InputSources: []string{"/nix/store/" + busyboxBase, "/nix/store/" + libBase},
+		Platform:     "x86_64-linux",
+		Builder:      "/nix/store/" + busyboxBase + "/bin/busybox",
+		Arguments:    []string{"sh", "-c", script},
+		Env: map[string]string{
+			"name": "out", "out": out.Path, "system": "x86_64-linux",
+			"builder": "/nix/store/" + busyboxBase + "/bin/busybox",
+			"lib":     "/nix/store/" + libBase,
+		},
+	}
+	var text bytes.Buffer
+	if err := drv.WriteDerivation(&text); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(storeDir, drvBase), text.Bytes(), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	read, err := relocbuild.ReadDerivation(storeDir, "/nix/store/"+drvBase)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return relocbuild.Job{
+		DrvPath:    "/nix/store/" + drvBase,
+		Derivation: read,
+		Closure:    []string{"/nix/store/" + busyboxBase, "/nix/store/" + libBase},
+		Log:        &bytes.Buffer{},
+	}
+}
+
+func TestBuildMovesTheOutputBackToTheStore(t *testing.T) {
+	view, storeDir := store(t)
+	// Two lines: the script's newline must reach the builder as one.
+	script := `bb=/nix/store/` + busyboxBase + `/bin/busybox
+$bb mkdir -p $out/bin
+$bb cp $lib/greeting $out/greeting
+$bb ln -s $lib/greeting $out/link
+$bb echo "built in $NIX_STORE with $PATH" > $out/where
+printf '#!%s sh\necho hi\n' $bb > $out/bin/hi
+$bb chmod +x $out/bin/hi`
+	j := job(t, storeDir, script, nil)
+	infos, err := view.Build(context.Background(), j)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, j.Log)
+	}
+	out := filepath.Join(storeDir, outBase)
+	for file, want := range map[string]string{
+		"greeting": "hello from /nix/store/" + busyboxBase + "\n",
+		"where":    "built in /nix/store with /path-not-set\n",
+		"bin/hi":   "#!/nix/store/" + busyboxBase + "/bin/busybox sh\necho hi\n",
+	} {
+		got, err := os.ReadFile(filepath.Join(out, file))
+		if err != nil || string(got) != want {
+			t.Errorf("%s = %q (%v), want %q", file, got, err, want)
+		}
+	}
+	if target, _ := os.Readlink(filepath.Join(out, "link")); target != "/nix/store/"+libBase+"/greeting" {
+		t.Errorf("link -> %q, want the library's store path", target)
+	}
+	info, err := os.Stat(filepath.Join(out, "bin", "hi"))
+	if err != nil || info.Mode().Perm() != 0o555 || info.ModTime().Unix() != 1 {
+		t.Errorf("bin/hi: %v %v, want r-xr-xr-x from 1 s after the epoch", info.Mode(), err)
+	}
+	if len(infos) != 1 {
+		t.Fatalf("infos = %+v, want one output", infos)
+	}
+	got := infos[0]
+	if got.Path != "/nix/store/"+outBase || got.Deriver != j.DrvPath || got.NarSize == 0 || !strings.HasPrefix(got.NarHash, "sha256:") {
+		t.Errorf("info = %+v", got)
+	}
+	// The busybox named in bin/hi and the library: not the builder's own
+	// path unless named.
+	want := []string{"/nix/store/" + busyboxBase, "/nix/store/" + libBase}
+	if strings.Join(got.References, " ") != strings.Join(want, " ") {
+		t.Errorf("references = %q, want %q", got.References, want)
+	}
+	if _, err := os.Lstat(view.Path("/nix/store/" + outBase)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the output is still in the view: %v", err)
+	}
+}
+
+func TestAFailedBuildLeavesNoOutput(t *testing.T) {
+	view, storeDir := store(t)
+	j := job(t, storeDir, "/nix/store/"+busyboxBase+"/bin/busybox mkdir $out; exit 3", nil)
+	_, err := view.Build(context.Background(), j)
+	if err == nil || !strings.Contains(err.Error(), "failed with exit code 3") {
+		t.Fatalf("err = %v, want the exit code", err)
+	}
+	for _, dir := range []string{filepath.Join(storeDir, outBase), view.Path("/nix/store/" + outBase)} {
+		if _, err := os.Lstat(dir); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s is left: %v", dir, err)
+		}
+	}
+}
+
+// An output that holds the view's prefix inside compressed data cannot be
+// moved back exactly: refused, naming the file.
+func TestAnOutputWithThePrefixCompressedIsRefused(t *testing.T) {
+	view, storeDir := store(t)
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	_, _ = zw.Write([]byte(view.Prefix + "/" + libBase))
+	_ = zw.Close()
+	src := filepath.Join(t.TempDir(), "paths.gz")
+	if err := os.WriteFile(src, gz.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bb := "/nix/store/" + busyboxBase + "/bin/busybox"
+	j := job(t, storeDir, bb+" mkdir $out && "+bb+" cp "+src+" $out/paths.gz", nil)
+	_, err := view.Build(context.Background(), j)
+	if err == nil || !strings.Contains(err.Error(), "paths.gz cannot be moved back to /nix/store exactly: it is gzip-compressed") {
+		t.Fatalf("err = %v, want the compressed file named", err)
+	}
+	if _, err := os.Lstat(filepath.Join(storeDir, outBase)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the refused output reached the store: %v", err)
+	}
+}
+
+func TestAFixedOutputIsChecked(t *testing.T) {
+	view, storeDir := store(t)
+	bb := "/nix/store/" + busyboxBase + "/bin/busybox"
+	// sha256 of "hello\n".
+	sum := "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"
+	for _, c := range []struct{ content, wantErr string }{
+		{"hello", ""},
+		{"other", "hash mismatch in fixed-output derivation"},
+	} {
+		j := job(t, storeDir, bb+" echo "+c.content+" > $out", &derivation.Output{HashAlgorithm: "sha256", Hash: sum})
+		_, err := view.Build(context.Background(), j)
+		if c.wantErr == "" && err != nil || c.wantErr != "" && (err == nil || !strings.Contains(err.Error(), c.wantErr)) {
+			t.Errorf("%s: err = %v, want %q", c.content, err, c.wantErr)
+		}
+		_ = os.Chmod(filepath.Join(storeDir, outBase), 0o644)
+		_ = os.Remove(filepath.Join(storeDir, outBase))
+	}
+}
+
+func TestBuiltinBuildersAreRefused(t *testing.T) {
+	view, storeDir := store(t)
+	j := job(t, storeDir, "", nil)
+	j.Derivation.Builder = "builtin:fetchurl"
+	_, err := view.Build(context.Background(), j)
+	if err == nil || !strings.Contains(err.Error(), "Nix's built-in builtin:fetchurl") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// Nix escapes a .drv file's strings; the builder must get them unescaped.
+func TestReadDerivationUnescapesArguments(t *testing.T) {
+	dir := t.TempDir()
+	aterm := `Derive([("out","/nix/store/` + outBase + `","","")],[],[],"x86_64-linux","/bin/sh",["-c","echo \"a\"\nprintf '\\t'"],[("name","out"),("out","/nix/store/` + outBase + `")])`
+	if err := os.WriteFile(filepath.Join(dir, drvBase), []byte(aterm), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	drv, err := relocbuild.ReadDerivation(dir, "/nix/store/"+drvBase)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "echo \"a\"\nprintf '\\t'"; len(drv.Arguments) != 2 || drv.Arguments[1] != want {
+		t.Errorf("arguments = %q, want %q", drv.Arguments, []string{"-c", want})
+	}
+}
