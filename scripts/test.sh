@@ -89,7 +89,7 @@ go test -count=1 -cover ./build/ || rc=$?
 # On the oldest supported Nix, what every user relies on: detect, build,
 # run and an unchanged rebuild; a flake; a failing build explained; the
 # S3 push and restore; each store runtime.
-oldest='^(TestBuildRunAndRebuild|TestFlakeBuildsWithNixBuild|TestFailingNixBuildsSayWhy|TestSharingThroughS3|TestStoreRuntimes)$'
+oldest='^(TestBuildRunAndRebuild|TestFlakeBuildsWithNixBuild|TestFailingNixBuildsSayWhy|TestSharingThroughS3|TestStoreRuntimes|TestBuildsWhereNothingIsAllowed)$'
 echo "==> go test ./integration/ -run '$oldest' (on Nix $(sed -n 's/^NIX_RELEASE_VERSION=//p' "$(dirname "$tools")/nix-release-2.8/nix-release.env"))"
 NIXCNB_NIX_VERSION=2.8 go test -count=1 -timeout 30m -run "$oldest" ./integration/ || rc=$?
 exit "$rc"
