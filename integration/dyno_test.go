@@ -103,6 +103,21 @@ func TestOneOffBuildWhereNothingIsAllowed(t *testing.T) {
 	assertContains(t, said, "(relocated to /tmp/")
 	assertContains(t, said, "App pointer hello now names this build")
 
+	// Again, from an empty store: Nix substitutes everything from the
+	// bucket, under the relocated runtime too, and builds nothing.
+	said, code, err = suite.env.Exec(rootfs, harness.RunOptions{
+		Env:            platformEnv(s3.env),
+		DenyPtrace:     true,
+		ExtraBwrapArgs: []string{"--unshare-user", "--disable-userns"},
+	}, "build")
+	if err != nil || code != 0 {
+		t.Fatalf("the second build in the image failed: code %d, %v\n%s", code, err, said)
+	}
+	assertContains(t, said, "Store runtime: relocated")
+	if m := fetched.FindStringSubmatch(said); m == nil || m[1] != "0" || m[2] == "0" {
+		t.Errorf("want the second build to fetch what the first pushed and build nothing, got %q", m)
+	}
+
 	out = build(t, app, "dyno-two-stage:latest", cache, restoreOnly)
 	assertContains(t, out, "Restored 3 store paths")
 	assertServes(t, export(t, suite.env.Registry+"/dyno-two-stage:latest"), "Hello from Nix", "v1")
