@@ -212,8 +212,8 @@ func (r *run) openStore(layer packit.Layer, d decision, have previous[storeMetad
 	for _, a := range attempts {
 		if a.Chosen {
 			r.log.Subprocess("Store runtime: %s (%s)", a.Name, a.Reason)
-			if r.cfg.Sandbox && a.Name == storeruntime.Proot {
-				r.log.Subprocess("BP_NIX_SANDBOX=true, but Nix's sandbox needs namespaces the proot store runtime cannot give it: Nix builds without it")
+			if r.cfg.Sandbox && (a.Name == storeruntime.Proot || a.Name == storeruntime.RelocatedName) {
+				r.log.Subprocess("BP_NIX_SANDBOX=true, but Nix's sandbox needs namespaces the %s store runtime cannot give it: Nix builds without it", a.Name)
 			}
 		} else {
 			r.log.Detail("%s: %s", a.Name, a.Reason)

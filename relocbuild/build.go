@@ -132,8 +132,7 @@ func (v *View) Build(ctx context.Context, job Job) ([]nixstore.PathInfo, error) 
 	}
 	var infos []nixstore.PathInfo
 	for _, name := range names {
-		out := drv.Outputs[name]
-		info, err := v.storeOutput(job.DrvPath, name, out, candidates)
+		info, err := v.storeOutput(job.DrvPath, drv, name, candidates)
 		if err != nil {
 			for _, n := range names {
 				_ = removeTree(v.Path(drv.Outputs[n].Path))
@@ -248,7 +247,8 @@ func (v *View) builderEnv(drv *derivation.Derivation, buildDir string) ([]string
 // storeOutput moves one output back to /nix/store: rewritten back,
 // checked, made canonical as Nix makes outputs, moved into the store
 // folder and described.
-func (v *View) storeOutput(drvPath, name string, out *derivation.Output, candidates map[string]string) (nixstore.PathInfo, error) {
+func (v *View) storeOutput(drvPath string, drv *derivation.Derivation, name string, candidates map[string]string) (nixstore.PathInfo, error) {
+	out := drv.Outputs[name]
 	built := v.Path(out.Path)
 	if _, err := os.Lstat(built); err != nil {
 		return nixstore.PathInfo{}, fmt.Errorf("builder for '%s' failed to produce output path for output '%s' at '%s'", drvPath, name, out.Path)
@@ -276,6 +276,10 @@ func (v *View) storeOutput(drvPath, name string, out *derivation.Output, candida
 		return nixstore.PathInfo{}, err
 	}
 	info.Deriver = drvPath
+	if err := checkReferences(drv, info); err != nil {
+		_ = removeTree(dst)
+		return nixstore.PathInfo{}, fmt.Errorf("the output %s of %s: %w", out.Path, drvPath, err)
+	}
 	if err := checkFixedOutput(dst, out, info); err != nil {
 		_ = removeTree(dst)
 		return nixstore.PathInfo{}, fmt.Errorf("the output %s of %s: %w", out.Path, drvPath, err)

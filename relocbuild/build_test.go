@@ -222,3 +222,25 @@ func TestReadDerivationUnescapesArguments(t *testing.T) {
 		t.Errorf("arguments = %q, want %q", drv.Arguments, []string{"-c", want})
 	}
 }
+
+// allowedReferences and disallowedReferences hold as under Nix.
+func TestReferenceRulesAreApplied(t *testing.T) {
+	bb := "/nix/store/" + busyboxBase + "/bin/busybox"
+	// The greeting names the busybox, not the library it is in.
+	for _, c := range []struct {
+		attr, value, wantErr string
+	}{
+		{"allowedReferences", "/nix/store/" + busyboxBase, ""},
+		{"allowedReferences", "out", "which allowedReferences does not list"},
+		{"disallowedReferences", "/nix/store/" + busyboxBase, "which disallowedReferences forbids"},
+		{"disallowedReferences", "/nix/store/" + libBase, ""},
+	} {
+		view, storeDir := store(t)
+		j := job(t, storeDir, bb+" cp $lib/greeting $out", nil)
+		j.Derivation.Env[c.attr] = c.value
+		_, err := view.Build(context.Background(), j)
+		if c.wantErr == "" && err != nil || c.wantErr != "" && (err == nil || !strings.Contains(err.Error(), c.wantErr)) {
+			t.Errorf("%s = %q: err = %v, want %q", c.attr, c.value, err, c.wantErr)
+		}
+	}
+}

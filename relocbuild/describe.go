@@ -91,6 +91,41 @@ func isBase32(c byte) bool {
 	return strings.IndexByte("0123456789abcdfghijklmnpqrsvwxyz", c) >= 0
 }
 
+// checkReferences applies the derivation's allowedReferences and
+// disallowedReferences, as Nix does after a build: each lists store paths
+// or the derivation's own output names.
+func checkReferences(drv *derivation.Derivation, info nixstore.PathInfo) error {
+	resolve := func(attr string) (map[string]bool, bool) {
+		value, ok := drv.Env[attr]
+		if !ok {
+			return nil, false
+		}
+		set := map[string]bool{}
+		for _, item := range strings.Fields(value) {
+			if out, ok := drv.Outputs[item]; ok {
+				item = out.Path
+			}
+			set[item] = true
+		}
+		return set, true
+	}
+	if allowed, ok := resolve("allowedReferences"); ok {
+		for _, ref := range info.References {
+			if !allowed[ref] {
+				return fmt.Errorf("it refers to %s, which allowedReferences does not list", ref)
+			}
+		}
+	}
+	if disallowed, ok := resolve("disallowedReferences"); ok {
+		for _, ref := range info.References {
+			if disallowed[ref] {
+				return fmt.Errorf("it refers to %s, which disallowedReferences forbids", ref)
+			}
+		}
+	}
+	return nil
+}
+
 // checkFixedOutput checks a fixed-output derivation's output against the
 // hash the derivation promises; other outputs pass.
 func checkFixedOutput(dir string, out *derivation.Output, info nixstore.PathInfo) error {
