@@ -122,3 +122,24 @@ func TestOneOffBuildWhereNothingIsAllowed(t *testing.T) {
 	assertContains(t, out, "Restored 3 store paths")
 	assertServes(t, export(t, suite.env.Registry+"/dyno-two-stage:latest"), "Hello from Nix", "v1")
 }
+
+// A flake builds there too: nix build's dry run says what the relocated
+// runtime must build.
+func TestFlakeBuildsWhereNothingIsAllowed(t *testing.T) {
+	suite.env.Log = t.Output()
+	image := suite.env.Registry + "/dyno-flake:latest"
+	opts := dynoBuild
+	opts.BuildpackDir = suite.buildpackDir
+	opts.AppDir = fixture(t, "hello-web", "hello-flake")
+	opts.Image = image
+	opts.CacheDir = cacheDir(t)
+	opts.PlatformEnv = platformEnv(nil)
+	result, err := suite.env.Build(opts)
+	if err != nil {
+		t.Fatalf("build failed: %v", err)
+	}
+	assertContains(t, result.Output, "Store runtime: relocated")
+	assertContains(t, result.Output, "Building the app: nix build (flake)")
+	assertContains(t, result.Output, "Nix built 3 derivations")
+	assertServes(t, export(t, image), "Hello from Nix", "v1")
+}
