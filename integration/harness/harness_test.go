@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -182,4 +183,83 @@ func TestHarness(t *testing.T) {
 		t.Errorf("build with a buildpack that never passes detection: want ErrDetectFailed, got %v", err)
 	}
 	t.Logf("done in %v", time.Since(started))
+}
+
+// faultBuild does what the platform env MODE says: "kill" writes a file
+// into a layer, says so and sleeps (KillBuilderOn stops it); "look" finds
+// that file; "fill" writes 8 MiB into the layers folder.
+const faultBuild = `#!/bin/sh
+set -eu
+case "$(cat "$CNB_PLATFORM_DIR/env/MODE")" in
+kill)
+  mkdir -p "$CNB_LAYERS_DIR/half"
+  echo "written before the kill" > "$CNB_LAYERS_DIR/half/file"
+  echo "fault: half written"
+  sleep 60
+  echo "fault: still running after the kill"
+  ;;
+look)
+  cat "$CNB_LAYERS_DIR/half/file"
+  ;;
+fill)
+  dd if=/dev/zero of="$CNB_LAYERS_DIR/big" bs=1M count=8
+  ;;
+esac
+`
+
+// TestHarnessKeepsLayersKillsAndFills: a kept layers folder shows the next
+// build what a killed one left, KillBuilderOn kills the builder with
+// SIGKILL at its line, and LayersSize makes the layers folder a small disk.
+func TestHarnessKeepsLayersKillsAndFills(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("the harness needs root: run the tests as root (scripts/test.sh)")
+	}
+	env, err := Start("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := env.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	env.Log = t.Output()
+	src := t.TempDir()
+	bp := filepath.Join(src, "buildpack")
+	writeFile(t, filepath.Join(bp, "buildpack.toml"), strings.Replace(helloBuildpackTOML, "test/hello", "test/fault", 1), 0o644)
+	writeFile(t, filepath.Join(bp, "bin/detect"), helloDetect, 0o755)
+	writeFile(t, filepath.Join(bp, "bin/build"), faultBuild, 0o755)
+	layers := filepath.Join(env.WorkDir, "kept-layers") // where the cnb user reaches
+	opts := func(mode string) BuildOptions {
+		return BuildOptions{BuildpackDir: bp, Image: env.Registry + "/fault:latest", PlatformEnv: map[string]string{"MODE": mode}, LayersDir: layers}
+	}
+
+	kill := opts("kill")
+	kill.KillBuilderOn = "fault: half written"
+	began := time.Now()
+	killed, err := env.Build(kill)
+	var phaseErr *PhaseError
+	if !errors.As(err, &phaseErr) || phaseErr.Phase != "builder" || phaseErr.Signal != syscall.SIGKILL {
+		t.Fatalf("want the builder killed by SIGKILL, got %v\n%s", err, killed.Output)
+	}
+	if took := time.Since(began); took > 30*time.Second || strings.Contains(killed.Output, "still running") {
+		t.Fatalf("the builder ran on after the kill (%v):\n%s", took, killed.Output)
+	}
+	if last := killed.Phases[len(killed.Phases)-1].Phase; last != "builder" {
+		t.Fatalf("the phases went on after the killed builder, up to %s", last)
+	}
+
+	look, err := env.Build(opts("look"))
+	if err != nil {
+		t.Fatalf("the build after the kill: %v\n%s", err, look.Output)
+	}
+	mustContain(t, "the build in the kept layers folder", look.Output, "written before the kill")
+
+	fill := opts("fill")
+	fill.LayersDir, fill.LayersSize = "", 4<<20
+	full, err := env.Build(fill)
+	if !errors.As(err, &phaseErr) || phaseErr.Phase != "builder" {
+		t.Fatalf("want the builder to fail writing 8 MiB into a 4 MiB layers folder, got %v\n%s", err, full.Output)
+	}
+	mustContain(t, "the build on a small disk", full.Output, "No space left on device")
 }
