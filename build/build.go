@@ -69,6 +69,9 @@ func Build(cfg config.Config, tools Tools) packit.BuildFunc {
 		for _, b := range cfg.Bindings {
 			r.log.Process("Service %s", b)
 		}
+		if err := r.discardLeftovers(); err != nil {
+			return packit.BuildResult{}, err
+		}
 
 		plan, err := detect.ReadPlan(ctx.Plan)
 		if err != nil {

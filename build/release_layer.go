@@ -24,7 +24,7 @@ type releaseMetadata struct {
 // decideRelease keeps the unpacked release while its checksum is the one
 // wanted; where it was fetched from does not matter.
 func decideRelease(have previous[releaseMetadata], want releaseMetadata) decision {
-	if d, ok := have.unusable("no release cached by an earlier build", want); ok {
+	if d, ok := have.unusableCached("no release cached by an earlier build", want); ok {
 		return d
 	}
 	if have.Meta.Checksum != want.Checksum {

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/nixcnb/nix-buildpack/integration/harness"
@@ -221,4 +223,135 @@ func TestS3StopsMidPushThenRestarts(t *testing.T) {
 		t.Fatal("the next build did not complete the push: the pointer still names the old build")
 	}
 	assertConsistent(t, s3)
+}
+
+// buildOptions builds app into image with the test's cache.
+func buildOptions(t *testing.T, app, image string) harness.BuildOptions {
+	return harness.BuildOptions{
+		BuildpackDir: suite.buildpackDir,
+		AppDir:       app,
+		Image:        suite.env.Registry + "/" + image,
+		CacheDir:     cacheDir(t),
+		PlatformEnv:  platformEnv(nil),
+	}
+}
+
+func mustBuild(t *testing.T, opts harness.BuildOptions) string {
+	t.Helper()
+	suite.env.Log = t.Output()
+	result, err := suite.env.Build(opts)
+	if err != nil {
+		t.Fatalf("build of %s failed: %v", opts.Image, err)
+	}
+	return result.Output
+}
+
+// buildKilled builds in a fresh layers folder with the builder killed by
+// SIGKILL at the first line that contains at, checks that it was, and
+// returns the options that start the builder again on the layers folder it
+// left, as Kubernetes restarts a pod's failed container.
+func buildKilled(t *testing.T, opts harness.BuildOptions, at string) (string, harness.BuildOptions) {
+	t.Helper()
+	suite.env.Log = t.Output()
+	opts.LayersDir = filepath.Join(suite.env.WorkDir, "layers-"+strings.NewReplacer("/", "-").Replace(t.Name()))
+	opts.KillBuilderOn = at
+	result, err := suite.env.Build(opts)
+	var phaseErr *harness.PhaseError
+	if !errors.As(err, &phaseErr) || phaseErr.Phase != "builder" || phaseErr.Signal != syscall.SIGKILL {
+		t.Fatalf("want the builder killed by SIGKILL at %q, got %v", at, err)
+	}
+	opts.KillBuilderOn = ""
+	opts.Phases = []string{"builder", "exporter"}
+	return result.Output, opts
+}
+
+// leftInStore lists the entries of the store in a layers folder that are
+// not store paths Nix finished: its build locks and build chroots.
+func leftInStore(t *testing.T, layers string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(layers, "nixcnb_nix", "nix-store", "nix", "store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".lock") || strings.HasSuffix(e.Name(), ".chroot") {
+			left = append(left, e.Name())
+		}
+	}
+	return left
+}
+
+// A build is killed with SIGKILL in the middle of the Nix build, and the
+// platform starts the builder again on the layers folder it left (the
+// lifecycle's cache is as the last good build saved it: the exporter never
+// ran). Nix's database survives a kill, but the store holds what Nix had
+// not finished: the build's lock and its chroot. The next build removes
+// them before Nix runs and says so, keeps the store, builds what the
+// killed one did not, and its image serves.
+func TestKilledDuringTheNixBuild(t *testing.T) {
+	app := fixture(t, "hello-web")
+	opts := buildOptions(t, app, "killed-in-nix:latest")
+	mustBuild(t, opts)
+
+	writeFile(t, filepath.Join(app, "version.txt"), []byte("v2\n"))
+	killed, retry := buildKilled(t, opts, "building '")
+	if strings.Contains(killed, "Nix built ") {
+		t.Fatalf("the kill came after the Nix build:\n%s", killed)
+	}
+	left := leftInStore(t, retry.LayersDir)
+	if len(left) == 0 {
+		t.Fatal("the killed Nix build left no lock or chroot in the store: the test made no fault")
+	}
+
+	out := mustBuild(t, retry)
+	removed := regexp.MustCompile(`Removed \d+ entr(y|ies) from the store that Nix's database does not list, which a build stopped before it finished left: (.*)`).FindStringSubmatch(out)
+	if removed == nil {
+		t.Fatalf("the next build did not say what it removed from the store:\n%s", out)
+	}
+	for _, name := range left {
+		if !strings.Contains(removed[2], name) {
+			t.Errorf("the next build did not remove %s (it removed %s)", name, removed[2])
+		}
+	}
+	if got := leftInStore(t, retry.LayersDir); len(got) > 0 {
+		t.Errorf("the store still holds %v", got)
+	}
+	assertContains(t, out, "Nix built 1 derivation and fetched 0 paths")
+	assertServes(t, export(t, opts.Image), "Hello from Nix", "v2")
+}
+
+// A build is killed with SIGKILL while it makes the closure's layers, and
+// the platform starts the builder again on the layers folder it left: the
+// folders of the layers it was making are half made, beside metadata that
+// describes the previous image's layers. The next build discards them and
+// says so, makes them again, and its image serves.
+func TestKilledWhileMakingTheClosureLayers(t *testing.T) {
+	app := fixture(t, "hello-web")
+	opts := buildOptions(t, app, "killed-in-closure:latest")
+	mustBuild(t, opts)
+
+	writeFile(t, filepath.Join(app, "version.txt"), []byte("v2\n"))
+	killed, retry := buildKilled(t, opts, "Making the closure layer")
+	if strings.Contains(killed, "Assigning launch processes") {
+		t.Fatalf("the kill came after the closure layers were made:\n%s", killed)
+	}
+	// The launch layers' folders the killed build had made.
+	entries, err := os.ReadDir(filepath.Join(retry.LayersDir, "nixcnb_nix"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var half []string
+	for _, e := range entries {
+		if e.IsDir() && !slices.Contains([]string{"nix-release", "nix-store", "proot"}, e.Name()) {
+			half = append(half, e.Name())
+		}
+	}
+	if !slices.ContainsFunc(half, func(name string) bool { return strings.HasSuffix(name, "-hello-app") }) {
+		t.Fatalf("the killed build left no layer of the new app, only %v: the test made no fault", half)
+	}
+
+	out := mustBuild(t, retry)
+	assertContains(t, out, "Discarding what an earlier build left unfinished in the layers folder: "+strings.Join(half, ", ")+"\n")
+	assertServes(t, export(t, opts.Image), "Hello from Nix", "v2")
 }

@@ -71,12 +71,16 @@ type BuildOptions struct {
 	// phase (bwrap --unshare-user --disable-userns).
 	DisableUserNamespaces bool
 	ExtraBuilderBwrapArgs []string // raw extra bwrap args for the builder phase
-	// LayersDir is a layers folder the caller keeps between builds, as a
-	// platform does that keeps /layers (a pod whose container restarts
-	// keeps its emptyDir volumes): each Build finds what the one before
-	// left in it. Created if missing, where the cnb user can reach it (under
-	// WorkDir); "" means a fresh one in Dir.
+	// LayersDir is a layers folder the caller keeps between builds: each
+	// Build finds what the one before left in it. Created if missing, where
+	// the cnb user can reach it (under WorkDir); "" means a fresh one in Dir.
 	LayersDir string
+	// Phases are the lifecycle phases to run, in their order; nil means all
+	// five. With LayersDir, {"builder", "exporter"} is a platform that
+	// starts a killed builder again on the layers folder it left, as
+	// Kubernetes restarts a failed container of a pod (init containers
+	// included) with the pod's emptyDir volumes as they were.
+	Phases []string
 	// LayersSize, if set, makes the layers folder a tmpfs of that many
 	// bytes for every phase: a small disk. Close unmounts it.
 	LayersSize int64
@@ -139,6 +143,11 @@ func (e *Env) Build(opts BuildOptions) (BuildResult, error) {
 	if opts.BuildpackDir == "" || opts.Image == "" {
 		return BuildResult{}, errors.New("BuildOptions needs BuildpackDir and Image")
 	}
+	for _, p := range opts.Phases {
+		if !slices.Contains([]string{"analyzer", "detector", "restorer", "builder", "exporter"}, p) {
+			return BuildResult{}, fmt.Errorf("BuildOptions.Phases: no lifecycle phase %q", p)
+		}
+	}
 	opts, err := absolutePaths(opts)
 	if err != nil {
 		return BuildResult{}, err
@@ -151,6 +160,9 @@ func (e *Env) Build(opts BuildOptions) (BuildResult, error) {
 	out := teeTo(&output, e.Log)
 	result := BuildResult{Dir: dirs.root}
 	for _, p := range e.phases(opts, dirs) {
+		if opts.Phases != nil && !slices.Contains(opts.Phases, p.name) {
+			continue
+		}
 		fmt.Fprintf(out, "===> %s\n", p.title)
 		began := time.Now()
 		err := e.runPhase(p, dirs, out)

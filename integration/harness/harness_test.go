@@ -185,12 +185,18 @@ func TestHarness(t *testing.T) {
 	t.Logf("done in %v", time.Since(started))
 }
 
-// faultBuild does what the platform env MODE says: "kill" writes a file
-// into a layer, says so and sleeps (KillBuilderOn stops it); "look" finds
-// that file; "fill" writes 8 MiB into the layers folder.
+// faultBuild does what the platform env MODE says: "cache" caches a
+// layer holding a symlink; "kill" writes a file into a layer, says so and
+// sleeps (KillBuilderOn stops it); "look" finds that file; "fill" writes
+// 8 MiB into the layers folder.
 const faultBuild = `#!/bin/sh
 set -eu
 case "$(cat "$CNB_PLATFORM_DIR/env/MODE")" in
+cache)
+  mkdir -p "$CNB_LAYERS_DIR/cached"
+  ln -sf target "$CNB_LAYERS_DIR/cached/link"
+  printf '[types]\ncache = true\n' > "$CNB_LAYERS_DIR/cached.toml"
+  ;;
 kill)
   mkdir -p "$CNB_LAYERS_DIR/half"
   echo "written before the kill" > "$CNB_LAYERS_DIR/half/file"
@@ -207,9 +213,13 @@ fill)
 esac
 `
 
-// TestHarnessKeepsLayersKillsAndFills: a kept layers folder shows the next
-// build what a killed one left, KillBuilderOn kills the builder with
-// SIGKILL at its line, and LayersSize makes the layers folder a small disk.
+// TestHarnessKeepsLayersKillsAndFills: KillBuilderOn kills the builder
+// with SIGKILL at its line, the builder started again on the kept layers
+// folder finds what the killed one left, and LayersSize makes the layers
+// folder a small disk. It also shows why a kept layers folder is only
+// seen by a builder started again: the whole lifecycle run again on one
+// fails in the restorer, which cannot restore a cached layer over its own
+// files.
 func TestHarnessKeepsLayersKillsAndFills(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("the harness needs root: run the tests as root (scripts/test.sh)")
@@ -229,16 +239,25 @@ func TestHarnessKeepsLayersKillsAndFills(t *testing.T) {
 	writeFile(t, filepath.Join(bp, "buildpack.toml"), strings.Replace(helloBuildpackTOML, "test/hello", "test/fault", 1), 0o644)
 	writeFile(t, filepath.Join(bp, "bin/detect"), helloDetect, 0o755)
 	writeFile(t, filepath.Join(bp, "bin/build"), faultBuild, 0o755)
-	layers := filepath.Join(env.WorkDir, "kept-layers") // where the cnb user reaches
-	opts := func(mode string) BuildOptions {
-		return BuildOptions{BuildpackDir: bp, Image: env.Registry + "/fault:latest", PlatformEnv: map[string]string{"MODE": mode}, LayersDir: layers}
+	opts := func(mode, layers string) BuildOptions {
+		return BuildOptions{BuildpackDir: bp, Image: env.Registry + "/fault-" + mode + ":latest", PlatformEnv: map[string]string{"MODE": mode},
+			CacheDir: filepath.Join(src, "cache-"+mode), LayersDir: filepath.Join(env.WorkDir, layers)} // where the cnb user reaches
+	}
+	var phaseErr *PhaseError
+
+	cached := opts("cache", "kept-cache")
+	if _, err := env.Build(cached); err != nil {
+		t.Fatalf("caching a layer: %v", err)
+	}
+	again, err := env.Build(cached)
+	if !errors.As(err, &phaseErr) || phaseErr.Phase != "restorer" || !strings.Contains(again.Output, "file exists") {
+		t.Errorf("the lifecycle run again on a kept layers folder: want the restorer to fail restoring the symlink, got %v\n%s", err, again.Output)
 	}
 
-	kill := opts("kill")
+	kill := opts("kill", "kept-kill")
 	kill.KillBuilderOn = "fault: half written"
 	began := time.Now()
 	killed, err := env.Build(kill)
-	var phaseErr *PhaseError
 	if !errors.As(err, &phaseErr) || phaseErr.Phase != "builder" || phaseErr.Signal != syscall.SIGKILL {
 		t.Fatalf("want the builder killed by SIGKILL, got %v\n%s", err, killed.Output)
 	}
@@ -248,14 +267,18 @@ func TestHarnessKeepsLayersKillsAndFills(t *testing.T) {
 	if last := killed.Phases[len(killed.Phases)-1].Phase; last != "builder" {
 		t.Fatalf("the phases went on after the killed builder, up to %s", last)
 	}
-
-	look, err := env.Build(opts("look"))
+	retry := opts("look", "kept-kill")
+	retry.Phases = []string{"builder", "exporter"}
+	look, err := env.Build(retry)
 	if err != nil {
-		t.Fatalf("the build after the kill: %v\n%s", err, look.Output)
+		t.Fatalf("the builder started again: %v\n%s", err, look.Output)
 	}
-	mustContain(t, "the build in the kept layers folder", look.Output, "written before the kill")
+	mustContain(t, "the builder started again", look.Output, "written before the kill")
+	if strings.Contains(look.Output, "===> RESTORING") || !strings.Contains(look.Output, "===> EXPORTING") {
+		t.Errorf("want only the builder and the exporter run again:\n%s", look.Output)
+	}
 
-	fill := opts("fill")
+	fill := opts("fill", "")
 	fill.LayersDir, fill.LayersSize = "", 4<<20
 	full, err := env.Build(fill)
 	if !errors.As(err, &phaseErr) || phaseErr.Phase != "builder" {
