@@ -1,7 +1,13 @@
 package integration
 
 import (
+	"archive/tar"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -354,4 +360,147 @@ func TestKilledWhileMakingTheClosureLayers(t *testing.T) {
 	out := mustBuild(t, retry)
 	assertContains(t, out, "Discarding what an earlier build left unfinished in the layers folder: "+strings.Join(half, ", ")+"\n")
 	assertServes(t, export(t, opts.Image), "Hello from Nix", "v2")
+}
+
+// cachedLayerTar is the file in which the lifecycle's volume cache keeps
+// a buildpack layer (committed/<diffID>.tar, named in the cache's
+// metadata), and that metadata, decoded.
+func cachedLayerTar(t *testing.T, cache, layer string) (string, map[string]any) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(cache, "committed", "io.buildpacks.lifecycle.cache.metadata"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var meta map[string]any
+	if err := json.Unmarshal(data, &meta); err != nil {
+		t.Fatal(err)
+	}
+	for _, bp := range meta["buildpacks"].([]any) {
+		if l, ok := bp.(map[string]any)["layers"].(map[string]any)[layer].(map[string]any); ok {
+			return filepath.Join(cache, "committed", l["sha"].(string)+".tar"), meta
+		}
+	}
+	t.Fatalf("the cache holds no layer %s", layer)
+	return "", nil
+}
+
+// rewriteCachedLayer rewrites a cached layer's tarball as a damaged disk
+// or an interrupted copy might have saved it, and names the new tarball
+// in the cache's metadata, so that the lifecycle's restorer, which checks
+// a layer's digest, restores it as it is: edit gets each entry's name and
+// contents and returns the contents to keep, or false to drop the entry.
+func rewriteCachedLayer(t *testing.T, cache, layer string, edit func(name string, body []byte) ([]byte, bool)) {
+	t.Helper()
+	old, meta := cachedLayerTar(t, cache, layer)
+	in, err := os.Open(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	var out bytes.Buffer
+	tr, tw := tar.NewReader(in), tar.NewWriter(&out)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, keep := edit(hdr.Name, body)
+		if !keep {
+			continue
+		}
+		if hdr.Typeflag == tar.TypeReg {
+			hdr.Size = int64(len(body))
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(out.Bytes())
+	diffID := "sha256:" + hex.EncodeToString(sum[:])
+	writeFile(t, filepath.Join(cache, "committed", diffID+".tar"), out.Bytes())
+	if err := os.Remove(old); err != nil {
+		t.Fatal(err)
+	}
+	for _, bp := range meta["buildpacks"].([]any) {
+		if l, ok := bp.(map[string]any)["layers"].(map[string]any)[layer].(map[string]any); ok {
+			l["sha"] = diffID
+		}
+	}
+	data, err := json.Marshal(meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(cache, "committed", "io.buildpacks.lifecycle.cache.metadata"), data)
+}
+
+// storeEntry matches a tar entry inside the store path named name of the
+// cached store layer, and gives the path's base name.
+func storeEntry(name string) *regexp.Regexp {
+	return regexp.MustCompile(`/nix-store/nix/store/([a-z0-9]{32}-` + regexp.QuoteMeta(name) + `)(/|$)`)
+}
+
+// The cached store is damaged where the platform keeps it, three ways, and
+// each time handed to the next build by the lifecycle's real restorer:
+//   - its tarball is cut short: the restorer finds that it does not match
+//     its digest and restores the layer's metadata without its files;
+//   - a file of a store path is cut short;
+//   - a store path the database lists is missing.
+//
+// Each time the build says so, discards the store and builds from an
+// empty one; the last image serves.
+func TestACorruptCachedStoreIsDiscarded(t *testing.T) {
+	app := fixture(t, "hello-web")
+	opts := buildOptions(t, app, "corrupt-store:latest")
+	mustBuild(t, opts)
+	damages := []struct {
+		what, version string
+		damage        func()
+		want          string
+	}{
+		{"the tarball cut short", "v2", func() {
+			tarball, _ := cachedLayerTar(t, opts.CacheDir, "nix-store")
+			info, err := os.Stat(tarball)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Truncate(tarball, info.Size()/2); err != nil {
+				t.Fatal(err)
+			}
+		}, "Starting with an empty store: its record came back from the cache without its files"},
+		{"a file cut short", "v3", func() {
+			rewriteCachedLayer(t, opts.CacheDir, "nix-store", func(name string, body []byte) ([]byte, bool) {
+				if storeEntry("hello-www").MatchString(name) && strings.HasSuffix(name, "/index.html") {
+					return body[:len(body)/2/8*8], true // cut at a multiple of 8 bytes, as a disk writes blocks
+				}
+				return body, true
+			})
+		}, "Discarding the cached store: 1 store path is not as its database records (a file cut short or missing), e.g. /nix/store/"},
+		{"a store path missing", "v4", func() {
+			rewriteCachedLayer(t, opts.CacheDir, "nix-store", func(name string, body []byte) ([]byte, bool) {
+				return body, !storeEntry("hello-page").MatchString(name)
+			})
+		}, "Discarding the cached store: 1 store path its database lists is missing, e.g. /nix/store/"},
+	}
+	for _, d := range damages {
+		d.damage()
+		writeFile(t, filepath.Join(app, "version.txt"), []byte(d.version+"\n"))
+		out := mustBuild(t, opts)
+		if !strings.Contains(out, d.want) || !strings.Contains(out, "Nix built 3 derivations and fetched 0 paths") {
+			t.Fatalf("with %s, the build did not say %q and build from an empty store:\n%s", d.what, d.want, out)
+		}
+	}
+	assertServes(t, export(t, opts.Image), "Hello from Nix", "v4")
 }
