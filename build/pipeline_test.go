@@ -5,10 +5,14 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/BurntSushi/toml"
@@ -334,6 +338,30 @@ func TestAFailingNixBuildIsReturned(t *testing.T) {
 		t.Fatalf("error %v", err)
 	}
 	f.logHas("Building the app: nix-build default.nix")
+}
+
+// A full disk, whether Nix says so or a write of the buildpack fails with
+// ENOSPC, fails the build with which folder's disk is full and what to do,
+// before the error itself.
+func TestAFullDiskIsNamed(t *testing.T) {
+	f := newFixture(t)
+	f.nix.buildErr = &nixcli.BuildError{Command: "nix-build default.nix", Summary: "error: writing to file: No space left on device"}
+	_, err := f.build()
+	want := regexp.MustCompile(`^no space left on the disk of the (layers|temporary) folder /\S+ \(\d+\.\d [KMGT]iB free of \d+\.\d [KMGT]iB\): give the build more disk space; ` +
+		`a failed build saves no layer, so the next one starts from the cache of the last build that succeeded: nix-build default.nix failed: error: writing to file: No space left on device$`)
+	if err == nil || !want.MatchString(err.Error()) {
+		t.Fatalf("error %v", err)
+	}
+
+	r := &run{ctx: packit.BuildContext{Layers: packit.Layers{Path: filepath.Join(f.layers, "nixcnb_nix")}}}
+	write := fmt.Errorf("copying the closure: %w", &os.PathError{Op: "write", Path: "/layers/x", Err: syscall.ENOSPC})
+	if got := r.explainFullDisk(write); !errors.Is(got, syscall.ENOSPC) || !strings.HasPrefix(got.Error(), "no space left on the disk of the ") {
+		t.Errorf("ENOSPC: %v", got)
+	}
+	other := errors.New("nix-build default.nix failed: syntax error")
+	if got := r.explainFullDisk(other); got != other {
+		t.Errorf("another error became %v", got)
+	}
 }
 
 func TestSandboxSettingIsPassedOnAndExplained(t *testing.T) {

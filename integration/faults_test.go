@@ -504,3 +504,41 @@ func TestACorruptCachedStoreIsDiscarded(t *testing.T) {
 	}
 	assertServes(t, export(t, opts.Image), "Hello from Nix", "v4")
 }
+
+// The layers folder's disk fills up in the middle of the build (a tmpfs
+// too small for Nix and its store): the build fails, its message names the
+// disk and says what to do, no layer metadata claims the half-written
+// layers and nothing reaches the cache; the next build with the same cache,
+// on a disk of the usual size, succeeds. Once the cache holds more than
+// the small disk, the lifecycle's restorer is what fails first.
+func TestTheLayersFolderDiskFills(t *testing.T) {
+	app := fixture(t, "hello-web")
+	opts := buildOptions(t, app, "disk-full:latest")
+	small := opts
+	small.LayersSize = 96 << 20
+	suite.env.Log = t.Output()
+	result, err := suite.env.Build(small)
+	var phaseErr *harness.PhaseError
+	if !errors.As(err, &phaseErr) || phaseErr.Phase != "builder" {
+		t.Fatalf("want the builder to fail on a full disk, got %v", err)
+	}
+	assertContains(t, result.Output, "no space left on the disk of the layers folder /layers (")
+	assertContains(t, result.Output, " free of 96.0 MiB): give the build more disk space; a failed build saves no layer, so the next one starts from the cache of the last build that succeeded: ")
+	records, err := filepath.Glob(filepath.Join(result.Dir, "layers", "nixcnb_nix", "*.toml"))
+	if err != nil || len(records) > 0 {
+		t.Errorf("the failed build left layer metadata %v (%v)", records, err)
+	}
+	if saved, _ := filepath.Glob(filepath.Join(opts.CacheDir, "committed", "*.tar")); len(saved) > 0 {
+		t.Errorf("the failed build's layers reached the cache: %v", saved)
+	}
+
+	out := mustBuild(t, opts)
+	assertContains(t, out, "Starting with an empty store: no store cached by an earlier build")
+	assertServes(t, export(t, opts.Image), "Hello from Nix", "v1")
+
+	result, err = suite.env.Build(small)
+	if !errors.As(err, &phaseErr) || phaseErr.Phase != "restorer" {
+		t.Fatalf("with a cache bigger than the disk, want the restorer to fail, got %v", err)
+	}
+	assertContains(t, result.Output, "no space left on device")
+}
