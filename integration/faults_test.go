@@ -252,23 +252,35 @@ func mustBuild(t *testing.T, opts harness.BuildOptions) string {
 	return result.Output
 }
 
-// buildKilled builds in a fresh layers folder with the builder killed by
-// SIGKILL at the first line that contains at, checks that it was, and
-// returns the options that start the builder again on the layers folder it
-// left, as Kubernetes restarts a pod's failed container.
-func buildKilled(t *testing.T, opts harness.BuildOptions, at string) (string, harness.BuildOptions) {
+// killedAfterAGoodBuild builds hello-web into image, changes its version
+// to v2 and builds it again in a fresh layers folder, with the builder
+// killed by SIGKILL at the first line that contains at, and checks that it
+// was, before the line that contains before. It returns the options of the
+// builds, and those that start the builder again on the layers folder the
+// killed one left, as Kubernetes restarts a pod's failed container.
+func killedAfterAGoodBuild(t *testing.T, image, at, before string) (opts, retry harness.BuildOptions) {
 	t.Helper()
+	app := fixture(t, "hello-web")
+	opts = buildOptions(t, app, image)
+	mustBuild(t, opts)
+	writeFile(t, filepath.Join(app, "version.txt"), []byte("v2\n"))
+
+	killed := opts
+	killed.LayersDir = filepath.Join(suite.env.WorkDir, "layers-"+strings.NewReplacer("/", "-").Replace(t.Name()))
+	killed.KillBuilderOn = at
 	suite.env.Log = t.Output()
-	opts.LayersDir = filepath.Join(suite.env.WorkDir, "layers-"+strings.NewReplacer("/", "-").Replace(t.Name()))
-	opts.KillBuilderOn = at
-	result, err := suite.env.Build(opts)
+	result, err := suite.env.Build(killed)
 	var phaseErr *harness.PhaseError
 	if !errors.As(err, &phaseErr) || phaseErr.Phase != "builder" || phaseErr.Signal != syscall.SIGKILL {
 		t.Fatalf("want the builder killed by SIGKILL at %q, got %v", at, err)
 	}
-	opts.KillBuilderOn = ""
-	opts.Phases = []string{"builder", "exporter"}
-	return result.Output, opts
+	if strings.Contains(result.Output, before) {
+		t.Fatalf("the kill came after %q:\n%s", before, result.Output)
+	}
+	retry = killed
+	retry.KillBuilderOn = ""
+	retry.Phases = []string{"builder", "exporter"}
+	return opts, retry
 }
 
 // leftInStore lists the entries of the store in a layers folder that are
@@ -296,15 +308,7 @@ func leftInStore(t *testing.T, layers string) []string {
 // them before Nix runs and says so, keeps the store, builds what the
 // killed one did not, and its image serves.
 func TestKilledDuringTheNixBuild(t *testing.T) {
-	app := fixture(t, "hello-web")
-	opts := buildOptions(t, app, "killed-in-nix:latest")
-	mustBuild(t, opts)
-
-	writeFile(t, filepath.Join(app, "version.txt"), []byte("v2\n"))
-	killed, retry := buildKilled(t, opts, "building '")
-	if strings.Contains(killed, "Nix built ") {
-		t.Fatalf("the kill came after the Nix build:\n%s", killed)
-	}
+	opts, retry := killedAfterAGoodBuild(t, "killed-in-nix:latest", "building '", "Nix built ")
 	left := leftInStore(t, retry.LayersDir)
 	if len(left) == 0 {
 		t.Fatal("the killed Nix build left no lock or chroot in the store: the test made no fault")
@@ -333,15 +337,7 @@ func TestKilledDuringTheNixBuild(t *testing.T) {
 // describes the previous image's layers. The next build discards them and
 // says so, makes them again, and its image serves.
 func TestKilledWhileMakingTheClosureLayers(t *testing.T) {
-	app := fixture(t, "hello-web")
-	opts := buildOptions(t, app, "killed-in-closure:latest")
-	mustBuild(t, opts)
-
-	writeFile(t, filepath.Join(app, "version.txt"), []byte("v2\n"))
-	killed, retry := buildKilled(t, opts, "Making the closure layer")
-	if strings.Contains(killed, "Assigning launch processes") {
-		t.Fatalf("the kill came after the closure layers were made:\n%s", killed)
-	}
+	opts, retry := killedAfterAGoodBuild(t, "killed-in-closure:latest", "Making the closure layer", "Assigning launch processes")
 	// The launch layers' folders the killed build had made.
 	entries, err := os.ReadDir(filepath.Join(retry.LayersDir, "nixcnb_nix"))
 	if err != nil {

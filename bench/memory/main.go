@@ -25,11 +25,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/nixcnb/nix-buildpack/bench/hostinfo"
+	"github.com/nixcnb/nix-buildpack/bench/units"
 	"github.com/nixcnb/nix-buildpack/integration/s3server"
 	"github.com/nixcnb/nix-buildpack/nixstore"
 )
@@ -62,7 +63,9 @@ func main() {
 		*size = "200M"
 	}
 	var err error
-	if o.size, err = parseSize(*size); err == nil && (o.paths < 1 || o.files < 1 || o.parallel < 1 || flag.NArg() > 0) {
+	if o.size, err = units.ParseSize(*size); err != nil {
+		err = fmt.Errorf("-size: %w", err)
+	} else if o.paths < 1 || o.files < 1 || o.parallel < 1 || flag.NArg() > 0 {
 		err = fmt.Errorf("-paths, -files and -parallel must be at least 1, and there are no arguments")
 	}
 	if err != nil {
@@ -74,22 +77,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "memory:", err)
 		os.Exit(1)
 	}
-}
-
-// parseSize reads "2G", "200M", "2GB", "100000": bytes, in powers of 1000.
-func parseSize(s string) (int64, error) {
-	num := strings.TrimSuffix(strings.ToUpper(strings.TrimSpace(s)), "B")
-	unit := 1.0
-	for suffix, u := range map[string]float64{"K": 1e3, "M": 1e6, "G": 1e9} {
-		if rest, ok := strings.CutSuffix(num, suffix); ok {
-			num, unit = rest, u
-		}
-	}
-	f, err := strconv.ParseFloat(num, 64)
-	if err != nil || f*unit < 1e3 {
-		return 0, fmt.Errorf("-size: %q is not a size of at least 1k, like 2G or 200M", s)
-	}
-	return int64(f * unit), nil
 }
 
 func progress(format string, args ...any) {
@@ -114,9 +101,13 @@ func run(o options) error {
 	} else {
 		defer os.RemoveAll(scratch)
 	}
-	progress("writing a closure of %s in %d store paths into %s", formatBytes(o.size), o.paths, scratch)
+	progress("writing a closure of %s in %d store paths into %s", units.Bytes(o.size), o.paths, scratch)
 	src := filepath.Join(scratch, "closure", "store")
-	infos, err := makeClosure(src, o.size, o.paths, o.files)
+	repoRoot, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	infos, err := makeClosure(repoRoot, src, o.size, o.paths, o.files)
 	if err != nil {
 		return err
 	}
@@ -156,7 +147,7 @@ func run(o options) error {
 		}},
 	}
 	steps[2].job.Roots = []string{app}
-	loadBefore := loadAverage()
+	loadBefore := hostinfo.LoadAverage()
 	var results []measured
 	for _, s := range steps {
 		progress("%s", strings.ReplaceAll(s.what, "*", ""))
@@ -165,7 +156,7 @@ func run(o options) error {
 			return fmt.Errorf("%s: %w", s.job.Mode, err)
 		}
 		m.what = s.what
-		progress("  %s, peak RSS %s", formatDuration(m.result.Took), formatBytes(m.maxRSS))
+		progress("  %s, peak RSS %s", units.Duration(m.result.Took), units.Bytes(m.maxRSS))
 		results = append(results, m)
 		if s.done != nil {
 			if err := s.done(); err != nil {
@@ -173,7 +164,7 @@ func run(o options) error {
 			}
 		}
 	}
-	printReport(o, len(infos), narBytes, results, [2]string{loadBefore, loadAverage()}, time.Since(began))
+	printReport(o, len(infos), narBytes, results, [2]string{loadBefore, hostinfo.LoadAverage()}, time.Since(began))
 	return nil
 }
 
@@ -221,36 +212,4 @@ func removeAll(dir string) error {
 		return nil
 	})
 	return os.RemoveAll(dir)
-}
-
-// loadAverage is the 1-minute load average: other processes on the machine
-// make the timings noisier.
-func loadAverage() string {
-	data, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	if f := strings.Fields(string(data)); len(f) > 0 {
-		return f[0]
-	}
-	return "?"
-}
-
-func formatBytes(n int64) string {
-	switch {
-	case n >= 1e9:
-		return fmt.Sprintf("%.2f GB", float64(n)/1e9)
-	case n >= 1e6:
-		return fmt.Sprintf("%.1f MB", float64(n)/1e6)
-	case n >= 1e3:
-		return fmt.Sprintf("%.1f kB", float64(n)/1e3)
-	}
-	return fmt.Sprintf("%d B", n)
-}
-
-func formatDuration(d time.Duration) string {
-	if d < time.Second {
-		return fmt.Sprintf("%d ms", d.Milliseconds())
-	}
-	return fmt.Sprintf("%.2f s", d.Seconds())
 }

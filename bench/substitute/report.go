@@ -3,11 +3,12 @@ package main
 import (
 	"fmt"
 	"maps"
-	"os"
-	"runtime"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/nixcnb/nix-buildpack/bench/hostinfo"
+	"github.com/nixcnb/nix-buildpack/bench/units"
 )
 
 func printReport(b *bench, ws []way, load [2]string, elapsed time.Duration) {
@@ -15,7 +16,7 @@ func printReport(b *bench, ws []way, load [2]string, elapsed time.Duration) {
 	o := b.o
 	p("# The loopback substituter under parallel substitution: %d small store paths", o.paths)
 	p("")
-	p("- Machine: %d cores (%s), %s RAM, Linux %s; %s.", runtime.NumCPU(), cpuModel(), memTotal(), kernel(), runtime.Version())
+	p("- Machine: %s.", hostinfo.Describe())
 	p("- Each build is the real lifecycle (analyzer, detector, restorer, builder, exporter) with this buildpack and the Nix %s it installs (`NIXCNB_NIX_VERSION`); S3 is versitygw on 127.0.0.1 with SigV4, behind a proxy that counts requests and 5xx answers.", b.nixVersion)
 	p("- The app needs %d store paths of %d bytes each at build time (one derivation each) and refers to none at run time. A first build made them and pushed them (Nix built %d derivations in %s). Each measured build starts from an empty store after a one-line change to the app: Nix substitutes the small paths and builds the app alone.", o.paths, o.bytes, b.fill.built, b.fill.nixStep)
 	p("- `N at a time`: `max-jobs = N`, `http-connections = N`%s in `BP_NIX_CONFIG`. The file:// row reads a copy of the bucket's folder (versitygw keeps an object as a file) as a binary cache: what a Nix without S3 support reads from a synced copy, the sync not counted.", maxSubstitutionJobs(b.nixVersion))
@@ -43,7 +44,7 @@ func printReport(b *bench, ws []way, load [2]string, elapsed time.Duration) {
 		if w.file {
 			s3, s5 = "–", "–"
 		}
-		p("| %s | %s | %s | %s | %s | %d | %s | %s |", w, round(median(steps)), round(slices.Min(steps)), round(median(totals)),
+		p("| %s | %s | %s | %s | %s | %d | %s | %s |", w, units.Duration(median(steps)), units.Duration(slices.Min(steps)), units.Duration(median(totals)),
 			joinInts(fetched), errs, s3, s5)
 	}
 	p("")
@@ -70,44 +71,10 @@ func median(ds []time.Duration) time.Duration {
 	return s[len(s)/2]
 }
 
-func round(d time.Duration) string {
-	if d < time.Second {
-		return fmt.Sprintf("%d ms", d.Milliseconds())
-	}
-	return fmt.Sprintf("%.2f s", d.Seconds())
-}
-
 func joinInts(set map[int]bool) string {
 	var out []string
 	for _, n := range slices.Sorted(maps.Keys(set)) {
 		out = append(out, fmt.Sprint(n))
 	}
 	return strings.Join(out, ", ")
-}
-
-func cpuModel() string {
-	data, _ := os.ReadFile("/proc/cpuinfo")
-	for _, line := range strings.Split(string(data), "\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown CPU"
-}
-
-func memTotal() string {
-	data, _ := os.ReadFile("/proc/meminfo")
-	var kb int64
-	if _, err := fmt.Sscanf(string(data), "MemTotal: %d kB", &kb); err != nil {
-		return "?"
-	}
-	return fmt.Sprintf("%.0f GiB", float64(kb)/(1<<20))
-}
-
-func kernel() string {
-	data, err := os.ReadFile("/proc/sys/kernel/osrelease")
-	if err != nil {
-		return "?"
-	}
-	return strings.TrimSpace(string(data))
 }

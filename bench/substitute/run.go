@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nixcnb/nix-buildpack/bench/hostinfo"
 	"github.com/nixcnb/nix-buildpack/integration/harness"
 	"github.com/nixcnb/nix-buildpack/integration/s3server"
 )
@@ -89,7 +90,7 @@ func run(o options) error {
 		return fmt.Errorf("warming the file:// way's cache: %w", err)
 	}
 
-	loadBefore := loadAverage()
+	loadBefore := hostinfo.LoadAverage()
 	for rep := range o.reps {
 		for k := range ws {
 			w := ws[(rep+k)%len(ws)] // the ways take turns going first
@@ -105,7 +106,7 @@ func run(o options) error {
 			b.samples[w.name] = append(b.samples[w.name], s)
 		}
 	}
-	printReport(b, ws, [2]string{loadBefore, loadAverage()}, time.Since(began))
+	printReport(b, ws, [2]string{loadBefore, hostinfo.LoadAverage()}, time.Since(began))
 	return nil
 }
 
@@ -244,17 +245,4 @@ func startProxy(target string) (*proxy, error) {
 	p.server = &http.Server{Handler: forward}
 	go p.server.Serve(ln) //nolint:errcheck // ends with Close
 	return p, nil
-}
-
-// loadAverage is the 1-minute load average: other processes on the machine
-// make the timings noisier.
-func loadAverage() string {
-	data, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	if f := strings.Fields(string(data)); len(f) > 0 {
-		return f[0]
-	}
-	return "?"
 }

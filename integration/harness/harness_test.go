@@ -72,11 +72,12 @@ func mustContain(t *testing.T, what, output string, wants ...string) {
 
 // TestHarness builds a throwaway buildpack's app twice with one cache,
 // exports the image and serves a page from it.
-func TestHarness(t *testing.T) {
+// startEnv starts an environment for the test, closed when it ends.
+func startEnv(t *testing.T) *Env {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Fatal("the harness needs root: run the tests as root (scripts/test.sh)")
 	}
-	started := time.Now()
 	env, err := Start("")
 	if err != nil {
 		t.Fatal(err)
@@ -87,6 +88,12 @@ func TestHarness(t *testing.T) {
 		}
 	})
 	env.Log = t.Output()
+	return env
+}
+
+func TestHarness(t *testing.T) {
+	started := time.Now()
+	env := startEnv(t)
 	t.Logf("environment ready in %v", time.Since(started))
 
 	src := t.TempDir()
@@ -221,19 +228,7 @@ esac
 // fails in the restorer, which cannot restore a cached layer over its own
 // files.
 func TestHarnessKeepsLayersKillsAndFills(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Fatal("the harness needs root: run the tests as root (scripts/test.sh)")
-	}
-	env, err := Start("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := env.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	env.Log = t.Output()
+	env := startEnv(t)
 	src := t.TempDir()
 	bp := filepath.Join(src, "buildpack")
 	writeFile(t, filepath.Join(bp, "buildpack.toml"), strings.Replace(helloBuildpackTOML, "test/hello", "test/fault", 1), 0o644)
