@@ -65,103 +65,113 @@ func Build(cfg config.Config, tools Tools) packit.BuildFunc {
 			level = "DEBUG"
 		}
 		r := &run{cfg: cfg, tools: tools, ctx: ctx, log: scribe.NewEmitter(tools.Output).WithLevel(level)}
-		r.log.Title("%s %s", ctx.BuildpackInfo.Name, ctx.BuildpackInfo.Version)
-		for _, b := range cfg.Bindings {
-			r.log.Process("Service %s", b)
-		}
-
-		plan, err := detect.ReadPlan(ctx.Plan)
-		if err != nil {
-			return packit.BuildResult{}, err
-		}
-		cache, err := r.openBinaryCache()
-		if err != nil {
-			return packit.BuildResult{}, err
-		}
-		proot, err := r.prootLayer()
-		if err != nil {
-			return packit.BuildResult{}, err
-		}
-		if !cfg.BuildOnPush {
-			return r.restoreOnly(cache, proot, plan)
-		}
-
-		release, err := r.releaseLayer()
-		if err != nil {
-			return packit.BuildResult{}, err
-		}
-		// The app source's NAR hash, once: the no-change check and the app
-		// pointer both name the source by it.
-		source, err := sourceDigest(ctx.WorkingDir)
-		if err != nil {
-			return packit.BuildResult{}, err
-		}
-		inputs, err := r.buildInputs(release, plan, source)
-		if err != nil {
-			return packit.BuildResult{}, err
-		}
-		if !cfg.OneOff {
-			closure, err := ctx.Layers.Get(launch.ClosureLayer)
-			if err != nil {
-				return packit.BuildResult{}, err
-			}
-			have := readPrevious[closureMetadata](closure)
-			if d := decideNoChange(have, inputs, cfg.PurgeCache, r.restoredLayer); d.Reuse {
-				r.log.Process("Nothing to build: %s. Reusing every layer; no Nix runs", d.Reason)
-				r.log.Break()
-				proot.layer.Launch = r.needsProot(have.Meta)
-				return r.reusePrevious(have.Meta, []packit.Layer{release.layer, proot.layer})
-			} else {
-				r.log.Detail("Building: %s", d.Reason)
-			}
-		}
-		substituter, err := startSubstituter(cache)
-		if err != nil {
-			return packit.BuildResult{}, err
-		}
-		defer substituter.Close()
-		store, nix, err := r.storeLayer(release, proot.tool, substituter.URLs(cfg.TrustedPublicKeys, cfg.Substituters))
-		if err != nil {
-			return packit.BuildResult{}, err
-		}
-		defer closeNix(nix.Nix)
-		before, err := store.paths()
-		if err != nil {
-			return packit.BuildResult{}, err
-		}
-		seen := r.fetchLastSources(nix, cache, store.seen, before)
-		built, err := r.nixBuild(nix, plan)
-		if err != nil {
-			return packit.BuildResult{}, err
-		}
-		kept, err := r.collectGarbage(nix, store, release, built, before, seen)
-		if err != nil {
-			return packit.BuildResult{}, err
-		}
-		storeLayer := store.withMetadata(kept.sourcesSeen, cfg.StoreCache)
-		if err := r.share(nix, cache, store.storeDir(), built, kept, source); err != nil {
-			return packit.BuildResult{}, err
-		}
-		if cfg.OneOff {
-			r.log.Process("Done: the next deploy with BP_NIX_BUILD_ON_PUSH=false restores this build")
-			return packit.BuildResult{}, nil
-		}
-
-		src, err := r.storeSource(nix, store, built, kept)
-		if err != nil {
-			return packit.BuildResult{}, err
-		}
-		launched, processes, err := r.closureLayers(proot.tool, plan, src, inputs)
-		if err != nil {
-			return packit.BuildResult{}, err
-		}
-		proot.layer.Launch = r.needsProot(launched.closure)
-		r.log.LaunchDirectProcesses(processes)
-		return packit.BuildResult{
-			Layers: append([]packit.Layer{release.layer, proot.layer, storeLayer}, launched.layers...),
-			Launch: packit.LaunchMetadata{DirectProcesses: processes},
-		}, nil
+		result, err := r.build()
+		return result, r.explainFullDisk(err)
 	}
+}
+
+// build is the build phase, step by step.
+func (r *run) build() (packit.BuildResult, error) {
+	cfg, ctx := r.cfg, r.ctx
+	r.log.Title("%s %s", ctx.BuildpackInfo.Name, ctx.BuildpackInfo.Version)
+	for _, b := range cfg.Bindings {
+		r.log.Process("Service %s", b)
+	}
+	if err := r.discardLeftovers(); err != nil {
+		return packit.BuildResult{}, err
+	}
+
+	plan, err := detect.ReadPlan(ctx.Plan)
+	if err != nil {
+		return packit.BuildResult{}, err
+	}
+	cache, err := r.openBinaryCache()
+	if err != nil {
+		return packit.BuildResult{}, err
+	}
+	proot, err := r.prootLayer()
+	if err != nil {
+		return packit.BuildResult{}, err
+	}
+	if !cfg.BuildOnPush {
+		return r.restoreOnly(cache, proot, plan)
+	}
+
+	release, err := r.releaseLayer()
+	if err != nil {
+		return packit.BuildResult{}, err
+	}
+	// The app source's NAR hash, once: the no-change check and the app
+	// pointer both name the source by it.
+	source, err := sourceDigest(ctx.WorkingDir)
+	if err != nil {
+		return packit.BuildResult{}, err
+	}
+	inputs, err := r.buildInputs(release, plan, source)
+	if err != nil {
+		return packit.BuildResult{}, err
+	}
+	if !cfg.OneOff {
+		closure, err := ctx.Layers.Get(launch.ClosureLayer)
+		if err != nil {
+			return packit.BuildResult{}, err
+		}
+		have := readPrevious[closureMetadata](closure)
+		if d := decideNoChange(have, inputs, cfg.PurgeCache, r.restoredLayer); d.Reuse {
+			r.log.Process("Nothing to build: %s. Reusing every layer; no Nix runs", d.Reason)
+			r.log.Break()
+			proot.layer.Launch = r.needsProot(have.Meta)
+			return r.reusePrevious(have.Meta, []packit.Layer{release.layer, proot.layer})
+		} else {
+			r.log.Detail("Building: %s", d.Reason)
+		}
+	}
+	substituter, err := startSubstituter(cache)
+	if err != nil {
+		return packit.BuildResult{}, err
+	}
+	defer substituter.Close()
+	store, nix, err := r.storeLayer(release, proot.tool, substituter.URLs(cfg.TrustedPublicKeys, cfg.Substituters))
+	if err != nil {
+		return packit.BuildResult{}, err
+	}
+	defer closeNix(nix.Nix)
+	before, err := store.paths()
+	if err != nil {
+		return packit.BuildResult{}, err
+	}
+	seen := r.fetchLastSources(nix, cache, store.seen, before)
+	built, err := r.nixBuild(nix, plan)
+	if err != nil {
+		return packit.BuildResult{}, err
+	}
+	kept, err := r.collectGarbage(nix, store, release, built, before, seen)
+	if err != nil {
+		return packit.BuildResult{}, err
+	}
+	storeLayer := store.withMetadata(kept.sourcesSeen, cfg.StoreCache)
+	if err := r.share(nix, cache, store.storeDir(), built, kept, source); err != nil {
+		return packit.BuildResult{}, err
+	}
+	if cfg.OneOff {
+		r.log.Process("Done: the next deploy with BP_NIX_BUILD_ON_PUSH=false restores this build")
+		return packit.BuildResult{}, nil
+	}
+
+	src, err := r.storeSource(nix, store, built, kept)
+	if err != nil {
+		return packit.BuildResult{}, err
+	}
+	launched, processes, err := r.closureLayers(proot.tool, plan, src, inputs)
+	if err != nil {
+		return packit.BuildResult{}, err
+	}
+	proot.layer.Launch = r.needsProot(launched.closure)
+	r.log.LaunchDirectProcesses(processes)
+	return packit.BuildResult{
+		Layers: append([]packit.Layer{release.layer, proot.layer, storeLayer}, launched.layers...),
+		Launch: packit.LaunchMetadata{DirectProcesses: processes},
+	}, nil
 }
 
 // run is one build: its settings, collaborators, context and log. It never

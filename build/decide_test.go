@@ -12,7 +12,15 @@ import (
 	"github.com/nixcnb/nix-buildpack/nixstore"
 )
 
-func found[T any](m T) previous[T] { return previous[T]{Meta: m, Found: true} }
+// found is metadata an earlier build left, with the layer's files (which
+// only cached layers get back).
+func found[T any](m T) previous[T] { return previous[T]{Meta: m, Found: true, Files: true} }
+
+// withoutFiles is the metadata of a cached layer that the restorer wrote
+// and whose files it did not restore (the cache's copy did not read back).
+func withoutFiles[T any](m T) previous[T] { return previous[T]{Meta: m, Found: true} }
+
+const noFiles = "its record came back from the cache without its files (the restorer's warning above says why)"
 
 func unreadable[T any]() previous[T] {
 	return previous[T]{Found: true, Err: errors.New("toml: line 1: bad value")}
@@ -36,6 +44,7 @@ func TestDecideRelease(t *testing.T) {
 		{"unreadable", unreadable[releaseMetadata](), rebuild("Discarding unreadable layer metadata (toml: line 1: bad value)")},
 		{"same checksum, another mirror", found(releaseMetadata{Checksum: want.Checksum, URI: "file:///mirror"}), reuse("checksum aaaaaaaaaaaa")},
 		{"new checksum", found(releaseMetadata{Checksum: "sha256:bbbbbbbbbbbbbbbb"}), rebuild("checksum changed bbbbbbbbbbbb → aaaaaaaaaaaa")},
+		{"its record without its files", withoutFiles(want), rebuild(noFiles)},
 	} {
 		checkDecision(t, c.name, decideRelease(c.have, want), c.want)
 	}
@@ -46,6 +55,7 @@ func TestDecideProot(t *testing.T) {
 	checkDecision(t, "none", decideProot(previous[prootMetadata]{}, want), rebuild("no proot cached by an earlier build"))
 	checkDecision(t, "same", decideProot(found(want), want), reuse("its packages are unchanged"))
 	checkDecision(t, "changed", decideProot(found(prootMetadata{Checksums: []string{"sha256:1"}}), want), rebuild("its packages changed"))
+	checkDecision(t, "its record without its files", decideProot(withoutFiles(want), want), rebuild(noFiles))
 }
 
 func TestDecideStore(t *testing.T) {
@@ -57,6 +67,7 @@ func TestDecideStore(t *testing.T) {
 	checkDecision(t, "kept in S3", decideStore(found(want), want, false, config.StoreCacheS3),
 		rebuild("BP_NIX_STORE_CACHE=s3 keeps the store in the bucket, not in the build cache: Nix substitutes what the build needs from it"))
 	checkDecision(t, "unreadable", decideStore(unreadable[storeMetadata](), want, false, config.StoreCacheLayers), rebuild("Discarding unreadable layer metadata (toml: line 1: bad value)"))
+	checkDecision(t, "its record without its files", decideStore(withoutFiles(want), want, false, config.StoreCacheLayers), rebuild(noFiles))
 }
 
 func TestDecideClosure(t *testing.T) {

@@ -2,7 +2,14 @@ package build
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
@@ -37,6 +44,9 @@ type previous[T any] struct {
 	Found bool
 	// Err says it did not decode: the layer cannot be trusted.
 	Err error
+	// Files says the layer's folder holds files. The lifecycle restores
+	// those of cached layers only.
+	Files bool
 }
 
 // unusable is the decision for metadata that is missing, unreadable, or
@@ -56,6 +66,16 @@ func (p previous[T]) unusable(none string, want T) (decision, bool) {
 	return decision{}, false
 }
 
+// unusableCached is unusable for a layer the platform restores from its
+// cache: also metadata that came back without the layer's files, as the
+// lifecycle's restorer leaves it when a cached layer does not read back.
+func (p previous[T]) unusableCached(none string, want T) (decision, bool) {
+	if p.Found && p.Err == nil && !p.Files {
+		return rebuild("its record came back from the cache without its files (the restorer's warning above says why)"), true
+	}
+	return p.unusable(none, want)
+}
+
 // madeBy is metadata that records the buildpack version that made its
 // layer: another version makes the layer again.
 type madeBy interface{ buildpackVersion() string }
@@ -69,6 +89,9 @@ func (m launcherMetadata) buildpackVersion() string { return m.BuildpackVersion 
 // Metadata holds no integers: the lifecycle gives them back as floats.
 func readPrevious[T any](layer packit.Layer) previous[T] {
 	var p previous[T]
+	if entries, err := os.ReadDir(layer.Path); err == nil && len(entries) > 0 {
+		p.Files = true
+	}
 	if len(layer.Metadata) == 0 {
 		return p
 	}
@@ -97,6 +120,73 @@ func toMetadata(v any) map[string]any {
 		panic(err)
 	}
 	return m
+}
+
+// cachedLayers are the layers the platform keeps in its cache: the
+// lifecycle gives a build their files with their metadata, and the
+// metadata alone of the previous image's other layers.
+var cachedLayers = []string{"nix-release", "proot", "nix-store"}
+
+// discardLeftovers removes from the layers folder what an earlier build
+// left there unfinished, which a build finds when the platform starts the
+// builder again on the folder a killed one left (Kubernetes restarts a
+// pod's failed container with the pod's volumes as they were). packit
+// writes a layer's metadata with its types only once the build is done,
+// and the restorer writes it without types. So a layer folder is an
+// unfinished build's when it has no metadata, or metadata without types
+// and it is not a cached layer's; metadata that does not read back (a
+// build stopped while it was written) goes with its folder.
+func (r *run) discardLeftovers() error {
+	entries, err := os.ReadDir(r.ctx.Layers.Path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("reading the layers folder: %w", err)
+	}
+	hasFolder := map[string]bool{} // each layer's name: its folder, its metadata, or both
+	for _, e := range entries {
+		if e.IsDir() {
+			hasFolder[e.Name()] = true
+		} else if name, ok := strings.CutSuffix(e.Name(), ".toml"); ok && !slices.Contains([]string{"launch", "store", "build"}, name) {
+			if _, seen := hasFolder[name]; !seen {
+				hasFolder[name] = false
+			}
+		}
+	}
+	var discarded []string
+	for _, name := range slices.Sorted(maps.Keys(hasFolder)) {
+		folder := filepath.Join(r.ctx.Layers.Path, name)
+		var meta map[string]any
+		_, err := toml.DecodeFile(folder+".toml", &meta)
+		switch {
+		case err == nil && meta["types"] != nil:
+			continue // a finished build's layer
+		case err == nil && slices.Contains(cachedLayers, name):
+			continue // restored from the cache: the layer's own checks judge it
+		case (err == nil || errors.Is(err, fs.ErrNotExist)) && !hasFolder[name]:
+			continue // the previous image's metadata alone
+		case err != nil && !errors.Is(err, fs.ErrNotExist):
+			r.log.Subprocess("Discarding layer %s: its metadata does not read back (%v)", name, err)
+			if err := os.Remove(folder + ".toml"); err != nil {
+				return fmt.Errorf("discarding the metadata of layer %s: %w", name, err)
+			}
+		}
+		if err := closure.MakeWritable(folder); err != nil {
+			return fmt.Errorf("discarding layer %s: %w", name, err)
+		}
+		if err := os.RemoveAll(folder); err != nil {
+			return fmt.Errorf("discarding layer %s: %w", name, err)
+		}
+		if hasFolder[name] {
+			discarded = append(discarded, name)
+		}
+	}
+	if len(discarded) > 0 {
+		r.log.Process("Discarding what an earlier build left unfinished in the layers folder: %s", strings.Join(discarded, ", "))
+		r.log.Break()
+	}
+	return nil
 }
 
 // resetWritable empties a layer that may hold read-only store paths.

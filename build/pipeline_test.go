@@ -5,10 +5,14 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/BurntSushi/toml"
@@ -336,6 +340,30 @@ func TestAFailingNixBuildIsReturned(t *testing.T) {
 	f.logHas("Building the app: nix-build default.nix")
 }
 
+// A full disk, whether Nix says so or a write of the buildpack fails with
+// ENOSPC, fails the build with which folder's disk is full and what to do,
+// before the error itself.
+func TestAFullDiskIsNamed(t *testing.T) {
+	f := newFixture(t)
+	f.nix.buildErr = &nixcli.BuildError{Command: "nix-build default.nix", Summary: "error: writing to file: No space left on device"}
+	_, err := f.build()
+	want := regexp.MustCompile(`^no space left on the disk of the (layers|temporary) folder /\S+ \(\d+\.\d [KMGT]iB free of \d+\.\d [KMGT]iB\): give the build more disk space; ` +
+		`a failed build saves no layer, so the next one starts from the cache of the last build that succeeded: nix-build default.nix failed: error: writing to file: No space left on device$`)
+	if err == nil || !want.MatchString(err.Error()) {
+		t.Fatalf("error %v", err)
+	}
+
+	r := &run{ctx: packit.BuildContext{Layers: packit.Layers{Path: filepath.Join(f.layers, "nixcnb_nix")}}}
+	write := fmt.Errorf("copying the closure: %w", &os.PathError{Op: "write", Path: "/layers/x", Err: syscall.ENOSPC})
+	if got := r.explainFullDisk(write); !errors.Is(got, syscall.ENOSPC) || !strings.HasPrefix(got.Error(), "no space left on the disk of the ") {
+		t.Errorf("ENOSPC: %v", got)
+	}
+	other := errors.New("nix-build default.nix failed: syntax error")
+	if got := r.explainFullDisk(other); got != other {
+		t.Errorf("another error became %v", got)
+	}
+}
+
 func TestSandboxSettingIsPassedOnAndExplained(t *testing.T) {
 	f := newFixture(t, "BP_NIX_SANDBOX=true")
 	f.nix.sandboxOff = true
@@ -612,6 +640,84 @@ func TestADamagedCachedStoreIsDiscarded(t *testing.T) {
 		"Nix built 2 derivations")
 	if _, err := os.Stat(dir); err != nil {
 		t.Errorf("the build did not make %s again: %v", greeting, err)
+	}
+}
+
+// A cached store with a file cut short (its size no longer makes the NAR
+// size the database records) is discarded too.
+func TestACachedStoreWithAFileCutShortIsDiscarded(t *testing.T) {
+	f := newFixture(t)
+	f.mustBuild()
+	file := filepath.Join(f.layers, "nix-store", "nix", "store", strings.TrimPrefix(greeting, "/nix/store/"), "share", "greeting")
+	if err := os.Chmod(file, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(file, 5); err != nil {
+		t.Fatal(err)
+	}
+	f.appVersion("v2")
+	f.mustBuild()
+	f.logHas("Discarding the cached store: 1 store path is not as its database records (a file cut short or missing), e.g. "+greeting+". Starting from an empty store",
+		"Nix built 2 derivations")
+}
+
+// What Nix leaves in the store when its build is killed (the build's lock,
+// its chroot, read-only inside), which its database does not list, is
+// removed before Nix runs, and the log names it; the store is kept.
+func TestWhatAStoppedBuildLeftInTheStoreIsRemoved(t *testing.T) {
+	f := newFixture(t)
+	f.mustBuild()
+	storeDir := filepath.Join(f.layers, "nix-store", "nix", "store")
+	lock := hash32("out") + "-hello-app.lock"
+	chroot := hash32("drv") + "-hello-app.drv.chroot"
+	writeFile(t, filepath.Join(storeDir, lock), "")
+	if err := os.MkdirAll(filepath.Join(storeDir, chroot, "nix", "store"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(storeDir, chroot, "nix"), 0o555); err != nil {
+		t.Fatal(err)
+	}
+	f.appVersion("v2")
+	f.mustBuild()
+	f.logHas("Reusing cached store",
+		"Removed 2 entries from the store that Nix's database does not list, which a build stopped before it finished left: ",
+		"Checked the cached store: ", "Nix built 1 derivation")
+	for _, name := range []string{lock, chroot} {
+		if _, err := os.Lstat(filepath.Join(storeDir, name)); !os.IsNotExist(err) {
+			t.Errorf("%s is still in the store: %v", name, err)
+		}
+	}
+}
+
+// A builder started again on the layers folder a killed one left finds
+// the folders of the layers it was making: without metadata, or with the
+// metadata the restorer wrote before (no types). They are discarded and
+// made again; a layer whose metadata has types (packit wrote it, the build
+// had finished) is kept, and metadata that does not read back goes.
+func TestAnUnfinishedBuildsLayersAreDiscarded(t *testing.T) {
+	f := newFixture(t)
+	f.mustBuild()
+	if err := os.MkdirAll(filepath.Join(f.layers, "nix-closure"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(f.layers, "nix-closure", "half"), "")
+	if err := os.MkdirAll(filepath.Join(f.layers, "path-new", "store"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(f.layers, "path-cut.toml"), "[metadata\nbuildpack-ver")
+	if err := os.MkdirAll(filepath.Join(f.layers, "path-done", "store"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(f.layers, "path-done.toml"), "[types]\nlaunch = true\n[metadata]\n")
+	f.appVersion("v2")
+	f.mustBuild()
+	f.logHas("Discarding layer path-cut: its metadata does not read back",
+		"Discarding what an earlier build left unfinished in the layers folder: nix-closure, path-new",
+		"Reusing cached store", "Making the closure layer: the closure changed")
+	for name, want := range map[string]bool{"path-new": false, "path-cut.toml": false, "path-done": true} {
+		if _, err := os.Stat(filepath.Join(f.layers, name)); (err == nil) != want {
+			t.Errorf("%s: kept %v, want %v", name, err == nil, want)
+		}
 	}
 }
 

@@ -19,7 +19,7 @@ type prootMetadata struct {
 
 // decideProot keeps proot while its packages' checksums are unchanged.
 func decideProot(have previous[prootMetadata], want prootMetadata) decision {
-	if d, ok := have.unusable("no proot cached by an earlier build", want); ok {
+	if d, ok := have.unusableCached("no proot cached by an earlier build", want); ok {
 		return d
 	}
 	if !slices.Equal(have.Meta.Checksums, want.Checksums) {

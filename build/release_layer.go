@@ -24,7 +24,7 @@ type releaseMetadata struct {
 // decideRelease keeps the unpacked release while its checksum is the one
 // wanted; where it was fetched from does not matter.
 func decideRelease(have previous[releaseMetadata], want releaseMetadata) decision {
-	if d, ok := have.unusable("no release cached by an earlier build", want); ok {
+	if d, ok := have.unusableCached("no release cached by an earlier build", want); ok {
 		return d
 	}
 	if have.Meta.Checksum != want.Checksum {
@@ -109,6 +109,9 @@ func (r *run) unpackRelease(dep postal.Dependency, dir string) error {
 	}
 	defer file.Close()
 	err = vacation.NewArchive(file).WithName(filepath.Base(dep.URI)).StripComponents(dep.StripComponents).Decompress(dir)
+	if err != nil && isDiskFull(err) {
+		return fmt.Errorf("unpacking the Nix release from %s: %w", dep.URI, err)
+	}
 	if err != nil {
 		return fmt.Errorf("unpacking the Nix release from %s: %w: the tarball is damaged, or not an official-layout Nix release (check BP_NIX_INSTALLER_URL if you set it); nothing was installed", dep.URI, err)
 	}

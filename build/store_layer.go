@@ -2,7 +2,9 @@ package build
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +12,7 @@ import (
 	"github.com/paketo-buildpacks/packit/v2"
 	"github.com/paketo-buildpacks/packit/v2/scribe"
 
+	"github.com/nixcnb/nix-buildpack/closure"
 	"github.com/nixcnb/nix-buildpack/config"
 	"github.com/nixcnb/nix-buildpack/nixstore"
 	"github.com/nixcnb/nix-buildpack/storeruntime"
@@ -30,7 +33,7 @@ func decideStore(have previous[storeMetadata], want storeMetadata, purge bool, c
 	if cache == config.StoreCacheS3 {
 		return rebuild("BP_NIX_STORE_CACHE=s3 keeps the store in the bucket, not in the build cache: Nix substitutes what the build needs from it")
 	}
-	if d, ok := have.unusable("no store cached by an earlier build", want); ok {
+	if d, ok := have.unusableCached("no store cached by an earlier build", want); ok {
 		return d
 	}
 	switch {
@@ -102,41 +105,109 @@ func (r *run) storeLayer(release releaseLayer, proot prootTool, caches substitut
 	d := decideStore(have, want, r.cfg.PurgeCache, r.cfg.StoreCache)
 	store, nix, err := r.openStore(layer, d, have, release, proot, caches)
 	if err != nil || !d.Reuse {
+		r.log.Break()
 		return store, nix, err
 	}
-	// A store the platform cached half (a build killed while it saved, a
-	// disk that filled) lacks paths its database lists: Nix would trust
+	// A store the platform cached damaged (a disk that filled, a copy cut
+	// short) lacks files of paths its database lists: Nix would trust
 	// them. It is discarded, and the build starts from an empty store.
-	if missing, err := missingPaths(nix, store); err != nil || len(missing) > 0 {
-		reason := fmt.Sprintf("%s its database lists %s missing, e.g. %s", plural(len(missing), "store path"), isAre(len(missing)), first(missing))
-		if err != nil {
-			reason = fmt.Sprintf("its database cannot be read (%v)", err)
-		}
+	check, err := checkStore(nix, store)
+	if reason := check.damage(err); reason != "" {
 		r.log.Subprocess("Discarding the cached store: %s. Starting from an empty store", reason)
 		// Said already: the decision needs no reason of its own.
-		return r.openStore(store.layer, decision{}, previous[storeMetadata]{}, release, proot, caches)
+		store, nix, err := r.openStore(store.layer, decision{}, previous[storeMetadata]{}, release, proot, caches)
+		r.log.Break()
+		return store, nix, err
 	}
+	// What a build stopped in the middle left (on a platform that starts
+	// the builder again on its layers folder) Nix's database does not
+	// list: Nix would build over it anyway. It goes now.
+	if len(check.unlisted) > 0 {
+		for _, name := range check.unlisted {
+			path := filepath.Join(store.storeDir(), name)
+			if err := closure.MakeWritable(path); err != nil {
+				return store, nix, fmt.Errorf("removing %s from the store: %w", name, err)
+			}
+			if err := os.RemoveAll(path); err != nil {
+				return store, nix, fmt.Errorf("removing %s from the store: %w", name, err)
+			}
+		}
+		what := "1 entry"
+		if len(check.unlisted) > 1 {
+			what = fmt.Sprintf("%d entries", len(check.unlisted))
+		}
+		r.log.Subprocess("Removed %s from the store that Nix's database does not list, which a build stopped before it finished left: %s",
+			what, strings.Join(check.unlisted, ", "))
+	}
+	r.log.Subprocess("Checked the cached store: %s, as Nix's database records them", plural(check.listed, "store path"))
+	r.log.Break()
 	return store, nix, nil
 }
 
-// missingPaths lists the store paths Nix's database lists whose files the
-// store lacks.
-func missingPaths(nix Nix, store storeLayer) ([]string, error) {
+// storeCheck is what the store's folder holds, against Nix's database.
+type storeCheck struct {
+	// listed counts the paths the database lists.
+	listed int
+	// missing are listed paths without files; changed are listed paths
+	// whose files do not make the NAR size recorded (a file cut short or
+	// missing; one cut by less than 8 bytes, within the NAR's padding,
+	// can pass).
+	missing, changed []string
+	// unlisted are entries of the folder the database does not list: Nix's
+	// locks and chroots of builds it did not finish, an output it had not
+	// registered, a copy of Nix cut short (.partial-).
+	unlisted []string
+}
+
+// checkStore compares the store's folder with Nix's database: every
+// listed path's files are measured (no file is read).
+func checkStore(nix Nix, store storeLayer) (storeCheck, error) {
+	var c storeCheck
 	infos, err := nix.PathInfos(context.Background())
 	if err != nil {
-		return nil, err
+		return c, err
 	}
-	have, err := store.paths()
+	entries, err := os.ReadDir(store.storeDir())
 	if err != nil {
-		return nil, err
+		return c, fmt.Errorf("listing the store: %w", err)
 	}
-	var missing []string
+	listed := map[string]bool{}
 	for _, in := range infos {
-		if !have[in.Path] {
-			missing = append(missing, in.Path)
+		name, err := nixstore.Base(in.Path)
+		if err != nil {
+			return c, err
+		}
+		listed[name] = true
+		size, err := nixstore.NarSize(filepath.Join(store.storeDir(), name))
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			c.missing = append(c.missing, in.Path)
+		case err != nil:
+			return c, err
+		case in.NarSize > 0 && size != in.NarSize: // 0: the database records no size
+			c.changed = append(c.changed, in.Path)
 		}
 	}
-	return missing, nil
+	c.listed = len(infos)
+	for _, e := range entries {
+		if !listed[e.Name()] && (!strings.HasPrefix(e.Name(), ".") || strings.HasPrefix(e.Name(), ".partial-")) {
+			c.unlisted = append(c.unlisted, e.Name())
+		}
+	}
+	return c, nil
+}
+
+// damage says why the store cannot be trusted, or "".
+func (c storeCheck) damage(err error) string {
+	switch {
+	case err != nil:
+		return fmt.Sprintf("it could not be checked against its database (%v)", err)
+	case len(c.missing) > 0:
+		return fmt.Sprintf("%s its database lists %s missing, e.g. %s", plural(len(c.missing), "store path"), isAre(len(c.missing)), c.missing[0])
+	case len(c.changed) > 0:
+		return fmt.Sprintf("%s %s not as its database records (a file cut short or missing), e.g. %s", plural(len(c.changed), "store path"), isAre(len(c.changed)), c.changed[0])
+	}
+	return ""
 }
 
 func isAre(n int) string {
@@ -144,13 +215,6 @@ func isAre(n int) string {
 		return "is"
 	}
 	return "are"
-}
-
-func first(paths []string) string {
-	if len(paths) == 0 {
-		return ""
-	}
-	return paths[0]
 }
 
 // openStore reuses or empties the store layer as decided, installs Nix
@@ -162,11 +226,7 @@ func (r *run) openStore(layer packit.Layer, d decision, have previous[storeMetad
 	if d.Reuse {
 		store.layer = layer
 		store.seen = have.Meta.SourcesSeen
-		count := "unreadable"
-		if paths, err := store.paths(); err == nil {
-			count = plural(len(paths), "store path")
-		}
-		r.log.Subprocess("Reusing cached store (%s)", count)
+		r.log.Subprocess("Reusing cached store")
 	} else {
 		if d.Reason != "" {
 			r.log.Subprocess("Starting with an empty store: %s", d.Reason)
@@ -235,7 +295,6 @@ func (r *run) openStore(layer packit.Layer, d decision, have previous[storeMetad
 		return storeLayer{}, installedNix{}, err
 	}
 	r.log.Subprocess("Using %s", version)
-	r.log.Break()
 	return store, installedNix{Nix: nix, version: version}, nil
 }
 

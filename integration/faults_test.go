@@ -1,6 +1,13 @@
 package integration
 
 import (
+	"archive/tar"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -13,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/nixcnb/nix-buildpack/integration/harness"
@@ -221,4 +229,312 @@ func TestS3StopsMidPushThenRestarts(t *testing.T) {
 		t.Fatal("the next build did not complete the push: the pointer still names the old build")
 	}
 	assertConsistent(t, s3)
+}
+
+// buildOptions builds app into image with the test's cache.
+func buildOptions(t *testing.T, app, image string) harness.BuildOptions {
+	return harness.BuildOptions{
+		BuildpackDir: suite.buildpackDir,
+		AppDir:       app,
+		Image:        suite.env.Registry + "/" + image,
+		CacheDir:     cacheDir(t),
+		PlatformEnv:  platformEnv(nil),
+	}
+}
+
+func mustBuild(t *testing.T, opts harness.BuildOptions) string {
+	t.Helper()
+	suite.env.Log = t.Output()
+	result, err := suite.env.Build(opts)
+	if err != nil {
+		t.Fatalf("build of %s failed: %v", opts.Image, err)
+	}
+	return result.Output
+}
+
+// killedAfterAGoodBuild builds hello-web into image, changes its version
+// to v2 and builds it again in a fresh layers folder, with the builder
+// killed by SIGKILL at the first line that contains at, and checks that it
+// was, before the line that contains before. It returns the options of the
+// builds, and those that start the builder again on the layers folder the
+// killed one left, as Kubernetes restarts a pod's failed container.
+func killedAfterAGoodBuild(t *testing.T, image, at, before string) (opts, retry harness.BuildOptions) {
+	t.Helper()
+	app := fixture(t, "hello-web")
+	opts = buildOptions(t, app, image)
+	mustBuild(t, opts)
+	writeFile(t, filepath.Join(app, "version.txt"), []byte("v2\n"))
+
+	killed := opts
+	killed.LayersDir = filepath.Join(suite.env.WorkDir, "layers-"+strings.NewReplacer("/", "-").Replace(t.Name()))
+	killed.KillBuilderOn = at
+	suite.env.Log = t.Output()
+	result, err := suite.env.Build(killed)
+	var phaseErr *harness.PhaseError
+	if !errors.As(err, &phaseErr) || phaseErr.Phase != "builder" || phaseErr.Signal != syscall.SIGKILL {
+		t.Fatalf("want the builder killed by SIGKILL at %q, got %v", at, err)
+	}
+	if strings.Contains(result.Output, before) {
+		t.Fatalf("the kill came after %q:\n%s", before, result.Output)
+	}
+	retry = killed
+	retry.KillBuilderOn = ""
+	retry.Phases = []string{"builder", "exporter"}
+	return opts, retry
+}
+
+// leftInStore lists the entries of the store in a layers folder that are
+// not store paths Nix finished: its build locks and build chroots.
+func leftInStore(t *testing.T, layers string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(layers, "nixcnb_nix", "nix-store", "nix", "store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".lock") || strings.HasSuffix(e.Name(), ".chroot") {
+			left = append(left, e.Name())
+		}
+	}
+	return left
+}
+
+// A build is killed with SIGKILL in the middle of the Nix build, and the
+// platform starts the builder again on the layers folder it left (the
+// lifecycle's cache is as the last good build saved it: the exporter never
+// ran). Nix's database survives a kill, but the store holds what Nix had
+// not finished: the build's lock and its chroot. The next build removes
+// them before Nix runs and says so, keeps the store, builds what the
+// killed one did not, and its image serves.
+func TestKilledDuringTheNixBuild(t *testing.T) {
+	opts, retry := killedAfterAGoodBuild(t, "killed-in-nix:latest", "building '", "Nix built ")
+	left := leftInStore(t, retry.LayersDir)
+	if len(left) == 0 {
+		t.Fatal("the killed Nix build left no lock or chroot in the store: the test made no fault")
+	}
+
+	out := mustBuild(t, retry)
+	removed := regexp.MustCompile(`Removed \d+ entr(y|ies) from the store that Nix's database does not list, which a build stopped before it finished left: (.*)`).FindStringSubmatch(out)
+	if removed == nil {
+		t.Fatalf("the next build did not say what it removed from the store:\n%s", out)
+	}
+	for _, name := range left {
+		if !strings.Contains(removed[2], name) {
+			t.Errorf("the next build did not remove %s (it removed %s)", name, removed[2])
+		}
+	}
+	if got := leftInStore(t, retry.LayersDir); len(got) > 0 {
+		t.Errorf("the store still holds %v", got)
+	}
+	assertContains(t, out, "Nix built 1 derivation and fetched 0 paths")
+	assertServes(t, export(t, opts.Image), "Hello from Nix", "v2")
+}
+
+// A build is killed with SIGKILL while it makes the closure's layers, and
+// the platform starts the builder again on the layers folder it left: the
+// folders of the layers it was making are half made, beside metadata that
+// describes the previous image's layers. The next build discards them and
+// says so, makes them again, and its image serves.
+func TestKilledWhileMakingTheClosureLayers(t *testing.T) {
+	opts, retry := killedAfterAGoodBuild(t, "killed-in-closure:latest", "Making the closure layer", "Assigning launch processes")
+	// The launch layers' folders the killed build had made.
+	entries, err := os.ReadDir(filepath.Join(retry.LayersDir, "nixcnb_nix"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var half []string
+	for _, e := range entries {
+		if e.IsDir() && !slices.Contains([]string{"nix-release", "nix-store", "proot"}, e.Name()) {
+			half = append(half, e.Name())
+		}
+	}
+	if !slices.ContainsFunc(half, func(name string) bool { return strings.HasSuffix(name, "-hello-app") }) {
+		t.Fatalf("the killed build left no layer of the new app, only %v: the test made no fault", half)
+	}
+
+	out := mustBuild(t, retry)
+	assertContains(t, out, "Discarding what an earlier build left unfinished in the layers folder: "+strings.Join(half, ", ")+"\n")
+	assertServes(t, export(t, opts.Image), "Hello from Nix", "v2")
+}
+
+// cachedLayerTar is the file in which the lifecycle's volume cache keeps
+// a buildpack layer (committed/<diffID>.tar, named in the cache's
+// metadata), and that metadata, decoded.
+func cachedLayerTar(t *testing.T, cache, layer string) (string, map[string]any) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(cache, "committed", "io.buildpacks.lifecycle.cache.metadata"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var meta map[string]any
+	if err := json.Unmarshal(data, &meta); err != nil {
+		t.Fatal(err)
+	}
+	for _, bp := range meta["buildpacks"].([]any) {
+		if l, ok := bp.(map[string]any)["layers"].(map[string]any)[layer].(map[string]any); ok {
+			return filepath.Join(cache, "committed", l["sha"].(string)+".tar"), meta
+		}
+	}
+	t.Fatalf("the cache holds no layer %s", layer)
+	return "", nil
+}
+
+// rewriteCachedLayer rewrites a cached layer's tarball as a damaged disk
+// or an interrupted copy might have saved it, and names the new tarball
+// in the cache's metadata, so that the lifecycle's restorer, which checks
+// a layer's digest, restores it as it is: edit gets each entry's name and
+// contents and returns the contents to keep, or false to drop the entry.
+func rewriteCachedLayer(t *testing.T, cache, layer string, edit func(name string, body []byte) ([]byte, bool)) {
+	t.Helper()
+	old, meta := cachedLayerTar(t, cache, layer)
+	in, err := os.Open(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	var out bytes.Buffer
+	tr, tw := tar.NewReader(in), tar.NewWriter(&out)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, keep := edit(hdr.Name, body)
+		if !keep {
+			continue
+		}
+		if hdr.Typeflag == tar.TypeReg {
+			hdr.Size = int64(len(body))
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(out.Bytes())
+	diffID := "sha256:" + hex.EncodeToString(sum[:])
+	writeFile(t, filepath.Join(cache, "committed", diffID+".tar"), out.Bytes())
+	if err := os.Remove(old); err != nil {
+		t.Fatal(err)
+	}
+	for _, bp := range meta["buildpacks"].([]any) {
+		if l, ok := bp.(map[string]any)["layers"].(map[string]any)[layer].(map[string]any); ok {
+			l["sha"] = diffID
+		}
+	}
+	data, err := json.Marshal(meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(cache, "committed", "io.buildpacks.lifecycle.cache.metadata"), data)
+}
+
+// storeEntry matches a tar entry inside the store path named name of the
+// cached store layer, and gives the path's base name.
+func storeEntry(name string) *regexp.Regexp {
+	return regexp.MustCompile(`/nix-store/nix/store/([a-z0-9]{32}-` + regexp.QuoteMeta(name) + `)(/|$)`)
+}
+
+// The cached store is damaged where the platform keeps it, three ways, and
+// each time handed to the next build by the lifecycle's real restorer:
+//   - its tarball is cut short: the restorer finds that it does not match
+//     its digest and restores the layer's metadata without its files;
+//   - a file of a store path is cut short;
+//   - a store path the database lists is missing.
+//
+// Each time the build says so, discards the store and builds from an
+// empty one; the last image serves.
+func TestACorruptCachedStoreIsDiscarded(t *testing.T) {
+	app := fixture(t, "hello-web")
+	opts := buildOptions(t, app, "corrupt-store:latest")
+	mustBuild(t, opts)
+	damages := []struct {
+		what, version string
+		damage        func()
+		want          string
+	}{
+		{"the tarball cut short", "v2", func() {
+			tarball, _ := cachedLayerTar(t, opts.CacheDir, "nix-store")
+			info, err := os.Stat(tarball)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Truncate(tarball, info.Size()/2); err != nil {
+				t.Fatal(err)
+			}
+		}, "Starting with an empty store: its record came back from the cache without its files"},
+		{"a file cut short", "v3", func() {
+			rewriteCachedLayer(t, opts.CacheDir, "nix-store", func(name string, body []byte) ([]byte, bool) {
+				if storeEntry("hello-www").MatchString(name) && strings.HasSuffix(name, "/index.html") {
+					return body[:len(body)/2/8*8], true // cut at a multiple of 8 bytes, as a disk writes blocks
+				}
+				return body, true
+			})
+		}, "Discarding the cached store: 1 store path is not as its database records (a file cut short or missing), e.g. /nix/store/"},
+		{"a store path missing", "v4", func() {
+			rewriteCachedLayer(t, opts.CacheDir, "nix-store", func(name string, body []byte) ([]byte, bool) {
+				return body, !storeEntry("hello-page").MatchString(name)
+			})
+		}, "Discarding the cached store: 1 store path its database lists is missing, e.g. /nix/store/"},
+	}
+	for _, d := range damages {
+		d.damage()
+		writeFile(t, filepath.Join(app, "version.txt"), []byte(d.version+"\n"))
+		out := mustBuild(t, opts)
+		if !strings.Contains(out, d.want) || !strings.Contains(out, "Nix built 3 derivations and fetched 0 paths") {
+			t.Fatalf("with %s, the build did not say %q and build from an empty store:\n%s", d.what, d.want, out)
+		}
+	}
+	assertServes(t, export(t, opts.Image), "Hello from Nix", "v4")
+}
+
+// The layers folder's disk fills up in the middle of the build (a tmpfs
+// too small for Nix and its store): the build fails, its message names the
+// disk and says what to do, no layer metadata claims the half-written
+// layers and nothing reaches the cache; the next build with the same cache,
+// on a disk of the usual size, succeeds. Once the cache holds more than
+// the small disk, the lifecycle's restorer is what fails first.
+func TestTheLayersFolderDiskFills(t *testing.T) {
+	app := fixture(t, "hello-web")
+	opts := buildOptions(t, app, "disk-full:latest")
+	small := opts
+	small.LayersSize = 96 << 20
+	suite.env.Log = t.Output()
+	result, err := suite.env.Build(small)
+	var phaseErr *harness.PhaseError
+	if !errors.As(err, &phaseErr) || phaseErr.Phase != "builder" {
+		t.Fatalf("want the builder to fail on a full disk, got %v", err)
+	}
+	assertContains(t, result.Output, "no space left on the disk of the layers folder /layers (")
+	assertContains(t, result.Output, " free of 96.0 MiB): give the build more disk space; a failed build saves no layer, so the next one starts from the cache of the last build that succeeded: ")
+	records, err := filepath.Glob(filepath.Join(result.Dir, "layers", "nixcnb_nix", "*.toml"))
+	if err != nil || len(records) > 0 {
+		t.Errorf("the failed build left layer metadata %v (%v)", records, err)
+	}
+	if saved, _ := filepath.Glob(filepath.Join(opts.CacheDir, "committed", "*.tar")); len(saved) > 0 {
+		t.Errorf("the failed build's layers reached the cache: %v", saved)
+	}
+
+	out := mustBuild(t, opts)
+	assertContains(t, out, "Starting with an empty store: no store cached by an earlier build")
+	assertServes(t, export(t, opts.Image), "Hello from Nix", "v1")
+
+	result, err = suite.env.Build(small)
+	if !errors.As(err, &phaseErr) || phaseErr.Phase != "restorer" {
+		t.Fatalf("with a cache bigger than the disk, want the restorer to fail, got %v", err)
+	}
+	assertContains(t, result.Output, "no space left on device")
 }

@@ -26,10 +26,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/nixcnb/nix-buildpack/bench/units"
 	"github.com/nixcnb/nix-buildpack/integration/harness"
 )
 
@@ -73,9 +73,9 @@ func main() {
 
 func (o *options) parse(sizes, ways string) error {
 	for _, s := range strings.Split(sizes, ",") {
-		n, err := parseSize(s)
+		n, err := units.ParseSize(s)
 		if err != nil {
-			return err
+			return fmt.Errorf("-sizes: %w", err)
 		}
 		o.sizes = append(o.sizes, n)
 	}
@@ -90,23 +90,6 @@ func (o *options) parse(sizes, ways string) error {
 		o.ways = append(o.ways, w)
 	}
 	return nil
-}
-
-// parseSize reads "0.5G", "500M", "2GB", "100000": bytes, in powers of
-// 1000.
-func parseSize(s string) (int64, error) {
-	num := strings.TrimSuffix(strings.ToUpper(strings.TrimSpace(s)), "B")
-	unit := 1.0
-	for suffix, u := range map[string]float64{"K": 1e3, "M": 1e6, "G": 1e9} {
-		if rest, ok := strings.CutSuffix(num, suffix); ok {
-			num, unit = rest, u
-		}
-	}
-	f, err := strconv.ParseFloat(num, 64)
-	if err != nil || f*unit < 1e3 {
-		return 0, fmt.Errorf("-sizes: %q is not a size of at least 1k, like 0.5G or 500M", s)
-	}
-	return int64(f * unit), nil
 }
 
 func progress(format string, args ...any) {
@@ -137,7 +120,7 @@ func run(o options) error {
 		for _, w := range o.ways {
 			s, err := runSeries(o, repoRoot, scratch, &bps, size, w)
 			if err != nil {
-				return fmt.Errorf("%s, %s: %w", formatBytes(size), w, err)
+				return fmt.Errorf("%s, %s: %w", units.Bytes(size), w, err)
 			}
 			sr.series = append(sr.series, s)
 		}

@@ -72,16 +72,3 @@ func TestLaunchClosureChanged(t *testing.T) {
 		t.Errorf("changed from nothing: %d bytes in %d paths, want 2010 in 2", bytes, paths)
 	}
 }
-
-func TestParseSize(t *testing.T) {
-	for in, want := range map[string]int64{"0.5G": 5e8, "2GB": 2e9, "500M": 5e8, "100k": 1e5, "4096": 4096} {
-		if got, err := parseSize(in); err != nil || got != want {
-			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
-		}
-	}
-	for _, in := range []string{"", "G", "-1G", "12"} {
-		if _, err := parseSize(in); err == nil {
-			t.Errorf("parseSize(%q) passed", in)
-		}
-	}
-}

@@ -5,6 +5,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/nixcnb/nix-buildpack/bench/units"
 )
 
 // wayTitles name the ways in the tables.
@@ -24,7 +26,7 @@ func report(o options, sizes []sizeResult, elapsed time.Duration) string {
 	p("- %d CPUs, %s, %s; whole benchmark %.0f s\n", runtime.NumCPU(), runtime.GOOS+"/"+runtime.GOARCH, runtime.Version(), elapsed.Seconds())
 	p("- The closure: %d library store paths of %d files of random bytes each, and an app path on top referring to them all, and busybox\n\n", o.paths, o.files)
 	for _, sr := range sizes {
-		p("### %s of libraries%s\n\n", formatBytes(sr.bytes), closureSummary(sr))
+		p("### %s of libraries%s\n\n", units.Bytes(sr.bytes), closureSummary(sr))
 		p("| way | build | total | analyze | detect | restore | build | export | to registry | to cache | image layers reused / added | cache layers reused / added | ideal: changed paths |\n")
 		p("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 		for _, s := range sr.series {
@@ -34,7 +36,7 @@ func report(o options, sizes []sizeResult, elapsed time.Duration) string {
 					p(" %s |", secs(r.phases[name]))
 				}
 				l := r.layers
-				p(" %s | %s | %d / %d | %d / %d | %s |\n", formatBytes(r.registry), formatBytes(r.cache),
+				p(" %s | %s | %d / %d | %d / %d | %s |\n", units.Bytes(r.registry), units.Bytes(r.cache),
 					len(l.reused), len(l.added), len(l.cacheReused), len(l.cacheAdded), ideal(r))
 			}
 		}
@@ -76,7 +78,7 @@ func closureSummary(sr sizeResult) string {
 	for _, s := range sr.series {
 		if len(s.rows) > 0 && s.rows[0].closure != nil {
 			c := s.rows[0].closure
-			return fmt.Sprintf(": a closure of %d store paths, %s of NAR", len(c), formatBytes(c.total()))
+			return fmt.Sprintf(": a closure of %d store paths, %s of NAR", len(c), units.Bytes(c.total()))
 		}
 	}
 	return ""
@@ -86,7 +88,7 @@ func ideal(r row) string {
 	if r.closure == nil {
 		return "—"
 	}
-	return fmt.Sprintf("%d, %s", r.changedPaths, formatBytes(r.changedBytes))
+	return fmt.Sprintf("%d, %s", r.changedPaths, units.Bytes(r.changedBytes))
 }
 
 func names(layers []string) string {
@@ -97,17 +99,3 @@ func names(layers []string) string {
 }
 
 func secs(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
-
-// formatBytes writes n in powers of 1000, as registries and Nix do.
-func formatBytes(n int64) string {
-	switch {
-	case n >= 1e9:
-		return fmt.Sprintf("%.2f GB", float64(n)/1e9)
-	case n >= 1e6:
-		return fmt.Sprintf("%.1f MB", float64(n)/1e6)
-	case n >= 1e3:
-		return fmt.Sprintf("%.1f kB", float64(n)/1e3)
-	default:
-		return fmt.Sprintf("%d B", n)
-	}
-}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/nixcnb/nix-buildpack/bench/units"
 	"github.com/nixcnb/nix-buildpack/integration/harness"
 	"github.com/nixcnb/nix-buildpack/integration/s3server"
 )
@@ -110,7 +111,7 @@ func runSeries(o options, repoRoot, scratch string, bps *buildpacks, size int64,
 	s := series{way: w}
 	var prev closure
 	for _, st := range steps {
-		progress("%s, %s: %s build", formatBytes(size), w, st.name)
+		progress("%s, %s: %s build", units.Bytes(size), w, st.name)
 		if st.change != nil {
 			if err := st.change(a); err != nil {
 				return series{}, err
@@ -126,7 +127,7 @@ func runSeries(o options, repoRoot, scratch string, bps *buildpacks, size int64,
 			prev = r.closure
 		}
 		progress("  %.1f s; %s to the registry, %s to the cache; layers reused %d, added %d",
-			r.total.Seconds(), formatBytes(r.registry), formatBytes(r.cache), len(r.layers.reused), len(r.layers.added))
+			r.total.Seconds(), units.Bytes(r.registry), units.Bytes(r.cache), len(r.layers.reused), len(r.layers.added))
 		s.rows = append(s.rows, r)
 	}
 	return s, nil

@@ -29,6 +29,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nixcnb/nix-buildpack/bench/hostinfo"
 	"github.com/nixcnb/nix-buildpack/integration/s3server"
 )
 
@@ -137,7 +138,7 @@ func run(ctx context.Context, o options) error {
 	}
 	defer srv.Stop()
 
-	loadBefore := loadAverage()
+	loadBefore := hostinfo.LoadAverage()
 	b := &bench{
 		nixBin: o.nixBin, parallel: o.parallel, src: src, srv: srv, work: work, tmp: tmp,
 		results: map[string][]sample{}, logf: logf,
@@ -160,7 +161,7 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 	r := report{o: o, b: b, machine: machineFacts(o.nixBin), skipped: skipped, elapsed: time.Since(began),
-		load: [2]string{loadBefore, loadAverage()}}
+		load: [2]string{loadBefore, hostinfo.LoadAverage()}}
 	r.print(os.Stdout)
 	return nil
 }
@@ -213,17 +214,4 @@ func machineFacts(nixBin string) machine {
 		m.versitygw = strings.TrimPrefix(filepath.Base(stamps[0]), ".versitygw-")
 	}
 	return m
-}
-
-// loadAverage is the 1-minute load average: other processes on the machine
-// make the timings noisier.
-func loadAverage() string {
-	data, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	if f := strings.Fields(string(data)); len(f) > 0 {
-		return f[0]
-	}
-	return "?"
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/BurntSushi/toml"
@@ -27,13 +28,20 @@ const (
 // buildpack passed detection.
 var ErrDetectFailed = errors.New("no buildpack passed detection")
 
-// PhaseError is the error of a Build whose lifecycle phase exited non-zero.
+// PhaseError is the error of a Build whose lifecycle phase exited non-zero
+// or was killed.
 type PhaseError struct {
 	Phase    string // analyzer, detector, restorer, builder or exporter
-	ExitCode int
+	ExitCode int    // -1 when a signal ended it
+	// Signal is the signal that ended the phase (KillBuilderOn sends
+	// SIGKILL), 0 when it exited.
+	Signal syscall.Signal
 }
 
 func (e *PhaseError) Error() string {
+	if e.Signal != 0 {
+		return fmt.Sprintf("lifecycle %s was killed by %v", e.Phase, e.Signal)
+	}
 	msg := fmt.Sprintf("lifecycle %s exited with code %d", e.Phase, e.ExitCode)
 	if e.Is(ErrDetectFailed) {
 		msg += " (" + ErrDetectFailed.Error() + ")"
@@ -66,6 +74,24 @@ type BuildOptions struct {
 	// makes ptrace fail (see RunOptions.DenyPtrace).
 	DenyPtrace            bool
 	ExtraBuilderBwrapArgs []string // raw extra bwrap args for the builder phase
+	// LayersDir is a layers folder the caller keeps between builds: each
+	// Build finds what the one before left in it. Created if missing, where
+	// the cnb user can reach it (under WorkDir); "" means a fresh one in Dir.
+	LayersDir string
+	// Phases are the lifecycle phases to run, in their order; nil means all
+	// five. With LayersDir, {"builder", "exporter"} is a platform that
+	// starts a killed builder again on the layers folder it left, as
+	// Kubernetes restarts a failed container of a pod (init containers
+	// included) with the pod's emptyDir volumes as they were.
+	Phases []string
+	// LayersSize, if set, makes the layers folder a tmpfs of that many
+	// bytes for every phase: a small disk. Close unmounts it.
+	LayersSize int64
+	// KillBuilderOn, if set, kills the builder phase's process group (its
+	// sandbox with the buildpack and Nix in it) with SIGKILL as soon as a
+	// line of its output contains it, as a platform stops a build (out of
+	// memory, a cancelled deploy). The exporter then never runs.
+	KillBuilderOn string
 }
 
 // Bind is a bind mount of the host's Source at Dest in a sandbox.
@@ -101,6 +127,7 @@ type phase struct {
 	asCNBUser bool     // the detector and the builder refuse to run as root
 	args      []string // the phase's flags and arguments
 	bwrapArgs []string // extra sandbox args for this phase
+	killOn    string   // see BuildOptions.KillBuilderOn
 	// denyPtrace runs the phase under the filter that makes ptrace fail.
 	denyPtrace bool
 }
@@ -121,6 +148,11 @@ func (e *Env) Build(opts BuildOptions) (BuildResult, error) {
 	if opts.BuildpackDir == "" || opts.Image == "" {
 		return BuildResult{}, errors.New("BuildOptions needs BuildpackDir and Image")
 	}
+	for _, p := range opts.Phases {
+		if !slices.Contains([]string{"analyzer", "detector", "restorer", "builder", "exporter"}, p) {
+			return BuildResult{}, fmt.Errorf("BuildOptions.Phases: no lifecycle phase %q", p)
+		}
+	}
 	opts, err := absolutePaths(opts)
 	if err != nil {
 		return BuildResult{}, err
@@ -133,6 +165,9 @@ func (e *Env) Build(opts BuildOptions) (BuildResult, error) {
 	out := teeTo(&output, e.Log)
 	result := BuildResult{Dir: dirs.root}
 	for _, p := range e.phases(opts, dirs) {
+		if opts.Phases != nil && !slices.Contains(opts.Phases, p.name) {
+			continue
+		}
 		fmt.Fprintf(out, "===> %s\n", p.title)
 		began := time.Now()
 		err := e.runPhase(p, dirs, out)
@@ -175,7 +210,7 @@ func (e *Env) phases(opts BuildOptions, dirs buildDirs) []phase {
 		{name: "analyzer", title: "ANALYZING", args: slices.Concat(ids, []string{"-run-image", e.RunImage, opts.Image})},
 		{name: "detector", title: "DETECTING", asCNBUser: true},
 		{name: "restorer", title: "RESTORING", args: slices.Concat(ids, []string{"-cache-dir", "/cache"}), bwrapArgs: cache},
-		{name: "builder", title: "BUILDING", asCNBUser: true, bwrapArgs: builderBwrapArgs(opts), denyPtrace: opts.DenyPtrace},
+		{name: "builder", title: "BUILDING", asCNBUser: true, bwrapArgs: builderBwrapArgs(opts), killOn: opts.KillBuilderOn, denyPtrace: opts.DenyPtrace},
 		{name: "exporter", title: "EXPORTING", args: slices.Concat(ids, []string{"-cache-dir", "/cache", opts.Image}), bwrapArgs: cache},
 	}
 }
@@ -195,7 +230,8 @@ func builderBwrapArgs(opts BuildOptions) []string {
 	return append(args, opts.ExtraBuilderBwrapArgs...)
 }
 
-// runPhase runs one phase in its sandbox, its output to out.
+// runPhase runs one phase in its sandbox, its output to out. The phase is
+// a process group of its own, so that killOn can kill all of it.
 func (e *Env) runPhase(p phase, dirs buildDirs, out io.Writer) error {
 	argv := append(e.phaseBwrapArgs(dirs), p.bwrapArgs...)
 	var extraFiles []*os.File
@@ -211,7 +247,6 @@ func (e *Env) runPhase(p phase, dirs buildDirs, out io.Writer) error {
 	argv = append(argv, "--", "/cnb/lifecycle/"+p.name)
 	cmd := exec.Command("bwrap", append(argv, p.args...)...)
 	cmd.ExtraFiles = extraFiles
-	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Env = []string{
 		"PATH=" + phasePath,
 		"CNB_PLATFORM_API=" + platformAPI,
@@ -223,17 +258,74 @@ func (e *Env) runPhase(p phase, dirs buildDirs, out io.Writer) error {
 		cmd.Env = append(cmd.Env, "HOME=/home/"+cnbUser)
 	} else {
 		cmd.Dir = "/"
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
 		cmd.Env = append(cmd.Env, "HOME=/root", "CNB_REGISTRY_AUTH={}")
 	}
-	err := cmd.Run()
+	cmd.SysProcAttr.Setpgid = true
+	var seen chan struct{}
+	if p.killOn != "" {
+		seen = make(chan struct{})
+		out = &lineWatcher{out: out, want: p.killOn, seen: seen}
+	}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("running the lifecycle %s: %w", p.name, err)
+	}
+	exited := make(chan struct{})
+	if seen != nil {
+		go func() {
+			select {
+			case <-seen:
+				// The group's id is the sandbox's pid (Setpgid).
+				_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			case <-exited:
+			}
+		}()
+	}
+	err := cmd.Wait()
+	close(exited)
 	var exitErr *exec.ExitError
 	if errors.As(err, &exitErr) {
-		return &PhaseError{Phase: p.name, ExitCode: exitErr.ExitCode()}
+		phaseErr := &PhaseError{Phase: p.name, ExitCode: exitErr.ExitCode()}
+		if status, ok := exitErr.Sys().(syscall.WaitStatus); ok && status.Signaled() {
+			phaseErr.Signal = status.Signal()
+		}
+		return phaseErr
 	}
 	if err != nil {
 		return fmt.Errorf("running the lifecycle %s: %w", p.name, err)
 	}
 	return nil
+}
+
+// lineWatcher passes output on to out and closes seen, once, when a whole
+// line of it contains want.
+type lineWatcher struct {
+	out     io.Writer
+	want    string
+	seen    chan struct{}
+	partial []byte
+	fired   bool
+}
+
+func (w *lineWatcher) Write(p []byte) (int, error) {
+	if !w.fired {
+		w.partial = append(w.partial, p...)
+		for {
+			i := bytes.IndexByte(w.partial, '\n')
+			if i < 0 {
+				break
+			}
+			if bytes.Contains(w.partial[:i], []byte(w.want)) {
+				w.fired = true
+				close(w.seen)
+				w.partial = nil
+				break
+			}
+			w.partial = w.partial[i+1:]
+		}
+	}
+	return w.out.Write(p)
 }
 
 // phaseBwrapArgs makes the build sandbox: the host's /usr and /etc
@@ -280,8 +372,19 @@ func (e *Env) prepareBuild(opts BuildOptions) (buildDirs, error) {
 	if dirs.cache == "" {
 		dirs.cache = filepath.Join(root, "cache")
 	}
+	if opts.LayersDir != "" {
+		if err := checkReachable(opts.LayersDir); err != nil {
+			return buildDirs{}, fmt.Errorf("BuildOptions.LayersDir: %w", err)
+		}
+		dirs.layers = opts.LayersDir
+	}
 	for _, dir := range []string{dirs.layers, dirs.home, dirs.cache} {
 		if err := mkdirCNB(dir, 0o755); err != nil {
+			return buildDirs{}, fmt.Errorf("preparing the build: %w", err)
+		}
+	}
+	if opts.LayersSize > 0 {
+		if err := e.mountTmpfs(dirs.layers, opts.LayersSize); err != nil {
 			return buildDirs{}, fmt.Errorf("preparing the build: %w", err)
 		}
 	}
@@ -301,6 +404,19 @@ func (e *Env) prepareBuild(opts BuildOptions) (buildDirs, error) {
 		return buildDirs{}, err
 	}
 	return dirs, nil
+}
+
+// mountTmpfs mounts a tmpfs of size bytes at dir, owned by the cnb user,
+// until Close.
+func (e *Env) mountTmpfs(dir string, size int64) error {
+	opts := fmt.Sprintf("size=%d,mode=0755,uid=%d,gid=%d", size, cnbUID, cnbGID)
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV, opts); err != nil {
+		return fmt.Errorf("mounting a tmpfs of %d bytes at %s: %w", size, dir, err)
+	}
+	e.mu.Lock()
+	e.mounts = append(e.mounts, dir)
+	e.mu.Unlock()
+	return nil
 }
 
 func copyApp(appDir, workspace string) error {

@@ -22,6 +22,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"sync"
+	"syscall"
 )
 
 const (
@@ -63,6 +64,7 @@ type Env struct {
 	counter int                  // numbers the dirs of builds and exports
 	exports map[string]ImageInfo // rootfs dir -> config of its image
 	running []*Running
+	mounts  []string // the tmpfs of BuildOptions.LayersSize
 }
 
 // Start makes an environment under workRoot ("" means os.TempDir()) for
@@ -150,8 +152,8 @@ func (e *Env) start(workRoot string) error {
 // WorkDir.
 func (e *Env) Close() error {
 	e.mu.Lock()
-	running := e.running
-	e.running = nil
+	running, mounts := e.running, e.mounts
+	e.running, e.mounts = nil, nil
 	e.mu.Unlock()
 
 	var errs []error
@@ -160,6 +162,11 @@ func (e *Env) Close() error {
 	}
 	if e.registry != nil {
 		errs = append(errs, e.registry.stop())
+	}
+	for _, dir := range mounts {
+		if err := syscall.Unmount(dir, 0); err != nil {
+			errs = append(errs, fmt.Errorf("unmounting the tmpfs at %s: %w", dir, err))
+		}
 	}
 	if e.WorkDir != "" {
 		if err := os.RemoveAll(e.WorkDir); err != nil {

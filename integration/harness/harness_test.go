@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -71,11 +72,12 @@ func mustContain(t *testing.T, what, output string, wants ...string) {
 
 // TestHarness builds a throwaway buildpack's app twice with one cache,
 // exports the image and serves a page from it.
-func TestHarness(t *testing.T) {
+// startEnv starts an environment for the test, closed when it ends.
+func startEnv(t *testing.T) *Env {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Fatal("the harness needs root: run the tests as root (scripts/test.sh)")
 	}
-	started := time.Now()
 	env, err := Start("")
 	if err != nil {
 		t.Fatal(err)
@@ -86,6 +88,12 @@ func TestHarness(t *testing.T) {
 		}
 	})
 	env.Log = t.Output()
+	return env
+}
+
+func TestHarness(t *testing.T) {
+	started := time.Now()
+	env := startEnv(t)
 	t.Logf("environment ready in %v", time.Since(started))
 
 	src := t.TempDir()
@@ -182,4 +190,94 @@ func TestHarness(t *testing.T) {
 		t.Errorf("build with a buildpack that never passes detection: want ErrDetectFailed, got %v", err)
 	}
 	t.Logf("done in %v", time.Since(started))
+}
+
+// faultBuild does what the platform env MODE says: "cache" caches a
+// layer holding a symlink; "kill" writes a file into a layer, says so and
+// sleeps (KillBuilderOn stops it); "look" finds that file; "fill" writes
+// 8 MiB into the layers folder.
+const faultBuild = `#!/bin/sh
+set -eu
+case "$(cat "$CNB_PLATFORM_DIR/env/MODE")" in
+cache)
+  mkdir -p "$CNB_LAYERS_DIR/cached"
+  ln -sf target "$CNB_LAYERS_DIR/cached/link"
+  printf '[types]\ncache = true\n' > "$CNB_LAYERS_DIR/cached.toml"
+  ;;
+kill)
+  mkdir -p "$CNB_LAYERS_DIR/half"
+  echo "written before the kill" > "$CNB_LAYERS_DIR/half/file"
+  echo "fault: half written"
+  sleep 60
+  echo "fault: still running after the kill"
+  ;;
+look)
+  cat "$CNB_LAYERS_DIR/half/file"
+  ;;
+fill)
+  dd if=/dev/zero of="$CNB_LAYERS_DIR/big" bs=1M count=8
+  ;;
+esac
+`
+
+// TestHarnessKeepsLayersKillsAndFills: KillBuilderOn kills the builder
+// with SIGKILL at its line, the builder started again on the kept layers
+// folder finds what the killed one left, and LayersSize makes the layers
+// folder a small disk. It also shows why a kept layers folder is only
+// seen by a builder started again: the whole lifecycle run again on one
+// fails in the restorer, which cannot restore a cached layer over its own
+// files.
+func TestHarnessKeepsLayersKillsAndFills(t *testing.T) {
+	env := startEnv(t)
+	src := t.TempDir()
+	bp := filepath.Join(src, "buildpack")
+	writeFile(t, filepath.Join(bp, "buildpack.toml"), strings.Replace(helloBuildpackTOML, "test/hello", "test/fault", 1), 0o644)
+	writeFile(t, filepath.Join(bp, "bin/detect"), helloDetect, 0o755)
+	writeFile(t, filepath.Join(bp, "bin/build"), faultBuild, 0o755)
+	opts := func(mode, layers string) BuildOptions {
+		return BuildOptions{BuildpackDir: bp, Image: env.Registry + "/fault-" + mode + ":latest", PlatformEnv: map[string]string{"MODE": mode},
+			CacheDir: filepath.Join(src, "cache-"+mode), LayersDir: filepath.Join(env.WorkDir, layers)} // where the cnb user reaches
+	}
+	var phaseErr *PhaseError
+
+	cached := opts("cache", "kept-cache")
+	if _, err := env.Build(cached); err != nil {
+		t.Fatalf("caching a layer: %v", err)
+	}
+	again, err := env.Build(cached)
+	if !errors.As(err, &phaseErr) || phaseErr.Phase != "restorer" || !strings.Contains(again.Output, "file exists") {
+		t.Errorf("the lifecycle run again on a kept layers folder: want the restorer to fail restoring the symlink, got %v\n%s", err, again.Output)
+	}
+
+	kill := opts("kill", "kept-kill")
+	kill.KillBuilderOn = "fault: half written"
+	began := time.Now()
+	killed, err := env.Build(kill)
+	if !errors.As(err, &phaseErr) || phaseErr.Phase != "builder" || phaseErr.Signal != syscall.SIGKILL {
+		t.Fatalf("want the builder killed by SIGKILL, got %v\n%s", err, killed.Output)
+	}
+	if took := time.Since(began); took > 30*time.Second || strings.Contains(killed.Output, "still running") {
+		t.Fatalf("the builder ran on after the kill (%v):\n%s", took, killed.Output)
+	}
+	if last := killed.Phases[len(killed.Phases)-1].Phase; last != "builder" {
+		t.Fatalf("the phases went on after the killed builder, up to %s", last)
+	}
+	retry := opts("look", "kept-kill")
+	retry.Phases = []string{"builder", "exporter"}
+	look, err := env.Build(retry)
+	if err != nil {
+		t.Fatalf("the builder started again: %v\n%s", err, look.Output)
+	}
+	mustContain(t, "the builder started again", look.Output, "written before the kill")
+	if strings.Contains(look.Output, "===> RESTORING") || !strings.Contains(look.Output, "===> EXPORTING") {
+		t.Errorf("want only the builder and the exporter run again:\n%s", look.Output)
+	}
+
+	fill := opts("fill", "")
+	fill.LayersDir, fill.LayersSize = "", 4<<20
+	full, err := env.Build(fill)
+	if !errors.As(err, &phaseErr) || phaseErr.Phase != "builder" {
+		t.Fatalf("want the builder to fail writing 8 MiB into a 4 MiB layers folder, got %v\n%s", err, full.Output)
+	}
+	mustContain(t, "the build on a small disk", full.Output, "No space left on device")
 }

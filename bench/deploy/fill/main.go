@@ -4,7 +4,8 @@
 // same bytes (ChaCha8 is a stable generator), so the derivation is
 // deterministic, and random bytes do not compress: a layer of them costs
 // its size in a registry. The benchmark builds it static, so it runs in
-// Nix's build sandbox as busybox does.
+// Nix's build sandbox as busybox does. The memory benchmark (bench/memory)
+// runs it too, to write its closure's store paths.
 package main
 
 import (
