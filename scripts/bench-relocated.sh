@@ -3,9 +3,12 @@
 # namespaces, no ptrace) against the native one on the same derivation, with
 # the real lifecycle: an app whose `app` derivation reads an input closure of
 # many files, which the relocated build first copies into its view with
-# /nix/store rewritten. Each repetition builds from a fresh cache (both
+# /nix/store rewritten (and again with the builder's /tmp on the store's
+# mount, as a one-off build has them, where the view hard-links what needs no
+# rewrite). Each repetition builds from a fresh cache (both
 # derivations), then after an app change (`app` alone). Prints a markdown
-# report on stdout (progress on stderr); about 10 minutes with the defaults.
+# report on stdout (progress on stderr); 8 to 16 minutes with the defaults
+# on this project's 2-core machine.
 # Run as root, after scripts/install-tools.sh (it uses the test harness:
 # the lifecycle under bubblewrap, a loopback registry).
 #
@@ -13,7 +16,7 @@
 #   -n 3          repetitions of each way, each from a fresh cache
 #   -files 20000  files of 2 to 4 kB in the input derivation (and one of 8 MiB)
 #   -v            stream the builds' output to stderr
-# Quick: scripts/bench-relocated.sh -files 2000 -n 1  (about 2 minutes)
+# Quick: scripts/bench-relocated.sh -files 2000 -n 1  (about a minute)
 # Example: scripts/bench-relocated.sh > bench-relocated.md
 set -euo pipefail
 cd "$(dirname "$0")/.."

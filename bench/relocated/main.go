@@ -7,7 +7,12 @@
 //   - relocated: BP_NIX_STORE_RUNTIME=relocated, what a dyno gets, where
 //     each derivation is built by relocbuild against a view of its input
 //     closure at /tmp/xxxxx: the inputs are copied there with /nix/store
-//     rewritten, and the outputs rewritten back and registered.
+//     rewritten, and the outputs rewritten back and registered. The
+//     lifecycle's builder has /tmp and /layers on two mounts;
+//   - relocated with the builder's /tmp on the mount of /layers, as a
+//     one-off build in a container has its scratch layers in $TMPDIR: the
+//     view can hard-link the store's files, and outputs are renamed into
+//     the store.
 //
 // The app (app.go) has a derivation whose output is many files and one
 // whose build reads them all, so the relocated build pays for copying a
