@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/paketo-buildpacks/packit/v2/fs"
 
@@ -49,9 +50,14 @@ func (r *run) nixBuild(nix Nix, plan detect.PlanMetadata) (builtApp, error) {
 		what += ", attribute " + req.Attr
 	}
 	r.log.Process("Building the app: %s", what)
+	// took is the Nix build alone (evaluation, fetching and building), as
+	// scripts/bench-relocated.sh reads it from the summary line.
+	var took time.Duration
 	err := r.timed(func() error {
+		began := r.tools.Clock.Now()
 		var err error
 		built.BuildResult, err = nix.Build(ctx, req)
+		took = r.tools.Clock.Now().Sub(began)
 		return err
 	})
 	if err != nil {
@@ -63,7 +69,7 @@ func (r *run) nixBuild(nix Nix, plan detect.PlanMetadata) (builtApp, error) {
 			r.log.Subprocess("Warning: could not find the flake's store path, so garbage collection may keep this copy of the app as a fetched source: %v", err)
 		}
 	}
-	r.log.Subprocess("Nix built %s and fetched %s", plural(built.Built, "derivation"), plural(built.Substituted, "path"))
+	r.log.Subprocess("Nix built %s and fetched %s in %.2f s", plural(built.Built, "derivation"), plural(built.Substituted, "path"), took.Seconds())
 	if r.cfg.Sandbox && built.SandboxDisabled {
 		r.log.Subprocess("BP_NIX_SANDBOX=true, but this platform cannot give Nix's sandbox the namespaces it needs: Nix built without it")
 	}

@@ -88,7 +88,7 @@ func TestFirstBuildMakesEveryLayer(t *testing.T) {
 	f.logHas("Fetching "+releaseURI+" (no release cached by an earlier build)",
 		"Starting with an empty store: no store cached by an earlier build",
 		"Store runtime: bwrap", "Using "+nixVersion,
-		"Nix built 2 derivations and fetched 0 paths",
+		"Nix built 2 derivations and fetched 0 paths in 0.00 s",
 		"Keeping 1 source that evaluation fetched",
 		"Making the closure layer: the previous image has no closure layer",
 		"Closure: 3 store paths", "in 3 layers", "Store path layers: 3 made, 0 reused", "Launcher: relocate (/tmp/")

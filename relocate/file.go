@@ -6,11 +6,26 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 )
 
 // chunkSize is how much of a file the rewrite holds in memory at once.
 const chunkSize = 1 << 20
+
+// maxOld is the longest search string the pooled buffers have room for
+// beside a chunk; store folder names and prefixes are 10 bytes.
+const maxOld = 64
+
+// buffers holds replaceStream's buffers for reuse. A closure has thousands
+// of files of a few kB, and a fresh megabyte for each cost as much as the
+// file itself: the runtime zeroes it, and once it has given the memory
+// back, faults it in again (about 0.7 ms a file on this project's 2-core
+// VM, about what creating and writing the file costs there).
+var buffers = sync.Pool{New: func() any {
+	b := make([]byte, 0, chunkSize+maxOld)
+	return &b
+}}
 
 // rewriteFile replaces old with repl in the regular file at path, returning
 // the number of occurrences replaced.
@@ -79,7 +94,14 @@ func replaceStream(dst io.Writer, src io.Reader, old, repl []byte) (int, error) 
 	if len(old) == 0 {
 		return 0, errors.New("replaceStream: empty search string")
 	}
-	buf := make([]byte, 0, chunkSize+len(old))
+	var buf []byte
+	if len(old) <= maxOld {
+		pooled := buffers.Get().(*[]byte)
+		defer buffers.Put(pooled)
+		buf = (*pooled)[: 0 : chunkSize+len(old)]
+	} else {
+		buf = make([]byte, 0, chunkSize+len(old))
+	}
 	count := 0
 	for {
 		m, readErr := src.Read(buf[len(buf):cap(buf)])

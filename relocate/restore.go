@@ -1,6 +1,7 @@
 package relocate
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/nixcnb/nix-buildpack/nixstore"
 )
@@ -18,6 +20,32 @@ import (
 // bytes a rewrite would corrupt (see skipKind) are copied as they are.
 // The copy keeps the executable bits and is left read-only, like the store.
 func Copy(src, dst, prefix string) error {
+	return (&Copier{}).Copy(src, dst, prefix)
+}
+
+// A Copier copies store paths as Copy does, and with Link set, hard-links
+// what it would copy unchanged instead: a read-only file whose bytes do not
+// name nixstore.Dir, or that is of a kind a rewrite would corrupt. A link
+// makes no new inode and writes no bytes, where a copy of a closure of
+// thousands of small files spends most of its time making them. It needs
+// src and dst on one mount: the first link that fails with EXDEV turns
+// Link off, and that file and all later ones are copied. A file that has a
+// write permission bit, or that cannot be linked for another reason, is
+// copied.
+//
+// A linked file is the original's inode: whoever may change its mode (its
+// owner) can then change the original through the link. Read-only, it
+// takes a deliberate chmod, which the same owner could as well run on the
+// original.
+type Copier struct {
+	Link bool
+	// Linked and Copied count the regular files linked and copied.
+	Linked, Copied int
+}
+
+// Copy copies the store path src to dst as the package's Copy does,
+// linking what it can (see Copier).
+func (c *Copier) Copy(src, dst, prefix string) error {
 	if err := CheckPrefix(prefix); err != nil {
 		return err
 	}
@@ -43,7 +71,7 @@ func Copy(src, dst, prefix string) error {
 			}
 			return os.Symlink(strings.ReplaceAll(target, nixstore.Dir, prefix), to)
 		case d.Type().IsRegular():
-			return copyFile(path, to, old, repl)
+			return c.copyFile(path, to, old, repl)
 		}
 		return fmt.Errorf("%s is neither a file, a folder nor a symlink", path)
 	})
@@ -59,8 +87,9 @@ func Copy(src, dst, prefix string) error {
 }
 
 // copyFile copies the regular file src to dst, replacing old with repl
-// unless the file is of a kind a rewrite would corrupt.
-func copyFile(src, dst string, old, repl []byte) error {
+// unless the file is of a kind a rewrite would corrupt; or links it, when
+// the copy would be the same bytes and c.Link allows.
+func (c *Copier) copyFile(src, dst string, old, repl []byte) error {
 	info, err := os.Stat(src)
 	if err != nil {
 		return err
@@ -76,12 +105,19 @@ func copyFile(src, dst string, old, repl []byte) error {
 		return err
 	}
 	header = header[:m]
+	verbatim := skipKind(filepath.Base(src), header) != ""
+	if c.Link && info.Mode().Perm()&0o222 == 0 {
+		linked, err := c.link(in, src, dst, header, verbatim, old)
+		if err != nil || linked {
+			return err
+		}
+	}
 	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return err
 	}
-	body := io.MultiReader(strings.NewReader(string(header)), in)
-	if skipKind(filepath.Base(src), header) != "" {
+	body := io.MultiReader(bytes.NewReader(header), in)
+	if verbatim {
 		_, err = io.Copy(out, body)
 	} else {
 		_, err = replaceStream(out, body, old, repl)
@@ -89,11 +125,39 @@ func copyFile(src, dst string, old, repl []byte) error {
 	if err = errors.Join(err, out.Close()); err != nil {
 		return err
 	}
+	c.Copied++
 	mode := os.FileMode(0o444)
 	if info.Mode()&0o111 != 0 {
 		mode = 0o555
 	}
 	return os.Chmod(dst, mode)
+}
+
+// link hard-links src at dst if the copy would hold src's bytes: it is
+// verbatim, or the rest of in after header does not name old. Unless it
+// linked, it leaves in just after header again, for the copy.
+func (c *Copier) link(in *os.File, src, dst string, header []byte, verbatim bool, old []byte) (bool, error) {
+	if !verbatim {
+		n, err := replaceStream(io.Discard, io.MultiReader(bytes.NewReader(header), in), old, old)
+		if err != nil {
+			return false, err
+		}
+		if _, err := in.Seek(int64(len(header)), io.SeekStart); err != nil {
+			return false, err
+		}
+		if n > 0 {
+			return false, nil
+		}
+	}
+	err := os.Link(src, dst)
+	if errors.Is(err, syscall.EXDEV) {
+		c.Link = false
+	}
+	if err != nil {
+		return false, nil
+	}
+	c.Linked++
+	return true, nil
 }
 
 // Restore undoes a relocation in what a builder wrote below prefix: every

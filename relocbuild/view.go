@@ -2,7 +2,9 @@
 // no root, no user namespaces, no ptrace (a Heroku dyno). A derivation's
 // inputs are copied into a view at a prefix as long as /nix/store
 // (/tmp/xxxxx), with the store folder's name rewritten to the prefix in
-// their files, as the launcher relocates an app. The builder runs with its
+// their files, as the launcher relocates an app (files that need no
+// rewrite are hard-linked instead where the view and the store folder
+// share a mount). The builder runs with its
 // outputs, environment and arguments rewritten the same way. Its outputs
 // are then rewritten back to /nix/store, moved into the store folder, and
 // described with their NAR hash and references for Nix to register.
@@ -35,6 +37,10 @@ type View struct {
 	// outputs moved to: what Nix shows as /nix/store.
 	StoreDir string
 	placed   map[string]bool
+	// copier places store paths, hard-linking the files it would copy
+	// unchanged where the view and the store folder are on one mount
+	// (a one-off build's scratch layers in $TMPDIR, beside /tmp).
+	copier relocate.Copier
 }
 
 // NewView makes a new view of storeDir at an unused prefix below /tmp. The
@@ -59,13 +65,20 @@ func NewView(storeDir string) (*View, error) {
 		if err != nil {
 			return nil, fmt.Errorf("making a folder for relocated builds in %s: %w", viewParent, err)
 		}
-		return &View{Prefix: prefix, StoreDir: storeDir, placed: map[string]bool{}}, nil
+		return &View{Prefix: prefix, StoreDir: storeDir, placed: map[string]bool{}, copier: relocate.Copier{Link: true}}, nil
 	}
 	return nil, fmt.Errorf("no unused name for a folder of relocated builds in %s", viewParent)
 }
 
 // Place copies each store path (an absolute /nix/store path) into the view,
-// relocated, unless it is there already.
+// relocated, unless it is there already. Where the view and the store
+// folder are on one mount, the read-only files that need no rewrite are
+// hard links to the store's (relocate.Copier), and a builder could change
+// the store through them; but only with a deliberate chmod first, and the
+// builder runs as the user who owns the store folder, which it could as
+// well change directly: links leave the store as safe as the proot store
+// runtime does, where builders run as that user too. Only files are
+// linked: a builder may change the view's folders, which are its own.
 func (v *View) Place(paths ...string) error {
 	for _, p := range paths {
 		base, err := nixstore.Base(p)
@@ -79,7 +92,7 @@ func (v *View) Place(paths ...string) error {
 		if err := removeTree(dst); err != nil {
 			return err
 		}
-		if err := relocate.Copy(filepath.Join(v.StoreDir, base), dst, v.Prefix); err != nil {
+		if err := v.copier.Copy(filepath.Join(v.StoreDir, base), dst, v.Prefix); err != nil {
 			return fmt.Errorf("placing %s in the relocated view: %w", p, err)
 		}
 		v.placed[base] = true

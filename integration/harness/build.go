@@ -22,6 +22,9 @@ const (
 	// buildpacks passed detection (platform API 0.6 and later).
 	detectFailedCode = 20
 	phasePath        = "/usr/local/bin:/usr/bin:/bin"
+	// layersTmp is the builder's /tmp below /layers with
+	// BuildOptions.BuilderTmpOnLayers.
+	layersTmp = ".tmp"
 )
 
 // ErrDetectFailed matches (with errors.Is) the error of a Build in which no
@@ -92,6 +95,11 @@ type BuildOptions struct {
 	// line of its output contains it, as a platform stops a build (out of
 	// memory, a cancelled deploy). The exporter then never runs.
 	KillBuilderOn string
+	// BuilderTmpOnLayers makes the builder phase's /tmp a symlink to
+	// /layers/.tmp, so that /tmp and the layers are on one mount, as in a
+	// one-off build in a container, whose scratch layers are in $TMPDIR
+	// (hard links between them work; between two mounts they fail).
+	BuilderTmpOnLayers bool
 }
 
 // Bind is a bind mount of the host's Source at Dest in a sandbox.
@@ -130,6 +138,8 @@ type phase struct {
 	killOn    string   // see BuildOptions.KillBuilderOn
 	// denyPtrace runs the phase under the filter that makes ptrace fail.
 	denyPtrace bool
+	// tmpOnLayers makes /tmp a symlink to /layers/.tmp.
+	tmpOnLayers bool
 }
 
 // buildDirs are the host dirs of one Build, mounted at the canonical paths.
@@ -210,7 +220,7 @@ func (e *Env) phases(opts BuildOptions, dirs buildDirs) []phase {
 		{name: "analyzer", title: "ANALYZING", args: slices.Concat(ids, []string{"-run-image", e.RunImage, opts.Image})},
 		{name: "detector", title: "DETECTING", asCNBUser: true},
 		{name: "restorer", title: "RESTORING", args: slices.Concat(ids, []string{"-cache-dir", "/cache"}), bwrapArgs: cache},
-		{name: "builder", title: "BUILDING", asCNBUser: true, bwrapArgs: builderBwrapArgs(opts), killOn: opts.KillBuilderOn, denyPtrace: opts.DenyPtrace},
+		{name: "builder", title: "BUILDING", asCNBUser: true, bwrapArgs: builderBwrapArgs(opts), killOn: opts.KillBuilderOn, denyPtrace: opts.DenyPtrace, tmpOnLayers: opts.BuilderTmpOnLayers},
 		{name: "exporter", title: "EXPORTING", args: slices.Concat(ids, []string{"-cache-dir", "/cache", opts.Image}), bwrapArgs: cache},
 	}
 }
@@ -233,7 +243,7 @@ func builderBwrapArgs(opts BuildOptions) []string {
 // runPhase runs one phase in its sandbox, its output to out. The phase is
 // a process group of its own, so that killOn can kill all of it.
 func (e *Env) runPhase(p phase, dirs buildDirs, out io.Writer) error {
-	argv := append(e.phaseBwrapArgs(dirs), p.bwrapArgs...)
+	argv := append(e.phaseBwrapArgs(dirs, p.tmpOnLayers), p.bwrapArgs...)
 	var extraFiles []*os.File
 	if p.denyPtrace {
 		filter, args, err := denyPtrace(e.WorkDir)
@@ -329,14 +339,19 @@ func (w *lineWatcher) Write(p []byte) (int, error) {
 }
 
 // phaseBwrapArgs makes the build sandbox: the host's /usr and /etc
-// read-only, and the build's dirs at the canonical CNB paths.
-func (e *Env) phaseBwrapArgs(dirs buildDirs) []string {
+// read-only, and the build's dirs at the canonical CNB paths; /tmp is the
+// build's own, or with tmpOnLayers a symlink to /layers/.tmp.
+func (e *Env) phaseBwrapArgs(dirs buildDirs, tmpOnLayers bool) []string {
 	args := []string{"--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"}
 	args = append(args, e.hostRootArgs...)
+	tmp := []string{"--bind", dirs.tmp, "/tmp"}
+	if tmpOnLayers {
+		tmp = []string{"--symlink", "/layers/" + layersTmp, "/tmp"}
+	}
+	args = append(args, tmp...)
 	return append(args,
 		"--dev", "/dev",
 		"--proc", "/proc",
-		"--bind", dirs.tmp, "/tmp",
 		"--bind", dirs.home, "/home/"+cnbUser,
 		"--perms", "0755", "--dir", "/cnb",
 		"--ro-bind", dirs.buildpacks, "/cnb/buildpacks",
@@ -390,6 +405,11 @@ func (e *Env) prepareBuild(opts BuildOptions) (buildDirs, error) {
 	}
 	if err := mkdirCNB(dirs.tmp, 0o1777); err != nil {
 		return buildDirs{}, fmt.Errorf("preparing the build: %w", err)
+	}
+	if opts.BuilderTmpOnLayers {
+		if err := mkdirCNB(filepath.Join(dirs.layers, layersTmp), 0o1777); err != nil {
+			return buildDirs{}, fmt.Errorf("preparing the build: %w", err)
+		}
 	}
 	if err := copyApp(opts.AppDir, dirs.workspace); err != nil {
 		return buildDirs{}, err
