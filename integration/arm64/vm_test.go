@@ -45,6 +45,8 @@ func guestBoot(t *testing.T) vm.Boot {
 	return guest.boot
 }
 
+// bootGuest writes the initramfs, with rootfs at /image, boots the machine
+// and logs what each part cost.
 func bootGuest(t *testing.T, rootfs string) (vm.Boot, error) {
 	began := time.Now()
 	kernel, err := vm.Kernel(suite.repoRoot, filepath.Dir(suite.env.ToolsDir))
@@ -124,6 +126,44 @@ func stepResult(t *testing.T, boot vm.Boot, name string) vm.Result {
 	}
 	t.Logf("%s: exit code %d in %.1f s", name, r.ExitCode, r.Took.Seconds())
 	return r
+}
+
+// The proot-mode arm64 image serves its web process under proot on a real
+// aarch64 kernel, where ptrace is allowed: the answer is the app's, and
+// the process listening on the port is traced by proot. Under the
+// harness's ptrace filter the same process stops, saying why.
+func TestArm64ProotServesOnARealKernel(t *testing.T) {
+	boot := guestBoot(t)
+
+	t.Run("serves under proot", func(t *testing.T) {
+		web := stepResult(t, boot, stepProotWeb)
+		if web.Status != 200 || !strings.Contains(web.Body, "Hello from Nix") {
+			t.Fatalf("GET / of the proot-mode web process = %d %q, want 200 and the app's page\n%s", web.Status, web.Body, web.Output)
+		}
+		if web.Listener == nil {
+			t.Fatalf("no process listened on port %d\n%s", guestPort, web.Output)
+		}
+		if web.Tracer == nil || web.Tracer.Name != "proot" {
+			t.Fatalf("the process listening on port %d (%+v) is traced by %+v, want proot\n%s", guestPort, *web.Listener, web.Tracer, web.Output)
+		}
+		if web.Listener.UID != 1001 {
+			t.Errorf("the web process runs as uid %d, want the cnb user's 1001", web.Listener.UID)
+		}
+		t.Logf("the web process answered %q; the listener %s (pid %d, %s) is traced by proot (pid %d, %s)",
+			strings.TrimSpace(web.Body), web.Listener.Name, web.Listener.PID, web.Listener.Exe, web.Tracer.PID, web.Tracer.Exe)
+		// SIGTERM to the image's first process, as docker stop sends it:
+		// nix-launch passes it on to the app under proot, and exits with it.
+		if web.ExitCode != 128+15 {
+			t.Errorf("after SIGTERM the proot-mode web process exited %d, want 143 (the app's SIGTERM)\n%s", web.ExitCode, web.Output)
+		}
+	})
+
+	t.Run("stops saying why under the ptrace filter", func(t *testing.T) {
+		filtered := stepResult(t, boot, stepProotFiltered)
+		if filtered.ExitCode == 0 || !strings.Contains(filtered.Output, "ptrace is blocked on this platform, and this image runs its app under proot") {
+			t.Fatalf("under the ptrace filter the proot-mode web process exited %d, want a failure saying ptrace is blocked:\n%s", filtered.ExitCode, filtered.Output)
+		}
+	})
 }
 
 // The harness's seccomp filter, as bwrap loads it, denies ptrace to an
