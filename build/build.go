@@ -96,7 +96,7 @@ func Build(cfg config.Config, tools Tools) packit.BuildFunc {
 		if err != nil {
 			return packit.BuildResult{}, err
 		}
-		inputs, err := r.buildInputs(release, plan, source)
+		inputs, err := r.buildInputs(release, plan, source, proot.tool)
 		if err != nil {
 			return packit.BuildResult{}, err
 		}
