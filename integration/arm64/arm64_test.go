@@ -216,7 +216,7 @@ func TestArm64ImageServesRelocatedWithoutPtrace(t *testing.T) {
 		}
 	}
 
-	// proot mode: the image carries Debian's arm64 proot.
+	// proot mode: the image carries Debian sid's arm64 proot.
 	out, rootfs = prootImage(t)
 	assertContains(t, out, "Launcher: proot (BP_NIX_LAUNCHER=proot)")
 	proots, err := filepath.Glob(filepath.Join(rootfs, "layers", "nixcnb_nix", "proot", "*", "bin", "proot"))

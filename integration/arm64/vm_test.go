@@ -1,7 +1,9 @@
 package arm64
 
 import (
+	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/nixcnb/nix-buildpack/integration/harness"
 	"github.com/nixcnb/nix-buildpack/integration/vm"
+	"github.com/nixcnb/nix-buildpack/launch"
 )
 
 // The emulated machine's steps, by name.
@@ -18,6 +21,8 @@ const (
 	stepPtraceFiltered = "ptrace(PTRACE_TRACEME) under the harness's filter"
 	stepProotWeb       = "the proot-mode web process"
 	stepProotFiltered  = "the proot-mode web process under the harness's filter"
+	stepStoreNoSeccomp = "ls /nix/store under the image's proot, its seccomp acceleration off"
+	stepStoreSeccomp   = "ls /nix/store under the image's proot, its seccomp acceleration on"
 	guestPort          = 8080
 )
 
@@ -85,6 +90,10 @@ func bootGuest(t *testing.T, rootfs string) (vm.Boot, error) {
 		}
 		return s
 	}
+	storeSteps, err := storeListingSteps(rootfs, web.UID, web.GID)
+	if err != nil {
+		return vm.Boot{}, err
+	}
 	g := vm.Guest{
 		Init: init,
 		Files: map[string]string{
@@ -97,6 +106,7 @@ func bootGuest(t *testing.T, rootfs string) (vm.Boot, error) {
 			{Name: stepPtraceFiltered, Argv: []string{"/vm/ptraceprobe"}, Seccomp: "/vm/deny-ptrace.bpf", Timeout: 20 * time.Second},
 			webStep(stepProotWeb, ""),
 			webStep(stepProotFiltered, "/vm/deny-ptrace.bpf"),
+			storeSteps[0], storeSteps[1],
 		},
 	}
 	initramfs := filepath.Join(dir, "initramfs.cpio")
@@ -112,6 +122,33 @@ func bootGuest(t *testing.T, rootfs string) (vm.Boot, error) {
 	boot, err := m.Boot()
 	t.Logf("emulated arm64 machine (qemu-system-aarch64, TCG, %s): booted, ran %d steps and powered off in %.0f s", filepath.Base(kernel), len(boot.Results), boot.Took.Seconds())
 	return boot, err
+}
+
+// storeListingSteps list /nix/store as the cnb user under the proot the
+// image's launcher settings name, started as the launcher and the store
+// runtime start it (prootcmd), once as the image runs it, seccomp
+// acceleration off, and once with it on.
+func storeListingSteps(rootfs string, uid, gid int) ([]vm.Step, error) {
+	settings, err := launch.ReadConfig(filepath.Join(rootfs, "layers", "nixcnb_nix", launch.ClosureLayer))
+	if err != nil {
+		return nil, err
+	}
+	busyboxes, err := filepath.Glob(filepath.Join(rootfs, "layers", "nixcnb_nix", "path-*-bb", "store", "*-bb", "busybox"))
+	if err != nil || len(busyboxes) != 1 {
+		return nil, fmt.Errorf("the proot image has %d busyboxes in its store path layers (%v)", len(busyboxes), err)
+	}
+	busybox := "/nix/store/" + filepath.Base(filepath.Dir(busyboxes[0])) + "/busybox"
+	var steps []vm.Step
+	for _, s := range []struct {
+		name      string
+		noSeccomp bool
+	}{{stepStoreNoSeccomp, true}, {stepStoreSeccomp, false}} {
+		tool := settings.ProotTool()
+		tool.NoSeccomp = s.noSeccomp
+		_, argv, env := tool.Command([]string{"--bind=" + settings.Store + ":/nix/store", busybox, "ls", "/nix/store"}, []string{"PATH=/usr/bin:/bin"})
+		steps = append(steps, vm.Step{Name: s.name, Root: "/image", Argv: argv, Env: env, UID: uid, GID: gid, Timeout: time.Minute})
+	}
+	return steps, nil
 }
 
 // stepResult is the result of the step named name, which must have run.
@@ -130,8 +167,9 @@ func stepResult(t *testing.T, boot vm.Boot, name string) vm.Result {
 
 // The proot-mode arm64 image serves its web process under proot on a real
 // aarch64 kernel, where ptrace is allowed: the answer is the app's, and
-// the process listening on the port is traced by proot. Under the
-// harness's ptrace filter the same process stops, saying why.
+// the process listening on the port is traced by the image's proot, run
+// by its own C library's loader and mapping nothing of the run image's.
+// Under the harness's ptrace filter the same process stops, saying why.
 func TestArm64ProotServesOnARealKernel(t *testing.T) {
 	boot := guestBoot(t)
 
@@ -143,14 +181,13 @@ func TestArm64ProotServesOnARealKernel(t *testing.T) {
 		if web.Listener == nil {
 			t.Fatalf("no process listened on port %d\n%s", guestPort, web.Output)
 		}
-		if web.Tracer == nil || web.Tracer.Name != "proot" {
-			t.Fatalf("the process listening on port %d (%+v) is traced by %+v, want proot\n%s", guestPort, *web.Listener, web.Tracer, web.Output)
-		}
+		assertTheImagesProot(t, web.Tracer, web.Output)
 		if web.Listener.UID != 1001 {
 			t.Errorf("the web process runs as uid %d, want the cnb user's 1001", web.Listener.UID)
 		}
-		t.Logf("the web process answered %q; the listener %s (pid %d, %s) is traced by proot (pid %d, %s)",
-			strings.TrimSpace(web.Body), web.Listener.Name, web.Listener.PID, web.Listener.Exe, web.Tracer.PID, web.Tracer.Exe)
+		t.Logf("the web process answered %q; the listener %s (pid %d, %s) is traced by proot (pid %d: %s), which mapped %s",
+			strings.TrimSpace(web.Body), web.Listener.Name, web.Listener.PID, web.Listener.Exe, web.Tracer.PID,
+			strings.Join(web.Tracer.Argv[:4], " "), strings.Join(web.Tracer.Mapped, " "))
 		// SIGTERM to the image's first process, as docker stop sends it:
 		// nix-launch passes it on to the app under proot, and exits with it.
 		if web.ExitCode != 128+15 {
@@ -164,6 +201,54 @@ func TestArm64ProotServesOnARealKernel(t *testing.T) {
 			t.Fatalf("under the ptrace filter the proot-mode web process exited %d, want a failure saying ptrace is blocked:\n%s", filtered.ExitCode, filtered.Output)
 		}
 	})
+}
+
+// assertTheImagesProot fails unless p is the image's proot, run by the
+// loader of its own C library (sid's glibc, in the proot layer): its
+// command line runs the layer's proot through that loader, and every file
+// it mapped, its program and libraries, is in the proot layer: it loaded
+// nothing of the run image's.
+func assertTheImagesProot(t *testing.T, p *vm.Process, output string) {
+	t.Helper()
+	const layer = "/layers/nixcnb_nix/proot/"
+	if p == nil {
+		t.Fatalf("the process listening on port %d is traced by no one, want proot\n%s", guestPort, output)
+	}
+	if len(p.Argv) < 4 || !strings.HasPrefix(p.Argv[0], layer) || !strings.HasPrefix(path.Base(p.Argv[0]), "ld-linux-aarch64.so") ||
+		p.Argv[1] != "--library-path" || !strings.HasPrefix(p.Argv[2], layer) || p.Argv[3] != layer+"usr/bin/proot" {
+		t.Fatalf("the tracer (pid %d, %s) runs %q, want the proot layer's loader running %susr/bin/proot\n%s", p.PID, p.Name, p.Argv, layer, output)
+	}
+	if p.Exe != "/image"+p.Argv[0] {
+		t.Errorf("the tracer's program is %s, want the loader %s", p.Exe, p.Argv[0])
+	}
+	var libc bool
+	for _, f := range p.Mapped {
+		if !strings.HasPrefix(f, "/image"+layer) {
+			t.Errorf("the tracer mapped %s, outside the proot layer (all: %q)", f, p.Mapped)
+		}
+		libc = libc || path.Base(f) == "libc.so.6"
+	}
+	if !libc {
+		t.Errorf("the tracer mapped no libc.so.6 (%q)", p.Mapped)
+	}
+}
+
+// arm64's proot runs with its seccomp acceleration off (build's
+// prootPackagings): with it, on this kernel, proot's programs do not see
+// its bindings. The image's proot, started as the buildpack starts it,
+// lists the closure at /nix/store; with the acceleration on, the same
+// command does not.
+func TestArm64ProotNeedsItsSeccompAccelerationOff(t *testing.T) {
+	boot := guestBoot(t)
+	off := stepResult(t, boot, stepStoreNoSeccomp)
+	if off.ExitCode != 0 || !strings.Contains(off.Output, "-hello-app") {
+		t.Fatalf("with PROOT_NO_SECCOMP=1, ls /nix/store exited %d, want the closure's paths:\n%s", off.ExitCode, off.Output)
+	}
+	on := stepResult(t, boot, stepStoreSeccomp)
+	t.Logf("with the seccomp acceleration on: exit code %d: %s", on.ExitCode, strings.TrimSpace(on.Output))
+	if on.ExitCode == 0 && strings.Contains(on.Output, "-hello-app") {
+		t.Errorf("with the seccomp acceleration on, proot's bindings now hold on this kernel: PROOT_NO_SECCOMP=1 (noSeccomp of arm64 in build/proot_layer.go) may no longer be needed:\n%s", on.Output)
+	}
 }
 
 // The harness's seccomp filter, as bwrap loads it, denies ptrace to an

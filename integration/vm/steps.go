@@ -54,10 +54,17 @@ type Result struct {
 	Tracer   *Process // the process tracing it (ptrace), if any
 }
 
-// Process is a guest process, as its /proc/PID/status tells.
+// Process is a guest process, as its /proc/PID/status, exe, cmdline and
+// maps tell.
 type Process struct {
 	PID, PPID, TracerPID int
 	Name                 string // comm
 	Exe                  string // /proc/PID/exe's target
 	UID                  int
+	Argv                 []string // /proc/PID/cmdline
+	// Mapped are the files mapped into its memory (its program and the
+	// libraries it loaded), each once, in /proc/PID/maps's order. Like
+	// Exe, they are paths as the guest's init sees them: a step's Root
+	// comes first.
+	Mapped []string
 }

@@ -278,7 +278,7 @@ func listenerOf(port int) (*vm.Process, error) {
 	return nil, fmt.Errorf("no process holds the socket listening on port %d", port)
 }
 
-// readProcess reads /proc/PID/status and exe.
+// readProcess reads /proc/PID/status, exe, cmdline and maps.
 func readProcess(pid int) (*vm.Process, error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
@@ -300,6 +300,19 @@ func readProcess(pid int) (*vm.Process, error) {
 		}
 	}
 	p.Exe, _ = os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil {
+		p.Argv = strings.Split(strings.TrimSuffix(string(cmdline), "\x00"), "\x00")
+	}
+	if maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid)); err == nil {
+		seen := map[string]bool{}
+		for _, line := range strings.Split(string(maps), "\n") {
+			// address perms offset dev inode path
+			if f := strings.Fields(line); len(f) >= 6 && strings.HasPrefix(f[5], "/") && !seen[f[5]] {
+				seen[f[5]] = true
+				p.Mapped = append(p.Mapped, f[5])
+			}
+		}
+	}
 	return p, nil
 }
 
