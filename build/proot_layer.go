@@ -4,7 +4,6 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -15,6 +14,7 @@ import (
 	"github.com/paketo-buildpacks/packit/v2/postal"
 
 	"github.com/nixcnb/nix-buildpack/debpkg"
+	"github.com/nixcnb/nix-buildpack/internal/elfinfo"
 	"github.com/nixcnb/nix-buildpack/prootcmd"
 )
 
@@ -279,21 +279,14 @@ func libraryIn(tree, name string) (string, bool) {
 
 // elfInterpreter is the program interpreter an ELF executable names.
 func elfInterpreter(path string) (string, error) {
-	f, err := elf.Open(path)
+	interp, err := elfinfo.InterpreterOf(path)
 	if err != nil {
 		return "", fmt.Errorf("reading %s: %w", path, err)
 	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			data, err := io.ReadAll(p.Open())
-			if err != nil {
-				return "", fmt.Errorf("reading the interpreter of %s: %w", path, err)
-			}
-			return strings.TrimRight(string(data), "\x00"), nil
-		}
+	if interp == "" {
+		return "", fmt.Errorf("%s names no program interpreter", path)
 	}
-	return "", fmt.Errorf("%s names no program interpreter", path)
+	return interp, nil
 }
 
 // elfNeeded are the libraries an ELF file loads (DT_NEEDED).
