@@ -17,6 +17,7 @@ require (
 	github.com/ulikunitz/xz v0.5.16
 	golang.org/x/net v0.62.0
 	golang.org/x/sync v0.22.0
+	golang.org/x/sys v0.49.0
 )
 
 require (

@@ -107,7 +107,7 @@ func (r *run) build() (packit.BuildResult, error) {
 	if err != nil {
 		return packit.BuildResult{}, err
 	}
-	inputs, err := r.buildInputs(release, plan, source)
+	inputs, err := r.buildInputs(release, plan, source, proot.tool)
 	if err != nil {
 		return packit.BuildResult{}, err
 	}

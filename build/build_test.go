@@ -69,6 +69,7 @@ type fixture struct {
 	platform  string
 	cfg       config.Config
 	version   string // the buildpack's
+	arch      string // the target's, amd64 unless a test says
 	transport fakeTransport
 	nix       *fakeNix
 	runtime   string
@@ -84,7 +85,7 @@ func newFixture(t *testing.T, env ...string) *fixture {
 	f := &fixture{
 		t: t, cnb: filepath.Join(root, "cnb"), app: filepath.Join(root, "workspace"),
 		layers: filepath.Join(root, "layers"), platform: filepath.Join(root, "platform"),
-		version: "1.0.0", runtime: storeruntime.Bwrap, transport: fakeTransport{},
+		version: "1.0.0", arch: "amd64", runtime: storeruntime.Bwrap, transport: fakeTransport{},
 		now: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC),
 	}
 	for _, dir := range []string{filepath.Join(f.cnb, "bin"), f.app, f.layers, f.platform} {
@@ -103,29 +104,34 @@ func newFixture(t *testing.T, env ...string) *fixture {
 	f.transport[releaseURI] = release
 	f.transport[prootURI] = fakeDeb(t, map[string]string{"usr/bin/proot": "proot"})
 	f.transport[tallocURI] = fakeDeb(t, map[string]string{"usr/lib/x86_64-linux-gnu/libtalloc.so.2": "talloc"})
-	toml := `api = "0.10"
-[buildpack]
-  id = "nixcnb/nix"
-  version = "1.0.0"
-[metadata]
-  [metadata.default-versions]
-    nix = "2.34.8"
-    proot = "5.1.0-1.3"
-    libtalloc2 = "2.4.0-f2"
-`
-	for _, dep := range []struct{ id, version, uri, extra string }{
+	f.writeBuildpackTOML([]fixtureDep{
 		{"nix", "2.34.8", releaseURI, "strip-components = 1"},
 		{"proot", "5.1.0-1.3", prootURI, ""},
 		{"libtalloc2", "2.4.0-f2", tallocURI, ""},
-	} {
-		toml += fmt.Sprintf("  [[metadata.dependencies]]\n    id = %q\n    version = %q\n    uri = %q\n    checksum = %q\n    stacks = [\"*\"]\n    %s\n",
-			dep.id, dep.version, dep.uri, sha(f.transport[dep.uri]), dep.extra)
-	}
-	writeFile(t, filepath.Join(f.cnb, "buildpack.toml"), toml)
+	})
 	f.setEnv(env...)
 	paths, app := appPaths("v1")
 	f.nix = &fakeNix{t: t, version: nixVersion, app: paths, outputs: []string{app}}
 	return f
+}
+
+// fixtureDep is a dependency of the fixture's buildpack.toml, served by
+// its transport.
+type fixtureDep struct{ id, version, uri, extra string }
+
+// writeBuildpackTOML writes the buildpack's buildpack.toml with deps, each
+// the default version of its id.
+func (f *fixture) writeBuildpackTOML(deps []fixtureDep) {
+	f.t.Helper()
+	toml := "api = \"0.10\"\n[buildpack]\n  id = \"nixcnb/nix\"\n  version = \"1.0.0\"\n[metadata]\n  [metadata.default-versions]\n"
+	for _, dep := range deps {
+		toml += fmt.Sprintf("    %s = %q\n", dep.id, dep.version)
+	}
+	for _, dep := range deps {
+		toml += fmt.Sprintf("  [[metadata.dependencies]]\n    id = %q\n    version = %q\n    uri = %q\n    checksum = %q\n    stacks = [\"*\"]\n    %s\n",
+			dep.id, dep.version, dep.uri, sha(f.transport[dep.uri]), dep.extra)
+	}
+	writeFile(f.t, filepath.Join(f.cnb, "buildpack.toml"), toml)
 }
 
 // setEnv sets the buildpack's settings as the environment would.
@@ -185,7 +191,7 @@ func (f *fixture) build() (packit.BuildResult, error) {
 		Platform:      packit.Platform{Path: f.platform},
 		Layers:        packit.Layers{Path: f.layers},
 		Stack:         "*",
-		TargetInfo:    packit.TargetInfo{OS: "linux", Arch: "amd64"},
+		TargetInfo:    packit.TargetInfo{OS: "linux", Arch: f.arch},
 		Plan: packit.BuildpackPlan{Entries: []packit.BuildpackPlanEntry{
 			{Name: "nix", Metadata: map[string]any{"file": "default.nix", "flake": false}},
 		}},

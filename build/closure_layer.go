@@ -17,6 +17,7 @@ import (
 	"github.com/nixcnb/nix-buildpack/detect"
 	"github.com/nixcnb/nix-buildpack/launch"
 	"github.com/nixcnb/nix-buildpack/nixstore"
+	"github.com/nixcnb/nix-buildpack/prootcmd"
 	"github.com/nixcnb/nix-buildpack/relocate"
 	"github.com/nixcnb/nix-buildpack/sbom"
 	"github.com/nixcnb/nix-buildpack/slugexclude"
@@ -44,6 +45,9 @@ type closureMetadata struct {
 	SlugExclude string `toml:"slugexclude"`
 	// BuildCommand says the image carries the build command (S3 is set).
 	BuildCommand bool `toml:"build-command"`
+	// Proot is the proot the launcher's settings name (prootcmd.Tool's
+	// String form), which runs the app or the build command.
+	Proot string `toml:"proot"`
 	// TrustedKeys checked a restored closure.
 	TrustedKeys []string `toml:"trusted-keys"`
 	// Inputs identifies everything the build's result depends on: an
@@ -81,6 +85,8 @@ func decideClosure(have previous[closureMetadata], want closureMetadata) decisio
 		return rebuild("S3 is set now, and the image carries the build command")
 	case h.BuildCommand != want.BuildCommand:
 		return rebuild("S3 is no longer set, and the image no longer carries the build command")
+	case h.Proot != want.Proot:
+		return rebuild("the proot its settings name changed")
 	case !slices.Equal(h.TrustedKeys, want.TrustedKeys):
 		return rebuild("BP_NIX_TRUSTED_PUBLIC_KEYS changed")
 	}
@@ -128,7 +134,7 @@ type launchLayers struct {
 // the layers of store paths, then, once the launch mode is known from what
 // they hold, the relocation of those this build made, then the closure
 // layer and the launcher.
-func (r *run) closureLayers(proot prootTool, plan detect.PlanMetadata, src closureSource, inputs string) (launchLayers, []packit.DirectProcess, error) {
+func (r *run) closureLayers(proot prootcmd.Tool, plan detect.PlanMetadata, src closureSource, inputs string) (launchLayers, []packit.DirectProcess, error) {
 	var out launchLayers
 	prune, err := readSlugExclude(r.ctx.WorkingDir)
 	if err != nil {
@@ -142,7 +148,7 @@ func (r *run) closureLayers(proot prootTool, plan detect.PlanMetadata, src closu
 		paths = append(paths, in.Path)
 		narBytes += in.NarSize
 	}
-	want := r.closureInputs(src.results, closureDigest(src.results, paths), prune.digest)
+	want := r.closureInputs(src.results, closureDigest(src.results, paths), prune.digest, proot)
 	want.Inputs = inputs
 	groups := groupPaths(src.results, src.infos, r.cfg.MaxLayers)
 	for _, g := range groups {
@@ -330,8 +336,9 @@ func (r *run) relocatePaths(l pathLayer, prefix string) (relocate.Report, error)
 
 // closureInputs is what a closure layer made now would be made of, before
 // its layers and launch mode are known.
-func (r *run) closureInputs(results []string, closure, slugExclude string) closureMetadata {
+func (r *run) closureInputs(results []string, closure, slugExclude string, proot prootcmd.Tool) closureMetadata {
 	m := closureMetadata{
+		Proot:            proot.String(),
 		BuildpackVersion: r.ctx.BuildpackInfo.Version,
 		Results:          results,
 		Closure:          closure,
@@ -355,7 +362,7 @@ func (r *run) closureInputs(results []string, closure, slugExclude string) closu
 // prefix, or at /nix/store under proot), the launcher's settings, the
 // exec.d program of a relocated closure, and the SBOM. It returns the
 // result's executables.
-func (r *run) makeClosure(layer packit.Layer, launcher string, pathLayers []pathLayer, proot prootTool, plan detect.PlanMetadata, src closureSource, m closureMetadata) ([]string, error) {
+func (r *run) makeClosure(layer packit.Layer, launcher string, pathLayers []pathLayer, proot prootcmd.Tool, plan detect.PlanMetadata, src closureSource, m closureMetadata) ([]string, error) {
 	storeDir := filepath.Join(layer.Path, "store")
 	if err := os.MkdirAll(storeDir, 0o755); err != nil {
 		return nil, err

@@ -72,7 +72,8 @@ func TestDecideStore(t *testing.T) {
 
 func TestDecideClosure(t *testing.T) {
 	want := closureMetadata{BuildpackVersion: "1.0.0", Closure: "sha256:c", Layers: []string{"path-a", "path-b"}, Launcher: config.LauncherAuto,
-		Prefix: "/tmp/abcde", SlugExclude: "none", TrustedKeys: []string{"k-1:x"}, Mode: launch.ModeRelocate}
+		Prefix: "/tmp/abcde", SlugExclude: "none", TrustedKeys: []string{"k-1:x"}, Mode: launch.ModeRelocate,
+		Proot: "/layers/proot/usr/bin/proot:/layers/proot/usr/lib/aarch64-linux-gnu:/layers/proot/usr/lib/aarch64-linux-gnu/ld-linux-aarch64.so.1:no-seccomp"}
 	with := func(change func(*closureMetadata)) previous[closureMetadata] {
 		m := want
 		m.Executables = []string{"web"}
@@ -95,6 +96,9 @@ func TestDecideClosure(t *testing.T) {
 		{"slugexclude", with(func(m *closureMetadata) { m.SlugExclude = "0123" }), rebuild(".slugexclude changed")},
 		{"S3 set", with(func(m *closureMetadata) { m.BuildCommand = true }), rebuild("S3 is no longer set, and the image no longer carries the build command")},
 		{"trusted keys", with(func(m *closureMetadata) { m.TrustedKeys = nil }), rebuild("BP_NIX_TRUSTED_PUBLIC_KEYS changed")},
+		{"proot", with(func(m *closureMetadata) {
+			m.Proot = "/layers/proot/usr/bin/proot:/layers/proot/usr/lib/aarch64-linux-gnu"
+		}), rebuild("the proot its settings name changed")},
 		{"unreadable", unreadable[closureMetadata](), rebuild("Discarding unreadable layer metadata (toml: line 1: bad value)")},
 	} {
 		checkDecision(t, c.name, decideClosure(c.have, want), c.want)

@@ -32,6 +32,7 @@ import (
 	"github.com/nixcnb/nix-buildpack/binarycache"
 	"github.com/nixcnb/nix-buildpack/nixcli"
 	"github.com/nixcnb/nix-buildpack/nixstore"
+	"github.com/nixcnb/nix-buildpack/prootcmd"
 	"github.com/nixcnb/nix-buildpack/storeruntime"
 )
 
@@ -69,6 +70,8 @@ type fakeNix struct {
 	sandboxOff bool
 	// afterBuild runs once Build has made the paths.
 	afterBuild func(storeDir string)
+	// proot is the proot the store runtime was given.
+	proot prootcmd.Tool
 }
 
 func (n *fakeNix) call(name string) {
@@ -299,7 +302,7 @@ func (n *fakeNix) CollectGarbage(context.Context) (string, error) {
 // the setup it was given.
 func (n *fakeNix) opener(runtime string) NixOpener {
 	return func(_ context.Context, s NixSetup) (Nix, []storeruntime.Attempt, error) {
-		n.nixDir = s.NixDir
+		n.nixDir, n.proot = s.NixDir, s.Proot
 		// The database lives in the store layer, as Nix's does: an emptied
 		// layer has none.
 		marker := filepath.Join(s.NixDir, "var", "nix", "fake-db")

@@ -13,20 +13,19 @@ import (
 	"github.com/nixcnb/nix-buildpack/detect"
 	"github.com/nixcnb/nix-buildpack/launch"
 	"github.com/nixcnb/nix-buildpack/nixstore"
+	"github.com/nixcnb/nix-buildpack/prootcmd"
 )
 
 // launchSettings are the launcher's settings for a closure layer at
 // layerDir, before the launch mode is known.
-func (r *run) launchSettings(layerDir string, proot prootTool, plan detect.PlanMetadata, results []string) launch.Config {
+func (r *run) launchSettings(layerDir string, proot prootcmd.Tool, plan detect.PlanMetadata, results []string) launch.Config {
 	return launch.Config{
-		Store:       filepath.Join(layerDir, "store"),
-		Results:     results,
-		Proot:       proot.binary,
-		ProotLibDir: proot.libDir,
-		AppDir:      r.ctx.WorkingDir,
-		NixFile:     plan.File,
-		Flake:       plan.Flake,
-	}
+		Store:   filepath.Join(layerDir, "store"),
+		Results: results,
+		AppDir:  r.ctx.WorkingDir,
+		NixFile: plan.File,
+		Flake:   plan.Flake,
+	}.WithProot(proot)
 }
 
 // launcherMetadata says what the launcher layer holds.

@@ -7,6 +7,7 @@ import (
 	"github.com/nixcnb/nix-buildpack/config"
 	"github.com/nixcnb/nix-buildpack/nixcli"
 	"github.com/nixcnb/nix-buildpack/nixstore"
+	"github.com/nixcnb/nix-buildpack/prootcmd"
 	"github.com/nixcnb/nix-buildpack/storeruntime"
 )
 
@@ -50,7 +51,7 @@ type NixSetup struct {
 	// Env is the environment of every Nix command.
 	Env []string
 	// Proot is proot, for the proot runtime.
-	Proot prootTool
+	Proot prootcmd.Tool
 	// Sandbox asks for Nix's sandbox (BP_NIX_SANDBOX).
 	Sandbox bool
 	// Log receives Nix's build log.
@@ -67,13 +68,12 @@ type NixOpener func(ctx context.Context, setup NixSetup) (Nix, []storeruntime.At
 func OpenNix(bwrapPath string) NixOpener {
 	return func(ctx context.Context, s NixSetup) (Nix, []storeruntime.Attempt, error) {
 		rt, attempts, err := storeruntime.Choose(ctx, string(s.Runtime), storeruntime.Options{
-			NixDir:      s.NixDir,
-			BwrapPath:   bwrapPath,
-			ProotPath:   s.Proot.binary,
-			ProotLibDir: s.Proot.libDir,
-			Sandbox:     s.Sandbox,
-			Probe:       []string{s.BinDir + "/nix-store", "--version"},
-			ProbeEnv:    s.Env,
+			NixDir:    s.NixDir,
+			BwrapPath: bwrapPath,
+			Proot:     s.Proot,
+			Sandbox:   s.Sandbox,
+			Probe:     []string{s.BinDir + "/nix-store", "--version"},
+			ProbeEnv:  s.Env,
 		})
 		if err != nil {
 			return nil, attempts, err

@@ -42,7 +42,7 @@ func (r *run) restoreOnly(cache *binarycache.Cache, proot prootLayer, plan detec
 	r.log.Break()
 
 	// The image holds this very build already: nothing to fetch.
-	inputs, err := r.restoreInputs(plan, pointer)
+	inputs, err := r.restoreInputs(plan, pointer, proot.tool)
 	if err != nil {
 		return packit.BuildResult{}, err
 	}
@@ -147,7 +147,7 @@ func (r *run) noBuildYet(proot prootLayer, plan detect.PlanMetadata) (packit.Bui
 	if err := os.MkdirAll(filepath.Join(layer.Path, "store"), 0o755); err != nil {
 		return packit.BuildResult{}, err
 	}
-	missing := r.closureInputs(nil, "none", "none")
+	missing := r.closureInputs(nil, "none", "none", proot.tool)
 	missing.Mode = launch.ModeMissing
 	layer.Launch = true
 	layer.Metadata = toMetadata(missing)

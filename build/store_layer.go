@@ -15,6 +15,7 @@ import (
 	"github.com/nixcnb/nix-buildpack/closure"
 	"github.com/nixcnb/nix-buildpack/config"
 	"github.com/nixcnb/nix-buildpack/nixstore"
+	"github.com/nixcnb/nix-buildpack/prootcmd"
 	"github.com/nixcnb/nix-buildpack/storeruntime"
 )
 
@@ -94,7 +95,7 @@ type installedNix struct {
 
 // storeLayer prepares the cached store: reused or emptied, Nix installed
 // into it from the release, and a store runtime that shows it at /nix.
-func (r *run) storeLayer(release releaseLayer, proot prootTool, caches substituters) (storeLayer, installedNix, error) {
+func (r *run) storeLayer(release releaseLayer, proot prootcmd.Tool, caches substituters) (storeLayer, installedNix, error) {
 	layer, err := r.ctx.Layers.Get("nix-store")
 	if err != nil {
 		return storeLayer{}, installedNix{}, err
@@ -219,7 +220,7 @@ func isAre(n int) string {
 
 // openStore reuses or empties the store layer as decided, installs Nix
 // into it, and opens Nix under a store runtime.
-func (r *run) openStore(layer packit.Layer, d decision, have previous[storeMetadata], release releaseLayer, proot prootTool, caches substituters) (storeLayer, installedNix, error) {
+func (r *run) openStore(layer packit.Layer, d decision, have previous[storeMetadata], release releaseLayer, proot prootcmd.Tool, caches substituters) (storeLayer, installedNix, error) {
 	ctx := context.Background()
 	var err error
 	store := storeLayer{system: nixSystem(r.ctx.TargetInfo.Arch), nixDir: filepath.Join(layer.Path, "nix")}

@@ -15,25 +15,28 @@ import (
 	"github.com/nixcnb/nix-buildpack/config"
 	"github.com/nixcnb/nix-buildpack/detect"
 	"github.com/nixcnb/nix-buildpack/launch"
+	"github.com/nixcnb/nix-buildpack/prootcmd"
 )
 
 // buildInputs identifies everything a build's result depends on: the app's
 // source (its NAR hash, as the app pointer records it), the settings, the
-// Nix release, the buildpack and the platform. The same inputs give the
-// same image, so a build whose inputs are those of the previous image can
-// reuse every layer without running Nix.
-func (r *run) buildInputs(release releaseLayer, plan detect.PlanMetadata, source string) (string, error) {
-	return r.inputsDigest(plan, struct{ Release, Source string }{release.layer.Metadata["checksum"].(string), source})
+// Nix release, the proot the launcher's settings name, the buildpack and
+// the platform. The same inputs give the same image, so a build whose
+// inputs are those of the previous image can reuse every layer without
+// running Nix.
+func (r *run) buildInputs(release releaseLayer, plan detect.PlanMetadata, source string, proot prootcmd.Tool) (string, error) {
+	return r.inputsDigest(plan, struct{ Release, Source, Proot string }{release.layer.Metadata["checksum"].(string), source, proot.String()})
 }
 
 // restoreInputs identifies what a restore-only deploy's image depends on:
 // the build the app pointer names (its paths and when it was pushed), the
-// settings, the buildpack and the platform.
-func (r *run) restoreInputs(plan detect.PlanMetadata, pointer binarycache.AppPointer) (string, error) {
+// settings, the proot, the buildpack and the platform.
+func (r *run) restoreInputs(plan detect.PlanMetadata, pointer binarycache.AppPointer, proot prootcmd.Tool) (string, error) {
 	return r.inputsDigest(plan, struct {
 		Restored []string
 		BuiltAt  time.Time
-	}{pointer.StorePaths, pointer.BuiltAt})
+		Proot    string
+	}{pointer.StorePaths, pointer.BuiltAt, proot.String()})
 }
 
 // inputsDigest is one sha256 over the buildpack, the platform, the plan,

@@ -14,6 +14,8 @@ import (
 
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
 	"github.com/paketo-buildpacks/packit/v2/servicebindings"
+
+	"github.com/nixcnb/nix-buildpack/prootcmd"
 )
 
 // StoreRuntime says how Nix sees its store at /nix during the build.
@@ -143,11 +145,10 @@ type Config struct {
 	SourceName string
 
 	// OneOff is set by the image's `build` command (OneOffVar): build,
-	// push, and make no layers. ProotPath and ProotLibDir (ProotVar) are
-	// the image's proot, used instead of fetching it.
-	OneOff      bool
-	ProotPath   string
-	ProotLibDir string
+	// push, and make no layers. Proot (ProotVar, prootcmd.Tool's String)
+	// is the image's proot, used instead of fetching it.
+	OneOff bool
+	Proot  prootcmd.Tool
 
 	// Bindings says, for the build log, which service bindings gave
 	// settings, one line each: the binding, its type and the entries it
@@ -304,7 +305,10 @@ func Load(environ []string, resolver *servicebindings.Resolver) (Config, error) 
 
 	c.OneOff = env.vars[OneOffVar] == "true"
 	if proot := env.vars[ProotVar]; proot != "" {
-		c.ProotPath, c.ProotLibDir, _ = strings.Cut(proot, ":")
+		var err error
+		if c.Proot, err = prootcmd.Parse(proot); err != nil {
+			return c, fmt.Errorf("%s, set by the image's build command: %w", ProotVar, err)
+		}
 	}
 	if c.OneOff && !c.S3.Enabled() {
 		return c, fmt.Errorf("the build command pushes the app to S3, and no bucket is set: set BP_NIX_S3_BUCKET (or NIX_S3_BUCKET) and BP_NIX_APP_NAME")

@@ -10,6 +10,7 @@ import (
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
 
 	"github.com/nixcnb/nix-buildpack/config"
+	"github.com/nixcnb/nix-buildpack/prootcmd"
 )
 
 func TestSharingDefaults(t *testing.T) {
@@ -140,8 +141,25 @@ func TestLauncherAndHydraSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Launcher != "relocate" || c.HydraInput != "my-project" || c.SourceName != "src" ||
-		c.ProotPath != "/layers/p/usr/bin/proot" || c.ProotLibDir != "/layers/p/usr/lib/x86_64-linux-gnu" ||
+		c.Proot != (prootcmd.Tool{Binary: "/layers/p/usr/bin/proot", LibDir: "/layers/p/usr/lib/x86_64-linux-gnu"}) ||
 		!reflect.DeepEqual(c.TrustedPublicKeys, []string{keyA, keyB}) {
 		t.Errorf("%+v", c)
+	}
+}
+
+// The image's build command names a proot with its own C library, and a
+// value it could not have written stops the build.
+func TestProotOfTheImage(t *testing.T) {
+	c, err := config.FromEnv([]string{"NIXCNB_PROOT=/layers/p/usr/bin/proot:/layers/p/lib:/layers/p/lib/ld-linux-aarch64.so.1:no-seccomp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := prootcmd.Tool{Binary: "/layers/p/usr/bin/proot", LibDir: "/layers/p/lib", Loader: "/layers/p/lib/ld-linux-aarch64.so.1", NoSeccomp: true}
+	if c.Proot != want {
+		t.Errorf("Proot = %+v, want %+v", c.Proot, want)
+	}
+	_, err = config.FromEnv([]string{"NIXCNB_PROOT=/p/proot:/p/lib:/p/ld.so:maybe"})
+	if err == nil || !strings.Contains(err.Error(), "NIXCNB_PROOT") {
+		t.Errorf("a malformed NIXCNB_PROOT gave %v, want an error naming it", err)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 
@@ -16,6 +15,7 @@ import (
 
 	"github.com/nixcnb/nix-buildpack/nixstore"
 	"github.com/nixcnb/nix-buildpack/procenv"
+	"github.com/nixcnb/nix-buildpack/prootcmd"
 	"github.com/nixcnb/nix-buildpack/relocate"
 )
 
@@ -75,9 +75,14 @@ type Config struct {
 	Store string `toml:"store"`
 	// Results are the build's output paths, as Nix names them.
 	Results []string `toml:"results"`
-	// Proot and ProotLibDir locate proot and its libtalloc.
-	Proot       string `toml:"proot"`
-	ProotLibDir string `toml:"proot-lib-dir"`
+	// Proot and ProotLibDir locate proot and its libraries; ProotLoader
+	// is the loader of proot's own C library, "" for a proot on the
+	// image's, and ProotNoSeccomp turns its seccomp acceleration off (see
+	// prootcmd.Tool).
+	Proot          string `toml:"proot"`
+	ProotLibDir    string `toml:"proot-lib-dir"`
+	ProotLoader    string `toml:"proot-loader,omitempty"`
+	ProotNoSeccomp bool   `toml:"proot-no-seccomp,omitempty"`
 	// Prefix replaces /nix/store in a relocated closure.
 	Prefix string `toml:"prefix,omitempty"`
 	// Message is what ModeMissing prints.
@@ -119,16 +124,51 @@ func (c Config) Check() error {
 	return relocate.CheckPrefix(c.Prefix)
 }
 
+// ProotTool is the proot the settings name.
+func (c Config) ProotTool() prootcmd.Tool {
+	return prootcmd.Tool{Binary: c.Proot, LibDir: c.ProotLibDir, Loader: c.ProotLoader, NoSeccomp: c.ProotNoSeccomp}
+}
+
+// WithProot names tool in the settings.
+func (c Config) WithProot(tool prootcmd.Tool) Config {
+	c.Proot, c.ProotLibDir, c.ProotLoader, c.ProotNoSeccomp = tool.Binary, tool.LibDir, tool.Loader, tool.NoSeccomp
+	return c
+}
+
 // Command returns the program and environment that run argv with the
 // closure in place. invokedAs is the launcher's own name: as run_result.sh,
 // a relative command is looked up in the result first (run_result.sh
 // bin/webserver), as the old buildpack did.
 func (c Config) Command(invokedAs string, argv []string, env []string) (string, []string, []string, error) {
+	argv, env, err := c.resolve(invokedAs, argv, env)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	switch c.Mode {
+	case ModeProot:
+		program, args, env := c.prootCommand(argv, env)
+		return program, args, env, nil
+	case ModeRelocate:
+		program, err := lookPath(argv[0], env)
+		if err != nil {
+			return "", nil, nil, err
+		}
+		return program, argv, env, nil
+	}
+	return "", nil, nil, fmt.Errorf("unknown launcher mode %q in %s", c.Mode, ConfigFile)
+}
+
+// resolve returns the command line and environment of argv with the
+// closure in place, before the launcher's mode adds what runs it: the
+// results' bin/ folders first on PATH, the command relocated with a
+// relocated closure, and for run_result.sh a relative command in the first
+// result.
+func (c Config) resolve(invokedAs string, argv []string, env []string) ([]string, []string, error) {
 	if c.Mode == ModeMissing {
-		return "", nil, nil, errors.New(c.Message)
+		return nil, nil, errors.New(c.Message)
 	}
 	if len(argv) == 0 {
-		return "", nil, nil, fmt.Errorf("usage: %s COMMAND [ARGS...]: runs COMMAND with the Nix closure at %s", invokedAs, nixstore.Dir)
+		return nil, nil, fmt.Errorf("usage: %s COMMAND [ARGS...]: runs COMMAND with the Nix closure at %s", invokedAs, nixstore.Dir)
 	}
 	results := c.Results
 	if c.Mode == ModeRelocate {
@@ -145,23 +185,13 @@ func (c Config) Command(invokedAs string, argv []string, env []string) (string, 
 			argv = append([]string{results[0] + "/" + argv[0]}, argv[1:]...)
 		}
 	}
-	switch c.Mode {
-	case ModeProot:
-		args := append(c.prootOptions(), argv...)
-		return c.Proot, args, procenv.Prepend(env, "LD_LIBRARY_PATH", c.ProotLibDir, ""), nil
-	case ModeRelocate:
-		program, err := lookPath(argv[0], env)
-		if err != nil {
-			return "", nil, nil, err
-		}
-		return program, argv, env, nil
-	}
-	return "", nil, nil, fmt.Errorf("unknown launcher mode %q in %s", c.Mode, ConfigFile)
+	return argv, env, nil
 }
 
-// prootOptions is proot's command line up to the command it runs.
-func (c Config) prootOptions() []string {
-	return []string{"proot", "--bind=" + c.Store + ":" + nixstore.Dir}
+// prootCommand is proot running argv with the closure's store folder at
+// nixstore.Dir: the program, its argv and its environment.
+func (c Config) prootCommand(argv, env []string) (string, []string, []string) {
+	return c.ProotTool().Command(append([]string{"--bind=" + c.Store + ":" + nixstore.Dir}, argv...), env)
 }
 
 // relocateAll rewrites the nixstore.Dir prefix of each word that has it.
@@ -202,12 +232,11 @@ func lookPath(name string, env []string) (string, error) {
 // proot runs the launcher again as the command's exit reporter (see
 // supervise).
 func (c Config) Run(invokedAs string, argv []string) (int, error) {
-	program, args, env, err := c.Command(invokedAs, argv, os.Environ())
-	if err != nil {
-		return 0, err
-	}
-	switch c.Mode {
-	case ModeProot:
+	if c.Mode == ModeProot {
+		argv, env, err := c.resolve(invokedAs, argv, os.Environ())
+		if err != nil {
+			return 0, err
+		}
 		if err := checkPtrace(); err != nil {
 			return 0, err
 		}
@@ -215,8 +244,14 @@ func (c Config) Run(invokedAs string, argv []string) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		return supervise(program, slices.Insert(args, len(c.prootOptions()), self), env)
-	case ModeRelocate:
+		program, args, env := c.prootCommand(append([]string{self}, argv...), env)
+		return supervise(program, args, env)
+	}
+	program, args, env, err := c.Command(invokedAs, argv, os.Environ())
+	if err != nil {
+		return 0, err
+	}
+	if c.Mode == ModeRelocate {
 		// exec.d made the link already; making sure costs one lstat.
 		if err := relocate.Link(c.Prefix, c.Store); err != nil {
 			return 0, err

@@ -152,6 +152,38 @@ func TestCommandProot(t *testing.T) {
 	}
 }
 
+// arm64's proot brings its C library: its loader runs it, the library
+// folder given to the loader alone, and its seccomp acceleration is off.
+func TestCommandProotWithItsOwnLibc(t *testing.T) {
+	c := prootConfig()
+	c.ProotLibDir = "/layers/nixcnb_nix/proot/usr/lib/aarch64-linux-gnu"
+	c.ProotLoader = c.ProotLibDir + "/ld-linux-aarch64.so.1"
+	c.ProotNoSeccomp = true
+	program, args, env, err := c.Command(launch.RunProot, []string{"web"}, []string{"PATH=/bin", "LD_LIBRARY_PATH=/opt/lib"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{c.ProotLoader, "--library-path", c.ProotLibDir, c.Proot, "--bind=/layers/nixcnb_nix/closure/store:/nix/store", "web"}
+	if program != c.ProotLoader || !reflect.DeepEqual(args, want) {
+		t.Errorf("program %q, args:\n got %q\nwant %q", program, args, want)
+	}
+	if got, _ := envValue(env, "LD_LIBRARY_PATH"); got != "/opt/lib" {
+		t.Errorf("LD_LIBRARY_PATH = %q, want the caller's /opt/lib alone", got)
+	}
+	if got, _ := envValue(env, "PROOT_NO_SECCOMP"); got != "1" {
+		t.Errorf("PROOT_NO_SECCOMP = %q, want 1", got)
+	}
+
+	// The settings file keeps the loader and the switch.
+	dir := t.TempDir()
+	if err := c.Write(dir); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := launch.ReadConfig(dir); err != nil || !reflect.DeepEqual(got, c) {
+		t.Errorf("read back: %+v, %v; want %+v", got, err, c)
+	}
+}
+
 func TestCommandWithoutResultsLeavesPATH(t *testing.T) {
 	c := prootConfig()
 	c.Results = nil

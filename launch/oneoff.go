@@ -47,7 +47,7 @@ func (c Config) OneOffBuild(layerDir string) error {
 		"CNB_BUILDPACK_DIR="+buildpack,
 		"BP_NIX_BUILD_ON_PUSH=true",
 		config.OneOffVar+"=true",
-		config.ProotVar+"="+c.Proot+":"+c.ProotLibDir,
+		config.ProotVar+"="+c.ProotTool().String(),
 	)
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("the build failed (%w); nothing was pushed that a deploy would trust", err)

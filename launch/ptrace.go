@@ -32,7 +32,12 @@ func checkPtrace() error {
 		return err
 	}
 	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), PtraceProbeVar+"=1")
+	// Once traced, the probe stops at any signal it gets until a tracer
+	// lets it go on, and this launcher only waits for its exit: Go's
+	// runtime, which signals itself (SIGURG) to preempt goroutines, must
+	// not, or the launch hangs (seen with the harness's own probe on an
+	// emulated arm64 machine).
+	cmd.Env = append(os.Environ(), PtraceProbeVar+"=1", "GODEBUG=asyncpreemptoff=1")
 	var exitErr *exec.ExitError
 	if err := cmd.Run(); errors.As(err, &exitErr) {
 		return errPtraceBlocked

@@ -17,8 +17,13 @@ import (
 )
 
 // scriptVar makes the test binary act as the launcher in proot mode, running
-// the shell script it names (see TestMain).
-const scriptVar = "NIXCNB_TEST_LAUNCH_SCRIPT"
+// the shell script it names (see TestMain); with loaderVar, the launcher's
+// proot is run by that dynamic loader, as a proot with a C library of its
+// own is.
+const (
+	scriptVar = "NIXCNB_TEST_LAUNCH_SCRIPT"
+	loaderVar = "NIXCNB_TEST_LAUNCH_LOADER"
+)
 
 // TestMain lets the test binary stand in for nix-launch, as the proot
 // launcher runs its own executable again: as the ptrace probe and as the exit
@@ -30,6 +35,9 @@ func TestMain(m *testing.M) {
 	}
 	if script := os.Getenv(scriptVar); script != "" {
 		c := launch.Config{Mode: launch.ModeProot, Store: filepath.Join(filepath.Dir(script), "store"), Proot: "/usr/bin/proot"}
+		if loader := os.Getenv(loaderVar); loader != "" {
+			c.ProotLoader, c.ProotLibDir, c.ProotNoSeccomp = loader, filepath.Dir(loader), true
+		}
 		code, err := c.Run(launch.LauncherName, []string{"/bin/sh", script})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -137,6 +145,30 @@ func TestProotLauncherExitsWithTheApp(t *testing.T) {
 	cmd, out, _ := startUnderProot(t, "", "sleep 1 &\nexit 3")
 	if code := exitCode(t, cmd, out, "after the app exited"); code != 3 {
 		t.Errorf("the launcher exited %d, want the app's 3; output:\n%s", code, out)
+	}
+}
+
+// proot run by a dynamic loader, as a proot that brings its C library is
+// (this machine's proot and loader here): the launcher's exit reporter
+// still runs under it, so the app's exit code is the launcher's; the app
+// sees the store at /nix/store, PROOT_NO_SECCOMP=1 that proot got, and no
+// LD_LIBRARY_PATH, which only the loader was told.
+func TestProotLauncherThroughALoaderExitsWithTheApp(t *testing.T) {
+	loader, err := filepath.EvalSymlinks("/lib64/ld-linux-x86-64.so.2")
+	if err != nil {
+		t.Skipf("no x86_64 loader here: %v", err)
+	}
+	cmd, out, _ := startUnderProot(t, "", `echo "seccomp off: $PROOT_NO_SECCOMP, LD_LIBRARY_PATH: ${LD_LIBRARY_PATH-unset}"
+[ -d /nix/store ] && echo "store bound"
+sleep 1 &
+exit 4`, func(cmd *exec.Cmd) { cmd.Env = append(cmd.Env, loaderVar+"="+loader) })
+	if code := exitCode(t, cmd, out, "after the app exited"); code != 4 {
+		t.Errorf("the launcher exited %d, want the app's 4; output:\n%s", code, out)
+	}
+	for _, want := range []string{"seccomp off: 1, LD_LIBRARY_PATH: unset", "store bound"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
 	}
 }
 

@@ -30,3 +30,14 @@ func join(first, rest string) string {
 	}
 	return first + ":" + rest
 }
+
+// Set gives name the value in env, replacing every earlier setting of it.
+func Set(env []string, name, value string) []string {
+	out := make([]string, 0, len(env)+1)
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, name+"=") {
+			out = append(out, kv)
+		}
+	}
+	return append(out, name+"="+value)
+}

@@ -69,3 +69,15 @@ func TestPrepend(t *testing.T) {
 		})
 	}
 }
+
+func TestSet(t *testing.T) {
+	env := []string{"A=1", "PROOT_NO_SECCOMP=0", "B=2", "PROOT_NO_SECCOMP=", "PROOT_NO_SECCOMPX=3"}
+	got := procenv.Set(env, "PROOT_NO_SECCOMP", "1")
+	want := []string{"A=1", "B=2", "PROOT_NO_SECCOMPX=3", "PROOT_NO_SECCOMP=1"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Set = %q, want %q", got, want)
+	}
+	if env[1] != "PROOT_NO_SECCOMP=0" {
+		t.Errorf("Set changed its input: %q", env)
+	}
+}

@@ -10,7 +10,9 @@
 # Tools land in $NIXCNB_TOOLS (default /var/cache/nixcnb-tools/bin); the
 # arm64 lifecycle and launcher (for the arm64 test, run under qemu-user
 # through binfmt_misc) as lifecycle-arm64 and launcher-arm64; that
-# qemu-user, Debian 13's pinned in scripts/qemu/, in $NIXCNB_TOOLS/../qemu.
+# qemu-user, Debian 13's pinned in scripts/qemu/, in $NIXCNB_TOOLS/../qemu;
+# Debian 12's arm64 kernel, pinned in scripts/vm/, for the arm64 test's
+# emulated machine (Debian's qemu-system-arm), in $NIXCNB_TOOLS/../vm-kernel.
 set -euo pipefail
 
 LIFECYCLE_VERSION=0.21.0
@@ -31,7 +33,7 @@ with_docker=false
 log() { printf '==> %s\n' "$*"; }
 
 install_debian_packages() {
-  local packages=(nix-bin proot bubblewrap busybox-static patchelf xz-utils ca-certificates git curl)
+  local packages=(nix-bin proot bubblewrap busybox-static patchelf xz-utils ca-certificates git curl qemu-system-arm)
   $with_docker && packages+=(docker.io)
   local missing=()
   for p in "${packages[@]}"; do
@@ -54,29 +56,58 @@ install_debian_packages() {
   fi
 }
 
-# install_qemu_user: unpacks the pinned qemu-user .deb (scripts/qemu/),
-# checked by sha256, into $qemu_root/VERSION, once.
-install_qemu_user() {
-  local pins pkg version arch sha
-  pins=$here/qemu/trixie-amd64.txt
-  read -r pkg version arch sha < <(grep -v '^#' "$pins")
-  qemu_dir=$qemu_root/${version#*:}
-  [[ -x $qemu_dir/usr/bin/qemu-aarch64 ]] && return 0
-  log "Installing Debian 13's $pkg $version (for arm64 emulation)"
-  local apt_dir apt_arch
-  debian_apt_setup "$qemu_root/apt" trixie amd64
-  local deb=$apt_dir/debs/${pkg}_${version//:/%3a}_$arch.deb
+# read_pin FILE: pkg, version, arch and sha of the one .deb FILE pins
+# (a line "package version arch sha256"; # starts a comment).
+read_pin() {
+  read -r pkg version arch sha < <(grep -v '^#' "$1")
+}
+
+# download_pinned_deb PINS SUITE APT_DIR: downloads the .deb read_pin
+# read from PINS out of Debian's SUITE, through a private apt in APT_DIR,
+# checks its sha256 and architecture, and sets deb to its path.
+download_pinned_deb() {
+  local pins=$1 suite=$2 apt_dir apt_arch
+  debian_apt_setup "$3" "$suite" "$arch"
+  deb=$apt_dir/debs/${pkg}_${version//:/%3a}_$arch.deb
   if [[ ! -f $deb ]]; then
     (cd "$apt_dir/debs" && debian_apt apt-get download -qq "$pkg=$version" 2>&1 | grep -v 'unsandboxed as root' >&2) || true
   fi
-  [[ -f $deb ]] || { echo "install-tools: Debian 13 no longer has $pkg $version (update $pins)" >&2; return 1; }
+  [[ -f $deb ]] || { echo "install-tools: Debian's $suite no longer has $pkg $version (update $pins)" >&2; return 1; }
   local got
   got=$(sha256sum "$deb" | cut -d' ' -f1)
   [[ $got == "$sha" && $(dpkg-deb -f "$deb" Architecture) == "$arch" ]] ||
     { echo "install-tools: $(basename "$deb") has sha256 $got, but $pins pins $sha ($arch)" >&2; return 1; }
+}
+
+# install_qemu_user: unpacks the pinned qemu-user .deb (scripts/qemu/),
+# checked by sha256, into $qemu_root/VERSION, once.
+install_qemu_user() {
+  local pkg version arch sha deb
+  read_pin "$here/qemu/trixie-amd64.txt"
+  qemu_dir=$qemu_root/${version#*:}
+  [[ -x $qemu_dir/usr/bin/qemu-aarch64 ]] && return 0
+  log "Installing Debian 13's $pkg $version (for arm64 emulation)"
+  download_pinned_deb "$here/qemu/trixie-amd64.txt" trixie "$qemu_root/apt"
   rm -rf "$qemu_dir.tmp" && mkdir -p "$qemu_dir.tmp"
   dpkg-deb -x "$deb" "$qemu_dir.tmp"
   mv "$qemu_dir.tmp" "$qemu_dir"
+  rm -f "$deb"
+}
+
+# install_vm_kernel: unpacks /boot/vmlinuz-* of the pinned arm64 kernel
+# .deb (scripts/vm/), checked by sha256, into vm-kernel/PACKAGE_VERSION
+# beside the tools, once: the arm64 test boots it in qemu-system-aarch64.
+install_vm_kernel() {
+  local pkg version arch sha deb root dir
+  read_pin "$here/vm/bookworm-arm64.txt"
+  root=$(dirname "$tools_dir")/vm-kernel
+  dir=$root/${pkg}_$version
+  compgen -G "$dir/boot/vmlinuz-*" >/dev/null && return 0
+  log "Installing Debian 12's $pkg $version (the arm64 test's emulated machine boots it)"
+  download_pinned_deb "$here/vm/bookworm-arm64.txt" bookworm "$root/apt"
+  rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+  dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$dir.tmp" --wildcards './boot/vmlinuz-*'
+  mv "$dir.tmp" "$dir"
   rm -f "$deb"
 }
 
@@ -162,5 +193,6 @@ install_go_tools() {
 
 install_debian_packages
 enable_arm64_emulation
+install_vm_kernel
 install_go_tools
 log "Tools ready in $tools_dir"

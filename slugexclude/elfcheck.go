@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/nixcnb/nix-buildpack/internal/elfinfo"
 	"github.com/nixcnb/nix-buildpack/nixstore"
 )
 
@@ -50,15 +51,7 @@ func (r resolver) needs(elves []string) []need {
 			continue // not an ELF file Go reads: nothing to check
 		}
 		var wants []need
-		for _, p := range f.Progs {
-			if p.Type != elf.PT_INTERP {
-				continue
-			}
-			data, err := io.ReadAll(p.Open())
-			if err != nil {
-				continue
-			}
-			interp := strings.TrimRight(string(data), "\x00")
+		if interp, err := elfinfo.Interpreter(f); err == nil && interp != "" {
 			if rel, ok := storeRel(interp); ok {
 				wants = append(wants, need{what: "its interpreter " + interp, candidates: []string{rel}})
 			}

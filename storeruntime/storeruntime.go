@@ -16,7 +16,7 @@ import (
 	"strings"
 
 	"github.com/nixcnb/nix-buildpack/config"
-	"github.com/nixcnb/nix-buildpack/procenv"
+	"github.com/nixcnb/nix-buildpack/prootcmd"
 )
 
 // Names of the runtimes, as BP_NIX_STORE_RUNTIME spells them.
@@ -45,10 +45,9 @@ type Options struct {
 	RootDir string
 	// BwrapPath is the bubblewrap binary, "" when the build image has none.
 	BwrapPath string
-	// ProotPath is the proot binary and ProotLibDir the folder of the
-	// libraries it needs (libtalloc).
-	ProotPath   string
-	ProotLibDir string
+	// Proot is proot and what it runs with; its Binary is "" when the
+	// build has none.
+	Proot prootcmd.Tool
 	// Sandbox says Nix's sandbox is asked for (BP_NIX_SANDBOX). Without
 	// it, every runtime gives Nix's builders the same view of the host.
 	Sandbox bool
@@ -128,10 +127,10 @@ func prepare(name string, opts Options) (Runtime, error) {
 		}
 		return bwrapRuntime{bwrap: opts.BwrapPath, nixDir: opts.NixDir, root: opts.RootDir}, nil
 	case Proot:
-		if opts.ProotPath == "" {
+		if opts.Proot.Binary == "" {
 			return nil, errors.New("no proot binary is available")
 		}
-		return prootRuntime{proot: opts.ProotPath, libDir: opts.ProotLibDir, nixDir: opts.NixDir, sandbox: opts.Sandbox}, nil
+		return prootRuntime{proot: opts.Proot, nixDir: opts.NixDir, sandbox: opts.Sandbox}, nil
 	case RelocatedName:
 		return prepareRelocated(opts)
 	}
@@ -294,19 +293,22 @@ func (b bwrapRuntime) Command(ctx context.Context, env []string, argv ...string)
 	return cmd
 }
 
-// proot: ptrace-based bind of the store folder at /nix. Nix's sandbox
-// needs namespaces proot cannot give it, so it is always off here.
+// proot: ptrace-based bind of the store folder at /nix, proot started as
+// the launcher starts it (prootcmd). Nix's sandbox needs namespaces proot
+// cannot give it, so it is always off here.
 type prootRuntime struct {
-	proot, libDir, nixDir string
-	sandbox               bool
+	proot   prootcmd.Tool
+	nixDir  string
+	sandbox bool
 }
 
 func (prootRuntime) Name() string { return Proot }
 
 func (p prootRuntime) Command(ctx context.Context, env []string, argv ...string) *exec.Cmd {
-	args := append([]string{"--bind=" + p.nixDir + ":/nix"}, argv...)
-	cmd := exec.CommandContext(ctx, p.proot, args...)
-	cmd.Env = procenv.Prepend(env, "LD_LIBRARY_PATH", p.libDir, "")
+	program, args, env := p.proot.Command(append([]string{"--bind=" + p.nixDir + ":/nix"}, argv...), env)
+	cmd := exec.CommandContext(ctx, program, args[1:]...)
+	cmd.Args[0] = args[0]
+	cmd.Env = env
 	if p.sandbox {
 		cmd.Env = appendNixConfig(cmd.Env, "sandbox = false")
 	}

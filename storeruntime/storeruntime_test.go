@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nixcnb/nix-buildpack/prootcmd"
 	"github.com/nixcnb/nix-buildpack/storeruntime"
 )
 
@@ -150,7 +151,7 @@ func TestNativeCommandTellsNixTheRealStore(t *testing.T) {
 
 func TestProotTurnsNixsSandboxOff(t *testing.T) {
 	rt, _, err := storeruntime.Choose(context.Background(), storeruntime.Proot, storeruntime.Options{
-		NixDir: t.TempDir(), ProotPath: "/bin/true", Probe: []string{"/bin/true"}, Sandbox: true,
+		NixDir: t.TempDir(), Proot: prootcmd.Tool{Binary: "/bin/true"}, Probe: []string{"/bin/true"}, Sandbox: true,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -207,7 +208,7 @@ func TestChooseAutoPrefersNative(t *testing.T) {
 	root := t.TempDir()
 	rt, attempts, err := storeruntime.Choose(context.Background(), storeruntime.Auto, storeruntime.Options{
 		NixDir: t.TempDir(), RootDir: root,
-		BwrapPath: bwrapPath, ProotPath: prootPath,
+		BwrapPath: bwrapPath, Proot: prootcmd.Tool{Binary: prootPath},
 		Probe: []string{"/bin/true"},
 	})
 	if err != nil {
@@ -267,7 +268,7 @@ func TestChooseAutoFallsThroughToBwrap(t *testing.T) {
 	}
 	rt, attempts, err := storeruntime.Choose(context.Background(), storeruntime.Auto, storeruntime.Options{
 		NixDir: nixDir, RootDir: t.TempDir(),
-		BwrapPath: bwrapPath, ProotPath: prootPath,
+		BwrapPath: bwrapPath, Proot: prootcmd.Tool{Binary: prootPath},
 		Probe: []string{"/nix/busybox", "true"},
 	})
 	if err != nil {
@@ -301,7 +302,7 @@ func TestProbeFailureReasons(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, attempts, err := storeruntime.Choose(context.Background(), storeruntime.Proot, storeruntime.Options{
-				NixDir: t.TempDir(), ProotPath: prootPath, Probe: tc.probe, ProbeEnv: probeEnv,
+				NixDir: t.TempDir(), Proot: prootcmd.Tool{Binary: prootPath}, Probe: tc.probe, ProbeEnv: probeEnv,
 			})
 			unavailable(t, err)
 			if len(attempts) != 1 || attempts[0].Reason != tc.want {
@@ -364,9 +365,23 @@ func TestRuntimesShowTheStoreAtNix(t *testing.T) {
 	}
 	_, hostNixErr := os.Lstat("/nix")
 	uid, gid := cnbUser(t)
-	for _, runtimeName := range []string{storeruntime.Bwrap, storeruntime.Proot} {
+	// proot also as arm64 runs it, by the loader of a C library of its own:
+	// this machine's loader and libraries stand in for them.
+	loader, err := filepath.EvalSymlinks("/lib64/ld-linux-x86-64.so.2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rc := range []struct {
+		runtimeName, variant string
+		proot                prootcmd.Tool
+	}{
+		{storeruntime.Bwrap, "", prootcmd.Tool{}},
+		{storeruntime.Proot, "", prootcmd.Tool{Binary: prootPath}},
+		{storeruntime.Proot, " by its loader", prootcmd.Tool{Binary: prootPath, LibDir: filepath.Dir(loader), Loader: loader, NoSeccomp: true}},
+	} {
+		runtimeName := rc.runtimeName
 		for _, asUser := range []string{"root", "cnb"} {
-			t.Run(runtimeName+" as "+asUser, func(t *testing.T) {
+			t.Run(runtimeName+rc.variant+" as "+asUser, func(t *testing.T) {
 				ownerUID, ownerGID := 0, 0
 				if asUser == "cnb" {
 					ownerUID, ownerGID = uid, gid
@@ -376,7 +391,7 @@ func TestRuntimesShowTheStoreAtNix(t *testing.T) {
 				defer cancel()
 
 				rt, attempts, err := storeruntime.Choose(ctx, runtimeName, storeruntime.Options{
-					NixDir: nixDir, BwrapPath: bwrapPath, ProotPath: prootPath,
+					NixDir: nixDir, BwrapPath: bwrapPath, Proot: rc.proot,
 					Probe: []string{"sh", "-c", "test -d /nix/store"}, ProbeEnv: probeEnv,
 				})
 				if err != nil {

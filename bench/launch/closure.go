@@ -8,13 +8,13 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 
+	"github.com/nixcnb/nix-buildpack/internal/elfinfo"
 	"github.com/nixcnb/nix-buildpack/nixstore"
 )
 
@@ -119,21 +119,14 @@ func findHostLibs(ctx context.Context) (hostLibs, error) {
 
 // interpreter returns the PT_INTERP of the ELF file at path.
 func interpreter(path string) (string, error) {
-	f, err := elf.Open(path)
+	interp, err := elfinfo.InterpreterOf(path)
 	if err != nil {
-		return "", fmt.Errorf("%s: %w", path, err)
+		return "", err
 	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			b, err := io.ReadAll(p.Open())
-			if err != nil {
-				return "", err
-			}
-			return string(bytes.TrimRight(b, "\x00")), nil
-		}
+	if interp == "" {
+		return "", fmt.Errorf("%s is statically linked: the benchmark needs dynamically linked tools", path)
 	}
-	return "", fmt.Errorf("%s is statically linked: the benchmark needs dynamically linked tools", path)
+	return interp, nil
 }
 
 // storeLib is the store folder of the copied loader and libraries, as the

@@ -2,9 +2,13 @@
 // on an amd64 machine: the arm64 lifecycle, buildpack, Nix release, busybox
 // and run image, all run under qemu-user through binfmt_misc (see
 // scripts/install-tools.sh). Heroku's Fir generation runs its dynos on arm64.
+// What qemu-user cannot show, because it implements no ptrace for its
+// guest, runs on a real aarch64 kernel in an emulated machine (vm_test.go):
+// proot mode serving, and the harness's filter denying ptrace.
 //
 // It needs root and the tools of scripts/install-tools.sh, lifecycle-arm64
-// and launcher-arm64 included.
+// and launcher-arm64, qemu-system-aarch64 and Debian's arm64 kernel
+// included.
 package arm64
 
 import (
@@ -14,6 +18,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -57,11 +62,27 @@ func run(m *testing.M) (int, error) {
 }
 
 // buildApp builds fixtures/hello-web, with arm64 busybox, as image.
-func buildApp(t *testing.T, image, cache string, extra map[string]string) string {
+func buildApp(t *testing.T, image string, extra map[string]string) string {
 	t.Helper()
-	app := filepath.Join(t.TempDir(), "app")
-	if err := suite.env.CopyFixture(suite.repoRoot, app, "hello-web"); err != nil {
+	suite.env.Log = t.Output()
+	out, err := build(image, extra)
+	if err != nil {
 		t.Fatal(err)
+	}
+	return out
+}
+
+// build builds fixtures/hello-web, with arm64 busybox, as image, logging
+// the build to suite.env.Log, and returns the build's output. The builds
+// share one cache.
+func build(image string, extra map[string]string) (string, error) {
+	work, err := os.MkdirTemp(suite.env.WorkDir, "app-")
+	if err != nil {
+		return "", err
+	}
+	app := filepath.Join(work, "app")
+	if err := suite.env.CopyFixture(suite.repoRoot, app, "hello-web"); err != nil {
+		return "", err
 	}
 	env := map[string]string{}
 	for k, v := range suite.depsEnv {
@@ -70,24 +91,48 @@ func buildApp(t *testing.T, image, cache string, extra map[string]string) string
 	for k, v := range extra {
 		env[k] = v
 	}
-	suite.env.Log = t.Output()
 	began := time.Now()
 	result, err := suite.env.Build(harness.BuildOptions{
 		BuildpackDir: suite.buildpackDir,
 		AppDir:       app,
 		Image:        suite.env.Registry + "/" + image,
-		CacheDir:     cache,
+		CacheDir:     filepath.Join(suite.env.WorkDir, "cache-arm64"),
 		PlatformEnv:  env,
 	})
 	if err != nil {
-		t.Fatalf("arm64 build of %s failed: %v", image, err)
+		return "", fmt.Errorf("arm64 build of %s failed: %w", image, err)
 	}
 	var phases []string
 	for _, p := range result.Phases {
 		phases = append(phases, fmt.Sprintf("%s %.0f s", p.Phase, p.Took.Seconds()))
 	}
-	t.Logf("arm64 build of %s: %.0f s (%s)", image, time.Since(began).Seconds(), strings.Join(phases, ", "))
-	return result.Output
+	fmt.Fprintf(suite.env.Log, "arm64 build of %s: %.0f s (%s)\n", image, time.Since(began).Seconds(), strings.Join(phases, ", "))
+	return result.Output, nil
+}
+
+// The app built with BP_NIX_LAUNCHER=proot, once for the tests that need
+// it: its build output and its exported root.
+var prootApp struct {
+	once           sync.Once
+	output, rootfs string
+	err            error
+}
+
+// prootImage builds the proot-mode image the first time a test asks and
+// returns the build's output and the image's exported root.
+func prootImage(t *testing.T) (output, rootfs string) {
+	t.Helper()
+	prootApp.once.Do(func() {
+		suite.env.Log = t.Output()
+		prootApp.output, prootApp.err = build("hello-arm64-proot:latest", map[string]string{"BP_NIX_LAUNCHER": "proot"})
+		if prootApp.err == nil {
+			prootApp.rootfs, prootApp.err = suite.env.Export(suite.env.Registry + "/hello-arm64-proot:latest")
+		}
+	})
+	if prootApp.err != nil {
+		t.Fatalf("the proot-mode arm64 image: %v", prootApp.err)
+	}
+	return prootApp.output, prootApp.rootfs
 }
 
 // assertMachine fails unless the ELF file at path is built for machine.
@@ -113,10 +158,10 @@ func assertContains(t *testing.T, s, want string) {
 // The web process of an arm64 image answers, relocated, with ptrace
 // denied; the image says arm64, and what it runs is arm64. The same app
 // with BP_NIX_LAUNCHER=proot gets arm64's proot, which under qemu-user
-// cannot run: qemu implements no ptrace for its guest.
+// cannot run: qemu implements no ptrace for its guest (vm_test.go runs it
+// on an arm64 kernel).
 func TestArm64ImageServesRelocatedWithoutPtrace(t *testing.T) {
-	cache := filepath.Join(suite.env.WorkDir, "cache-arm64")
-	out := buildApp(t, "hello-arm64:latest", cache, nil)
+	out := buildApp(t, "hello-arm64:latest", nil)
 	// The buildpack resolved its dependencies for the run image's target.
 	assertContains(t, out, "Launcher: relocate (/tmp/")
 
@@ -171,13 +216,9 @@ func TestArm64ImageServesRelocatedWithoutPtrace(t *testing.T) {
 		}
 	}
 
-	// proot mode: the image carries Debian's arm64 proot.
-	out = buildApp(t, "hello-arm64-proot:latest", cache, map[string]string{"BP_NIX_LAUNCHER": "proot"})
+	// proot mode: the image carries Debian sid's arm64 proot.
+	out, rootfs = prootImage(t)
 	assertContains(t, out, "Launcher: proot (BP_NIX_LAUNCHER=proot)")
-	rootfs, err = suite.env.Export(suite.env.Registry + "/hello-arm64-proot:latest")
-	if err != nil {
-		t.Fatal(err)
-	}
 	proots, err := filepath.Glob(filepath.Join(rootfs, "layers", "nixcnb_nix", "proot", "*", "bin", "proot"))
 	if err != nil || len(proots) != 1 {
 		t.Fatalf("the proot image has %d proot binaries (%v)", len(proots), err)

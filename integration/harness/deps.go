@@ -82,11 +82,12 @@ func (e *Env) NixRelease(repoRoot string) (NixRelease, error) {
 // internet and returns the platform env that points the buildpack at them:
 //   - a Nix release made from Debian's nix-bin (NixRelease), served on
 //     loopback and named by BP_NIX_INSTALLER_URL and BP_NIX_INSTALLER_SHA256;
-//   - Debian's proot and libtalloc2 packages from apt, the very files
-//     snapshot.debian.org serves, so buildpack.toml's checksums hold, put in
-//     the buildpack's deps/ folder where the dependency mirror
+//   - the Debian packages buildpack.toml pins for e.Arch (proot and its
+//     libraries) from apt, the very files snapshot.debian.org serves, so
+//     buildpack.toml's checksums hold, put in the buildpack's deps/ folder
+//     where the dependency mirror
 //     BP_DEPENDENCY_MIRROR_SNAPSHOT_DEBIAN_ORG=file:///deps/{originalHost}
-//     finds them.
+//     finds them (mirrorDebs).
 //
 // The env also keeps Nix off cache.nixos.org (BP_NIX_CONFIG).
 func (e *Env) OfflineDependencies(repoRoot, buildpackDir string) (map[string]string, error) {
@@ -101,7 +102,7 @@ func (e *Env) OfflineDependencies(repoRoot, buildpackDir string) (map[string]str
 	if err != nil {
 		return nil, err
 	}
-	if err := e.mirrorDebs(filepath.Join(buildpackDir, "deps")); err != nil {
+	if err := e.mirrorDebs(filepath.Join(buildpackDir, "buildpack.toml"), filepath.Join(buildpackDir, "deps")); err != nil {
 		return nil, err
 	}
 	return map[string]string{
@@ -170,21 +171,6 @@ func nixRelease(repoRoot, version, dir string, extraArgs ...string) (NixRelease,
 	return r, nil
 }
 
-// mirrorDebs puts Debian's proot and libtalloc2 packages, amd64 and arm64,
-// where the dependency mirror finds them: the buildpack resolves the ones
-// of the build's target architecture.
-func (e *Env) mirrorDebs(depsDir string) error {
-	pool := filepath.Join(depsDir, "snapshot.debian.org", "archive", "debian", "20250520T000000Z", "pool", "main")
-	for _, arch := range []string{"amd64", "arm64"} {
-		for pkg, sub := range map[string]string{"proot": "p/proot", "libtalloc2": "t/talloc"} {
-			if _, err := e.DownloadDeb(arch, pkg, filepath.Join(pool, sub)); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
 // hostArch is the machine's Debian architecture (amd64, arm64).
 func hostArch() (string, error) {
 	out, err := exec.Command("dpkg", "--print-architecture").Output()
@@ -215,7 +201,7 @@ func (e *Env) DownloadDeb(arch, pkg, dir string) (string, error) {
 			return "", err
 		}
 		defer unlock()
-		opts, err := privateApt(aptDir, arch)
+		opts, err := privateApt(aptDir, "bookworm", arch)
 		if err != nil {
 			return "", err
 		}
@@ -233,9 +219,10 @@ func (e *Env) DownloadDeb(arch, pkg, dir string) (string, error) {
 	return debs[0], nil
 }
 
-// privateApt returns apt-get options for Debian 12 (bookworm) packages of
-// arch, with state in aptDir, and fetches the package lists once.
-func privateApt(aptDir, arch string) ([]string, error) {
+// privateApt returns apt-get options for Debian suite's (bookworm, sid)
+// packages of arch, with state in aptDir, and fetches the package lists
+// once.
+func privateApt(aptDir, suite, arch string) ([]string, error) {
 	for _, d := range []string{"lists/partial", "cache/archives/partial", "parts"} {
 		if err := os.MkdirAll(filepath.Join(aptDir, d), 0o755); err != nil {
 			return nil, err
@@ -257,12 +244,12 @@ func privateApt(aptDir, arch string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	source := fmt.Sprintf("deb [arch=%s signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] %s bookworm main\n", arch, uri)
+	source := fmt.Sprintf("deb [arch=%s signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] %s %s main\n", arch, uri, suite)
 	if err := os.WriteFile(filepath.Join(aptDir, "sources.list"), []byte(source), 0o644); err != nil {
 		return nil, err
 	}
 	if out, err := exec.Command("apt-get", append(opts, "update", "-qq")...).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("apt-get update for Debian 12 %s packages: %w\n%s", arch, err, out)
+		return nil, fmt.Errorf("apt-get update for Debian %s %s packages: %w\n%s", suite, arch, err, out)
 	}
 	return opts, os.WriteFile(filepath.Join(aptDir, "updated"), nil, 0o644)
 }

@@ -90,18 +90,44 @@ func (e *Env) Exec(rootfs string, opts RunOptions, argv ...string) (output strin
 	return out.String(), 0, nil
 }
 
-// launchCommand makes the bwrap command that runs a process of the image
-// exported to rootfs, with opts.Args and then argv as its arguments.
-func (e *Env) launchCommand(rootfs string, opts RunOptions, port int, argv []string) (*exec.Cmd, error) {
+// Launch is how a platform starts a process of an exported image, in the
+// image's root: what Run gives bwrap, for a runner of another kind (the
+// arm64 test's emulated machine).
+type Launch struct {
+	Argv     []string // the entrypoint and its arguments
+	Env      []string // the image's env, HOME, PORT and RunOptions.Env
+	Dir      string   // the image's working directory
+	UID, GID int      // the CNB user's
+}
+
+// LaunchOf returns how Run starts the process opts names, with argv
+// appended, in the image exported to rootfs, with PORT=port.
+func (e *Env) LaunchOf(rootfs string, opts RunOptions, port int, argv ...string) (Launch, error) {
 	e.mu.Lock()
 	info, ok := e.exports[rootfs]
 	e.mu.Unlock()
 	if !ok {
-		return nil, fmt.Errorf("%s was not made by Export, so its image config is unknown", rootfs)
+		return Launch{}, fmt.Errorf("%s was not made by Export, so its image config is unknown", rootfs)
 	}
-	workDir := info.WorkingDir
-	if workDir == "" {
-		workDir = "/"
+	l := Launch{Dir: info.WorkingDir, Env: launchEnv(info.Env, port, opts.Env), UID: cnbUID, GID: cnbGID}
+	if l.Dir == "" {
+		l.Dir = "/"
+	}
+	if opts.Process == "" {
+		l.Argv = []string{launcherPath, "--"}
+	} else {
+		l.Argv = []string{"/cnb/process/" + opts.Process}
+	}
+	l.Argv = slices.Concat(l.Argv, opts.Args, argv)
+	return l, nil
+}
+
+// launchCommand makes the bwrap command that runs a process of the image
+// exported to rootfs, with opts.Args and then argv as its arguments.
+func (e *Env) launchCommand(rootfs string, opts RunOptions, port int, argv []string) (*exec.Cmd, error) {
+	launch, err := e.LaunchOf(rootfs, opts, port, argv...)
+	if err != nil {
+		return nil, err
 	}
 	bwrapArgs := []string{
 		"--ro-bind", rootfs, "/",
@@ -110,7 +136,7 @@ func (e *Env) launchCommand(rootfs string, opts RunOptions, port int, argv []str
 		"--perms", "1777", "--tmpfs", "/tmp",
 		"--unshare-pid",
 		"--die-with-parent",
-		"--chdir", workDir,
+		"--chdir", launch.Dir,
 	}
 	bwrapArgs = append(bwrapArgs, opts.ExtraBwrapArgs...)
 	var extraFiles []*os.File
@@ -123,15 +149,10 @@ func (e *Env) launchCommand(rootfs string, opts RunOptions, port int, argv []str
 		bwrapArgs = append(bwrapArgs, args...)
 	}
 	bwrapArgs = append(bwrapArgs, "--")
-	if opts.Process == "" {
-		bwrapArgs = append(bwrapArgs, launcherPath, "--")
-	} else {
-		bwrapArgs = append(bwrapArgs, "/cnb/process/"+opts.Process)
-	}
-	cmd := exec.Command("bwrap", slices.Concat(bwrapArgs, opts.Args, argv)...)
+	cmd := exec.Command("bwrap", slices.Concat(bwrapArgs, launch.Argv)...)
 	asCNBUser(cmd)
 	cmd.ExtraFiles = extraFiles
-	cmd.Env = launchEnv(info.Env, port, opts.Env)
+	cmd.Env = launch.Env
 	return cmd, nil
 }
 

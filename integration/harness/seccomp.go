@@ -4,7 +4,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"syscall"
 
 	"golang.org/x/net/bpf"
@@ -18,7 +20,9 @@ import (
 // Under qemu-user emulation (the arm64 test on an amd64 machine) the
 // kernel sees qemu's x86_64 system calls, and qemu implements no ptrace
 // for its guest at all (ENOSYS): the aarch64 half of the filter applies on
-// an arm64 kernel, and seccomp_test.go checks it with a BPF interpreter.
+// an arm64 kernel. seccomp_test.go checks it with a BPF interpreter, and
+// the arm64 test in a real aarch64 kernel, booted in qemu-system-aarch64
+// (TestDenyPtraceFilterInTheArm64Kernel).
 
 const (
 	auditArchX8664   = 0xc000003e // AUDIT_ARCH_X86_64
@@ -50,9 +54,10 @@ func denyPtraceProgram() []bpf.Instruction {
 	}
 }
 
-// denyPtraceFilter is the classic BPF program, in the kernel's
-// struct sock_filter layout, that bwrap loads.
-func denyPtraceFilter() ([]byte, error) {
+// DenyPtraceFilter is the classic BPF program, in the kernel's
+// struct sock_filter layout, that bwrap loads (and the arm64 test's
+// guest, on a real aarch64 kernel).
+func DenyPtraceFilter() ([]byte, error) {
 	insns, err := bpf.Assemble(denyPtraceProgram())
 	if err != nil {
 		return nil, err
@@ -66,11 +71,26 @@ func denyPtraceFilter() ([]byte, error) {
 	return out, nil
 }
 
+// BuildPtraceProbe builds testdata/ptraceprobe for goarch into dir and
+// returns its path: a static program that prints what
+// ptrace(PTRACE_TRACEME) gives it ("ok", "EPERM", "ENOSYS"...).
+func BuildPtraceProbe(goarch, dir string) (string, error) {
+	_, self, _, _ := runtime.Caller(0)
+	out := filepath.Join(dir, "ptraceprobe-"+goarch)
+	cmd := exec.Command("go", "build", "-o", out, "./testdata/ptraceprobe")
+	cmd.Dir = filepath.Dir(self)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+goarch)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building the ptrace probe for %s: %w\n%s", goarch, err, b)
+	}
+	return out, nil
+}
+
 // denyPtrace writes the filter to a file in dir and returns it open, for
 // the command's ExtraFiles, and the bwrap arguments that load it from the
 // first extra file descriptor (3).
 func denyPtrace(dir string) (*os.File, []string, error) {
-	filter, err := denyPtraceFilter()
+	filter, err := DenyPtraceFilter()
 	if err != nil {
 		return nil, nil, fmt.Errorf("assembling the ptrace filter: %w", err)
 	}

@@ -23,7 +23,8 @@ func seccompData(arch, nr uint32) []byte {
 }
 
 // The filter's decisions for both architectures, through a BPF
-// interpreter: on this amd64 machine no kernel runs aarch64 system calls.
+// interpreter: this machine's kernel runs no aarch64 system calls (the
+// arm64 test's emulated machine does).
 func TestDenyPtraceFilterDecidesForBothArchitectures(t *testing.T) {
 	vm, err := bpf.NewVM(denyPtraceProgram())
 	if err != nil {
@@ -50,18 +51,6 @@ func TestDenyPtraceFilterDecidesForBothArchitectures(t *testing.T) {
 			t.Errorf("%s: the filter returns %#x, want %#x", c.name, got, c.want)
 		}
 	}
-}
-
-// ptraceProbe builds testdata/ptraceprobe for goarch into dir.
-func ptraceProbe(t *testing.T, goarch, dir string) string {
-	t.Helper()
-	out := filepath.Join(dir, "ptraceprobe-"+goarch)
-	cmd := exec.Command("go", "build", "-o", out, "./testdata/ptraceprobe")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+goarch)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building the ptrace probe for %s: %v\n%s", goarch, err, b)
-	}
-	return out
 }
 
 // runProbe runs probe in bwrap, under the filter if deny, and returns
@@ -91,7 +80,8 @@ func runProbe(t *testing.T, probe string, deny bool) string {
 // for ptrace(PTRACE_TRACEME) in bwrap, with and without it. The amd64 one
 // is allowed, then gets EPERM. The arm64 one runs under qemu-user
 // (binfmt_misc), which implements no ptrace for its guest: ENOSYS either
-// way, which is why the arm64 test cannot show proot working.
+// way; the arm64 test runs it on an aarch64 kernel in an emulated machine
+// (TestDenyPtraceFilterInTheArm64Kernel).
 func TestDenyPtraceFilterInTheKernel(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("run the harness tests as root (they run bwrap with seccomp filters)")
@@ -103,7 +93,10 @@ func TestDenyPtraceFilterInTheKernel(t *testing.T) {
 		{"amd64", "ok", "EPERM"},
 		{"arm64", "ENOSYS", "ENOSYS"},
 	} {
-		probe := ptraceProbe(t, c.goarch, dir)
+		probe, err := BuildPtraceProbe(c.goarch, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if got := runProbe(t, probe, false); got != c.allowed {
 			t.Errorf("%s without the filter: ptrace(PTRACE_TRACEME) gave %q, want %q", c.goarch, got, c.allowed)
 		}

@@ -34,7 +34,12 @@ func main() {
 		fmt.Fprintln(os.Stderr, "ptraceprobe:", err)
 		os.Exit(1)
 	}
-	out, err := exec.Command(self, "child").Output()
+	// A tracee stops at every signal it gets until its tracer lets it go
+	// on, and this parent only waits for its exit: the child must get no
+	// signal, and Go's runtime sends itself SIGURG to preempt goroutines.
+	child := exec.Command(self, "child")
+	child.Env = append(os.Environ(), "GODEBUG=asyncpreemptoff=1")
+	out, err := child.Output()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "ptraceprobe: the child failed:", err)
 		os.Exit(1)
