@@ -19,6 +19,7 @@ import (
 	"github.com/nix-community/go-nix/pkg/derivation"
 	"github.com/nix-community/go-nix/pkg/nixbase32"
 
+	"github.com/nixcnb/nix-buildpack/closure"
 	"github.com/nixcnb/nix-buildpack/nixstore"
 	"github.com/nixcnb/nix-buildpack/relocate"
 )
@@ -265,7 +266,7 @@ func (v *View) storeOutput(drvPath string, drv *derivation.Derivation, name stri
 	if err := removeTree(dst); err != nil {
 		return nixstore.PathInfo{}, err
 	}
-	if err := move(built, dst); err != nil {
+	if err := v.move(out.Path); err != nil {
 		return nixstore.PathInfo{}, fmt.Errorf("moving %s into the store: %w", out.Path, err)
 	}
 	if err := canonicalise(dst); err != nil {
@@ -331,55 +332,21 @@ func canonicalise(root string) error {
 	return nil
 }
 
-// move renames src to dst, or copies it where they are on different file
-// systems.
-func move(src, dst string) error {
-	err := os.Rename(src, dst)
+// move renames the output at the view's path p into the store folder, or
+// copies it there where they are on different file systems.
+func (v *View) move(p string) error {
+	base, err := nixstore.Base(p)
+	if err != nil {
+		return err
+	}
+	src := v.Path(p)
+	err = os.Rename(src, filepath.Join(v.StoreDir, base))
 	if !errors.Is(err, syscall.EXDEV) {
 		return err
 	}
-	if err := copyTree(src, dst); err != nil {
-		_ = removeTree(dst)
+	if _, err := closure.Copy(v.Prefix, []string{p}, v.StoreDir); err != nil {
+		_ = removeTree(filepath.Join(v.StoreDir, base))
 		return err
 	}
 	return removeTree(src)
-}
-
-// copyTree copies files, folders and symlinks as they are.
-func copyTree(src, dst string) error {
-	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, p)
-		if err != nil {
-			return err
-		}
-		to := filepath.Join(dst, rel)
-		switch {
-		case d.IsDir():
-			return os.Mkdir(to, 0o755)
-		case d.Type()&fs.ModeSymlink != 0:
-			target, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			return os.Symlink(target, to)
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		in, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer in.Close()
-		out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, info.Mode().Perm()|0o200)
-		if err != nil {
-			return err
-		}
-		_, err = io.Copy(out, in)
-		return errors.Join(err, out.Close())
-	})
 }
