@@ -537,31 +537,13 @@ func TestFetchedSourcesTravelThroughS3(t *testing.T) {
 	}
 }
 
-// sbomComponents reads the closure layer's SBOM in the image at rootfs (the
-// lifecycle keeps the layer's nix-closure.sbom.cdx.json there) and returns
-// its components, each as compact JSON.
+// sbomComponents reads the closure layer's SBOM in the image at rootfs
+// (harness.SBOMComponents).
 func sbomComponents(t *testing.T, rootfs string) []string {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(rootfs, "layers", "sbom", "launch", "nixcnb_nix", "nix-closure", "sbom.cdx.json"))
+	components, err := harness.SBOMComponents(rootfs)
 	if err != nil {
-		t.Fatalf("no closure SBOM in the image: %v", err)
+		t.Fatal(err)
 	}
-	var bom struct {
-		Components []json.RawMessage `json:"components"`
-	}
-	if err := json.Unmarshal(data, &bom); err != nil {
-		t.Fatalf("reading the closure SBOM: %v", err)
-	}
-	if len(bom.Components) == 0 {
-		t.Fatal("the closure SBOM has no components")
-	}
-	out := make([]string, len(bom.Components))
-	for i, c := range bom.Components {
-		var buf bytes.Buffer
-		if err := json.Compact(&buf, c); err != nil {
-			t.Fatal(err)
-		}
-		out[i] = buf.String()
-	}
-	return out
+	return components
 }

@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -76,6 +77,12 @@ func buildApp(t *testing.T, image string, extra map[string]string) string {
 // the build to suite.env.Log, and returns the build's output. The builds
 // share one cache.
 func build(image string, extra map[string]string) (string, error) {
+	return buildIn(image, extra, harness.BuildOptions{CacheDir: filepath.Join(suite.env.WorkDir, "cache-arm64")})
+}
+
+// buildIn is build with the builder's conditions and the cache of
+// conditions (the zero BuildOptions but for those).
+func buildIn(image string, extra map[string]string, conditions harness.BuildOptions) (string, error) {
 	work, err := os.MkdirTemp(suite.env.WorkDir, "app-")
 	if err != nil {
 		return "", err
@@ -92,13 +99,12 @@ func build(image string, extra map[string]string) (string, error) {
 		env[k] = v
 	}
 	began := time.Now()
-	result, err := suite.env.Build(harness.BuildOptions{
-		BuildpackDir: suite.buildpackDir,
-		AppDir:       app,
-		Image:        suite.env.Registry + "/" + image,
-		CacheDir:     filepath.Join(suite.env.WorkDir, "cache-arm64"),
-		PlatformEnv:  env,
-	})
+	opts := conditions
+	opts.BuildpackDir = suite.buildpackDir
+	opts.AppDir = app
+	opts.Image = suite.env.Registry + "/" + image
+	opts.PlatformEnv = env
+	result, err := suite.env.Build(opts)
 	if err != nil {
 		return "", fmt.Errorf("arm64 build of %s failed: %w", image, err)
 	}
@@ -234,4 +240,52 @@ func TestArm64ImageServesRelocatedWithoutPtrace(t *testing.T) {
 		t.Fatalf("the arm64 proot web process exited 0 under qemu-user, which has no ptrace:\n%s", said)
 	}
 	assertContains(t, said, "ptrace is blocked on this platform, and this image runs its app under proot")
+}
+
+// Fir's dynos are arm64, and a one-off dyno allows nothing: a read-only
+// root, no user namespaces, no ptrace. There the relocated store runtime
+// builds the app to the same store paths and NAR hashes as a build on
+// push (the images' SBOMs list each path with its NAR hash), and the image
+// serves.
+func TestArm64BuildsWhereNothingIsAllowed(t *testing.T) {
+	normal := buildApp(t, "hello-arm64:latest", nil)
+	assertContains(t, normal, "Store runtime: ")
+	suite.env.Log = t.Output()
+	out, err := buildIn("hello-arm64-dyno:latest", nil, harness.BuildOptions{
+		CacheDir:              filepath.Join(suite.env.WorkDir, "cache-arm64-dyno"),
+		ExtraBuilderBwrapArgs: []string{"--remount-ro", "/"},
+		DisableUserNamespaces: true,
+		DenyPtrace:            true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertContains(t, out, "Store runtime: relocated")
+	assertContains(t, out, "Nix built 3 derivations")
+
+	var components [2][]string
+	for i, image := range []string{"hello-arm64:latest", "hello-arm64-dyno:latest"} {
+		rootfs, err := suite.env.Export(suite.env.Registry + "/" + image)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if components[i], err = harness.SBOMComponents(rootfs); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			continue
+		}
+		web, err := suite.env.Run(rootfs, harness.RunOptions{Process: "web", DenyPtrace: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		status, body, err := web.Get("/", 60*time.Second)
+		web.Stop()
+		if err != nil || status != 200 || !strings.Contains(body, "Hello from Nix") {
+			t.Fatalf("the relocated build's web process: GET / = %d %q (%v)", status, body, err)
+		}
+	}
+	if !slices.Equal(components[0], components[1]) {
+		t.Errorf("the relocated arm64 build differs from the build on push:\n%s\non push:\n%s", strings.Join(components[1], "\n"), strings.Join(components[0], "\n"))
+	}
 }

@@ -1,9 +1,13 @@
 package harness
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 )
 
@@ -105,4 +109,32 @@ func (e *Env) extract(image, dir string) error {
 		return fmt.Errorf("crane export: %w: %s", err, craneErr.String())
 	}
 	return nil
+}
+
+// SBOMComponents reads the closure layer's SBOM in the image at rootfs
+// (the lifecycle keeps the layer's sbom.cdx.json there) and returns its
+// components, each as compact JSON: every store path with its NAR hash.
+func SBOMComponents(rootfs string) ([]string, error) {
+	data, err := os.ReadFile(filepath.Join(rootfs, "layers", "sbom", "launch", "nixcnb_nix", "nix-closure", "sbom.cdx.json"))
+	if err != nil {
+		return nil, fmt.Errorf("no closure SBOM in the image: %w", err)
+	}
+	var bom struct {
+		Components []json.RawMessage `json:"components"`
+	}
+	if err := json.Unmarshal(data, &bom); err != nil {
+		return nil, fmt.Errorf("reading the closure SBOM: %w", err)
+	}
+	if len(bom.Components) == 0 {
+		return nil, errors.New("the closure SBOM has no components")
+	}
+	out := make([]string, len(bom.Components))
+	for i, c := range bom.Components {
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, c); err != nil {
+			return nil, err
+		}
+		out[i] = buf.String()
+	}
+	return out, nil
 }
