@@ -87,9 +87,16 @@ func (r *refScanner) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func isBase32(c byte) bool {
-	return strings.IndexByte("0123456789abcdfghijklmnpqrsvwxyz", c) >= 0
-}
+// base32 marks nixbase32's characters: the scan looks up every byte of
+// every output.
+var base32 = func() (table [256]bool) {
+	for i := range len(nixbase32.Alphabet) {
+		table[nixbase32.Alphabet[i]] = true
+	}
+	return table
+}()
+
+func isBase32(c byte) bool { return base32[c] }
 
 // checkReferences applies the derivation's allowedReferences and
 // disallowedReferences, as Nix does after a build: each lists store paths

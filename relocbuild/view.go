@@ -24,8 +24,8 @@ import (
 	"github.com/nixcnb/nix-buildpack/relocate"
 )
 
-// viewParent is where views are made: /tmp, so that "/tmp/" and five
-// characters are exactly as long as /nix/store.
+// viewParent is where relocate.Prefix puts its prefixes: "/tmp/" and
+// five characters are exactly as long as /nix/store.
 const viewParent = "/tmp"
 
 // View is a folder at a prefix as long as nixstore.Dir that holds
@@ -47,17 +47,13 @@ type View struct {
 // folder is created, never reused: a name another user made first is
 // skipped, so nobody else controls what builders find there.
 func NewView(storeDir string) (*View, error) {
-	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
 	for range 100 {
-		var b [5]byte
-		if _, err := rand.Read(b[:]); err != nil {
+		// relocate.Prefix of a random seed: a prefix nobody can predict.
+		seed := make([]byte, 16)
+		if _, err := rand.Read(seed); err != nil {
 			return nil, err
 		}
-		name := make([]byte, len(b))
-		for i, c := range b {
-			name[i] = alphabet[int(c)%len(alphabet)]
-		}
-		prefix := viewParent + "/" + string(name)
+		prefix := relocate.Prefix(string(seed))
 		err := os.Mkdir(prefix, 0o755)
 		if errors.Is(err, fs.ErrExist) {
 			continue
