@@ -111,15 +111,13 @@ func bootGuest(t *testing.T, rootfs string) (vm.Boot, error) {
 			storeSteps[0], storeSteps[1],
 		},
 	}
-	if os.Getenv(storeRuntimeVar) == "1" {
-		step, nixDir, storeProbe, err := storeRuntimeStep(dir, rootfs, web.UID, web.GID)
-		if err != nil {
-			return vm.Boot{}, err
-		}
-		g.Steps = append(g.Steps, step)
-		g.Files["image/vm/storeprobe"] = storeProbe
-		g.Trees["image"+guestNixDir] = nixDir
+	step, nixDir, storeProbe, err := storeRuntimeStep(dir, rootfs, web.UID, web.GID)
+	if err != nil {
+		return vm.Boot{}, err
 	}
+	g.Steps = append(g.Steps, step)
+	g.Files["image/vm/storeprobe"] = storeProbe
+	g.Trees["image"+guestNixDir] = nixDir
 	initramfs := filepath.Join(dir, "initramfs.cpio")
 	if err := g.WriteInitramfs(initramfs); err != nil {
 		return vm.Boot{}, err
@@ -166,14 +164,12 @@ func storeListingSteps(rootfs string, uid, gid int) ([]vm.Step, error) {
 // store is, for the proot store runtime to show at /nix.
 const guestNixDir = "/vm-nix"
 
-// storeRuntimeVar=1 has the emulated machine run Nix under the proot store
-// runtime too (TestArm64ProotStoreRuntime). It is off by default, as it
-// costs more than the rest of the machine's checks together: Nix's store
-// makes the initramfs 83 MB instead of 29, and under proot, which stops
-// Nix at every system call on an emulated CPU, choosing the runtime
-// (nix-store --version) took 10 to 24 s and adding a path 10 to 14 s: the
-// boot took 50 s instead of 20.
-const storeRuntimeVar = "NIXCNB_VM_STORE_RUNTIME"
+// Nix under the proot store runtime (TestArm64ProotStoreRuntime) costs
+// more than the machine's other checks together: Nix's store makes the
+// initramfs 83 MB instead of 29, and under proot, which stops Nix at every
+// system call on an emulated CPU, choosing the runtime (nix-store
+// --version) took 10 to 24 s and adding a path 10 to 14 s: the boot takes
+// about 50 s instead of 20.
 
 // storeRuntimeStep runs storeprobe (testdata/storeprobe) as the cnb user
 // in the image's root: the proot store runtime, with the proot the image's
@@ -339,9 +335,6 @@ func TestArm64ProotNeedsItsSeccompAccelerationOff(t *testing.T) {
 // tests' Nix 2.34, and Nix under it adds a path to the store, which lands
 // in the store folder.
 func TestArm64ProotStoreRuntime(t *testing.T) {
-	if os.Getenv(storeRuntimeVar) != "1" {
-		t.Skipf("%s=1 runs it: Nix under proot adds 20 to 40 s and 54 MB to the emulated machine's boot", storeRuntimeVar)
-	}
 	boot := guestBoot(t)
 	r := stepResult(t, boot, stepStoreRuntime)
 	t.Logf("storeprobe said:\n%s", strings.TrimSpace(r.Output))
