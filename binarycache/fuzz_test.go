@@ -43,7 +43,8 @@ func FuzzNarinfo(f *testing.F) {
 			return
 		}
 		root := "/cache"
-		if rel, err := filepath.Rel(root, filepath.Join(root, ni.URL)); err != nil || rel == "." || strings.HasPrefix(rel, "..") {
+		// A key like "..0" names a file in the root; ".." and "../x" leave it.
+		if rel, err := filepath.Rel(root, filepath.Join(root, ni.URL)); err != nil || rel == "." || !filepath.IsLocal(rel) {
 			t.Fatalf("an accepted narinfo's URL %q leaves the cache root", ni.URL)
 		}
 		pi := pathInfo(ni)

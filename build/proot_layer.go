@@ -268,7 +268,7 @@ func libraryIn(tree, name string) (string, bool) {
 		if err != nil {
 			continue
 		}
-		if rel, err := filepath.Rel(tree, real); err == nil && !strings.HasPrefix(rel, "..") {
+		if rel, err := filepath.Rel(tree, real); err == nil && filepath.IsLocal(rel) {
 			if info, err := os.Stat(real); err == nil && info.Mode().IsRegular() {
 				return real, true
 			}
