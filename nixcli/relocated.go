@@ -45,6 +45,14 @@ func (n Nix) buildRelocated(ctx context.Context, view *relocbuild.View, argv []s
 			if job.Closure, err = n.Requisites(ctx, inputs...); err != nil {
 				return err
 			}
+			infos, err := n.PathInfos(ctx, job.Closure...)
+			if err != nil {
+				return err
+			}
+			job.References = map[string][]string{}
+			for _, info := range infos {
+				job.References[info.Path] = info.References
+			}
 		}
 		fmt.Fprintf(counter, "building '%s' (relocated to %s)\n", job.DrvPath, view.Prefix)
 		job.Log = counter

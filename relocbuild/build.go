@@ -82,6 +82,9 @@ type Job struct {
 	Derivation *derivation.Derivation
 	// Closure is the closure of its Inputs, all valid in the store.
 	Closure []string
+	// References are the references of each path in Closure, for the
+	// derivation's allowedRequisites and disallowedRequisites.
+	References map[string][]string
 	// Log receives the builder's output.
 	Log io.Writer
 }
@@ -131,16 +134,32 @@ func (v *View) Build(ctx context.Context, job Job) ([]nixstore.PathInfo, error) 
 	for _, name := range names {
 		addCandidate(candidates, drv.Outputs[name].Path)
 	}
+	// Outputs are removed from the view and the store if any is refused.
+	discard := func() {
+		for _, name := range names {
+			p := drv.Outputs[name].Path
+			_ = removeTree(v.Path(p))
+			if base, err := nixstore.Base(p); err == nil {
+				_ = removeTree(filepath.Join(v.StoreDir, base))
+			}
+		}
+	}
+	stored := map[string]nixstore.PathInfo{}
 	var infos []nixstore.PathInfo
 	for _, name := range names {
 		info, err := v.storeOutput(job.DrvPath, drv, name, candidates)
 		if err != nil {
-			for _, n := range names {
-				_ = removeTree(v.Path(drv.Outputs[n].Path))
-			}
+			discard()
 			return nil, err
 		}
+		stored[info.Path] = info
 		infos = append(infos, info)
+	}
+	for _, info := range infos {
+		if err := checkReferences(drv, info, stored, job.References); err != nil {
+			discard()
+			return nil, fmt.Errorf("the output %s of %s: %w", info.Path, job.DrvPath, err)
+		}
 	}
 	return infos, nil
 }
@@ -277,10 +296,6 @@ func (v *View) storeOutput(drvPath string, drv *derivation.Derivation, name stri
 		return nixstore.PathInfo{}, err
 	}
 	info.Deriver = drvPath
-	if err := checkReferences(drv, info); err != nil {
-		_ = removeTree(dst)
-		return nixstore.PathInfo{}, fmt.Errorf("the output %s of %s: %w", out.Path, drvPath, err)
-	}
 	if err := checkFixedOutput(dst, out, info); err != nil {
 		_ = removeTree(dst)
 		return nixstore.PathInfo{}, fmt.Errorf("the output %s of %s: %w", out.Path, drvPath, err)

@@ -86,7 +86,11 @@ func job(t *testing.T, storeDir, script string, out *derivation.Output) relocbui
 		DrvPath:    "/nix/store/" + drvBase,
 		Derivation: read,
 		Closure:    []string{"/nix/store/" + busyboxBase, "/nix/store/" + libBase},
-		Log:        &bytes.Buffer{},
+		References: map[string][]string{
+			"/nix/store/" + busyboxBase: nil,
+			"/nix/store/" + libBase:     {"/nix/store/" + busyboxBase},
+		},
+		Log: &bytes.Buffer{},
 	}
 }
 
@@ -223,24 +227,57 @@ func TestReadDerivationUnescapesArguments(t *testing.T) {
 	}
 }
 
-// allowedReferences and disallowedReferences hold as under Nix.
+// The reference rules hold as under Nix: allowedReferences and
+// disallowedReferences for what an output names, allowedRequisites and
+// disallowedRequisites for its closure, which leaves out the output itself.
+// A refused output is in neither the view nor the store.
 func TestReferenceRulesAreApplied(t *testing.T) {
 	bb := "/nix/store/" + busyboxBase + "/bin/busybox"
-	// The greeting names the busybox, not the library it is in.
+	busybox, lib := "/nix/store/"+busyboxBase, "/nix/store/"+libBase
+	// The greeting names the busybox, not the library it is in. The library
+	// refers to the busybox.
+	copyGreeting := bb + " cp $lib/greeting $out"
+	nameLib := bb + " echo $lib $out > $out"
 	for _, c := range []struct {
-		attr, value, wantErr string
+		script, attr, value, wantErr string
 	}{
-		{"allowedReferences", "/nix/store/" + busyboxBase, ""},
-		{"allowedReferences", "out", "which allowedReferences does not list"},
-		{"disallowedReferences", "/nix/store/" + busyboxBase, "which disallowedReferences forbids"},
-		{"disallowedReferences", "/nix/store/" + libBase, ""},
+		{copyGreeting, "allowedReferences", busybox, ""},
+		{copyGreeting, "allowedReferences", "out", "it refers to " + busybox + ", which allowedReferences does not list"},
+		{copyGreeting, "disallowedReferences", busybox, "it refers to " + busybox + ", which disallowedReferences forbids"},
+		{copyGreeting, "disallowedReferences", lib, ""},
+		{nameLib, "allowedReferences", lib, "it refers to /nix/store/" + outBase + ", which allowedReferences does not list"},
+		{nameLib, "allowedReferences", "out " + lib, ""},
+		{nameLib, "allowedRequisites", lib, "its closure holds " + busybox + ", which allowedRequisites does not list"},
+		{nameLib, "allowedRequisites", lib + " " + busybox, ""},
+		{nameLib, "disallowedRequisites", busybox, "its closure holds " + busybox + ", which disallowedRequisites forbids"},
+		{nameLib, "disallowedRequisites", "out", ""},
+		{nameLib, "allowedRequisites", "dev", `allowedRequisites names "dev", which is neither a store path nor an output`},
 	} {
 		view, storeDir := store(t)
-		j := job(t, storeDir, bb+" cp $lib/greeting $out", nil)
+		j := job(t, storeDir, c.script, nil)
 		j.Derivation.Env[c.attr] = c.value
 		_, err := view.Build(context.Background(), j)
 		if c.wantErr == "" && err != nil || c.wantErr != "" && (err == nil || !strings.Contains(err.Error(), c.wantErr)) {
-			t.Errorf("%s = %q: err = %v, want %q", c.attr, c.value, err, c.wantErr)
+			t.Errorf("%s: %s = %q: err = %v, want %q", c.script, c.attr, c.value, err, c.wantErr)
 		}
+		if c.wantErr != "" {
+			for _, p := range []string{view.Path("/nix/store/" + outBase), filepath.Join(storeDir, outBase)} {
+				if _, err := os.Lstat(p); !errors.Is(err, fs.ErrNotExist) {
+					t.Errorf("%s = %q: the refused output is left at %s", c.attr, c.value, p)
+				}
+			}
+		}
+	}
+}
+
+// A requisite check needs the references of the build's inputs; without
+// them the output is refused, not passed.
+func TestRequisitesNeedTheInputsReferences(t *testing.T) {
+	view, storeDir := store(t)
+	j := job(t, storeDir, "/nix/store/"+busyboxBase+"/bin/busybox echo $lib > $out", nil)
+	j.References = nil
+	j.Derivation.Env["disallowedRequisites"] = "/nix/store/" + busyboxBase
+	if _, err := view.Build(context.Background(), j); err == nil || !strings.Contains(err.Error(), "are not known") {
+		t.Fatalf("err = %v, want the unknown references named", err)
 	}
 }

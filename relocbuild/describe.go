@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -98,39 +99,83 @@ var base32 = func() (table [256]bool) {
 
 func isBase32(c byte) bool { return base32[c] }
 
-// checkReferences applies the derivation's allowedReferences and
-// disallowedReferences, as Nix does after a build: each lists store paths
-// or the derivation's own output names.
-func checkReferences(drv *derivation.Derivation, info nixstore.PathInfo) error {
-	resolve := func(attr string) (map[string]bool, bool) {
-		value, ok := drv.Env[attr]
+// checkReferences applies the derivation's reference rules to one output,
+// as Nix does after a build (outputs it built are in outputs, by path):
+// allowedReferences and disallowedReferences to its references,
+// allowedRequisites and disallowedRequisites to its closure less itself.
+// Each rule lists store paths or the derivation's own output names.
+// references gives the references of the paths the build had as inputs.
+func checkReferences(drv *derivation.Derivation, info nixstore.PathInfo, outputs map[string]nixstore.PathInfo, references map[string][]string) error {
+	for _, rule := range []struct {
+		attr      string
+		allowed   bool
+		recursive bool
+	}{
+		{"allowedReferences", true, false},
+		{"allowedRequisites", true, true},
+		{"disallowedReferences", false, false},
+		{"disallowedRequisites", false, true},
+	} {
+		value, ok := drv.Env[rule.attr]
 		if !ok {
-			return nil, false
+			continue
 		}
-		set := map[string]bool{}
+		listed := map[string]bool{}
 		for _, item := range strings.Fields(value) {
 			if out, ok := drv.Outputs[item]; ok {
 				item = out.Path
+			} else if _, err := nixstore.Parse(item); err != nil {
+				return fmt.Errorf("%s names %q, which is neither a store path nor an output of the derivation", rule.attr, item)
 			}
-			set[item] = true
+			listed[item] = true
 		}
-		return set, true
-	}
-	if allowed, ok := resolve("allowedReferences"); ok {
-		for _, ref := range info.References {
-			if !allowed[ref] {
-				return fmt.Errorf("it refers to %s, which allowedReferences does not list", ref)
+		used := info.References
+		if rule.recursive {
+			closure, err := requisites(info.Path, outputs, references)
+			if err != nil {
+				return err
 			}
+			used = slices.DeleteFunc(closure, func(p string) bool { return p == info.Path })
 		}
-	}
-	if disallowed, ok := resolve("disallowedReferences"); ok {
-		for _, ref := range info.References {
-			if disallowed[ref] {
-				return fmt.Errorf("it refers to %s, which disallowedReferences forbids", ref)
+		for _, ref := range used {
+			switch {
+			case rule.allowed && !listed[ref] && rule.recursive:
+				return fmt.Errorf("its closure holds %s, which %s does not list", ref, rule.attr)
+			case rule.allowed && !listed[ref]:
+				return fmt.Errorf("it refers to %s, which %s does not list", ref, rule.attr)
+			case !rule.allowed && listed[ref] && rule.recursive:
+				return fmt.Errorf("its closure holds %s, which %s forbids", ref, rule.attr)
+			case !rule.allowed && listed[ref]:
+				return fmt.Errorf("it refers to %s, which %s forbids", ref, rule.attr)
 			}
 		}
 	}
 	return nil
+}
+
+// requisites is the closure of p, sorted: the outputs just built know
+// their references, the build's inputs are looked up in references.
+func requisites(p string, outputs map[string]nixstore.PathInfo, references map[string][]string) ([]string, error) {
+	seen := map[string]bool{}
+	queue := []string{p}
+	for len(queue) > 0 {
+		next := queue[0]
+		queue = queue[1:]
+		if seen[next] {
+			continue
+		}
+		seen[next] = true
+		if out, ok := outputs[next]; ok {
+			queue = append(queue, out.References...)
+			continue
+		}
+		refs, ok := references[next]
+		if !ok {
+			return nil, fmt.Errorf("the references of %s are not known, so its requisites cannot be checked", next)
+		}
+		queue = append(queue, refs...)
+	}
+	return slices.Sorted(maps.Keys(seen)), nil
 }
 
 // checkFixedOutput checks a fixed-output derivation's output against the
