@@ -190,15 +190,18 @@ func nixSystem() string {
 // environment Nix gives a builder, everything relocated to the view.
 func (v *View) runBuilder(ctx context.Context, job Job, buildDir string) error {
 	drv := job.Derivation
-	env, err := v.builderEnv(drv, buildDir)
+	rewrite := v.builderRewriter(drv)
+	env, err := v.builderEnv(job, buildDir, rewrite)
 	if err != nil {
 		return err
 	}
 	args := make([]string, len(drv.Arguments))
 	for i, a := range drv.Arguments {
-		args[i] = v.Relocate(a)
+		args[i] = rewrite.Replace(a)
 	}
 	cmd := exec.CommandContext(ctx, v.Relocate(drv.Builder), args...)
+	// Nix names the builder by its file name alone.
+	cmd.Args[0] = filepath.Base(drv.Builder)
 	cmd.Dir = buildDir
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = job.Log, job.Log
@@ -217,11 +220,32 @@ func (v *View) runBuilder(ctx context.Context, job Job, buildDir string) error {
 	return nil
 }
 
+// hashPlaceholder is the string Nix's placeholder function gives for an
+// output name; the derivation keeps it, and Nix gives the builder the
+// output's path in its place.
+func hashPlaceholder(output string) string {
+	sum := sha256.Sum256([]byte("nix-output:" + output))
+	return "/" + nixbase32.EncodeToString(sum[:])
+}
+
+// builderRewriter rewrites what the builder gets (its arguments, its
+// environment, the files Nix writes for it) as Nix does, each output's
+// placeholder made the output's path, and then for the view: every
+// /nix/store made its prefix.
+func (v *View) builderRewriter(drv *derivation.Derivation) *strings.Replacer {
+	var pairs []string
+	for name, out := range drv.Outputs {
+		pairs = append(pairs, hashPlaceholder(name), v.Relocate(out.Path))
+	}
+	return strings.NewReplacer(append(pairs, nixstore.Dir, v.Prefix)...)
+}
+
 // builderEnv is what Nix puts in a builder's environment (see Nix's
 // "Building" chapter): the derivation's attributes, with the passAsFile
-// ones in files, and Nix's own variables; then every /nix/store made the
-// view's prefix.
-func (v *View) builderEnv(drv *derivation.Derivation, buildDir string) ([]string, error) {
+// ones in files, the exportReferencesGraph files, and Nix's own variables;
+// all rewritten for the view.
+func (v *View) builderEnv(job Job, buildDir string, rewrite *strings.Replacer) ([]string, error) {
+	drv := job.Derivation
 	env := map[string]string{
 		"PATH":            "/path-not-set",
 		"HOME":            "/homeless-shelter",
@@ -239,10 +263,19 @@ func (v *View) builderEnv(drv *derivation.Derivation, buildDir string) ([]string
 		}
 		sum := sha256.Sum256([]byte(k))
 		file := filepath.Join(buildDir, ".attr-"+nixbase32.EncodeToString(sum[:]))
-		if err := os.WriteFile(file, []byte(v.Relocate(val)), 0o644); err != nil {
+		if err := os.WriteFile(file, []byte(rewrite.Replace(val)), 0o644); err != nil {
 			return nil, err
 		}
 		env[k+"Path"] = file
+	}
+	graphs, err := referencesGraphs(job)
+	if err != nil {
+		return nil, err
+	}
+	for name, graph := range graphs {
+		if err := os.WriteFile(filepath.Join(buildDir, name), []byte(rewrite.Replace(graph)), 0o644); err != nil {
+			return nil, err
+		}
 	}
 	if _, fixed := drv.Outputs["out"]; fixed && drv.Outputs["out"].HashAlgorithm != "" {
 		for _, name := range strings.Fields(drv.Env["impureEnvVars"]) {
@@ -258,7 +291,7 @@ func (v *View) builderEnv(drv *derivation.Derivation, buildDir string) ([]string
 	env["TERM"] = "xterm-256color"
 	list := make([]string, 0, len(env))
 	for k, val := range env {
-		list = append(list, k+"="+v.Relocate(val))
+		list = append(list, rewrite.Replace(k+"="+val))
 	}
 	slices.Sort(list)
 	return list, nil

@@ -281,3 +281,54 @@ func TestRequisitesNeedTheInputsReferences(t *testing.T) {
 		t.Fatalf("err = %v, want the unknown references named", err)
 	}
 }
+
+// The builder gets what Nix gives it: an output's placeholder in an
+// attribute or an argument is the output's path, its argv[0] is the
+// builder's file name, and an exportReferencesGraph file lists the closure
+// of an input with each path's references.
+func TestBuilderGetsWhatNixGivesIt(t *testing.T) {
+	view, storeDir := store(t)
+	out := "/nix/store/" + outBase
+	// sha256("nix-output:out") in nixbase32, as Nix's placeholder "out".
+	placeholder := "/1rz4g4znpzjwh1xymhjpm42vipw92pr73vdgl6xs1hycac8kf2n9"
+	bb := "/nix/store/" + busyboxBase + "/bin/busybox"
+	j := job(t, storeDir, bb+` mkdir `+placeholder+`
+`+bb+` echo "$where" > $out/where
+`+bb+` head -c 7 /proc/$$/cmdline > $out/argv0
+`+bb+` cp graph $out/graph`, nil)
+	j.Derivation.Env["where"] = placeholder + "/where"
+	j.Derivation.Env["exportReferencesGraph"] = "graph /nix/store/" + libBase + "/greeting"
+	if _, err := view.Build(context.Background(), j); err != nil {
+		t.Fatalf("%v\n%s", err, j.Log)
+	}
+	lib, busybox := "/nix/store/"+libBase, "/nix/store/"+busyboxBase
+	for file, want := range map[string]string{
+		"where": out + "/where\n",
+		"argv0": "busybox",
+		// Sorted by path; no deriver; the count, then the references.
+		"graph": busybox + "\n\n0\n" + lib + "\n\n1\n" + busybox + "\n",
+	} {
+		got, err := os.ReadFile(filepath.Join(storeDir, outBase, file))
+		if err != nil || string(got) != want {
+			t.Errorf("%s = %q, %v; want %q", file, got, err, want)
+		}
+	}
+}
+
+// exportReferencesGraph is refused as Nix refuses it.
+func TestBadReferencesGraphIsRefused(t *testing.T) {
+	for value, wantErr := range map[string]string{
+		"graph":                             "odd number of tokens",
+		"../graph /nix/store/" + libBase:    "invalid file name '../graph'",
+		"graph /etc/passwd":                 "contains a non-store path '/etc/passwd'",
+		"graph /nix/store/" + outBase:       "is not in the input closure of the derivation",
+		"graph /nix/store/" + libBase + "x": "is not in the input closure",
+	} {
+		view, storeDir := store(t)
+		j := job(t, storeDir, "/nix/store/"+busyboxBase+"/bin/busybox touch $out", nil)
+		j.Derivation.Env["exportReferencesGraph"] = value
+		if _, err := view.Build(context.Background(), j); err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Errorf("exportReferencesGraph = %q: err = %v, want %q", value, err, wantErr)
+		}
+	}
+}

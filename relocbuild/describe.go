@@ -10,6 +10,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -208,4 +209,61 @@ func checkFixedOutput(dir string, out *derivation.Output, info nixstore.PathInfo
 		return fmt.Errorf("hash mismatch in fixed-output derivation: specified %s:%s, got %s:%s", algo, out.Hash, algo, got)
 	}
 	return nil
+}
+
+// graphFileName is what Nix accepts as the name of an exportReferencesGraph
+// file.
+var graphFileName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]*$`)
+
+// referencesGraphs are the files the derivation's exportReferencesGraph
+// asks for ("name path ..."), by name, each as Nix writes it: for every
+// path in the closure of the named input, sorted, the path, an empty line
+// for the deriver, the number of its references and the references.
+func referencesGraphs(job Job) (map[string]string, error) {
+	value, ok := job.Derivation.Env["exportReferencesGraph"]
+	if !ok {
+		return nil, nil
+	}
+	fields := strings.Fields(value)
+	if len(fields)%2 != 0 {
+		return nil, fmt.Errorf("odd number of tokens in 'exportReferencesGraph': '%s'", value)
+	}
+	inputs := map[string]bool{}
+	for _, p := range job.Closure {
+		inputs[p] = true
+	}
+	graphs := map[string]string{}
+	for i := 0; i < len(fields); i += 2 {
+		name, p := fields[i], fields[i+1]
+		if !graphFileName.MatchString(name) {
+			return nil, fmt.Errorf("invalid file name '%s' in 'exportReferencesGraph'", name)
+		}
+		// A path inside a store path names the store path.
+		base, _, _ := strings.Cut(strings.TrimPrefix(p, nixstore.Dir+"/"), "/")
+		sp, err := nixstore.ParseBase(base)
+		if err != nil || !strings.HasPrefix(p, nixstore.Dir+"/") {
+			return nil, fmt.Errorf("'exportReferencesGraph' contains a non-store path '%s'", p)
+		}
+		root := sp.String()
+		if !inputs[root] {
+			return nil, fmt.Errorf("cannot export references of path '%s' because it is not in the input closure of the derivation", root)
+		}
+		closure, err := requisites(root, nil, job.References)
+		if err != nil {
+			return nil, err
+		}
+		var graph strings.Builder
+		for _, q := range closure {
+			if strings.HasSuffix(q, ".drv") {
+				return nil, fmt.Errorf("the references graph of %s holds the derivation %s, whose outputs the relocated store runtime does not add to it", root, q)
+			}
+			refs := slices.Sorted(slices.Values(job.References[q]))
+			fmt.Fprintf(&graph, "%s\n\n%d\n", q, len(refs))
+			for _, r := range refs {
+				graph.WriteString(r + "\n")
+			}
+		}
+		graphs[name] = graph.String()
+	}
+	return graphs, nil
 }
