@@ -49,7 +49,7 @@ func TestBuildsWhereNothingIsAllowed(t *testing.T) {
 			if err != nil {
 				t.Fatalf("build failed: %v", err)
 			}
-			assertContains(t, result.Output, "Nix built 4 derivations")
+			assertContains(t, result.Output, "Nix built 5 derivations")
 			if c.name == "dyno" {
 				assertContains(t, result.Output, "Store runtime: relocated")
 				assertContains(t, result.Output, "native: /nix is not writable")
@@ -60,7 +60,7 @@ func TestBuildsWhereNothingIsAllowed(t *testing.T) {
 			rootfs := export(t, image)
 			assertServes(t, rootfs, dynoPage(), "v1")
 			components := sbomComponents(t, rootfs)
-			for _, name := range []string{"dyno-web", "dyno-sha256sum", "dyno-libc", "dyno-extras"} {
+			for _, name := range []string{"dyno-web", "dyno-sha256sum", "dyno-libc", "dyno-extras", "dyno-structured"} {
 				if !slices.ContainsFunc(components, func(c string) bool { return strings.Contains(c, "-"+name+`"`) }) {
 					t.Errorf("the SBOM lists no %s:\n%s", name, strings.Join(components, "\n"))
 				}

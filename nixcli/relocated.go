@@ -49,9 +49,9 @@ func (n Nix) buildRelocated(ctx context.Context, view *relocbuild.View, argv []s
 			if err != nil {
 				return err
 			}
-			job.References = map[string][]string{}
+			job.Inputs = map[string]nixstore.PathInfo{}
 			for _, info := range infos {
-				job.References[info.Path] = info.References
+				job.Inputs[info.Path] = info
 			}
 		}
 		fmt.Fprintf(counter, "building '%s' (relocated to %s)\n", job.DrvPath, view.Prefix)

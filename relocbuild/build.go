@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -82,9 +83,10 @@ type Job struct {
 	Derivation *derivation.Derivation
 	// Closure is the closure of its Inputs, all valid in the store.
 	Closure []string
-	// References are the references of each path in Closure, for the
-	// derivation's allowedRequisites and disallowedRequisites.
-	References map[string][]string
+	// Inputs are what the store knows of each path in Closure (references
+	// and NAR size), for the derivation's exportReferencesGraph and the
+	// checks of its outputs' closures.
+	Inputs map[string]nixstore.PathInfo
 	// Log receives the builder's output.
 	Log io.Writer
 }
@@ -98,6 +100,19 @@ func (v *View) Build(ctx context.Context, job Job) ([]nixstore.PathInfo, error) 
 	drv := job.Derivation
 	if err := buildable(drv); err != nil {
 		return nil, fmt.Errorf("%s cannot be built without /nix/store: %w", job.DrvPath, err)
+	}
+	attrs, err := readStructuredAttrs(drv)
+	if err == nil && attrs != nil {
+		err = attrs.unsupported()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s cannot be built without /nix/store: %w", job.DrvPath, err)
+	}
+	checks := map[string]outputChecks{}
+	for name := range drv.Outputs {
+		if checks[name], err = checksFor(drv, attrs, name); err != nil {
+			return nil, fmt.Errorf("%s: %w", job.DrvPath, err)
+		}
 	}
 	if err := v.Place(job.Closure...); err != nil {
 		return nil, err
@@ -120,7 +135,7 @@ func (v *View) Build(ctx context.Context, job Job) ([]nixstore.PathInfo, error) 
 	}
 	defer removeTree(buildDir)
 
-	if err := v.runBuilder(ctx, job, buildDir); err != nil {
+	if err := v.runBuilder(ctx, job, attrs, buildDir); err != nil {
 		for _, name := range names {
 			_ = removeTree(v.Path(drv.Outputs[name].Path))
 		}
@@ -155,8 +170,8 @@ func (v *View) Build(ctx context.Context, job Job) ([]nixstore.PathInfo, error) 
 		stored[info.Path] = info
 		infos = append(infos, info)
 	}
-	for _, info := range infos {
-		if err := checkReferences(drv, info, stored, job.References); err != nil {
+	for i, info := range infos {
+		if err := checks[names[i]].check(drv, info, stored, job.Inputs); err != nil {
 			discard()
 			return nil, fmt.Errorf("the output %s of %s: %w", info.Path, job.DrvPath, err)
 		}
@@ -169,8 +184,6 @@ func buildable(drv *derivation.Derivation) error {
 	switch {
 	case strings.HasPrefix(drv.Builder, "builtin:"):
 		return fmt.Errorf("its builder is Nix's built-in %s, which runs inside Nix; have a binary cache provide it", drv.Builder)
-	case drv.Env["__json"] != "":
-		return errors.New("it uses structured attributes (__structuredAttrs), which the relocated store runtime does not support yet")
 	case drv.Platform != nixSystem():
 		return fmt.Errorf("it is for %s, and this machine is %s", drv.Platform, nixSystem())
 	}
@@ -188,10 +201,10 @@ func nixSystem() string {
 
 // runBuilder runs the derivation's builder in buildDir with the
 // environment Nix gives a builder, everything relocated to the view.
-func (v *View) runBuilder(ctx context.Context, job Job, buildDir string) error {
+func (v *View) runBuilder(ctx context.Context, job Job, attrs structuredAttrs, buildDir string) error {
 	drv := job.Derivation
 	rewrite := v.builderRewriter(drv)
-	env, err := v.builderEnv(job, buildDir, rewrite)
+	env, err := v.builderEnv(job, attrs, buildDir, rewrite)
 	if err != nil {
 		return err
 	}
@@ -241,10 +254,12 @@ func (v *View) builderRewriter(drv *derivation.Derivation) *strings.Replacer {
 }
 
 // builderEnv is what Nix puts in a builder's environment (see Nix's
-// "Building" chapter): the derivation's attributes, with the passAsFile
-// ones in files, the exportReferencesGraph files, and Nix's own variables;
-// all rewritten for the view.
-func (v *View) builderEnv(job Job, buildDir string, rewrite *strings.Replacer) ([]string, error) {
+// "Building" chapter) and the files it writes for the builder, all
+// rewritten for the view: the derivation's attributes, with the passAsFile
+// ones in files, and the exportReferencesGraph files; or, with structured
+// attributes, .attrs.json and .attrs.sh and their two variables; then
+// Nix's own variables.
+func (v *View) builderEnv(job Job, attrs structuredAttrs, buildDir string, rewrite *strings.Replacer) ([]string, error) {
 	drv := job.Derivation
 	env := map[string]string{
 		"PATH":            "/path-not-set",
@@ -252,33 +267,45 @@ func (v *View) builderEnv(job Job, buildDir string, rewrite *strings.Replacer) (
 		"NIX_STORE":       nixstore.Dir,
 		"NIX_BUILD_CORES": fmt.Sprint(runtime.NumCPU()),
 	}
-	asFile := map[string]bool{}
-	for _, name := range strings.Fields(drv.Env["passAsFile"]) {
-		asFile[name] = true
-	}
-	for k, val := range drv.Env {
-		if !asFile[k] {
-			env[k] = val
-			continue
-		}
-		sum := sha256.Sum256([]byte(k))
-		file := filepath.Join(buildDir, ".attr-"+nixbase32.EncodeToString(sum[:]))
-		if err := os.WriteFile(file, []byte(rewrite.Replace(val)), 0o644); err != nil {
+	files := map[string]string{}
+	impure := strings.Fields(drv.Env["impureEnvVars"])
+	if attrs != nil {
+		attrsJSON, attrsSh, err := attrs.files(drv)
+		if err != nil {
 			return nil, err
 		}
-		env[k+"Path"] = file
+		files[".attrs.json"], files[".attrs.sh"] = attrsJSON, attrsSh
+		env["NIX_ATTRS_JSON_FILE"] = filepath.Join(buildDir, ".attrs.json")
+		env["NIX_ATTRS_SH_FILE"] = filepath.Join(buildDir, ".attrs.sh")
+		impure, _ = stringList(attrs["impureEnvVars"])
+	} else {
+		asFile := map[string]bool{}
+		for _, name := range strings.Fields(drv.Env["passAsFile"]) {
+			asFile[name] = true
+		}
+		for k, val := range drv.Env {
+			if !asFile[k] {
+				env[k] = val
+				continue
+			}
+			sum := sha256.Sum256([]byte(k))
+			name := ".attr-" + nixbase32.EncodeToString(sum[:])
+			files[name] = val
+			env[k+"Path"] = filepath.Join(buildDir, name)
+		}
+		graphs, err := referencesGraphs(job)
+		if err != nil {
+			return nil, err
+		}
+		maps.Copy(files, graphs)
 	}
-	graphs, err := referencesGraphs(job)
-	if err != nil {
-		return nil, err
-	}
-	for name, graph := range graphs {
-		if err := os.WriteFile(filepath.Join(buildDir, name), []byte(rewrite.Replace(graph)), 0o644); err != nil {
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(buildDir, name), []byte(rewrite.Replace(content)), 0o644); err != nil {
 			return nil, err
 		}
 	}
 	if _, fixed := drv.Outputs["out"]; fixed && drv.Outputs["out"].HashAlgorithm != "" {
-		for _, name := range strings.Fields(drv.Env["impureEnvVars"]) {
+		for _, name := range impure {
 			if val, ok := os.LookupEnv(name); ok {
 				env[name] = val
 			}

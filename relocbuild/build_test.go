@@ -13,6 +13,7 @@ import (
 
 	"github.com/nix-community/go-nix/pkg/derivation"
 
+	"github.com/nixcnb/nix-buildpack/nixstore"
 	"github.com/nixcnb/nix-buildpack/relocbuild"
 )
 
@@ -86,9 +87,9 @@ func job(t *testing.T, storeDir, script string, out *derivation.Output) relocbui
 		DrvPath:    "/nix/store/" + drvBase,
 		Derivation: read,
 		Closure:    []string{"/nix/store/" + busyboxBase, "/nix/store/" + libBase},
-		References: map[string][]string{
-			"/nix/store/" + busyboxBase: nil,
-			"/nix/store/" + libBase:     {"/nix/store/" + busyboxBase},
+		Inputs: map[string]nixstore.PathInfo{
+			"/nix/store/" + busyboxBase: {Path: "/nix/store/" + busyboxBase, NarSize: 1000},
+			"/nix/store/" + libBase:     {Path: "/nix/store/" + libBase, NarSize: 100, References: []string{"/nix/store/" + busyboxBase}},
 		},
 		Log: &bytes.Buffer{},
 	}
@@ -275,7 +276,7 @@ func TestReferenceRulesAreApplied(t *testing.T) {
 func TestRequisitesNeedTheInputsReferences(t *testing.T) {
 	view, storeDir := store(t)
 	j := job(t, storeDir, "/nix/store/"+busyboxBase+"/bin/busybox echo $lib > $out", nil)
-	j.References = nil
+	j.Inputs = nil
 	j.Derivation.Env["disallowedRequisites"] = "/nix/store/" + busyboxBase
 	if _, err := view.Build(context.Background(), j); err == nil || !strings.Contains(err.Error(), "are not known") {
 		t.Fatalf("err = %v, want the unknown references named", err)
@@ -329,6 +330,33 @@ func TestBadReferencesGraphIsRefused(t *testing.T) {
 		j.Derivation.Env["exportReferencesGraph"] = value
 		if _, err := view.Build(context.Background(), j); err == nil || !strings.Contains(err.Error(), wantErr) {
 			t.Errorf("exportReferencesGraph = %q: err = %v, want %q", value, err, wantErr)
+		}
+	}
+}
+
+// With structured attributes the rules are outputChecks.<output>, where
+// the output's own path counts in its closure, and sizes are bounded too.
+func TestStructuredOutputChecksAreApplied(t *testing.T) {
+	placeholder := "/1rz4g4znpzjwh1xymhjpm42vipw92pr73vdgl6xs1hycac8kf2n9"
+	busybox, lib := "/nix/store/"+busyboxBase, "/nix/store/"+libBase
+	// The output names the library and itself; its closure is itself, the
+	// library (100 bytes) and the busybox (1000).
+	script := busybox + "/bin/busybox echo " + lib + " " + placeholder + " > " + placeholder
+	for checks, wantErr := range map[string]string{
+		`{"allowedRequisites":["out","` + lib + `","` + busybox + `"]}`: "",
+		`{"allowedRequisites":["` + lib + `","` + busybox + `"]}`:       "its closure holds /nix/store/" + outBase + ", which allowedRequisites does not list",
+		`{"disallowedReferences":["` + busybox + `"]}`:                  "",
+		`{"maxSize":10}`:              "bytes, and its maxSize is 10",
+		`{"maxClosureSize":1000}`:     "bytes, and its maxClosureSize is 1000",
+		`{"maxClosureSize":100000}`:   "",
+		`{"allowedReferences":"out"}`: "outputChecks.out.allowedReferences is not a list of strings",
+	} {
+		view, storeDir := store(t)
+		j := job(t, storeDir, script, nil)
+		j.Derivation.Env = map[string]string{"__json": `{"outputChecks":{"out":` + checks + `}}`}
+		_, err := view.Build(context.Background(), j)
+		if wantErr == "" && err != nil || wantErr != "" && (err == nil || !strings.Contains(err.Error(), wantErr)) {
+			t.Errorf("outputChecks.out = %s: err = %v, want %q", checks, err, wantErr)
 		}
 	}
 }

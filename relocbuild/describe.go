@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"maps"
 	"os"
 	"regexp"
 	"slices"
@@ -100,85 +99,6 @@ var base32 = func() (table [256]bool) {
 
 func isBase32(c byte) bool { return base32[c] }
 
-// checkReferences applies the derivation's reference rules to one output,
-// as Nix does after a build (outputs it built are in outputs, by path):
-// allowedReferences and disallowedReferences to its references,
-// allowedRequisites and disallowedRequisites to its closure less itself.
-// Each rule lists store paths or the derivation's own output names.
-// references gives the references of the paths the build had as inputs.
-func checkReferences(drv *derivation.Derivation, info nixstore.PathInfo, outputs map[string]nixstore.PathInfo, references map[string][]string) error {
-	for _, rule := range []struct {
-		attr      string
-		allowed   bool
-		recursive bool
-	}{
-		{"allowedReferences", true, false},
-		{"allowedRequisites", true, true},
-		{"disallowedReferences", false, false},
-		{"disallowedRequisites", false, true},
-	} {
-		value, ok := drv.Env[rule.attr]
-		if !ok {
-			continue
-		}
-		listed := map[string]bool{}
-		for _, item := range strings.Fields(value) {
-			if out, ok := drv.Outputs[item]; ok {
-				item = out.Path
-			} else if _, err := nixstore.Parse(item); err != nil {
-				return fmt.Errorf("%s names %q, which is neither a store path nor an output of the derivation", rule.attr, item)
-			}
-			listed[item] = true
-		}
-		used := info.References
-		if rule.recursive {
-			closure, err := requisites(info.Path, outputs, references)
-			if err != nil {
-				return err
-			}
-			used = slices.DeleteFunc(closure, func(p string) bool { return p == info.Path })
-		}
-		for _, ref := range used {
-			switch {
-			case rule.allowed && !listed[ref] && rule.recursive:
-				return fmt.Errorf("its closure holds %s, which %s does not list", ref, rule.attr)
-			case rule.allowed && !listed[ref]:
-				return fmt.Errorf("it refers to %s, which %s does not list", ref, rule.attr)
-			case !rule.allowed && listed[ref] && rule.recursive:
-				return fmt.Errorf("its closure holds %s, which %s forbids", ref, rule.attr)
-			case !rule.allowed && listed[ref]:
-				return fmt.Errorf("it refers to %s, which %s forbids", ref, rule.attr)
-			}
-		}
-	}
-	return nil
-}
-
-// requisites is the closure of p, sorted: the outputs just built know
-// their references, the build's inputs are looked up in references.
-func requisites(p string, outputs map[string]nixstore.PathInfo, references map[string][]string) ([]string, error) {
-	seen := map[string]bool{}
-	queue := []string{p}
-	for len(queue) > 0 {
-		next := queue[0]
-		queue = queue[1:]
-		if seen[next] {
-			continue
-		}
-		seen[next] = true
-		if out, ok := outputs[next]; ok {
-			queue = append(queue, out.References...)
-			continue
-		}
-		refs, ok := references[next]
-		if !ok {
-			return nil, fmt.Errorf("the references of %s are not known, so its requisites cannot be checked", next)
-		}
-		queue = append(queue, refs...)
-	}
-	return slices.Sorted(maps.Keys(seen)), nil
-}
-
 // checkFixedOutput checks a fixed-output derivation's output against the
 // hash the derivation promises; other outputs pass.
 func checkFixedOutput(dir string, out *derivation.Output, info nixstore.PathInfo) error {
@@ -248,7 +168,7 @@ func referencesGraphs(job Job) (map[string]string, error) {
 		if !inputs[root] {
 			return nil, fmt.Errorf("cannot export references of path '%s' because it is not in the input closure of the derivation", root)
 		}
-		closure, err := requisites(root, nil, job.References)
+		closure, err := requisites(root, nil, job.Inputs)
 		if err != nil {
 			return nil, err
 		}
@@ -257,7 +177,7 @@ func referencesGraphs(job Job) (map[string]string, error) {
 			if strings.HasSuffix(q, ".drv") {
 				return nil, fmt.Errorf("the references graph of %s holds the derivation %s, whose outputs the relocated store runtime does not add to it", root, q)
 			}
-			refs := slices.Sorted(slices.Values(job.References[q]))
+			refs := slices.Sorted(slices.Values(job.Inputs[q].References))
 			fmt.Fprintf(&graph, "%s\n\n%d\n", q, len(refs))
 			for _, r := range refs {
 				graph.WriteString(r + "\n")
