@@ -273,7 +273,7 @@ func (c *Cache) unpackVerified(ctx context.Context, sp nixstore.Path, ni *narinf
 	narSum := newCountingHash(ctx, nil)
 	narStream := io.TeeReader(dec, narSum)
 
-	restoreErr := restoreNar(narStream, dest)
+	restoreErr := RestoreNar(narStream, dest)
 	if restoreErr == nil {
 		// Whatever follows the archive counts towards the hashes too.
 		_, restoreErr = io.Copy(io.Discard, narStream)

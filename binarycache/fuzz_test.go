@@ -88,7 +88,7 @@ func FuzzRestoreNar(f *testing.F) {
 		must(t, os.WriteFile(filepath.Join(outside, "canary"), []byte("canary"), 0o644))
 		dest := filepath.Join(sandbox, "dest")
 
-		restoreErr := restoreNar(bytes.NewReader(data), dest)
+		restoreErr := RestoreNar(bytes.NewReader(data), dest)
 		defer removeTree(dest)
 
 		top, err := os.ReadDir(sandbox)

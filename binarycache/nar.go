@@ -154,13 +154,13 @@ func decompressor(compression string, r io.Reader) (io.ReadCloser, error) {
 // store.
 var canonicalTime = time.Unix(1, 0)
 
-// restoreNar unpacks a NAR read from r at dest, which must not exist. Like
+// RestoreNar unpacks a NAR read from r at dest, which must not exist. Like
 // Nix, it makes files read-only (0444, or 0555 when executable), directories
 // 0555, and sets modification times to 1 s after the epoch. Every entry is
 // created exclusively (never through an existing file or symlink), so a NAR
 // cannot write outside dest. On error, dest may be left partly written;
-// the caller removes it with removeTree.
-func restoreNar(r io.Reader, dest string) (err error) {
+// the caller removes it (its folders are read-only).
+func RestoreNar(r io.Reader, dest string) (err error) {
 	// What was read, and the archive Nix would write of what was unpacked:
 	// they must be the same bytes. The parser is lenient (it passes over
 	// tokens Nix refuses), and files unpacked from an archive Nix would not
@@ -353,7 +353,7 @@ func restoreFile(r io.Reader, target string, hdr *nar.Header) error {
 	return err
 }
 
-// removeTree deletes a tree that restoreNar may have made read-only.
+// removeTree deletes a tree that RestoreNar may have made read-only.
 func removeTree(p string) error {
 	_ = filepath.WalkDir(p, func(q string, d os.DirEntry, err error) error {
 		if err == nil && d.IsDir() {

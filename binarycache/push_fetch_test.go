@@ -517,7 +517,7 @@ func TestRestoreNarRejectsEscapes(t *testing.T) {
 			build(b)
 			root := t.TempDir()
 			must(t, os.Mkdir(filepath.Join(root, "tmp"), 0o755))
-			err := restoreNar(bytes.NewReader(b.Bytes()), filepath.Join(root, "tmp", "out"))
+			err := RestoreNar(bytes.NewReader(b.Bytes()), filepath.Join(root, "tmp", "out"))
 			if err == nil {
 				t.Fatal("accepted")
 			}

@@ -3,6 +3,9 @@ package integration
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"net/http"
+	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -24,9 +27,19 @@ func dynoPage() string {
 }
 
 // Where nothing is allowed, auto picks the relocated runtime, says why, and
-// builds the fixture's three derivations to the same store paths and NAR
+// builds the fixture's six derivations to the same store paths and NAR
 // hashes as a normal Nix build (the SBOM lists each with its NAR hash).
 func TestBuildsWhereNothingIsAllowed(t *testing.T) {
+	payload, err := os.ReadFile(filepath.Join(suite.repoRoot, "fixtures", "dyno-build", "payload.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fetches := 0
+	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches++
+		w.Write(payload)
+	}))
+	defer server.Close()
 	var normal []string
 	for _, c := range []struct {
 		name string
@@ -42,6 +55,10 @@ func TestBuildsWhereNothingIsAllowed(t *testing.T) {
 			opts := c.opts
 			opts.BuildpackDir = suite.buildpackDir
 			opts.AppDir = fixture(t, "dyno-build")
+			if err := os.WriteFile(filepath.Join(opts.AppDir, "fetch-url"), []byte(server.URL+"/payload.txt"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			fetchesBefore := fetches
 			opts.Image = image
 			opts.CacheDir = cacheDir(t)
 			opts.PlatformEnv = platformEnv(nil)
@@ -49,7 +66,10 @@ func TestBuildsWhereNothingIsAllowed(t *testing.T) {
 			if err != nil {
 				t.Fatalf("build failed: %v", err)
 			}
-			assertContains(t, result.Output, "Nix built 5 derivations")
+			assertContains(t, result.Output, "Nix built 6 derivations")
+			if fetches == fetchesBefore {
+				t.Errorf("the build did not download the fixture's payload.txt from %s", server.URL)
+			}
 			if c.name == "dyno" {
 				assertContains(t, result.Output, "Store runtime: relocated")
 				assertContains(t, result.Output, "native: /nix is not writable")
@@ -60,7 +80,7 @@ func TestBuildsWhereNothingIsAllowed(t *testing.T) {
 			rootfs := export(t, image)
 			assertServes(t, rootfs, dynoPage(), "v1")
 			components := sbomComponents(t, rootfs)
-			for _, name := range []string{"dyno-web", "dyno-sha256sum", "dyno-libc", "dyno-extras", "dyno-structured"} {
+			for _, name := range []string{"dyno-web", "dyno-sha256sum", "dyno-libc", "dyno-extras", "dyno-structured", "dyno-fetched"} {
 				if !slices.ContainsFunc(components, func(c string) bool { return strings.Contains(c, "-"+name+`"`) }) {
 					t.Errorf("the SBOM lists no %s:\n%s", name, strings.Join(components, "\n"))
 				}

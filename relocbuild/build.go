@@ -182,9 +182,9 @@ func (v *View) Build(ctx context.Context, job Job) ([]nixstore.PathInfo, error) 
 // buildable refuses what this package cannot build as Nix would.
 func buildable(drv *derivation.Derivation) error {
 	switch {
-	case strings.HasPrefix(drv.Builder, "builtin:"):
+	case strings.HasPrefix(drv.Builder, "builtin:") && drv.Builder != "builtin:fetchurl":
 		return fmt.Errorf("its builder is Nix's built-in %s, which runs inside Nix; have a binary cache provide it", drv.Builder)
-	case drv.Platform != nixSystem():
+	case drv.Platform != nixSystem() && !(drv.Platform == "builtin" && strings.HasPrefix(drv.Builder, "builtin:")):
 		return fmt.Errorf("it is for %s, and this machine is %s", drv.Platform, nixSystem())
 	}
 	return nil
@@ -203,6 +203,12 @@ func nixSystem() string {
 // environment Nix gives a builder, everything relocated to the view.
 func (v *View) runBuilder(ctx context.Context, job Job, attrs structuredAttrs, buildDir string) error {
 	drv := job.Derivation
+	if drv.Builder == "builtin:fetchurl" {
+		if err := fetchurl(ctx, drv, v.Path(drv.Outputs["out"].Path), job.Log); err != nil {
+			return fmt.Errorf("builder for '%s' failed: %w", job.DrvPath, err)
+		}
+		return nil
+	}
 	rewrite := v.builderRewriter(drv)
 	env, err := v.builderEnv(job, attrs, buildDir, rewrite)
 	if err != nil {

@@ -4,14 +4,21 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io/fs"
+	"maps"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/nix-community/go-nix/pkg/derivation"
+	"github.com/nix-community/go-nix/pkg/nar"
+	"github.com/ulikunitz/xz"
 
 	"github.com/nixcnb/nix-buildpack/nixstore"
 	"github.com/nixcnb/nix-buildpack/relocbuild"
@@ -202,13 +209,100 @@ func TestAFixedOutputIsChecked(t *testing.T) {
 	}
 }
 
-func TestBuiltinBuildersAreRefused(t *testing.T) {
+// A fixed output that names a store path is refused, as Nix refuses it.
+func TestAFixedOutputWithReferencesIsRefused(t *testing.T) {
+	view, storeDir := store(t)
+	content := "/nix/store/" + libBase + "\n"
+	sum := sha256.Sum256([]byte(content))
+	j := job(t, storeDir, "/nix/store/"+busyboxBase+"/bin/busybox echo $lib > $out",
+		&derivation.Output{HashAlgorithm: "sha256", Hash: hex.EncodeToString(sum[:])})
+	_, err := view.Build(context.Background(), j)
+	if err == nil || !strings.Contains(err.Error(), "fixed-output derivations must not reference store paths: it refers to /nix/store/"+libBase) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestBuiltinBuildersOtherThanFetchurlAreRefused(t *testing.T) {
 	view, storeDir := store(t)
 	j := job(t, storeDir, "", nil)
-	j.Derivation.Builder = "builtin:fetchurl"
+	j.Derivation.Builder = "builtin:buildenv"
 	_, err := view.Build(context.Background(), j)
-	if err == nil || !strings.Contains(err.Error(), "Nix's built-in builtin:fetchurl") {
+	if err == nil || !strings.Contains(err.Error(), "Nix's built-in builtin:buildenv") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// builtin:fetchurl downloads as Nix's does: a file, executable or not, or
+// a NAR unpacked (xz-compressed when the URL says .xz); the hash holds, or
+// nothing reaches the store.
+func TestBuiltinFetchurl(t *testing.T) {
+	var narBytes bytes.Buffer
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "hello"), []byte("hello\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := nar.DumpPath(&narBytes, src); err != nil {
+		t.Fatal(err)
+	}
+	var narXz bytes.Buffer
+	w, err := xz.NewWriter(&narXz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(narBytes.Bytes())
+	w.Close()
+	files := map[string][]byte{"/file": []byte("hello\n"), "/tree.nar.xz": narXz.Bytes(), "/tree.nar": narBytes.Bytes()}
+	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if b, ok := files[r.URL.Path]; ok {
+			w.Write(b)
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	defer server.Close()
+	flat := sha256.Sum256([]byte("hello\n"))
+	recursive := sha256.Sum256(narBytes.Bytes())
+	for _, c := range []struct {
+		name, url, hashAlgo string
+		hash                [32]byte
+		env                 map[string]string
+		wantErr, wantMode   string
+	}{
+		{"file", server.URL + "/file", "sha256", flat, nil, "", "-r--r--r--"},
+		{"executable", server.URL + "/file", "sha256", flat, map[string]string{"executable": "1"}, "", "-r-xr-xr-x"},
+		{"unpacked", server.URL + "/tree.nar.xz", "r:sha256", recursive, map[string]string{"unpack": "1"}, "", "dr-xr-xr-x"},
+		{"unpacked plain", server.URL + "/tree.nar", "r:sha256", recursive, map[string]string{"unpack": "1"}, "", "dr-xr-xr-x"},
+		{"wrong hash", server.URL + "/file", "sha256", recursive, nil, "hash mismatch in fixed-output derivation", ""},
+		{"missing", server.URL + "/nothing", "sha256", flat, nil, "downloading '" + server.URL + "/nothing': HTTP error 404 Not Found", ""},
+		{"scheme", "ftp://example.org/file", "sha256", flat, nil, `the URL scheme "ftp" is not one`, ""},
+	} {
+		view, storeDir := store(t)
+		out := "/nix/store/" + outBase
+		drv := &derivation.Derivation{
+			Outputs:  map[string]*derivation.Output{"out": {Path: out, HashAlgorithm: c.hashAlgo, Hash: hex.EncodeToString(c.hash[:])}},
+			Platform: "builtin",
+			Builder:  "builtin:fetchurl",
+			Env:      map[string]string{"name": "out", "out": out, "url": c.url},
+		}
+		maps.Copy(drv.Env, c.env)
+		_, err := view.Build(context.Background(), relocbuild.Job{DrvPath: "/nix/store/" + drvBase, Derivation: drv, Log: &bytes.Buffer{}})
+		if c.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+				t.Errorf("%s: err = %v, want %q", c.name, err, c.wantErr)
+			}
+			if _, err := os.Lstat(filepath.Join(storeDir, outBase)); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("%s: the refused output reached the store", c.name)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", c.name, err)
+			continue
+		}
+		info, err := os.Lstat(filepath.Join(storeDir, outBase))
+		if err != nil || info.Mode().String() != c.wantMode {
+			t.Errorf("%s: the output is %v, %v; want mode %s", c.name, info, err, c.wantMode)
+		}
 	}
 }
 

@@ -128,6 +128,9 @@ func checkFixedOutput(dir string, out *derivation.Output, info nixstore.PathInfo
 	if got := hex.EncodeToString(h.Sum(nil)); got != out.Hash {
 		return fmt.Errorf("hash mismatch in fixed-output derivation: specified %s:%s, got %s:%s", algo, out.Hash, algo, got)
 	}
+	if len(info.References) > 0 {
+		return fmt.Errorf("fixed-output derivations must not reference store paths: it refers to %s", strings.Join(info.References, ", "))
+	}
 	return nil
 }
 
