@@ -1,6 +1,8 @@
 package relocbuild
 
 import (
+	"maps"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -67,4 +69,34 @@ func TestStructuredAttrsItCannotGiveAreRefused(t *testing.T) {
 			t.Errorf("%s: err = %v, want %q", json, err, want)
 		}
 	}
+}
+
+// FuzzStructuredAttrs writes arbitrary __json values as .attrs.json and
+// .attrs.sh. What is accepted writes JSON that reads back as the same
+// attributes, with the outputs object Nix adds.
+func FuzzStructuredAttrs(f *testing.F) {
+	f.Add(`{"a":"it's \"q\"\n","n":[1,2.5,-3e2,null,true],"s":{"k":false}}`)
+	f.Fuzz(func(t *testing.T, text string) {
+		drv := &derivation.Derivation{
+			Outputs: map[string]*derivation.Output{"out": {Path: "/nix/store/2kmcprplnnl0ig8h0wzl0843gal0633r-out"}},
+			Env:     map[string]string{"__json": text},
+		}
+		attrs, err := readStructuredAttrs(drv)
+		if err != nil {
+			return
+		}
+		attrsJSON, _, err := attrs.files(drv)
+		if err != nil {
+			return
+		}
+		again, err := readStructuredAttrs(&derivation.Derivation{Env: map[string]string{"__json": attrsJSON}})
+		if err != nil {
+			t.Fatalf(".attrs.json does not read back: %v\n%s", err, attrsJSON)
+		}
+		want := maps.Clone(attrs)
+		want["outputs"] = map[string]any{"out": hashPlaceholder("out")}
+		if !reflect.DeepEqual(map[string]any(again), map[string]any(want)) {
+			t.Fatalf(".attrs.json reads back as other attributes:\n%s", attrsJSON)
+		}
+	})
 }

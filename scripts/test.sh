@@ -20,8 +20,8 @@ echo "==> go vet"
 go vet ./...
 echo "==> go test -fuzz"
 # The parsers of what comes from outside (a bucket's narinfos, NARs and app
-# pointers, .slugexclude, the launcher's settings, nix-store --dump-db), each
-# fuzzed for a bounded number of inputs. go test ./... below runs their seed corpora
+# pointers, .slugexclude, the launcher's settings, nix-store --dump-db, a
+# derivation's structured attributes), each fuzzed for a bounded number of inputs. go test ./... below runs their seed corpora
 # (testdata/fuzz/) as plain tests; a failing input found here is written
 # there, to be kept as a regression seed once fixed.
 # Each target runs for a number of inputs, about 10 s here: a duration
@@ -29,9 +29,10 @@ echo "==> go test -fuzz"
 # fail with "context deadline exceeded" and no failing input (Go issue
 # 75804, fixed in Go 1.27). NIXCNB_FUZZTIME=30s (or 50000x) overrides
 # every target's budget.
-fuzz_start=$SECONDS
+fuzz_start=$SECONDS fuzzed=0
 for target in binarycache:FuzzNarinfo:60000x binarycache:FuzzRestoreNar:6000x binarycache:FuzzAppPointer:60000x \
-  slugexclude:FuzzRules:250000x launch:FuzzReadConfig:15000x nixcli:FuzzParseRegInfo:200000x; do
+  slugexclude:FuzzRules:250000x launch:FuzzReadConfig:15000x nixcli:FuzzParseRegInfo:200000x \
+  relocbuild:FuzzStructuredAttrs:40000x; do
   IFS=: read -r pkg name budget <<<"$target"
   budget=${NIXCNB_FUZZTIME:-$budget}
   echo "    go test -run '^\$' -fuzz '^$name\$' -fuzztime $budget ./$pkg/"
@@ -40,8 +41,9 @@ for target in binarycache:FuzzNarinfo:60000x binarycache:FuzzRestoreNar:6000x bi
     exit 1
   fi
   echo "    ${out##*$'\n'}"
+  fuzzed=$((fuzzed + 1))
 done
-echo "    fuzzed 6 targets in $((SECONDS - fuzz_start)) s"
+echo "    fuzzed $fuzzed targets in $((SECONDS - fuzz_start)) s"
 echo "==> govulncheck"
 # govulncheck needs the Go vulnerability database. Where the official one
 # cannot be reached, the module proxy serves a copy as the module
