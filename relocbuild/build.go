@@ -129,7 +129,13 @@ func (v *View) Build(ctx context.Context, job Job) ([]nixstore.PathInfo, error) 
 			return nil, err
 		}
 	}
-	buildDir, err := os.MkdirTemp("", "nix-build-"+drv.Env["name"]+"-")
+	// Named as Nix names it, after the .drv file (with structured
+	// attributes there is no name variable).
+	drvName := drv.Env["name"] + ".drv"
+	if sp, err := nixstore.Parse(job.DrvPath); err == nil {
+		drvName = sp.Name
+	}
+	buildDir, err := os.MkdirTemp("", "nix-build-"+drvName+"-")
 	if err != nil {
 		return nil, fmt.Errorf("making the build folder: %w", err)
 	}
