@@ -115,7 +115,7 @@ func (c *Cache) Push(ctx context.Context, paths []nixstore.PathInfo, storeDir st
 	var total int64
 	for _, p := range missing {
 		sp, _ := nixstore.Parse(p)
-		n, err := narSize(filepath.Join(storeDir, sp.Base()))
+		n, err := nixstore.NarSize(filepath.Join(storeDir, sp.Base()))
 		if errors.Is(err, fs.ErrNotExist) {
 			return stats, fmt.Errorf("cannot push %s: %s does not exist", p, filepath.Join(storeDir, sp.Base()))
 		}

@@ -120,12 +120,13 @@ func TestNarinfoFields(t *testing.T) {
 	if len(ni.Signatures) != 0 {
 		t.Errorf("unsigned push wrote signatures: %v", ni.Signatures)
 	}
-	// narSize predicts the dump's size exactly, for every kind of root.
+	// nixstore.NarSize, which Push totals, predicts the dump's size
+	// exactly, for every kind of root.
 	for _, p := range f.all() {
 		var d bytes.Buffer
 		must(t, nar.DumpPath(&d, f.dir(p)))
-		if n, err := narSize(f.dir(p)); err != nil || n != int64(d.Len()) {
-			t.Errorf("narSize(%s) = %d, %v; dump is %d bytes", p, n, err, d.Len())
+		if n, err := nixstore.NarSize(f.dir(p)); err != nil || n != int64(d.Len()) {
+			t.Errorf("NarSize(%s) = %d, %v; dump is %d bytes", p, n, err, d.Len())
 		}
 	}
 }
