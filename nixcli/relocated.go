@@ -42,10 +42,11 @@ func (n Nix) buildRelocated(ctx context.Context, view *relocbuild.View, argv []s
 			return err
 		}
 		if len(inputs) > 0 {
-			if job.Closure, err = n.Requisites(ctx, inputs...); err != nil {
+			closure, err := n.Requisites(ctx, inputs...)
+			if err != nil {
 				return err
 			}
-			infos, err := n.PathInfos(ctx, job.Closure...)
+			infos, err := n.PathInfos(ctx, closure...)
 			if err != nil {
 				return err
 			}

@@ -81,11 +81,10 @@ type Job struct {
 	DrvPath string
 	// Derivation is its content (ReadDerivation).
 	Derivation *derivation.Derivation
-	// Closure is the closure of its Inputs, all valid in the store.
-	Closure []string
-	// Inputs are what the store knows of each path in Closure (references
-	// and NAR size), for the derivation's exportReferencesGraph and the
-	// checks of its outputs' closures.
+	// Inputs are what the store knows (references, NAR size) of each path
+	// in the closure of the derivation's inputs (Inputs), all valid in the
+	// store: what the builder sees, what its outputs may refer to, what
+	// exportReferencesGraph and the checks of an output's closure read.
 	Inputs map[string]nixstore.PathInfo
 	// Log receives the builder's output.
 	Log io.Writer
@@ -114,7 +113,7 @@ func (v *View) Build(ctx context.Context, job Job) ([]nixstore.PathInfo, error) 
 			return nil, fmt.Errorf("%s: %w", job.DrvPath, err)
 		}
 	}
-	if err := v.Place(job.Closure...); err != nil {
+	if err := v.Place(slices.Sorted(maps.Keys(job.Inputs))...); err != nil {
 		return nil, err
 	}
 	names := slices.Sorted(func(yield func(string) bool) {
@@ -149,7 +148,7 @@ func (v *View) Build(ctx context.Context, job Job) ([]nixstore.PathInfo, error) 
 	}
 
 	candidates := map[string]string{}
-	for _, p := range job.Closure {
+	for p := range job.Inputs {
 		addCandidate(candidates, p)
 	}
 	for _, name := range names {

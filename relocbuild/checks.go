@@ -27,6 +27,14 @@ type outputChecks struct {
 	maxSize, maxClosureSize *int64
 }
 
+// lists are the rules that list paths, by the attribute that sets each.
+func (c *outputChecks) lists() map[string]*[]string {
+	return map[string]*[]string{
+		"allowedReferences": &c.allowedReferences, "allowedRequisites": &c.allowedRequisites,
+		"disallowedReferences": &c.disallowedReferences, "disallowedRequisites": &c.disallowedRequisites,
+	}
+}
+
 // checksFor reads the rules for the output name: top-level attributes
 // (allowedReferences = [ ... ]) for a derivation without structured
 // attributes, where the output's own closure is never held against it;
@@ -34,10 +42,7 @@ type outputChecks struct {
 func checksFor(drv *derivation.Derivation, attrs structuredAttrs, name string) (outputChecks, error) {
 	if attrs == nil {
 		checks := outputChecks{ignoreSelfRefs: true}
-		for attr, list := range map[string]*[]string{
-			"allowedReferences": &checks.allowedReferences, "allowedRequisites": &checks.allowedRequisites,
-			"disallowedReferences": &checks.disallowedReferences, "disallowedRequisites": &checks.disallowedRequisites,
-		} {
+		for attr, list := range checks.lists() {
 			if value, ok := drv.Env[attr]; ok {
 				*list = append([]string{}, strings.Fields(value)...)
 			}
@@ -57,10 +62,7 @@ func checksFor(drv *derivation.Derivation, attrs structuredAttrs, name string) (
 	if !ok {
 		return checks, nil
 	}
-	for attr, list := range map[string]*[]string{
-		"allowedReferences": &checks.allowedReferences, "allowedRequisites": &checks.allowedRequisites,
-		"disallowedReferences": &checks.disallowedReferences, "disallowedRequisites": &checks.disallowedRequisites,
-	} {
+	for attr, list := range checks.lists() {
 		value, ok := rules[attr]
 		if !ok {
 			continue

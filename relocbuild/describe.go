@@ -151,10 +151,6 @@ func referencesGraphs(job Job) (map[string]string, error) {
 	if len(fields)%2 != 0 {
 		return nil, fmt.Errorf("odd number of tokens in 'exportReferencesGraph': '%s'", value)
 	}
-	inputs := map[string]bool{}
-	for _, p := range job.Closure {
-		inputs[p] = true
-	}
 	graphs := map[string]string{}
 	for i := 0; i < len(fields); i += 2 {
 		name, p := fields[i], fields[i+1]
@@ -168,7 +164,7 @@ func referencesGraphs(job Job) (map[string]string, error) {
 			return nil, fmt.Errorf("'exportReferencesGraph' contains a non-store path '%s'", p)
 		}
 		root := sp.String()
-		if !inputs[root] {
+		if _, ok := job.Inputs[root]; !ok {
 			return nil, fmt.Errorf("cannot export references of path '%s' because it is not in the input closure of the derivation", root)
 		}
 		closure, err := requisites(root, nil, job.Inputs)
