@@ -89,8 +89,10 @@ func (m launcherMetadata) buildpackVersion() string { return m.BuildpackVersion 
 // Metadata holds no integers: the lifecycle gives them back as floats.
 func readPrevious[T any](layer packit.Layer) previous[T] {
 	var p previous[T]
-	if entries, err := os.ReadDir(layer.Path); err == nil && len(entries) > 0 {
-		p.Files = true
+	if dir, err := os.Open(layer.Path); err == nil {
+		names, _ := dir.Readdirnames(1) // one is enough to know
+		p.Files = len(names) > 0
+		dir.Close()
 	}
 	if len(layer.Metadata) == 0 {
 		return p
@@ -172,10 +174,7 @@ func (r *run) discardLeftovers() error {
 				return fmt.Errorf("discarding the metadata of layer %s: %w", name, err)
 			}
 		}
-		if err := closure.MakeWritable(folder); err != nil {
-			return fmt.Errorf("discarding layer %s: %w", name, err)
-		}
-		if err := os.RemoveAll(folder); err != nil {
+		if err := closure.RemoveTree(folder); err != nil {
 			return fmt.Errorf("discarding layer %s: %w", name, err)
 		}
 		if hasFolder[name] {

@@ -81,8 +81,7 @@ func (r *run) restoreOnly(cache *binarycache.Cache, proot prootLayer, plan detec
 func (r *run) bucketSource(cache *binarycache.Cache, roots []string) (closureSource, func(), error) {
 	download := filepath.Join(r.ctx.Layers.Path, ".nix-closure-download")
 	cleanup := func() {
-		_ = closure.MakeWritable(download)
-		_ = os.RemoveAll(download)
+		_ = closure.RemoveTree(download)
 	}
 	cleanup()
 	storeDir := filepath.Join(download, "store")

@@ -126,10 +126,7 @@ func (r *run) storeLayer(release releaseLayer, proot prootcmd.Tool, caches subst
 	if len(check.unlisted) > 0 {
 		for _, name := range check.unlisted {
 			path := filepath.Join(store.storeDir(), name)
-			if err := closure.MakeWritable(path); err != nil {
-				return store, nix, fmt.Errorf("removing %s from the store: %w", name, err)
-			}
-			if err := os.RemoveAll(path); err != nil {
+			if err := closure.RemoveTree(path); err != nil {
 				return store, nix, fmt.Errorf("removing %s from the store: %w", name, err)
 			}
 		}

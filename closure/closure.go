@@ -90,6 +90,15 @@ func linkOrCopy(src, dest string, mode fs.FileMode) error {
 	return errors.Join(err, out.Close())
 }
 
+// RemoveTree deletes root, a tree Nix may have made read-only; a root
+// that does not exist is no error.
+func RemoveTree(root string) error {
+	if err := MakeWritable(root); err != nil {
+		return err
+	}
+	return os.RemoveAll(root)
+}
+
 // MakeWritable gives the owner write permission on every directory below
 // root, so that os.RemoveAll can delete a tree Nix made read-only.
 func MakeWritable(root string) error {

@@ -124,7 +124,7 @@ func (v *View) Build(ctx context.Context, job Job) ([]nixstore.PathInfo, error) 
 		}
 	})
 	for _, name := range names {
-		if err := removeTree(v.Path(drv.Outputs[name].Path)); err != nil {
+		if err := closure.RemoveTree(v.Path(drv.Outputs[name].Path)); err != nil {
 			return nil, err
 		}
 	}
@@ -138,11 +138,11 @@ func (v *View) Build(ctx context.Context, job Job) ([]nixstore.PathInfo, error) 
 	if err != nil {
 		return nil, fmt.Errorf("making the build folder: %w", err)
 	}
-	defer removeTree(buildDir)
+	defer closure.RemoveTree(buildDir)
 
 	if err := v.runBuilder(ctx, job, attrs, buildDir); err != nil {
 		for _, name := range names {
-			_ = removeTree(v.Path(drv.Outputs[name].Path))
+			_ = closure.RemoveTree(v.Path(drv.Outputs[name].Path))
 		}
 		return nil, err
 	}
@@ -158,9 +158,9 @@ func (v *View) Build(ctx context.Context, job Job) ([]nixstore.PathInfo, error) 
 	discard := func() {
 		for _, name := range names {
 			p := drv.Outputs[name].Path
-			_ = removeTree(v.Path(p))
+			_ = closure.RemoveTree(v.Path(p))
 			if base, err := nixstore.Base(p); err == nil {
-				_ = removeTree(filepath.Join(v.StoreDir, base))
+				_ = closure.RemoveTree(filepath.Join(v.StoreDir, base))
 			}
 		}
 	}
@@ -353,7 +353,7 @@ func (v *View) storeOutput(drvPath string, drv *derivation.Derivation, name stri
 	}
 	dst := filepath.Join(v.StoreDir, base)
 	// A leftover of an earlier build that Nix never registered.
-	if err := removeTree(dst); err != nil {
+	if err := closure.RemoveTree(dst); err != nil {
 		return nixstore.PathInfo{}, err
 	}
 	if err := v.move(out.Path); err != nil {
@@ -368,7 +368,7 @@ func (v *View) storeOutput(drvPath string, drv *derivation.Derivation, name stri
 	}
 	info.Deriver = drvPath
 	if err := checkFixedOutput(dst, out, info); err != nil {
-		_ = removeTree(dst)
+		_ = closure.RemoveTree(dst)
 		return nixstore.PathInfo{}, fmt.Errorf("the output %s of %s: %w", out.Path, drvPath, err)
 	}
 	return info, nil
@@ -431,8 +431,8 @@ func (v *View) move(p string) error {
 		return err
 	}
 	if _, err := closure.Copy(v.Prefix, []string{p}, v.StoreDir); err != nil {
-		_ = removeTree(filepath.Join(v.StoreDir, base))
+		_ = closure.RemoveTree(filepath.Join(v.StoreDir, base))
 		return err
 	}
-	return removeTree(src)
+	return closure.RemoveTree(src)
 }

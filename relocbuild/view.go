@@ -85,7 +85,7 @@ func (v *View) Place(paths ...string) error {
 			continue
 		}
 		dst := filepath.Join(v.Prefix, base)
-		if err := removeTree(dst); err != nil {
+		if err := closure.RemoveTree(dst); err != nil {
 			return err
 		}
 		if err := v.copier.Copy(filepath.Join(v.StoreDir, base), dst, v.Prefix); err != nil {
@@ -109,16 +109,5 @@ func (v *View) Relocate(s string) string {
 
 // Close removes the view.
 func (v *View) Close() error {
-	return removeTree(v.Prefix)
-}
-
-// removeTree deletes a tree that may be read-only, as store paths are.
-func removeTree(dir string) error {
-	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err := closure.MakeWritable(dir); err != nil {
-		return err
-	}
-	return os.RemoveAll(dir)
+	return closure.RemoveTree(v.Prefix)
 }
