@@ -348,11 +348,7 @@ func (r *run) closureInputs(results []string, closure, slugExclude string, proot
 		TrustedKeys:      r.cfg.TrustedPublicKeys,
 	}
 	if m.Launcher != config.LauncherProot {
-		seed := r.cfg.AppName
-		if seed == "" {
-			seed = strings.Join(results, " ")
-		}
-		m.Prefix = relocate.Prefix(seed)
+		m.Prefix = relocate.LaunchPrefix
 	}
 	return m
 }

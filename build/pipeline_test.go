@@ -213,7 +213,6 @@ func TestClosureLayerIsRemadeForWhatChanged(t *testing.T) {
 	}{
 		{"the app", func(f *fixture) { f.appVersion("v2") }, "Making the closure layer: the closure changed"},
 		{"the launcher", func(f *fixture) { f.setEnv("BP_NIX_LAUNCHER=proot") }, "Making the closure layer: BP_NIX_LAUNCHER changed auto → proot"},
-		{"the relocation prefix", func(f *fixture) { f.setEnv("BP_NIX_APP_NAME=renamed") }, "Making the closure layer: the relocation prefix changed"},
 		{".slugexclude", func(f *fixture) { writeFile(f.t, filepath.Join(f.app, ".slugexclude"), "- store/*/share/**\n") }, "Making the closure layer: .slugexclude changed"},
 		{"the buildpack", func(f *fixture) { f.version = "1.1.0" }, "Making the closure layer: the buildpack changed 1.0.0 → 1.1.0"},
 		{"the trusted keys", func(f *fixture) {
@@ -589,10 +588,12 @@ func TestAChangeRemakesOnlyTheLayersItAffects(t *testing.T) {
 		made   []string
 	}{
 		{"a change to the app only", func(f *fixture) { f.appVersion("v2") }, []string{pathLayerName(app2)}},
-		// Only the app's files name the store: the others are the same
-		// under any prefix or launcher.
-		{"the relocation prefix", func(f *fixture) { f.setEnv("BP_LOG_LEVEL=DEBUG", "BP_NIX_APP_NAME=renamed") }, []string{pathLayerName(app1)}},
-		{"the launcher", func(f *fixture) { f.setEnv("BP_LOG_LEVEL=DEBUG", "BP_NIX_LAUNCHER=proot") }, []string{pathLayerName(app1)}},
+		// The relocation prefix is the same for every app and build: a
+		// new app name moves nothing.
+		{"the app's name", func(f *fixture) { f.setEnv("BP_LOG_LEVEL=DEBUG", "BP_NIX_APP_NAME=renamed") }, nil},
+		// busybox names no store path: it is the same under either
+		// launcher.
+		{"the launcher", func(f *fixture) { f.setEnv("BP_LOG_LEVEL=DEBUG", "BP_NIX_LAUNCHER=proot") }, []string{pathLayerName(greeting), pathLayerName(app1)}},
 		{".slugexclude, for the files it removes", func(f *fixture) {
 			writeFile(f.t, filepath.Join(f.app, ".slugexclude"), "- store/*-greeting-1.0/share/**\n")
 		}, []string{pathLayerName(greeting)}},
