@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -112,6 +113,13 @@ func newFixture(t *testing.T, env ...string) *fixture {
 	return f
 }
 
+// offline answers no request, as a network with no route out.
+type offline struct{}
+
+func (offline) RoundTrip(r *http.Request) (*http.Response, error) {
+	return nil, fmt.Errorf("dial tcp: lookup %s: no such host", r.URL.Hostname())
+}
+
 // fixtureDep is a dependency of the fixture's buildpack.toml, served by
 // its transport.
 type fixtureDep struct{ id, version, uri, extra string }
@@ -178,6 +186,8 @@ func (f *fixture) build() (packit.BuildResult, error) {
 			}
 			return f.bucket, nil
 		},
+		// Offline, as this machine is: no binary cache answers.
+		Web:    &http.Client{Transport: offline{}},
 		Output: &f.out,
 		Clock:  chronos.NewClock(func() time.Time { return f.now }),
 	}
