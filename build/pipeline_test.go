@@ -269,9 +269,30 @@ func TestAutoChoosesProotBeforeRewritingAnything(t *testing.T) {
 	if !strings.Contains(web, busybox) {
 		t.Errorf("bin/web was rewritten, though the closure launches under proot:\n%s", web)
 	}
-	f.logHas("Not relocated: "+strings.TrimPrefix(app, "/nix/store/")+"/lib/data.gz",
-		"Launcher: proot (auto: 1 file outside the documentation cannot be relocated)")
+	data := strings.TrimPrefix(app, "/nix/store/") + "/lib/data.gz"
+	f.logHas("Not relocated: "+data,
+		"Launcher: proot (auto: 1 file outside the documentation names /nix/store where relocation cannot rewrite it, e.g. "+data+")")
 	f.logLacks("Launcher: relocate")
+	// The launcher knows why, to say it where ptrace is blocked.
+	settings, err := launch.ReadConfig(closure.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(settings.Unrelocatable, []string{data}) {
+		t.Errorf("the launcher's settings name %q as what kept the closure under proot", settings.Unrelocatable)
+	}
+
+	// BP_NIX_LAUNCHER=relocate refuses to ship what it cannot relocate...
+	f.setEnv("BP_NIX_LAUNCHER=relocate")
+	if _, err := f.build(); err == nil || !strings.Contains(err.Error(), "BP_NIX_LAUNCHER=relocate, but 1 file outside the documentation names /nix/store where relocation cannot rewrite it ("+data+")") ||
+		!strings.Contains(err.Error(), "Set BP_NIX_ALLOW_UNRELOCATED=true to ship the image anyway") {
+		t.Errorf("BP_NIX_LAUNCHER=relocate built a closure it cannot relocate: %v", err)
+	}
+	// ... unless BP_NIX_ALLOW_UNRELOCATED accepts it, with a warning.
+	f.setEnv("BP_NIX_ALLOW_UNRELOCATED=true")
+	f.mustBuild()
+	f.logHas("Warning: relocating, as BP_NIX_ALLOW_UNRELOCATED=true accepts, though 1 file still names /nix/store: "+data,
+		"Launcher: relocate")
 }
 
 func TestSlugExcludePrunesTheClosure(t *testing.T) {
