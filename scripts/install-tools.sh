@@ -35,10 +35,10 @@ log() { printf '==> %s\n' "$*"; }
 
 install_debian_packages() {
   # python3.11, nodejs (Debian's 18 or nodesource's 20: the fixtures find
-  # its libraries with ldd) and openjdk-17-jdk-headless (javac, jar) are
+  # its libraries with ldd) and openjdk-17-jre-headless (its runtime image holds javac and jar) are
   # the runtimes of fixtures/python-web, node-web and jvm-web.
   local packages=(nix-bin proot bubblewrap busybox-static patchelf xz-utils ca-certificates git curl qemu-system-arm
-    python3.11 nodejs openjdk-17-jdk-headless)
+    python3.11 nodejs openjdk-17-jre-headless)
   $with_docker && packages+=(docker.io)
   local missing=()
   for p in "${packages[@]}"; do
