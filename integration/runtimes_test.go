@@ -168,6 +168,9 @@ func TestPythonClosure(t *testing.T) {
 	image := "python-web:latest"
 	cache := cacheDir(t)
 	verbose := map[string]string{"PYTHONVERBOSE": "1"}
+	// The subtests are one series of builds, in order: the page changes in
+	// the second.
+	hello := "Hello from Python\n"
 
 	t.Run("relocated", func(t *testing.T) {
 		out := timedBuild(t, app, image, cache, nil)
@@ -179,7 +182,7 @@ func TestPythonClosure(t *testing.T) {
 		prefix := prefixOf(t, rootfs)
 		python := storePathIn(t, rootfs, prefix, "python3-3.11")
 		page, output := getPage(t, rootfs, true, verbose, 30*time.Second)
-		assertPageHas(t, page, output, "Hello from Python\n", "motto: served by the store's python\n",
+		assertPageHas(t, page, output, hello, "motto: served by the store's python\n",
 			"python 3.11", "LIBDIR "+python+"/lib")
 		assertNoRecompile(t, output)
 
@@ -196,7 +199,12 @@ func TestPythonClosure(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		writeFile(t, greeting, []byte(strings.Replace(string(data), `"Hello from Python"`, `"Hello again from Python"`, 1)))
+		changed := strings.Replace(string(data), `"Hello from Python"`, `"Hello again from Python"`, 1)
+		if changed == string(data) {
+			t.Fatalf("%s has no line HELLO = \"Hello from Python\" to change", greeting)
+		}
+		writeFile(t, greeting, []byte(changed))
+		hello = "Hello again from Python\n"
 		out := timedBuild(t, app, image, cache, nil)
 		assertContains(t, out, "Nix built 1 derivation and fetched 0 paths")
 		added, reused := layersOf(out)
@@ -205,7 +213,7 @@ func TestPythonClosure(t *testing.T) {
 		}
 		assertContains(t, out, "Adding layer 'nixcnb/nix:nix-closure'")
 		page, output := getPage(t, export(t, suite.env.Registry+"/"+image), true, nil, 30*time.Second)
-		assertPageHas(t, page, output, "Hello again from Python\n")
+		assertPageHas(t, page, output, hello)
 	})
 
 	t.Run("proot", func(t *testing.T) {
@@ -214,7 +222,7 @@ func TestPythonClosure(t *testing.T) {
 		assertContains(t, out, "Nix built 0 derivations and fetched 0 paths")
 		rootfs := export(t, suite.env.Registry+"/"+image)
 		page, output := getPage(t, rootfs, false, verbose, 30*time.Second)
-		assertPageHas(t, page, output, "Hello again from Python\n", "motto: served by the store's python\n",
+		assertPageHas(t, page, output, hello, "motto: served by the store's python\n",
 			"LIBDIR "+storePathIn(t, rootfs, "/nix/store", "python3-3.11")+"/lib")
 		assertNoRecompile(t, output)
 	})
