@@ -56,6 +56,37 @@ func TestALayerPerStorePath(t *testing.T) {
 	assertClosed(t, rootfs, filepath.Join(rootfs, "layers", "nixcnb_nix", "nix-closure"))
 	before := layerSHAs(t, image)
 
+	// Another app sharing those libraries, built from an empty cache into
+	// an image of its own: every library's layer has the same digest in
+	// both images (the relocation prefix is the same for every app), so a
+	// registry or a host keeps it once.
+	other := fixture(t, "many-paths")
+	writeFile(t, filepath.Join(other, "version.txt"), []byte("another app\n"))
+	otherImage := env.Registry + "/many-paths-other:latest"
+	if _, err := env.Build(harness.BuildOptions{BuildpackDir: suite.buildpackDir, AppDir: other, Image: otherImage, CacheDir: cacheDir(t) + "-other",
+		PlatformEnv: platformEnv(map[string]string{"BP_NIX_APP_NAME": "other"})}); err != nil {
+		t.Fatalf("building the other app: %v", err)
+	}
+	shared := 0
+	for name, sha := range layerSHAs(t, otherImage) {
+		if !strings.HasPrefix(name, "path-") {
+			continue
+		}
+		if strings.HasSuffix(name, "-many-app") {
+			if before[name] != "" {
+				t.Errorf("the other app's own path %s is in the first image too", name)
+			}
+			continue
+		}
+		shared++
+		if before[name] != sha {
+			t.Errorf("the shared path layer %s has the digest %s in one app's image and %s in the other's", name, before[name], sha)
+		}
+	}
+	if shared != 23 {
+		t.Errorf("the other app shares %d path layers with the first, want 23 (22 libraries and busybox)", shared)
+	}
+
 	// changes builds once more, after change, and checks that exactly the
 	// layers named by want (by the end of their store path's name) were
 	// added, and that every other layer was reused with its digest.
