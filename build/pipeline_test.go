@@ -487,7 +487,7 @@ func TestARestoreOnlyDeployRunsNoNix(t *testing.T) {
 	if got := storeNames(t, filepath.Join(closure.Path, "store")); !sameSet(got, []string{app, greeting, busybox}) {
 		t.Errorf("restored %v", got)
 	}
-	f.logHas("Restoring app hello from "+bucketURL, "Restored 3 store paths", "Launcher: relocate")
+	f.logHas("Restoring app hello from "+bucketURL, "The build's closure: 3 store paths", "fetched 3 paths", "Launcher: relocate")
 	f.logLacks("Note: that build is of another source")
 	if procs := result.Launch.DirectProcesses; len(procs) != 1 || procs[0].Command[1] != app+"/bin/web" {
 		t.Errorf("processes %+v", procs)
@@ -840,17 +840,23 @@ func TestARestoreOnlyDeployOfTheSameBuildFetchesNothing(t *testing.T) {
 	f := newFixture(t)
 	f.withBucket(bucket, "BP_NIX_APP_NAME=hello", "BP_NIX_BUILD_ON_PUSH=false")
 	f.mustBuild()
-	f.logHas("Restored 3 store paths")
+	f.logHas("The build's closure: 3 store paths", "fetched 3 paths")
 	f.mustBuild()
 	f.logHas("Nothing to restore: the image holds the build the app pointer names")
-	f.logLacks("Restored ")
+	f.logLacks("The build's closure", "fetched")
 
-	// Another machine pushes a new build: the next deploy restores it.
+	// Another machine pushes a new build: the next deploy restores it,
+	// fetching only the app's path: the others' layers are the previous
+	// image's.
 	builder := newFixture(t)
 	builder.withBucket(bucket, "BP_NIX_APP_NAME=hello")
 	builder.appVersion("v2")
 	builder.mustBuild()
 	f.mustBuild()
-	f.logHas("Restored 3 store paths")
+	f.logHas("The build's closure: 3 store paths", "fetched 1 path (")
 	f.logLacks("Nothing to restore")
+	_, app2 := appPaths("v2")
+	if got := f.made(); !slices.Equal(got, []string{pathLayerName(app2)}) {
+		t.Errorf("the deploy of a new pointer made the layers %v, want the app's alone", got)
+	}
 }
