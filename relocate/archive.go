@@ -41,14 +41,21 @@ import (
 // errTooBig is what a search returns beyond inspectLimit bytes of content.
 var errTooBig = errors.New("over the size limit")
 
-// stuckError says that an entry of an archive names the old text in
-// content no rewrite reaches: an xz, bzip2 or zstd stream, or a tar archive.
+// stuckError says that an archive names the old text where no rewrite
+// reaches: in an xz, bzip2 or zstd stream or a tar archive it holds, or in
+// entries that a jar signature covers. What names what it holds.
 type stuckError struct {
-	entry, kind string
+	what string
 }
 
 func (e *stuckError) Error() string {
-	return fmt.Sprintf("%s is %s that names the store", e.entry, kindNames[e.kind])
+	return e.what
+}
+
+// stuck is the stuckError for content named name, of a kind no rewrite
+// reaches, that names old.
+func stuck(name, kind string, old []byte) error {
+	return &stuckError{what: fmt.Sprintf("%s, %s whose content names %s", name, kindNames[kind], old)}
 }
 
 // searchFile counts old in the content of the zip archive or gzip file at
@@ -108,7 +115,7 @@ func (s *searcher) content(r io.Reader, name string) (int, error) {
 	case "tar":
 		n, err := replaceStream(io.Discard, br, s.old, s.old)
 		if err == nil && n > 0 {
-			err = &stuckError{entry: name, kind: kind}
+			err = stuck(name, kind, s.old)
 		}
 		return 0, err
 	default:
@@ -119,26 +126,33 @@ func (s *searcher) content(r io.Reader, name string) (int, error) {
 		defer dr.Close()
 		n, err := replaceStream(io.Discard, s.limit(dr), s.old, s.old)
 		if err == nil && n > 0 {
-			err = &stuckError{entry: name, kind: kind}
+			err = stuck(name, kind, s.old)
 		}
 		return 0, err
 	}
 }
 
 // zip searches the names and entries of the zip archive in r; where
-// names it for messages, as a prefix of its entries' names.
+// names it for messages, as a prefix of its entries' names. A signed jar
+// whose entries name old is stuck: Java refuses a signed entry that changed.
 func (s *searcher) zip(r io.ReaderAt, size int64, where string) (int, error) {
 	zr, err := zip.NewReader(r, size)
 	if err != nil {
 		return 0, err
 	}
-	total := 0
+	total, signature := 0, ""
 	for _, f := range zr.File {
 		n, err := s.entry(f, where)
 		if err != nil {
 			return 0, err
 		}
 		total += n
+		if dir, file := path.Split(strings.ToUpper(f.Name)); dir == "META-INF/" && strings.HasSuffix(file, ".SF") {
+			signature = f.Name
+		}
+	}
+	if total > 0 && signature != "" {
+		return 0, &stuckError{what: fmt.Sprintf("%s%s, a signature of entries that name %s, which a rewrite would break", where, signature, s.old)}
 	}
 	return total, nil
 }

@@ -406,6 +406,10 @@ func TestScanReportsWhatNoRewriteReaches(t *testing.T) {
 			{name: "data.xz", data: xzipped(t, names), method: zip.Deflate},
 		}, ""))},
 		{Path: appName + "/share/broken.jar", Mode: 0o444, Data: "PK\x03\x04 and then nothing a zip reader wants"},
+		{Path: appName + "/share/signed.jar", Mode: 0o444, Data: string(makeZip(t, []zipEntry{
+			{name: "META-INF/MANIFEST.MF", data: "Class-Path: " + names, method: zip.Deflate},
+			{name: "META-INF/CERT.SF", data: "Signature-Version: 1.0", method: zip.Deflate},
+		}, ""))},
 		{Path: appName + "/share/clean.tar.gz", Mode: 0o444, Data: gzipped(t, string(tarred(t, "a", "no store")))},
 	})
 	plan, err := relocate.Scan(store)
@@ -421,6 +425,7 @@ func TestScanReportsWhatNoRewriteReaches(t *testing.T) {
 		"share/conf.tar.gz": "a gzip file holding conf.tar, a tar archive whose content names /nix/store",
 		"share/bundle.zip":  "a zip archive holding data.xz, an xz file whose content names /nix/store",
 		"share/broken.jar":  "a zip archive that could not be read (zip: not a valid zip file), so not searched for /nix/store",
+		"share/signed.jar":  "a zip archive holding META-INF/CERT.SF, a signature of entries that name /nix/store, which a rewrite would break",
 	}
 	got := map[string]string{}
 	for _, s := range plan.Skipped {

@@ -126,7 +126,7 @@ func classify(path, rel, kind string, rawCount int, old []byte) (archive bool, r
 	var stuck *stuckError
 	switch {
 	case errors.As(err, &stuck):
-		return false, fmt.Sprintf("%s holding %s, %s whose content names %s: %s", what, stuck.entry, kindNames[stuck.kind], old, fails)
+		return false, fmt.Sprintf("%s holding %s: %s", what, stuck.what, fails)
 	case errors.Is(err, errTooBig):
 		return false, fmt.Sprintf("%s with over %d MiB of content, not searched for %s: if it names it, %s", what, inspectLimit>>20, old, fails)
 	case err != nil:
