@@ -83,53 +83,72 @@ type searcher struct {
 	budget int64
 }
 
-// file searches a file or archive entry of size bytes, read from f.
+// file searches the zip archive or gzip file of size bytes in f.
 func (s *searcher) file(f io.ReaderAt, size int64, name string) (int, error) {
 	header := make([]byte, min(size, headerSize))
 	if _, err := f.ReadAt(header, 0); err != nil {
 		return 0, err
 	}
-	if skipKind(name, header) == "zip" {
+	switch kind := skipKind(name, header); kind {
+	case "zip":
 		return s.zip(f, size, "")
+	case "gzip":
+		return s.gzip(bufio.NewReader(io.NewSectionReader(f, 0, size)), name)
+	default:
+		return 0, fmt.Errorf("%s is %s, not a zip archive or gzip file", name, kindNames[kind])
 	}
-	return s.content(io.NewSectionReader(f, 0, size), name)
 }
 
-// content searches content named name (for its kind, with skipKind).
+// content searches what an archive holds: an entry or member named name.
+// Compressed or archived content that cannot be read is judged by its
+// bytes, as it is what a program reading it gets too.
 func (s *searcher) content(r io.Reader, name string) (int, error) {
 	br, header, err := peek(r)
 	if err != nil {
 		return 0, err
 	}
-	switch kind := skipKind(name, header); kind {
-	case "":
+	kind := skipKind(name, header)
+	if kind == "" {
 		return replaceStream(io.Discard, br, s.old, s.old)
-	case "zip":
-		data, err := io.ReadAll(br)
-		if err != nil {
-			return 0, err
-		}
-		return s.zip(bytes.NewReader(data), int64(len(data)), name+"!/")
-	case "gzip":
-		return s.gzip(br, name)
-	case "tar":
-		n, err := replaceStream(io.Discard, br, s.old, s.old)
-		if err == nil && n > 0 {
-			err = stuck(name, kind, s.old)
-		}
-		return 0, err
-	default:
-		dr, err := decompress(kind, br)
-		if err != nil {
-			return 0, err
-		}
-		defer dr.Close()
-		n, err := replaceStream(io.Discard, s.limit(dr), s.old, s.old)
-		if err == nil && n > 0 {
-			err = stuck(name, kind, s.old)
-		}
+	}
+	data, err := io.ReadAll(br)
+	if err != nil {
 		return 0, err
 	}
+	n, err := s.decoded(data, kind, name)
+	var stuckErr *stuckError
+	if err == nil || errors.Is(err, errTooBig) || errors.As(err, &stuckErr) {
+		return n, err
+	}
+	if bytes.Contains(data, s.old) {
+		return 0, &stuckError{what: fmt.Sprintf("%s, %s that could not be read (%v) and names %s", name, kindNames[kind], err, s.old)}
+	}
+	return 0, nil
+}
+
+// decoded searches data, content of a compressed or archived kind.
+func (s *searcher) decoded(data []byte, kind, name string) (int, error) {
+	switch kind {
+	case "zip":
+		return s.zip(bytes.NewReader(data), int64(len(data)), name+"!/")
+	case "gzip":
+		return s.gzip(bufio.NewReader(bytes.NewReader(data)), name)
+	case "tar":
+		if bytes.Contains(data, s.old) {
+			return 0, stuck(name, kind, s.old)
+		}
+		return 0, nil
+	}
+	dr, err := decompress(kind, bytes.NewReader(data))
+	if err != nil {
+		return 0, err
+	}
+	defer dr.Close()
+	n, err := replaceStream(io.Discard, s.limit(dr), s.old, s.old)
+	if err == nil && n > 0 {
+		err = stuck(name, kind, s.old)
+	}
+	return 0, err
 }
 
 // zip searches the names and entries of the zip archive in r; where
@@ -275,41 +294,57 @@ type rewriter struct {
 // deflaters holds flate writers for reuse: each holds about 1 MB.
 var deflaters sync.Pool
 
-// file rewrites a file or archive entry of size bytes, read from f.
+// file rewrites the zip archive or gzip file of size bytes in f.
 func (rw *rewriter) file(w io.Writer, f io.ReaderAt, size int64, name string) error {
 	header := make([]byte, min(size, headerSize))
 	if _, err := f.ReadAt(header, 0); err != nil {
 		return err
 	}
-	if skipKind(name, header) == "zip" {
+	switch kind := skipKind(name, header); kind {
+	case "zip":
 		return rw.zip(w, f, size)
+	case "gzip":
+		return rw.gzip(w, bufio.NewReader(io.NewSectionReader(f, 0, size)), name)
+	default:
+		return fmt.Errorf("%s is %s, not a zip archive or gzip file", name, kindNames[kind])
 	}
-	return rw.content(w, io.NewSectionReader(f, 0, size), name)
 }
 
-// content writes content named name (for its kind) to w, rewritten.
-// Content of the kinds no rewrite reaches is copied as it is: Scan left
-// alone the files where it names old.
+// content writes what an archive holds, an entry or member named name, to
+// w rewritten. Content that no rewrite reaches, or that cannot be read, is
+// copied as it is: Scan left alone the archives where it names old.
 func (rw *rewriter) content(w io.Writer, r io.Reader, name string) error {
 	br, header, err := peek(r)
 	if err != nil {
 		return err
 	}
-	switch skipKind(name, header) {
-	case "":
+	kind := skipKind(name, header)
+	if kind == "" {
 		n, err := replaceStream(w, br, rw.old, rw.repl)
 		rw.count += n
 		return err
-	case "zip":
-		data, err := io.ReadAll(br)
-		if err != nil {
-			return err
-		}
-		return rw.zip(w, bytes.NewReader(data), int64(len(data)))
-	case "gzip":
-		return rw.gzip(w, br, name)
 	}
-	_, err = io.Copy(w, br)
+	if !rewritable(kind) {
+		_, err := io.Copy(w, br)
+		return err
+	}
+	data, err := io.ReadAll(br)
+	if err != nil {
+		return err
+	}
+	var out bytes.Buffer
+	count := rw.count
+	if kind == "zip" {
+		err = rw.zip(&out, bytes.NewReader(data), int64(len(data)))
+	} else {
+		err = rw.gzip(&out, bufio.NewReader(bytes.NewReader(data)), name)
+	}
+	if err != nil {
+		rw.count = count
+		_, err = w.Write(data)
+		return err
+	}
+	_, err = w.Write(out.Bytes())
 	return err
 }
 
