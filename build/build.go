@@ -23,6 +23,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 
 	"github.com/paketo-buildpacks/packit/v2"
 	"github.com/paketo-buildpacks/packit/v2/chronos"
@@ -52,6 +53,8 @@ type Tools struct {
 	OpenNix NixOpener
 	// OpenBucket connects to the S3 bucket.
 	OpenBucket BucketOpener
+	// Web asks binary caches whether they answer.
+	Web *http.Client
 	// Output receives the build log.
 	Output io.Writer
 	Clock  chronos.Clock
@@ -131,7 +134,8 @@ func (r *run) build() (packit.BuildResult, error) {
 		return packit.BuildResult{}, err
 	}
 	defer substituter.Close()
-	store, nix, err := r.storeLayer(release, proot.tool, substituter.URLs(cfg.TrustedPublicKeys, cfg.Substituters))
+	caches := r.reachableSubstituters(substituter.URL(cfg.TrustedPublicKeys))
+	store, nix, err := r.storeLayer(release, proot.tool, caches)
 	if err != nil {
 		return packit.BuildResult{}, err
 	}

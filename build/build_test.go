@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,8 +25,7 @@ import (
 
 const (
 	releaseURI  = "https://releases.example/nix-2.34.8-x86_64-linux.tar.gz"
-	prootURI    = "https://snapshot.debian.org/pool/main/p/proot/proot_5.1.0-1.3_amd64.deb"
-	tallocURI   = "https://snapshot.debian.org/pool/main/t/talloc/libtalloc2_2.4.0-f2_amd64.deb"
+	prootURI    = "https://snapshot.debian.org/pool/main/p/proot/proot_5.4.0-3_amd64.deb"
 	nixVersion  = "nix-store (Nix) 2.34.8"
 	bucketURL   = "s3://cache"
 	releaseName = "nix-2.34.8-x86_64-linux"
@@ -51,7 +51,10 @@ func appPaths(v string) ([]fakePath, string) {
 		{path: script, files: map[string]string{"build.sh": "echo building"}},
 		{path: fetched, files: map[string]string{"default.nix": "{ }"}},
 		{path: greetDrv, refs: []string{busybox, script}},
-		{path: greeting, files: map[string]string{"share/greeting": "Hello from Nix"}, deriver: greetDrv},
+		// The library names busybox, as a nixpkgs library names the
+		// libraries of its RPATH: every path of the closure but busybox
+		// names the store.
+		{path: greeting, files: map[string]string{"share/greeting": "Hello from Nix", "lib/greet.so": "\x7fELF RPATH=" + busybox + "/lib"}, refs: []string{busybox}, deriver: greetDrv},
 		{path: appDrv, refs: []string{busybox, script, greetDrv}},
 		{path: app, files: map[string]string{
 			"bin/web": "#!" + busybox + "/bin/sh\ncat " + greeting + "/share/greeting\necho " + v + "\n",
@@ -102,17 +105,19 @@ func newFixture(t *testing.T, env ...string) *fixture {
 		releaseName + "/.reginfo": nixPath + "\nsha256:0000000000000000000000000000000000000000000000000000000000000000\n3\n\n0\n",
 	})
 	f.transport[releaseURI] = release
-	f.transport[prootURI] = fakeDeb(t, map[string]string{"usr/bin/proot": "proot"})
-	f.transport[tallocURI] = fakeDeb(t, map[string]string{"usr/lib/x86_64-linux-gnu/libtalloc.so.2": "talloc"})
-	f.writeBuildpackTOML([]fixtureDep{
-		{"nix", "2.34.8", releaseURI, "strip-components = 1"},
-		{"proot", "5.1.0-1.3", prootURI, ""},
-		{"libtalloc2", "2.4.0-f2", tallocURI, ""},
-	})
+	f.writeBuildpackTOML(append([]fixtureDep{{"nix", "2.34.8", releaseURI, "strip-components = 1"}},
+		f.prootPackages("amd64", hostLibc(t))...))
 	f.setEnv(env...)
 	paths, app := appPaths("v1")
 	f.nix = &fakeNix{t: t, version: nixVersion, app: paths, outputs: []string{app}}
 	return f
+}
+
+// offline answers no request, as a network with no route out.
+type offline struct{}
+
+func (offline) RoundTrip(r *http.Request) (*http.Response, error) {
+	return nil, fmt.Errorf("dial tcp: lookup %s: no such host", r.URL.Hostname())
 }
 
 // fixtureDep is a dependency of the fixture's buildpack.toml, served by
@@ -181,6 +186,8 @@ func (f *fixture) build() (packit.BuildResult, error) {
 			}
 			return f.bucket, nil
 		},
+		// Offline, as this machine is: no binary cache answers.
+		Web:    &http.Client{Transport: offline{}},
 		Output: &f.out,
 		Clock:  chronos.NewClock(func() time.Time { return f.now }),
 	}

@@ -57,6 +57,9 @@ type closureMetadata struct {
 
 	// Mode is how the closure launches: relocate, proot, or missing.
 	Mode string `toml:"mode"`
+	// Unrelocatable are the first few files that kept the closure under
+	// proot when BP_NIX_LAUNCHER is auto.
+	Unrelocatable []string `toml:"unrelocatable"`
 	// Executables are the names in the result's bin/: the process types.
 	Executables []string `toml:"executables"`
 }
@@ -94,18 +97,43 @@ func decideClosure(have previous[closureMetadata], want closureMetadata) decisio
 }
 
 // decideLaunch picks how the closure launches. BP_NIX_LAUNCHER=proot never
-// relocates and relocate always does; auto relocates unless a file that is
-// not documentation names /nix/store where it cannot be rewritten
-// (compressed content). Compressed documentation (Nix gzips man pages)
+// relocates. Otherwise the closure is relocated, unless a file that is not
+// documentation names /nix/store where relocation cannot rewrite it
+// (unrelocatable: xz, zstd, bzip2 or tar content) and BP_NIX_ALLOW_UNRELOCATED
+// does not accept that: auto then runs the closure under proot, and
+// relocate fails, naming the files. Documentation (Nix gzips man pages)
 // does not stop a program from running.
-func decideLaunch(launcher config.Launcher, unrelocatable []string) (mode, reason string) {
+func decideLaunch(launcher config.Launcher, unrelocatable []string, allow bool) (mode, reason string, err error) {
 	switch {
 	case launcher == config.LauncherProot:
-		return launch.ModeProot, "BP_NIX_LAUNCHER=proot"
-	case len(unrelocatable) > 0 && launcher == config.LauncherAuto:
-		return launch.ModeProot, fmt.Sprintf("auto: %s outside the documentation cannot be relocated", plural(len(unrelocatable), "file"))
+		return launch.ModeProot, "BP_NIX_LAUNCHER=proot", nil
+	case len(unrelocatable) == 0 || allow:
+		return launch.ModeRelocate, "", nil
+	case launcher == config.LauncherAuto:
+		return launch.ModeProot, fmt.Sprintf("auto: %s outside the documentation %s /nix/store where relocation cannot rewrite it, e.g. %s",
+			plural(len(unrelocatable), "file"), pick(len(unrelocatable), "names", "name"), unrelocatable[0]), nil
 	}
-	return launch.ModeRelocate, ""
+	return "", "", fmt.Errorf("BP_NIX_LAUNCHER=relocate, but %s outside the documentation %s /nix/store where relocation cannot rewrite it (%s): "+
+		"a program that reads %s will look for store paths the image does not have. "+
+		"Set BP_NIX_ALLOW_UNRELOCATED=true to ship the image anyway, or BP_NIX_LAUNCHER=auto to run it under proot (which needs ptrace at run time)",
+		plural(len(unrelocatable), "file"), pick(len(unrelocatable), "names", "name"), strings.Join(firstFew(unrelocatable, 3), ", "),
+		pick(len(unrelocatable), "it", "them"))
+}
+
+// pick is one for a count of 1, else many.
+func pick(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// firstFew is at most n of names, with a count of the rest.
+func firstFew(names []string, n int) []string {
+	if len(names) <= n {
+		return names
+	}
+	return append(slices.Clone(names[:n]), fmt.Sprintf("%d more", len(names)-n))
 }
 
 // closureSource is where the closure's store paths come from: the store
@@ -163,7 +191,7 @@ func (r *run) closureLayers(proot prootcmd.Tool, plan detect.PlanMetadata, src c
 		if pathLayers, err = r.storePathLayers(groups, infos, src, prune, want.Prefix); err != nil {
 			return err
 		}
-		want.Mode, err = r.launchMode(pathLayers, src, prune, want.Prefix)
+		want.Mode, want.Unrelocatable, err = r.launchMode(pathLayers, src, prune, want.Prefix)
 		return err
 	})
 	if err != nil {
@@ -271,12 +299,25 @@ func (r *run) storePathLayers(groups []pathGroup, infos map[string]nixstore.Path
 // launchMode decides how the closure launches from what its layers hold,
 // then relocates the layers this build made (and makes again a reused one
 // relocated for another mode), and records the prefix in each layer.
-func (r *run) launchMode(layers []pathLayer, src closureSource, prune slugExclude, prefix string) (string, error) {
+// It returns the mode and, when auto keeps the closure under proot, the
+// first few files that made it.
+func (r *run) launchMode(layers []pathLayer, src closureSource, prune slugExclude, prefix string) (string, []string, error) {
 	var unrelocatable []string
 	for _, l := range layers {
 		unrelocatable = append(unrelocatable, l.meta.Unrelocatable...)
 	}
-	mode, reason := decideLaunch(r.cfg.Launcher, unrelocatable)
+	mode, reason, err := decideLaunch(r.cfg.Launcher, unrelocatable, r.cfg.AllowUnrelocated)
+	if err != nil {
+		return "", nil, err
+	}
+	var keptFor []string
+	if mode == launch.ModeProot && r.cfg.Launcher == config.LauncherAuto {
+		keptFor = firstFew(unrelocatable, 3)
+	}
+	if mode == launch.ModeRelocate && len(unrelocatable) > 0 {
+		r.log.Subprocess("Warning: relocating, as BP_NIX_ALLOW_UNRELOCATED=true accepts, though %s still %s /nix/store: %s",
+			plural(len(unrelocatable), "file"), pick(len(unrelocatable), "names", "name"), strings.Join(firstFew(unrelocatable, 3), ", "))
+	}
 	if mode != launch.ModeRelocate {
 		prefix = ""
 	}
@@ -291,14 +332,14 @@ func (r *run) launchMode(layers []pathLayer, src closureSource, prune slugExclud
 			want.NamesStore, want.Unrelocatable = false, nil
 			remade, err := r.makePaths(l.layer, want, src, prune)
 			if err != nil {
-				return "", err
+				return "", nil, err
 			}
 			l = remade
 		}
 		if mode == launch.ModeRelocate {
 			report, err := r.relocatePaths(l, prefix)
 			if err != nil {
-				return "", err
+				return "", nil, err
 			}
 			rewrote.FilesRewritten += report.FilesRewritten
 			rewrote.LinksRewritten += report.LinksRewritten
@@ -317,7 +358,7 @@ func (r *run) launchMode(layers []pathLayer, src closureSource, prune slugExclud
 	} else {
 		r.log.Subprocess("Launcher: proot (%s)", reason)
 	}
-	return mode, nil
+	return mode, keptFor, nil
 }
 
 // relocatePaths rewrites /nix/store to prefix in a layer as planned, and
@@ -352,11 +393,7 @@ func (r *run) closureInputs(results []string, closure, slugExclude string, proot
 		TrustedKeys:      r.cfg.TrustedPublicKeys,
 	}
 	if m.Launcher != config.LauncherProot {
-		seed := r.cfg.AppName
-		if seed == "" {
-			seed = strings.Join(results, " ")
-		}
-		m.Prefix = relocate.Prefix(seed)
+		m.Prefix = relocate.LaunchPrefix
 	}
 	return m
 }
@@ -385,7 +422,7 @@ func (r *run) makeClosure(layer packit.Layer, launcher string, pathLayers []path
 		}
 	}
 	settings := r.launchSettings(layer.Path, proot, plan, src.results)
-	settings.Mode, settings.Prefix = m.Mode, m.Prefix
+	settings.Mode, settings.Prefix, settings.Unrelocatable = m.Mode, m.Prefix, m.Unrelocatable
 	if m.Mode == launch.ModeRelocate {
 		execd := filepath.Join(layer.Path, "exec.d")
 		if err := os.MkdirAll(execd, 0o755); err != nil {

@@ -3,6 +3,7 @@ package build
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/paketo-buildpacks/packit/v2"
@@ -109,20 +110,39 @@ func TestDecideClosure(t *testing.T) {
 }
 
 func TestDecideLaunch(t *testing.T) {
-	data := []string{"h-app/lib/data.gz"}
+	data := []string{"h-app/lib/data.xz"}
+	four := []string{"h-a/1.xz", "h-a/2.xz", "h-a/3.xz", "h-a/4.xz"}
 	for _, c := range []struct {
 		launcher      config.Launcher
 		unrelocatable []string
+		allow         bool
 		mode, reason  string
+		err           string
 	}{
-		{config.LauncherProot, nil, launch.ModeProot, "BP_NIX_LAUNCHER=proot"},
-		{config.LauncherAuto, nil, launch.ModeRelocate, ""},
-		{config.LauncherAuto, data, launch.ModeProot, "auto: 1 file outside the documentation cannot be relocated"},
-		{config.LauncherRelocate, data, launch.ModeRelocate, ""},
+		{launcher: config.LauncherProot, mode: launch.ModeProot, reason: "BP_NIX_LAUNCHER=proot"},
+		{launcher: config.LauncherAuto, mode: launch.ModeRelocate},
+		{launcher: config.LauncherAuto, unrelocatable: data, mode: launch.ModeProot,
+			reason: "auto: 1 file outside the documentation names /nix/store where relocation cannot rewrite it, e.g. h-app/lib/data.xz"},
+		{launcher: config.LauncherAuto, unrelocatable: data, allow: true, mode: launch.ModeRelocate},
+		{launcher: config.LauncherRelocate, mode: launch.ModeRelocate},
+		{launcher: config.LauncherRelocate, unrelocatable: data, allow: true, mode: launch.ModeRelocate},
+		{launcher: config.LauncherRelocate, unrelocatable: data,
+			err: "BP_NIX_LAUNCHER=relocate, but 1 file outside the documentation names /nix/store where relocation cannot rewrite it (h-app/lib/data.xz): " +
+				"a program that reads it will look for store paths the image does not have. " +
+				"Set BP_NIX_ALLOW_UNRELOCATED=true to ship the image anyway, or BP_NIX_LAUNCHER=auto to run it under proot (which needs ptrace at run time)"},
+		{launcher: config.LauncherRelocate, unrelocatable: four,
+			err: "BP_NIX_LAUNCHER=relocate, but 4 files outside the documentation name /nix/store where relocation cannot rewrite it (h-a/1.xz, h-a/2.xz, h-a/3.xz, 1 more): " +
+				"a program that reads them will"},
 	} {
-		mode, reason := decideLaunch(c.launcher, c.unrelocatable)
-		if mode != c.mode || reason != c.reason {
-			t.Errorf("decideLaunch(%s, %v) = %s, %q; want %s, %q", c.launcher, c.unrelocatable, mode, reason, c.mode, c.reason)
+		mode, reason, err := decideLaunch(c.launcher, c.unrelocatable, c.allow)
+		if c.err != "" {
+			if err == nil || !strings.HasPrefix(err.Error(), c.err) {
+				t.Errorf("decideLaunch(%s, %v, %t) = %v, want the error %q", c.launcher, c.unrelocatable, c.allow, err, c.err)
+			}
+			continue
+		}
+		if err != nil || mode != c.mode || reason != c.reason {
+			t.Errorf("decideLaunch(%s, %v, %t) = %s, %q, %v; want %s, %q", c.launcher, c.unrelocatable, c.allow, mode, reason, err, c.mode, c.reason)
 		}
 	}
 }

@@ -213,7 +213,6 @@ func TestClosureLayerIsRemadeForWhatChanged(t *testing.T) {
 	}{
 		{"the app", func(f *fixture) { f.appVersion("v2") }, "Making the closure layer: the closure changed"},
 		{"the launcher", func(f *fixture) { f.setEnv("BP_NIX_LAUNCHER=proot") }, "Making the closure layer: BP_NIX_LAUNCHER changed auto → proot"},
-		{"the relocation prefix", func(f *fixture) { f.setEnv("BP_NIX_APP_NAME=renamed") }, "Making the closure layer: the relocation prefix changed"},
 		{".slugexclude", func(f *fixture) { writeFile(f.t, filepath.Join(f.app, ".slugexclude"), "- store/*/share/**\n") }, "Making the closure layer: .slugexclude changed"},
 		{"the buildpack", func(f *fixture) { f.version = "1.1.0" }, "Making the closure layer: the buildpack changed 1.0.0 → 1.1.0"},
 		{"the trusted keys", func(f *fixture) {
@@ -271,9 +270,30 @@ func TestAutoChoosesProotBeforeRewritingAnything(t *testing.T) {
 	if !strings.Contains(web, busybox) {
 		t.Errorf("bin/web was rewritten, though the closure launches under proot:\n%s", web)
 	}
-	f.logHas("Not relocated: "+strings.TrimPrefix(app, "/nix/store/")+"/lib/data.tar.gz",
-		"Launcher: proot (auto: 1 file outside the documentation cannot be relocated)")
+	data := strings.TrimPrefix(app, "/nix/store/") + "/lib/data.tar.gz"
+	f.logHas("Not relocated: "+data,
+		"Launcher: proot (auto: 1 file outside the documentation names /nix/store where relocation cannot rewrite it, e.g. "+data+")")
 	f.logLacks("Launcher: relocate")
+	// The launcher knows why, to say it where ptrace is blocked.
+	settings, err := launch.ReadConfig(closure.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(settings.Unrelocatable, []string{data}) {
+		t.Errorf("the launcher's settings name %q as what kept the closure under proot", settings.Unrelocatable)
+	}
+
+	// BP_NIX_LAUNCHER=relocate refuses to ship what it cannot relocate...
+	f.setEnv("BP_NIX_LAUNCHER=relocate")
+	if _, err := f.build(); err == nil || !strings.Contains(err.Error(), "BP_NIX_LAUNCHER=relocate, but 1 file outside the documentation names /nix/store where relocation cannot rewrite it ("+data+")") ||
+		!strings.Contains(err.Error(), "Set BP_NIX_ALLOW_UNRELOCATED=true to ship the image anyway") {
+		t.Errorf("BP_NIX_LAUNCHER=relocate built a closure it cannot relocate: %v", err)
+	}
+	// ... unless BP_NIX_ALLOW_UNRELOCATED accepts it, with a warning.
+	f.setEnv("BP_NIX_ALLOW_UNRELOCATED=true")
+	f.mustBuild()
+	f.logHas("Warning: relocating, as BP_NIX_ALLOW_UNRELOCATED=true accepts, though 1 file still names /nix/store: "+data,
+		"Launcher: relocate")
 }
 
 // A gzip file whose content names /nix/store is rewritten inside: auto
@@ -606,10 +626,12 @@ func TestAChangeRemakesOnlyTheLayersItAffects(t *testing.T) {
 		made   []string
 	}{
 		{"a change to the app only", func(f *fixture) { f.appVersion("v2") }, []string{pathLayerName(app2)}},
-		// Only the app's files name the store: the others are the same
-		// under any prefix or launcher.
-		{"the relocation prefix", func(f *fixture) { f.setEnv("BP_LOG_LEVEL=DEBUG", "BP_NIX_APP_NAME=renamed") }, []string{pathLayerName(app1)}},
-		{"the launcher", func(f *fixture) { f.setEnv("BP_LOG_LEVEL=DEBUG", "BP_NIX_LAUNCHER=proot") }, []string{pathLayerName(app1)}},
+		// The relocation prefix is the same for every app and build: a
+		// new app name moves nothing.
+		{"the app's name", func(f *fixture) { f.setEnv("BP_LOG_LEVEL=DEBUG", "BP_NIX_APP_NAME=renamed") }, nil},
+		// busybox names no store path: it is the same under either
+		// launcher.
+		{"the launcher", func(f *fixture) { f.setEnv("BP_LOG_LEVEL=DEBUG", "BP_NIX_LAUNCHER=proot") }, []string{pathLayerName(greeting), pathLayerName(app1)}},
 		{".slugexclude, for the files it removes", func(f *fixture) {
 			writeFile(f.t, filepath.Join(f.app, ".slugexclude"), "- store/*-greeting-1.0/share/**\n")
 		}, []string{pathLayerName(greeting)}},

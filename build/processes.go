@@ -4,6 +4,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"strings"
 
 	"github.com/paketo-buildpacks/packit/v2"
 )
@@ -40,8 +41,11 @@ func processTypes(launcher, result string, names []string, webCommand []string) 
 	return procs
 }
 
-// executables lists the runnable names in a result's bin/ folder. Symlinks
-// count: in Nix they usually point into another store path.
+// executables lists the runnable names in a result's bin/ folder: files
+// with an execute bit, and symlinks (in Nix they usually point into another
+// store path). Hidden names, with a leading dot, are not: nixpkgs'
+// wrappers keep the program they wrap as bin/.NAME-wrapped, which run on
+// its own lacks the environment the wrapper sets.
 func executables(dir string) ([]string, error) {
 	entries, err := os.ReadDir(dir)
 	if os.IsNotExist(err) {
@@ -52,6 +56,9 @@ func executables(dir string) ([]string, error) {
 	}
 	var names []string
 	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
 		info, err := e.Info()
 		if err != nil {
 			return nil, err

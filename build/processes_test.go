@@ -1,6 +1,8 @@
 package build
 
 import (
+	"os"
+	"path/filepath"
 	"reflect"
 	"testing"
 
@@ -102,5 +104,38 @@ func TestProcessTypes(t *testing.T) {
 				t.Errorf("%d default processes, at most one allowed", defaults)
 			}
 		})
+	}
+}
+
+// A result's bin/ as nixpkgs' makeWrapper leaves it: the wrapper, the
+// program it wraps hidden as .NAME-wrapped, a symlink into another store
+// path, and a file that is not executable. The hidden program is no
+// process type: run alone it lacks the wrapper's environment.
+func TestExecutablesLeaveHiddenProgramsOut(t *testing.T) {
+	bin := t.TempDir()
+	writeFile(t, filepath.Join(bin, "web"), "#!/nix/store/x-bash/bin/bash\nexec .web-wrapped")
+	writeFile(t, filepath.Join(bin, ".web-wrapped"), "#!/nix/store/x-python3/bin/python3")
+	writeFile(t, filepath.Join(bin, ".hidden-link-target"), "")
+	writeFile(t, filepath.Join(bin, "README"), "not a program")
+	if err := os.Chmod(filepath.Join(bin, "README"), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"web", ".web-wrapped"} {
+		if err := os.Chmod(filepath.Join(bin, name), 0o555); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("/nix/store/x-tools/bin/tool", filepath.Join(bin, "tool")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/nix/store/x-tools/bin/.tool-wrapped", filepath.Join(bin, ".tool-wrapped")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := executables(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"tool", "web"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("executables = %q, want %q", got, want)
 	}
 }

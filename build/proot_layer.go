@@ -39,38 +39,31 @@ type prootLayer struct {
 	tool  prootcmd.Tool
 }
 
-// prootPackaging is how proot comes for one architecture.
-type prootPackaging struct {
-	// packages are buildpack.toml's ids of the Debian packages the layer
-	// unpacks, proot first.
+// prootPackaging is how proot comes: buildpack.toml's ids of the Debian
+// packages the layer unpacks (proot first), and which of them is proot's
+// own C library, of which the layer keeps only the loader and the
+// libraries proot loads (see bundleLibc).
+//
+// It is Debian sid's proot 5.4.0 on every architecture. Debian 12's 5.1.0
+// does not translate statx, the stat call Node's libuv and the JDK's NIO
+// make: a statx of a /nix/store path reached the kernel untranslated, so a
+// Node or Java app under it found none of its files; and on aarch64
+// kernels it died with SIGSEGV at the first program it started
+// (proot-me/proot issue 312, fixed in 5.3.0). 5.4.0 needs a newer glibc
+// (2.38, and sid's libtalloc2 2.43) than a Debian 12 run image's 2.36, so
+// sid's glibc comes with it and its loader runs it.
+//
+// Its seccomp acceleration is off (PROOT_NO_SECCOMP=1): with it on, the
+// programs proot started did not see its bindings, on this project's
+// amd64 kernel (6.18: node could not open a /nix/store file) as on Debian
+// 12's arm64 kernel (6.1, in qemu-system-aarch64: busybox ls /nix/store
+// said No such file or directory, and some programs died of SIGSEGV).
+// Without it proot stops the tracee at every system call, which is slower
+// and works (integration/arm64's TestArm64ProotNeedsItsSeccompAccelerationOff).
+var prootPackaging = struct {
 	packages []string
-	// libc is the one of them that is proot's own C library, "" where
-	// proot runs on the run image's. Of it the layer keeps only the loader
-	// and the libraries proot loads (see bundleLibc).
-	libc string
-	// noSeccomp turns proot's seccomp acceleration off.
-	noSeccomp bool
-}
-
-// prootPackagings are the architectures proot comes for.
-var prootPackagings = map[string]prootPackaging{
-	// Debian 12's proot 5.1.0, on the run image's glibc.
-	"amd64": {packages: []string{"proot", "libtalloc2"}},
-	// Debian 12's proot 5.1.0 dies with SIGSEGV at the first program it
-	// starts on an aarch64 kernel (proot-me/proot issue 312, fixed in
-	// 5.3.0). arm64 gets Debian sid's 5.4.0 instead, which needs a newer
-	// glibc (2.38, and sid's libtalloc2 2.43) than a Debian 12 run image's
-	// 2.36: sid's glibc comes with it, and its loader runs it.
-	//
-	// Its seccomp acceleration is off (PROOT_NO_SECCOMP=1): with it on, on
-	// Debian 12's arm64 kernel (6.1, in qemu-system-aarch64), the programs
-	// proot started did not see its bindings (busybox ls /nix/store: No
-	// such file or directory; a shell could not start a program by its
-	// /nix/store path) and some died of SIGSEGV. Without it proot stops
-	// the tracee at every system call, which is slower and works
-	// (integration/arm64's TestArm64ProotNeedsItsSeccompAccelerationOff).
-	"arm64": {packages: []string{"proot", "libtalloc2", "libc6"}, libc: "libc6", noSeccomp: true},
-}
+	libc     string
+}{packages: []string{"proot", "libtalloc2", "libc6"}, libc: "libc6"}
 
 // prootLayer holds proot and its libraries, unpacked from checksummed Debian
 // packages. The store runtime may run Nix under it, and the launcher the
@@ -85,13 +78,9 @@ func (r *run) prootLayer() (prootLayer, error) {
 	if arch == "" {
 		arch = runtime.GOARCH // as postal resolves without CNB_TARGET_ARCH
 	}
-	packaging, ok := prootPackagings[arch]
-	if !ok {
-		return prootLayer{}, fmt.Errorf("no proot package in buildpack.toml for this platform (%s): proot comes for amd64 and arm64", arch)
-	}
 	var deps []postal.Dependency
 	var want prootMetadata
-	for _, id := range packaging.packages {
+	for _, id := range prootPackaging.packages {
 		dep, err := r.tools.Dependencies.Resolve(filepath.Join(r.ctx.CNBPath, "buildpack.toml"), id, "default", r.ctx.Stack)
 		if err != nil {
 			return prootLayer{}, fmt.Errorf("no %s package in buildpack.toml for this platform (%s): %w", id, arch, err)
@@ -106,7 +95,7 @@ func (r *run) prootLayer() (prootLayer, error) {
 
 	what := "proot " + deps[0].Version
 	for _, dep := range deps {
-		if dep.ID == packaging.libc {
+		if dep.ID == prootPackaging.libc {
 			what += fmt.Sprintf(", with its own C library (%s %s)", dep.ID, dep.Version)
 		}
 	}
@@ -119,14 +108,14 @@ func (r *run) prootLayer() (prootLayer, error) {
 			return prootLayer{}, err
 		}
 		r.log.Subprocess("Installing proot: %s", d.Reason)
-		if err = r.timed(func() error { return r.installProot(deps, packaging, layer.Path) }); err != nil {
+		if err = r.timed(func() error { return r.installProot(deps, layer.Path) }); err != nil {
 			return prootLayer{}, fmt.Errorf("installing proot: %w", err)
 		}
 	}
 	layer.Cache = true
 	layer.Metadata = toMetadata(want)
 
-	tool, err := prootIn(layer.Path, packaging)
+	tool, err := prootIn(layer.Path)
 	if err != nil {
 		return prootLayer{}, err
 	}
@@ -135,22 +124,20 @@ func (r *run) prootLayer() (prootLayer, error) {
 }
 
 // installProot fetches and unpacks the packages into the layer at dir: the
-// C library's, if any, aside, to keep of it only what proot loads.
-func (r *run) installProot(deps []postal.Dependency, packaging prootPackaging, dir string) error {
+// C library's aside, to keep of it only what proot loads.
+func (r *run) installProot(deps []postal.Dependency, dir string) error {
+	libc := prootPackaging.libc
 	debs := debpkg.Fetcher{Transport: r.tools.Downloads.Transport, Mirrors: r.tools.Downloads.Mirrors}
 	libcTree := filepath.Join(dir, ".libc")
 	for _, dep := range deps {
 		r.log.Subprocess("Fetching %s", dep.URI)
 		dest := dir
-		if dep.ID == packaging.libc {
+		if dep.ID == libc {
 			dest = libcTree
 		}
 		if err := debs.Install(dep, r.ctx.CNBPath, dest); err != nil {
 			return err
 		}
-	}
-	if packaging.libc == "" {
-		return nil
 	}
 	binary, libDir, err := prootFiles(dir)
 	if err != nil {
@@ -160,14 +147,14 @@ func (r *run) installProot(deps []postal.Dependency, packaging prootPackaging, d
 	if err != nil {
 		return err
 	}
-	r.log.Subprocess("Kept of %s: %s", packaging.libc, strings.Join(kept, ", "))
+	r.log.Subprocess("Kept of %s: %s", libc, strings.Join(kept, ", "))
 	// The C library's copyright goes with the files kept of it.
-	copyright := filepath.Join("usr", "share", "doc", packaging.libc, "copyright")
+	copyright := filepath.Join("usr", "share", "doc", libc, "copyright")
 	if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, copyright)), 0o755); err != nil {
 		return err
 	}
 	if err := os.Rename(filepath.Join(libcTree, copyright), filepath.Join(dir, copyright)); err != nil {
-		return fmt.Errorf("the %s package has no %s: %w", packaging.libc, copyright, err)
+		return fmt.Errorf("the %s package has no %s: %w", libc, copyright, err)
 	}
 	return os.RemoveAll(libcTree)
 }
@@ -183,23 +170,18 @@ func prootFiles(dir string) (binary, libDir string, err error) {
 	return binary, filepath.Dir(libs[0]), nil
 }
 
-// prootIn is the proot of a layer made with packaging: with its own C
-// library, run by the loader proot names (its ELF interpreter), which
-// bundleLibc put in its library folder.
-func prootIn(dir string, packaging prootPackaging) (prootcmd.Tool, error) {
+// prootIn is the proot of a layer: run by the loader of its own C library
+// (proot's ELF interpreter), which bundleLibc put in its library folder.
+func prootIn(dir string) (prootcmd.Tool, error) {
 	binary, libDir, err := prootFiles(dir)
 	if err != nil {
 		return prootcmd.Tool{}, err
-	}
-	tool := prootcmd.Tool{Binary: binary, LibDir: libDir, NoSeccomp: packaging.noSeccomp}
-	if packaging.libc == "" {
-		return tool, nil
 	}
 	interp, err := elfInterpreter(binary)
 	if err != nil {
 		return prootcmd.Tool{}, err
 	}
-	tool.Loader = filepath.Join(libDir, filepath.Base(interp))
+	tool := prootcmd.Tool{Binary: binary, LibDir: libDir, Loader: filepath.Join(libDir, filepath.Base(interp)), NoSeccomp: true}
 	if _, err := os.Stat(tool.Loader); err != nil {
 		return prootcmd.Tool{}, fmt.Errorf("the proot layer lacks %s, the loader that runs proot: %w", filepath.Base(interp), err)
 	}

@@ -13,20 +13,17 @@ import (
 	"github.com/nixcnb/nix-buildpack/prootcmd"
 )
 
-const (
-	sidProotURI  = "https://snapshot.debian.org/pool/main/p/proot/proot_5.4.0-3_arm64.deb"
-	sidTallocURI = "https://snapshot.debian.org/pool/main/s/samba/libtalloc2_2.5.0_arm64.deb"
-	sidLibcURI   = "https://snapshot.debian.org/pool/main/g/glibc/libc6_2.43-7_arm64.deb"
-	hostLibDir   = "/usr/lib/x86_64-linux-gnu"
-)
+const hostLibDir = "/usr/lib/x86_64-linux-gnu"
 
-// hostFile reads a file of this machine, following links, or skips the
-// test.
+// hostFile reads a file of this machine, following links: the proot
+// packages of the unit tests hold this machine's proot (Debian's, which
+// scripts/install-tools.sh installs), libtalloc and glibc, real ELF files
+// that the proot layer reads and that run here.
 func hostFile(t *testing.T, path string) string {
 	t.Helper()
 	real, err := filepath.EvalSymlinks(path)
 	if err != nil {
-		t.Skipf("this test takes real ELF files from this machine: %v", err)
+		t.Fatalf("the unit tests' proot packages hold this machine's ELF files (scripts/install-tools.sh installs proot): %v", err)
 	}
 	data, err := os.ReadFile(real)
 	if err != nil {
@@ -35,23 +32,33 @@ func hostFile(t *testing.T, path string) string {
 	return string(data)
 }
 
-// arm64Fixture is a proot-mode app built for arm64, whose proot packages
-// hold this machine's x86_64 proot, libtalloc and glibc in arm64's stead:
-// real ELF files, which the layer reads as it reads arm64's, and which run
-// here. libc is the C library package's files.
+// prootPackages serves proot, libtalloc2 and libc6 packages for arch
+// that hold this machine's x86_64 proot, libtalloc and, as libc says, its
+// glibc: real ELF files, which the layer reads as it reads the real
+// packages', and which run here.
+func (f *fixture) prootPackages(arch string, libc map[string]string) []fixtureDep {
+	t := f.t
+	t.Helper()
+	pool := "https://snapshot.debian.org/pool/main/"
+	deps := []fixtureDep{
+		{"proot", "5.4.0-3", pool + "p/proot/proot_5.4.0-3_" + arch + ".deb", ""},
+		{"libtalloc2", "2.5.0", pool + "s/samba/libtalloc2_2.5.0_" + arch + ".deb", ""},
+		{"libc6", "2.43-7", pool + "g/glibc/libc6_2.43-7_" + arch + ".deb", ""},
+	}
+	f.transport[deps[0].uri] = fakeDeb(t, map[string]string{"usr/bin/proot": hostFile(t, "/usr/bin/proot")})
+	f.transport[deps[1].uri] = fakeDeb(t, map[string]string{"usr/lib/x86_64-linux-gnu/libtalloc.so.2": hostFile(t, hostLibDir+"/libtalloc.so.2")})
+	f.transport[deps[2].uri] = fakeDeb(t, libc)
+	return deps
+}
+
+// arm64Fixture is a proot-mode app built for arm64, its proot packages
+// holding libc as the C library package's files.
 func arm64Fixture(t *testing.T, libc map[string]string) *fixture {
 	t.Helper()
 	f := newFixture(t, "BP_NIX_LAUNCHER=proot")
 	f.arch = "arm64"
-	f.transport[sidProotURI] = fakeDeb(t, map[string]string{"usr/bin/proot": hostFile(t, "/usr/bin/proot")})
-	f.transport[sidTallocURI] = fakeDeb(t, map[string]string{"usr/lib/x86_64-linux-gnu/libtalloc.so.2": hostFile(t, hostLibDir+"/libtalloc.so.2")})
-	f.transport[sidLibcURI] = fakeDeb(t, libc)
-	f.writeBuildpackTOML([]fixtureDep{
-		{"nix", "2.34.8", releaseURI, "strip-components = 1"},
-		{"proot", "5.4.0-3", sidProotURI, ""},
-		{"libtalloc2", "2.5.0", sidTallocURI, ""},
-		{"libc6", "2.43-7", sidLibcURI, ""},
-	})
+	f.writeBuildpackTOML(append([]fixtureDep{{"nix", "2.34.8", releaseURI, "strip-components = 1"}},
+		f.prootPackages("arm64", libc)...))
 	return f
 }
 
@@ -66,13 +73,22 @@ func hostLibc(t *testing.T) map[string]string {
 	}
 }
 
-// arm64's proot brings its C library. Its layer keeps, of libc6, the
-// loader proot names and the libraries it loads, and its copyright; the
-// launcher's settings and the store runtime get proot run by that loader,
-// seccomp acceleration off; and proot run so loads every library from its
-// layer.
-func TestArm64ProotBringsItsCLibrary(t *testing.T) {
-	f := arm64Fixture(t, hostLibc(t))
+// proot brings its C library, on every architecture. Its layer keeps, of
+// libc6, the loader proot names and the libraries it loads, and its
+// copyright; the launcher's settings and the store runtime get proot run
+// by that loader, seccomp acceleration off; and proot run so loads every
+// library from its layer.
+func TestProotBringsItsCLibrary(t *testing.T) {
+	for _, arch := range []string{"amd64", "arm64"} {
+		t.Run(arch, func(t *testing.T) { testProotBringsItsCLibrary(t, arch) })
+	}
+}
+
+func testProotBringsItsCLibrary(t *testing.T, arch string) {
+	f := newFixture(t, "BP_NIX_LAUNCHER=proot")
+	f.arch = arch
+	f.writeBuildpackTOML(append([]fixtureDep{{"nix", "2.34.8", releaseURI, "strip-components = 1"}},
+		f.prootPackages(arch, hostLibc(t))...))
 	result := f.mustBuildKeepingFiles()
 	f.logHas("proot 5.4.0-3, with its own C library (libc6 2.43-7)", "Kept of libc6: ld-linux-x86-64.so.2, libc.so.6")
 
@@ -151,15 +167,13 @@ func TestArm64ProotNeedsEveryLibraryItLoads(t *testing.T) {
 	}
 }
 
-// The buildpack's own buildpack.toml has, for every architecture proot
-// comes for, each of its packages, at their default versions: Debian 12's
-// for amd64, sid's for arm64.
+// The buildpack's own buildpack.toml has, for both architectures, each of
+// proot's packages at their default versions: Debian sid's.
 func TestBuildpackTOMLHasProotForEachArchitecture(t *testing.T) {
-	want := map[string]string{"amd64": "proot_5.1.0-1.3_amd64.deb", "arm64": "proot_5.4.0-3_arm64.deb"}
-	for arch, packaging := range prootPackagings {
+	for _, arch := range []string{"amd64", "arm64"} {
 		t.Setenv("CNB_TARGET_ARCH", arch)
 		t.Setenv("CNB_TARGET_OS", "linux")
-		for _, id := range packaging.packages {
+		for _, id := range prootPackaging.packages {
 			dep, err := postal.NewService(fakeTransport{}).Resolve("../buildpack.toml", id, "default", "*")
 			if err != nil {
 				t.Errorf("%s: %s: %v", arch, id, err)
@@ -168,8 +182,8 @@ func TestBuildpackTOMLHasProotForEachArchitecture(t *testing.T) {
 			if dep.Arch != arch || !strings.HasPrefix(dep.URI, "https://snapshot.debian.org/archive/debian/") || !strings.HasPrefix(dep.Checksum, "sha256:") {
 				t.Errorf("%s: %s resolves to %s (%s, %s)", arch, id, dep.URI, dep.Arch, dep.Checksum)
 			}
-			if id == "proot" && filepath.Base(dep.URI) != want[arch] {
-				t.Errorf("%s: proot is %s, want %s", arch, filepath.Base(dep.URI), want[arch])
+			if want := "proot_5.4.0-3_" + arch + ".deb"; id == "proot" && filepath.Base(dep.URI) != want {
+				t.Errorf("%s: proot is %s, want %s", arch, filepath.Base(dep.URI), want)
 			}
 		}
 	}

@@ -50,13 +50,6 @@ func (r *run) openBinaryCache() (*binarycache.Cache, error) {
 	}, nil
 }
 
-// substituters are the binary caches Nix substitutes from, beyond its
-// default.
-type substituters struct {
-	urls        []string
-	trustedKeys []string
-}
-
 // substituter serves the S3 cache to Nix on loopback: Nix builds without S3
 // support exist, and this way Nix needs no credentials.
 type substituter struct {
@@ -78,19 +71,14 @@ func startSubstituter(cache *binarycache.Cache) (*substituter, error) {
 	return s, nil
 }
 
-// URLs lists the S3 cache's loopback address and the extra caches. With no
+// URL is the S3 cache's loopback address, "" without a bucket. With no
 // trusted keys configured, the S3 cache is trusted as it is (Nix still
 // checks every NAR's hash); with keys, its paths need their signatures.
-func (s *substituter) URLs(trustedKeys, extra []string) substituters {
-	var urls []string
-	if s.url != "" {
-		u := s.url
-		if len(trustedKeys) == 0 {
-			u += "?trusted=1"
-		}
-		urls = append(urls, u)
+func (s *substituter) URL(trustedKeys []string) string {
+	if s.url == "" || len(trustedKeys) > 0 {
+		return s.url
 	}
-	return substituters{urls: append(urls, extra...), trustedKeys: trustedKeys}
+	return s.url + "?trusted=1"
 }
 
 func (s *substituter) Close() {

@@ -332,8 +332,10 @@ func (c nixConf) String() string {
 	if c.extra != "" {
 		lines = append(lines, "# BP_NIX_CONFIG", c.extra)
 	}
-	if len(c.substituters.urls) > 0 {
-		lines = append(lines, "extra-substituters = "+strings.Join(c.substituters.urls, " "))
+	if c.substituters.leftOut {
+		lines = append(lines, "substituters = "+strings.Join(c.substituters.allURLs(), " "))
+	} else if urls := c.substituters.extraURLs(); len(urls) > 0 {
+		lines = append(lines, "extra-substituters = "+strings.Join(urls, " "))
 	}
 	if len(c.substituters.trustedKeys) > 0 {
 		lines = append(lines, "extra-trusted-public-keys = "+strings.Join(c.substituters.trustedKeys, " "))

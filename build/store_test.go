@@ -9,7 +9,7 @@ import (
 func TestNixConf(t *testing.T) {
 	conf := nixConf{
 		extra:        "substituters =",
-		substituters: substituters{urls: []string{"http://127.0.0.1:4000", "https://hydra.example"}, trustedKeys: []string{"hydra-1:AAA"}},
+		substituters: configuredSubstituters("http://127.0.0.1:4000", "substituters =", []string{"https://hydra.example"}, []string{"hydra-1:AAA"}),
 	}
 	got := strings.Split(conf.String(), "\n")
 	for _, want := range []string{

@@ -136,6 +136,9 @@ type Config struct {
 	Substituters []string
 	// Launcher is how the image makes /nix/store paths resolve.
 	Launcher Launcher
+	// AllowUnrelocated relocates a closure although files in it name
+	// /nix/store where relocation cannot rewrite them.
+	AllowUnrelocated bool
 
 	// HydraInput names the Hydra jobset input the app is. When set, the
 	// source is added to the store as Hydra adds a git input (SourceName,
@@ -223,6 +226,7 @@ var Settings = []Setting{
 	{Name: "BP_NIX_TRUSTED_PUBLIC_KEYS"},
 	{Name: "BP_NIX_SUBSTITUTERS", Aliases: []string{"NIX_EXTRA_BINARY_CACHE"}},
 	{Name: "BP_NIX_LAUNCHER", Default: string(LauncherAuto)},
+	{Name: "BP_NIX_ALLOW_UNRELOCATED", Default: "false"},
 	{Name: "BP_NIX_HYDRA_INPUT"},
 	{Name: "BP_NIX_SOURCE_NAME", Default: "git-export"},
 	{Name: "AWS_ACCESS_KEY_ID", Aliases: []string{"NIX_S3_KEY"}},
@@ -397,6 +401,9 @@ func (c *Config) readSharing(env values) error {
 	case LauncherAuto, LauncherProot, LauncherRelocate:
 	default:
 		return fmt.Errorf("BP_NIX_LAUNCHER=%q: use auto, proot or relocate", c.Launcher)
+	}
+	if c.AllowUnrelocated, err = env.bool("BP_NIX_ALLOW_UNRELOCATED"); err != nil {
+		return err
 	}
 	c.HydraInput = env.get("BP_NIX_HYDRA_INPUT")
 	c.SourceName = env.get("BP_NIX_SOURCE_NAME")

@@ -39,8 +39,17 @@ func TestExtraBinaryCacheLikeHydra(t *testing.T) {
 	build(t, app, "hydra-fill:latest", filepath.Join(t.TempDir(), "cache"), s3.with(map[string]string{"BP_NIX_SIGNING_KEY": secret.String()}))
 	hydra := serveDir(t, filepath.Join(s3.srv.DataDir, s3.name))
 
+	// Two more caches that do not answer, as on an offline builder: one
+	// refuses connections, one's name does not resolve. The build leaves
+	// them out before Nix runs, so Nix spends no retries on them.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := "http://" + l.Addr().String()
+	l.Close()
 	out := build(t, app, "hydra-use:latest", filepath.Join(t.TempDir(), "cache"), map[string]string{
-		"NIX_EXTRA_BINARY_CACHE":     hydra,
+		"NIX_EXTRA_BINARY_CACHE":     refused + " " + hydra + " https://cache.invalid",
 		"BP_NIX_TRUSTED_PUBLIC_KEYS": public.String(),
 	})
 	m := fetched.FindStringSubmatch(out)
@@ -48,6 +57,15 @@ func TestExtraBinaryCacheLikeHydra(t *testing.T) {
 		t.Fatalf("want the app substituted from the extra cache, got %q", m)
 	}
 	assertContains(t, out, "from '"+hydra+"'")
+	for _, gone := range []string{refused, "https://cache.invalid"} {
+		assertContains(t, out, "Leaving out the binary cache "+gone+" (BP_NIX_SUBSTITUTERS) for this build: it did not answer")
+	}
+	assertContains(t, out, "to stop asking it, remove it from BP_NIX_SUBSTITUTERS")
+	for _, retry := range []string{"disabling binary cache", "retrying in"} {
+		if strings.Contains(out, retry) {
+			t.Errorf("Nix still tried a cache that does not answer (%q):\n%s", retry, out)
+		}
+	}
 
 	// Trusting another key, Nix ignores the cache's paths and builds.
 	_, other, _ := signature.GenerateKeypair("someone-else-1", rand.Reader)

@@ -38,7 +38,7 @@ func TestProotLauncherNeedsPtrace(t *testing.T) {
 		t.Fatalf("the app started without ptrace under proot? code %d, %v\n%s", code, err, said)
 	}
 	assertContains(t, said, "ptrace is blocked on this platform, and this image runs its app under proot")
-	assertContains(t, said, "BP_NIX_LAUNCHER=relocate")
+	assertContains(t, said, "It was built with BP_NIX_LAUNCHER=proot: rebuild it with BP_NIX_LAUNCHER=auto")
 }
 
 // assertStopsOnSIGTERM stops web as docker stop and Kubernetes do, with

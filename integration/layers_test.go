@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -24,9 +25,10 @@ func layersOf(output string) (added, reused []string) {
 }
 
 // The closure is one launch layer per store path, and a change adds only
-// the layers it affects: a new app path, the files .slugexclude now
-// removes, the paths whose files name the store when the relocation prefix
-// or the launcher changes. The exporter reuses the rest as they are, and
+// the layers it affects: a new app path (though every library's files
+// name the store: the relocation prefix is the same from build to build),
+// the files .slugexclude now removes, the paths whose files name the store
+// when the launcher changes. The exporter reuses the rest as they are, and
 // their digests stay the same.
 func TestALayerPerStorePath(t *testing.T) {
 	env := suite.env
@@ -53,6 +55,37 @@ func TestALayerPerStorePath(t *testing.T) {
 	assertServes(t, rootfs, "library 21", "v1")
 	assertClosed(t, rootfs, filepath.Join(rootfs, "layers", "nixcnb_nix", "nix-closure"))
 	before := layerSHAs(t, image)
+
+	// Another app sharing those libraries, built from an empty cache into
+	// an image of its own: every library's layer has the same digest in
+	// both images (the relocation prefix is the same for every app), so a
+	// registry or a host keeps it once.
+	other := fixture(t, "many-paths")
+	writeFile(t, filepath.Join(other, "version.txt"), []byte("another app\n"))
+	otherImage := env.Registry + "/many-paths-other:latest"
+	if _, err := env.Build(harness.BuildOptions{BuildpackDir: suite.buildpackDir, AppDir: other, Image: otherImage, CacheDir: cacheDir(t) + "-other",
+		PlatformEnv: platformEnv(map[string]string{"BP_NIX_APP_NAME": "other"})}); err != nil {
+		t.Fatalf("building the other app: %v", err)
+	}
+	shared := 0
+	for name, sha := range layerSHAs(t, otherImage) {
+		if !strings.HasPrefix(name, "path-") {
+			continue
+		}
+		if strings.HasSuffix(name, "-many-app") {
+			if before[name] != "" {
+				t.Errorf("the other app's own path %s is in the first image too", name)
+			}
+			continue
+		}
+		shared++
+		if before[name] != sha {
+			t.Errorf("the shared path layer %s has the digest %s in one app's image and %s in the other's", name, before[name], sha)
+		}
+	}
+	if shared != 23 {
+		t.Errorf("the other app shares %d path layers with the first, want 23 (22 libraries and busybox)", shared)
+	}
 
 	// changes builds once more, after change, and checks that exactly the
 	// layers named by want (by the end of their store path's name) were
@@ -92,12 +125,21 @@ func TestALayerPerStorePath(t *testing.T) {
 	writeFile(t, filepath.Join(app, ".slugexclude"), []byte("- store/*-lib-3/share/**\n"))
 	changes(".slugexclude", nil, "3")
 
-	// The relocation prefix: only the app's files name the store (the
-	// libraries hold text, busybox none of the store).
-	changes("the relocation prefix", map[string]string{"BP_NIX_APP_NAME": "renamed"}, "app")
+	// The relocation prefix is the same for every app: a new app name
+	// changes no layer.
+	changes("a new BP_NIX_APP_NAME", map[string]string{"BP_NIX_APP_NAME": "renamed"})
 
-	// proot: the same layers again, kept as Nix built them.
-	out := changes("BP_NIX_LAUNCHER=proot", map[string]string{"BP_NIX_APP_NAME": "renamed", "BP_NIX_LAUNCHER": "proot"}, "app")
+	// proot: the layers whose files name the store again, kept as Nix
+	// built them (every library but lib-0 names the one before it, and
+	// .slugexclude removed lib-3's; busybox names no store path).
+	namesStore := []string{"app"}
+	for i := 1; i < 22; i++ {
+		if i != 3 {
+			namesStore = append(namesStore, strconv.Itoa(i))
+		}
+	}
+	slices.Sort(namesStore)
+	out := changes("BP_NIX_LAUNCHER=proot", map[string]string{"BP_NIX_APP_NAME": "renamed", "BP_NIX_LAUNCHER": "proot"}, namesStore...)
 	assertContains(t, out, "Launcher: proot (BP_NIX_LAUNCHER=proot)")
 	rootfs = export(t, image)
 	assertServes(t, rootfs, "library 21", "v2")

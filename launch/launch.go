@@ -85,6 +85,9 @@ type Config struct {
 	ProotNoSeccomp bool   `toml:"proot-no-seccomp,omitempty"`
 	// Prefix replaces /nix/store in a relocated closure.
 	Prefix string `toml:"prefix,omitempty"`
+	// Unrelocatable are files that name /nix/store where relocation cannot
+	// rewrite them, which made the build run the closure under proot.
+	Unrelocatable []string `toml:"unrelocatable,omitempty"`
 	// Message is what ModeMissing prints.
 	Message string `toml:"message,omitempty"`
 	// AppDir, NixFile and Flake say what the build command builds: the app
@@ -237,7 +240,7 @@ func (c Config) Run(invokedAs string, argv []string) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		if err := checkPtrace(); err != nil {
+		if err := checkPtrace(c.Unrelocatable); err != nil {
 			return 0, err
 		}
 		self, err := os.Executable()

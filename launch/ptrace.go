@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 )
 
@@ -20,13 +21,24 @@ func TryPtrace() error {
 	return nil
 }
 
-// errPtraceBlocked explains why a proot launcher cannot start here.
-var errPtraceBlocked = errors.New("ptrace is blocked on this platform, and this image runs its app under proot, which needs it. " +
-	"Rebuild the image with BP_NIX_LAUNCHER=relocate: the relocated closure runs without proot or ptrace")
+// ptraceBlocked explains why a proot launcher cannot start here, and what
+// to do: the image runs under proot either because BP_NIX_LAUNCHER=proot
+// asked for it, or because files of the closure (unrelocatable) name
+// /nix/store where relocation cannot rewrite them.
+func ptraceBlocked(unrelocatable []string) error {
+	const blocked = "ptrace is blocked on this platform, and this image runs its app under proot, which needs it. "
+	if len(unrelocatable) == 0 {
+		return errors.New(blocked + "It was built with BP_NIX_LAUNCHER=proot: rebuild it with BP_NIX_LAUNCHER=auto, " +
+			"and the relocated closure runs without proot or ptrace")
+	}
+	return fmt.Errorf(blocked+"The build chose proot because files of the closure name /nix/store where relocation cannot rewrite them (%s). "+
+		"Run the image where ptrace is allowed; or, if the app never reads those files, rebuild it with BP_NIX_ALLOW_UNRELOCATED=true, "+
+		"and the relocated closure runs without proot or ptrace", strings.Join(unrelocatable, ", "))
+}
 
 // checkPtrace runs the launcher itself as a probe, so that a platform
 // blocking ptrace gets a clear message instead of proot's.
-func checkPtrace() error {
+func checkPtrace(unrelocatable []string) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return err
@@ -40,7 +52,7 @@ func checkPtrace() error {
 	cmd.Env = append(os.Environ(), PtraceProbeVar+"=1", "GODEBUG=asyncpreemptoff=1")
 	var exitErr *exec.ExitError
 	if err := cmd.Run(); errors.As(err, &exitErr) {
-		return errPtraceBlocked
+		return ptraceBlocked(unrelocatable)
 	} else if err != nil {
 		return fmt.Errorf("checking whether ptrace works: %w", err)
 	}

@@ -3,16 +3,16 @@
 // so they run it alike.
 //
 // A proot runs in one of two ways:
-//   - on the host's C library (amd64: Debian 12's proot 5.1.0 on the run
-//     image's glibc): proot itself is executed, and finds its libtalloc
-//     through LD_LIBRARY_PATH;
-//   - with a C library of its own (arm64: Debian sid's proot 5.4.0, which
-//     needs a newer glibc than the run image has): the dynamic loader that
-//     came with that C library runs proot, and --library-path names the
-//     folder of its libraries, so proot loads nothing from the host. No
-//     environment variable names that folder: the programs proot starts,
-//     which inherit its environment, load their own libraries as they
-//     would without proot.
+//   - with a C library of its own (the buildpack's: Debian sid's proot
+//     5.4.0, which needs a newer glibc than the run image has, on amd64
+//     and arm64): the dynamic loader that came with that C library runs
+//     proot, and --library-path names the folder of its libraries, so
+//     proot loads nothing from the host. No environment variable names
+//     that folder: the programs proot starts, which inherit its
+//     environment, load their own libraries as they would without proot;
+//   - on the host's C library (a Tool without a Loader: the tests run the
+//     machine's Debian proot so): proot itself is executed, and finds its
+//     libtalloc through LD_LIBRARY_PATH.
 package prootcmd
 
 import (

@@ -26,9 +26,19 @@ import (
 	"github.com/nixcnb/nix-buildpack/nixstore"
 )
 
-// Prefix derives a per-app prefix under /tmp from seed (the app's name or a
-// digest of its closure): "/tmp/" and 5 characters of [a-z0-9], 10 bytes in
-// all, like nixstore.Dir. The same seed always gives the same prefix.
+// LaunchPrefix is what every relocated image names in place of
+// nixstore.Dir: the same for every app and every build, so that a store
+// path relocated for one image has the same bytes as in any other, and an
+// image layer holding it has the same digest in every app's image and
+// from one build to the next (a changed app re-makes only its own
+// layers). At launch it is a symlink to the image's closure folder, which
+// has the same path in every image the buildpack makes (see Link).
+const LaunchPrefix = "/tmp/nixst"
+
+// Prefix derives a prefix under /tmp from seed: "/tmp/" and 5 characters
+// of [a-z0-9], 10 bytes in all, like nixstore.Dir. The same seed always
+// gives the same prefix; the relocated store runtime draws its own from a
+// random seed.
 func Prefix(seed string) string {
 	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
 	sum := sha256.Sum256([]byte("nix-buildpack relocate\x00" + seed))

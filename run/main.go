@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 
@@ -36,6 +37,7 @@ func main() {
 		Downloads:    dependency.Fetcher{Transport: transport, Mirrors: cfg.DependencyMirrors},
 		OpenNix:      build.OpenNix(bwrap),
 		OpenBucket:   openBucket,
+		Web:          &http.Client{},
 		Output:       os.Stdout,
 		Clock:        chronos.DefaultClock,
 	}))

@@ -11,19 +11,29 @@ import (
 // appNix is the benchmark app's default.nix: no nixpkgs, busybox (./bb)
 // the only tool, as in the fixtures. Each library is a derivation whose
 // builder is ./fill/fill, which writes its pseudo-random files from its
-// seed; the app path lists every library's path, so they all are its
-// runtime closure, and copies message.txt, the line an app change edits.
+// seed, each file naming the library before it first, as an ELF file
+// names the libraries of its RPATH (so every path but the first names the
+// store, as in a nixpkgs closure); the app path lists every library's
+// path, so they all are its runtime closure, and copies message.txt, the
+// line an app change edits.
 const appNix = `# The deploy benchmark's app (bench/deploy): a big runtime closure of
-# libraries of random bytes, and a small app path on top referring to them.
+# libraries of random bytes, each naming the one before it as an RPATH
+# would, and a small app path on top referring to them.
 { system ? builtins.currentSystem }:
 let
   bb = "${./bb}/busybox";
-  libraries = map (l: derivation {
+  library = needs: l: derivation {
     inherit system;
     name = l.name;
     builder = "${./fill}/fill";
-    args = [ "-seed" (toString l.seed) "-bytes" (toString l.bytes) "-files" (toString l.files) ];
-  }) (import ./libraries.nix);
+    args = [ "-seed" (toString l.seed) "-bytes" (toString l.bytes) "-files" (toString l.files) ]
+      ++ (if needs == null then [ ] else [ "-needs" "${needs}/data" ]);
+  };
+  # Each library is built on the one before it.
+  chain = builtins.foldl' (built: l:
+    built ++ [ (library (if built == [ ] then null else builtins.elemAt built (builtins.length built - 1)) l) ]
+  ) [ ] (import ./libraries.nix);
+  libraries = chain;
 in derivation {
   inherit system;
   name = "deploy-app";

@@ -53,9 +53,11 @@ func report(o options, sizes []sizeResult, elapsed time.Duration) string {
 		"Each library is a derivation whose builder is a small static Go program (`bench/deploy/fill`, in the app's source) that writes its files " +
 		"from its seed with ChaCha8: deterministic, incompressible, generated inside the Nix build rather than carried in the app's source, " +
 		"so the workspace (which the harness copies in and the exporter exports as the app layer) stays a few MB, and evaluation hashes no big path literals. " +
+		"Every file of each library but the first starts by naming the library before it (`RPATH=/nix/store/...`), as a nixpkgs library's ELF files name the libraries of their RPATH: " +
+		"every path of the closure but the first library and busybox names the store, so relocation rewrites every file of it, and a layer is the same from build to build only if the relocation prefix is. " +
 		"The app path lists every library's store path (so they are its runtime closure) and copies `message.txt`.\n")
 	p("- **Builds**, one after the other in a series with one lifecycle cache folder: **cold** (empty cache, no previous image); **unchanged** rebuild; " +
-		"**app change** (one line of `message.txt`: only the app path changes); **deep change** (the library in the middle gets a new seed: it and the app path change). " +
+		"**app change** (one line of `message.txt`: only the app path changes); **deep change** (the library in the middle gets a new seed: it, every library built on it and the app path change, as a change deep in nixpkgs rebuilds its dependents). " +
 		"Each is the real lifecycle (analyzer, detector, restorer, builder, exporter) through `integration/harness`, exporting to its loopback registry (`crane registry serve --disk`). " +
 		"Each series has an environment of its own, so no series finds blobs another pushed.\n")
 	p("- **Ways**: **layered** is the buildpack as it is; **store in S3** is layered with `BP_NIX_STORE_CACHE=s3`: the store is kept out of the lifecycle cache and each build substitutes what it needs from a bucket (versitygw on loopback, real SigV4), pushed to after each build; **single layer** sets `BP_NIX_MAX_LAYERS=1` (the whole closure in one launch layer; " +
