@@ -360,7 +360,7 @@ func (r *run) launchMode(layers []pathLayer, src closureSource, prune slugExclud
 	if mode != launch.ModeRelocate {
 		prefix = ""
 	}
-	files, links := 0, 0
+	var rewrote relocate.Report
 	for i, l := range layers {
 		if !l.made && (!l.meta.NamesStore || l.meta.Prefix == prefix) {
 			continue
@@ -380,7 +380,10 @@ func (r *run) launchMode(layers []pathLayer, src closureSource, prune slugExclud
 			if err != nil {
 				return "", nil, err
 			}
-			files, links = files+report.FilesRewritten, links+report.LinksRewritten
+			rewrote.FilesRewritten += report.FilesRewritten
+			rewrote.LinksRewritten += report.LinksRewritten
+			rewrote.ArchivesRewritten += report.ArchivesRewritten
+			rewrote.PycsUpdated += report.PycsUpdated
 		}
 		l.meta.Prefix = prefix
 		l.layer.Launch = true
@@ -388,8 +391,9 @@ func (r *run) launchMode(layers []pathLayer, src closureSource, prune slugExclud
 		layers[i] = l
 	}
 	if mode == launch.ModeRelocate {
-		r.log.Subprocess("Launcher: relocate (%s): rewrote /nix/store in %d files and %d links; no proot, no ptrace at run time",
-			prefix, files, links)
+		r.log.Subprocess("Launcher: relocate (%s): rewrote /nix/store in %d files, %d links and inside %d zip or gzip files, "+
+			"and updated %d .pyc files; no proot, no ptrace at run time",
+			prefix, rewrote.FilesRewritten, rewrote.LinksRewritten, rewrote.ArchivesRewritten, rewrote.PycsUpdated)
 	} else {
 		r.log.Subprocess("Launcher: proot (%s)", reason)
 	}
