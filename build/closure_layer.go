@@ -408,7 +408,7 @@ func (r *run) relocatePaths(l pathLayer, prefix string) (relocate.Report, error)
 	if err != nil {
 		return report, fmt.Errorf("relocating the closure to %s: %w", prefix, err)
 	}
-	left, err := relocate.Verify(storeDir, report.Skipped)
+	left, err := relocate.Verify(storeDir, report)
 	if err != nil {
 		return report, err
 	}

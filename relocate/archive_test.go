@@ -104,7 +104,7 @@ func relocateCopy(t *testing.T, entries []entry) (string, relocate.Plan, relocat
 	if err != nil {
 		t.Fatal(err)
 	}
-	left, err := relocate.Verify(store, report.Skipped)
+	left, err := relocate.Verify(store, report)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -72,6 +72,9 @@ type Report struct {
 	// FilesRewritten counts regular files, LinksRewritten symlinks, and
 	// ArchivesRewritten zip archives and gzip files rewritten inside.
 	FilesRewritten, LinksRewritten, ArchivesRewritten int
+	// Archives are the archives rewritten, relative to the store folder,
+	// with / separators.
+	Archives []string
 	// PycsUpdated counts the .pyc files that got the hash of their
 	// rewritten source.
 	PycsUpdated int
@@ -270,6 +273,7 @@ func (p Plan) apply(root, oldText, replText string) (Report, error) {
 				return fmt.Errorf("rewriting the content of %s: %w", rel, err)
 			}
 			report.ArchivesRewritten++
+			report.Archives = append(report.Archives, rel)
 			report.Occurrences += n
 		}
 		return nil
@@ -289,14 +293,20 @@ func Rewrite(storeDir, prefix string) (Report, error) {
 	return plan.Apply(storeDir, prefix)
 }
 
-// Verify walks storeDir and returns, relative to it, every regular file not
-// listed in skipped and every symlink that still mentions nixstore.Dir:
-// zip archives and gzip files in their content, which a rewritten
-// deflated entry hides from their bytes, the other files in their bytes.
-func Verify(storeDir string, skipped []Skipped) ([]string, error) {
-	skip := make(map[string]bool, len(skipped))
-	for _, s := range skipped {
+// Verify walks storeDir, relocated as report says, and returns, relative
+// to it, every symlink and every regular file not in report.Skipped that
+// still mentions nixstore.Dir: the archives the relocation rewrote in
+// their content, which a rewritten deflated entry hides from their bytes,
+// the other files in their bytes. An archive it did not rewrite was
+// searched through by Scan already.
+func Verify(storeDir string, report Report) ([]string, error) {
+	skip := make(map[string]bool, len(report.Skipped))
+	for _, s := range report.Skipped {
 		skip[s.Path] = true
+	}
+	archives := make(map[string]bool, len(report.Archives))
+	for _, a := range report.Archives {
+		archives[a] = true
 	}
 	var left []string
 	err := filepath.WalkDir(storeDir, func(path string, d fs.DirEntry, err error) error {
@@ -318,11 +328,11 @@ func Verify(storeDir string, skipped []Skipped) ([]string, error) {
 				left = append(left, rel)
 			}
 		case d.Type().IsRegular() && !skip[rel]:
-			header, n, err := scanFile(path, []byte(nixstore.Dir))
+			_, n, err := scanFile(path, []byte(nixstore.Dir))
 			if err != nil {
 				return err
 			}
-			if rewritable(skipKind(filepath.Base(path), header)) {
+			if archives[rel] {
 				// Content that cannot be read or searched counts as left.
 				if n, err = searchFile(path, []byte(nixstore.Dir)); err != nil {
 					n = 1

@@ -39,8 +39,10 @@ import (
 // headerSize is how much of a file skipKind looks at.
 const headerSize = 512
 
-// inspectLimit caps how much decompressed content is searched per file.
-const inspectLimit = 256 << 20
+// inspectLimit caps how much decompressed content is searched per file:
+// enough for a JDK's lib/src.zip (about 250 MB of sources), which would
+// otherwise count as unrelocatable and keep every Java app under proot.
+const inspectLimit = 1 << 30
 
 var magics = []struct {
 	kind  string
