@@ -13,14 +13,15 @@ import (
 
 	"github.com/paketo-buildpacks/packit/v2"
 
+	"github.com/nixcnb/nix-buildpack/buildplan"
 	"github.com/nixcnb/nix-buildpack/config"
-	"github.com/nixcnb/nix-buildpack/detect"
 	"github.com/nixcnb/nix-buildpack/launch"
 	"github.com/nixcnb/nix-buildpack/nixstore"
 	"github.com/nixcnb/nix-buildpack/prootcmd"
 	"github.com/nixcnb/nix-buildpack/relocate"
 	"github.com/nixcnb/nix-buildpack/sbom"
 	"github.com/nixcnb/nix-buildpack/slugexclude"
+	"github.com/nixcnb/nix-buildpack/storelink"
 )
 
 // closureMetadata says what the closure layer was made of, and what came
@@ -174,7 +175,7 @@ type launchLayers struct {
 // the layers of store paths, then, once the launch mode is known from what
 // they hold, the relocation of those this build made, then the closure
 // layer and the launcher.
-func (r *run) closureLayers(proot prootcmd.Tool, plan detect.PlanMetadata, src closureSource, inputs string) (launchLayers, []packit.DirectProcess, error) {
+func (r *run) closureLayers(proot prootcmd.Tool, plan buildplan.Entry, src closureSource, inputs string) (launchLayers, []packit.DirectProcess, error) {
 	var out launchLayers
 	prune, err := readSlugExclude(r.ctx.WorkingDir)
 	if err != nil {
@@ -432,7 +433,7 @@ func (r *run) closureInputs(results []string, closure, slugExclude string, proot
 		TrustedKeys:      r.cfg.TrustedPublicKeys,
 	}
 	if m.Launcher != config.LauncherProot {
-		m.Prefix = relocate.LaunchPrefix
+		m.Prefix = storelink.LaunchPrefix
 	}
 	return m
 }
@@ -442,7 +443,7 @@ func (r *run) closureInputs(results []string, closure, slugExclude string, proot
 // prefix, or at /nix/store under proot), the launcher's settings, the
 // exec.d program of a relocated closure, and the SBOM. It returns the
 // result's executables.
-func (r *run) makeClosure(layer packit.Layer, launcher string, pathLayers []pathLayer, proot prootcmd.Tool, plan detect.PlanMetadata, src closureSource, m closureMetadata) ([]string, error) {
+func (r *run) makeClosure(layer packit.Layer, launcher string, pathLayers []pathLayer, proot prootcmd.Tool, plan buildplan.Entry, src closureSource, m closureMetadata) ([]string, error) {
 	storeDir := filepath.Join(layer.Path, "store")
 	if err := os.MkdirAll(storeDir, 0o755); err != nil {
 		return nil, err

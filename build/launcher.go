@@ -10,7 +10,7 @@ import (
 	"github.com/paketo-buildpacks/packit/v2"
 	"github.com/paketo-buildpacks/packit/v2/fs"
 
-	"github.com/nixcnb/nix-buildpack/detect"
+	"github.com/nixcnb/nix-buildpack/buildplan"
 	"github.com/nixcnb/nix-buildpack/launch"
 	"github.com/nixcnb/nix-buildpack/nixstore"
 	"github.com/nixcnb/nix-buildpack/prootcmd"
@@ -18,7 +18,7 @@ import (
 
 // launchSettings are the launcher's settings for a closure layer at
 // layerDir, before the launch mode is known.
-func (r *run) launchSettings(layerDir string, proot prootcmd.Tool, plan detect.PlanMetadata, results []string) launch.Config {
+func (r *run) launchSettings(layerDir string, proot prootcmd.Tool, plan buildplan.Entry, results []string) launch.Config {
 	return launch.Config{
 		Store:   filepath.Join(layerDir, "store"),
 		Results: results,

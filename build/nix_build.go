@@ -9,7 +9,7 @@ import (
 
 	"github.com/paketo-buildpacks/packit/v2/fs"
 
-	"github.com/nixcnb/nix-buildpack/detect"
+	"github.com/nixcnb/nix-buildpack/buildplan"
 	"github.com/nixcnb/nix-buildpack/nixcli"
 )
 
@@ -23,7 +23,7 @@ type builtApp struct {
 }
 
 // nixBuild builds the app, streaming Nix's log.
-func (r *run) nixBuild(nix Nix, plan detect.PlanMetadata) (builtApp, error) {
+func (r *run) nixBuild(nix Nix, plan buildplan.Entry) (builtApp, error) {
 	ctx := context.Background()
 	var built builtApp
 	req := nixcli.BuildRequest{

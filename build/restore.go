@@ -12,8 +12,8 @@ import (
 	"github.com/paketo-buildpacks/packit/v2"
 
 	"github.com/nixcnb/nix-buildpack/binarycache"
+	"github.com/nixcnb/nix-buildpack/buildplan"
 	"github.com/nixcnb/nix-buildpack/closure"
-	"github.com/nixcnb/nix-buildpack/detect"
 	"github.com/nixcnb/nix-buildpack/launch"
 	"github.com/nixcnb/nix-buildpack/nixstore"
 )
@@ -22,7 +22,7 @@ import (
 // proot at build time. The app pointer names the app's last pushed build,
 // whose closure is fetched from S3 straight into the closure layer, every
 // NAR checked against its hash (and signature, with trusted keys).
-func (r *run) restoreOnly(cache *binarycache.Cache, proot prootLayer, plan detect.PlanMetadata) (packit.BuildResult, error) {
+func (r *run) restoreOnly(cache *binarycache.Cache, proot prootLayer, plan buildplan.Entry) (packit.BuildResult, error) {
 	ctx := context.Background()
 	r.log.Process("Restoring app %s from %s (BP_NIX_BUILD_ON_PUSH=false: this deploy builds nothing)", r.cfg.AppName, r.cfg.S3.URL())
 	pointer, err := cache.ReadAppPointer(ctx, r.cfg.AppName)
@@ -155,7 +155,7 @@ func (r *run) bucketSource(cache *binarycache.Cache, roots []string) (closureSou
 // noBuildYet deploys an image whose processes say what to do: the bucket
 // has no build of this app yet. The deploy itself succeeds, so the image's
 // `build` command can make the first one.
-func (r *run) noBuildYet(proot prootLayer, plan detect.PlanMetadata) (packit.BuildResult, error) {
+func (r *run) noBuildYet(proot prootLayer, plan buildplan.Entry) (packit.BuildResult, error) {
 	message := fmt.Sprintf("no build of app %s in %s yet. Build it once with `heroku run build` (or run `build` in a one-off container of this image), then deploy again.", r.cfg.AppName, r.cfg.S3.URL())
 	r.log.Subprocess("No build yet: %s", message)
 	launcherLayer, err := r.launcherLayer()

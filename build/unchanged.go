@@ -12,8 +12,8 @@ import (
 	"github.com/paketo-buildpacks/packit/v2"
 
 	"github.com/nixcnb/nix-buildpack/binarycache"
+	"github.com/nixcnb/nix-buildpack/buildplan"
 	"github.com/nixcnb/nix-buildpack/config"
-	"github.com/nixcnb/nix-buildpack/detect"
 	"github.com/nixcnb/nix-buildpack/launch"
 	"github.com/nixcnb/nix-buildpack/prootcmd"
 )
@@ -24,14 +24,14 @@ import (
 // the platform. The same inputs give the same image, so a build whose
 // inputs are those of the previous image can reuse every layer without
 // running Nix.
-func (r *run) buildInputs(release releaseLayer, plan detect.PlanMetadata, source string, proot prootcmd.Tool) (string, error) {
+func (r *run) buildInputs(release releaseLayer, plan buildplan.Entry, source string, proot prootcmd.Tool) (string, error) {
 	return r.inputsDigest(plan, struct{ Release, Source, Proot string }{release.layer.Metadata["checksum"].(string), source, proot.String()})
 }
 
 // restoreInputs identifies what a restore-only deploy's image depends on:
 // the build the app pointer names (its paths and when it was pushed), the
 // settings, the proot, the buildpack and the platform.
-func (r *run) restoreInputs(plan detect.PlanMetadata, pointer binarycache.AppPointer, proot prootcmd.Tool) (string, error) {
+func (r *run) restoreInputs(plan buildplan.Entry, pointer binarycache.AppPointer, proot prootcmd.Tool) (string, error) {
 	return r.inputsDigest(plan, struct {
 		Restored []string
 		BuiltAt  time.Time
@@ -43,14 +43,14 @@ func (r *run) restoreInputs(plan detect.PlanMetadata, pointer binarycache.AppPoi
 // the settings and what else the image depends on: no setting can be read
 // back from it. Neither how much is logged nor the credentials that reach
 // the bucket (the bucket itself counts) change an image.
-func (r *run) inputsDigest(plan detect.PlanMetadata, rest any) (string, error) {
+func (r *run) inputsDigest(plan buildplan.Entry, rest any) (string, error) {
 	settings := r.cfg
 	settings.Debug = false
 	settings.S3.AccessKeyID, settings.S3.SecretAccessKey, settings.S3.SessionToken = "", "", ""
 	data, err := json.Marshal(struct {
 		Buildpack string
 		Arch      string
-		Plan      detect.PlanMetadata
+		Plan      buildplan.Entry
 		Settings  config.Config
 		Rest      any
 	}{r.ctx.BuildpackInfo.Version, r.ctx.TargetInfo.Arch, plan, settings, rest})

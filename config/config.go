@@ -15,6 +15,7 @@ import (
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
 	"github.com/paketo-buildpacks/packit/v2/servicebindings"
 
+	"github.com/nixcnb/nix-buildpack/launch"
 	"github.com/nixcnb/nix-buildpack/prootcmd"
 )
 
@@ -67,14 +68,6 @@ const (
 // and a run image's, an image stays well under the 127 layers overlayfs
 // allows.
 const DefaultMaxLayers = 80
-
-// The variables through which the image's build command tells the build
-// phase it runs as a one-off, and where the image's proot is: its writer
-// (launch) and its reader (FromEnv) share them. Users never set them.
-const (
-	OneOffVar = "NIXCNB_ONE_OFF"
-	ProotVar  = "NIXCNB_PROOT"
-)
 
 // Config is every setting the buildpack reads.
 type Config struct {
@@ -153,8 +146,8 @@ type Config struct {
 	HydraInput string
 	SourceName string
 
-	// OneOff is set by the image's `build` command (OneOffVar): build,
-	// push, and make no layers. Proot (ProotVar, prootcmd.Tool's String)
+	// OneOff is set by the image's `build` command (launch.OneOffVar):
+	// build, push, and make no layers. Proot (launch.ProotVar)
 	// is the image's proot, used instead of fetching it.
 	OneOff bool
 	Proot  prootcmd.Tool
@@ -314,11 +307,11 @@ func Load(environ []string, resolver *servicebindings.Resolver) (Config, error) 
 		return c, fmt.Errorf("BP_NIX_STORE_CACHE=%q: use layers or s3", c.StoreCache)
 	}
 
-	c.OneOff = env.vars[OneOffVar] == "true"
-	if proot := env.vars[ProotVar]; proot != "" {
+	c.OneOff = env.vars[launch.OneOffVar] == "true"
+	if proot := env.vars[launch.ProotVar]; proot != "" {
 		var err error
 		if c.Proot, err = prootcmd.Parse(proot); err != nil {
-			return c, fmt.Errorf("%s, set by the image's build command: %w", ProotVar, err)
+			return c, fmt.Errorf("%s, set by the image's build command: %w", launch.ProotVar, err)
 		}
 	}
 	if c.OneOff && !c.S3.Enabled() {

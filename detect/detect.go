@@ -8,24 +8,15 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/BurntSushi/toml"
 	"github.com/paketo-buildpacks/packit/v2"
 
+	"github.com/nixcnb/nix-buildpack/buildplan"
 	"github.com/nixcnb/nix-buildpack/config"
 )
-
-// PlanName is what this buildpack provides and requires in the build plan.
-const PlanName = "nix"
 
 // candidates are the files detect looks for, in order, when BP_NIX_FILE is
 // not set. flake.nix wins: a project with both builds through its flake.
 var candidates = []string{"flake.nix", "default.nix"}
-
-// PlanMetadata tells the build phase what detect found.
-type PlanMetadata struct {
-	File  string `toml:"file"`
-	Flake bool   `toml:"flake"`
-}
 
 // Detect passes when the app root has flake.nix or default.nix, or the file
 // BP_NIX_FILE names.
@@ -35,10 +26,10 @@ func Detect(cfg config.Config) packit.DetectFunc {
 		if err != nil {
 			return packit.DetectResult{}, err
 		}
-		meta := PlanMetadata{File: file, Flake: filepath.Base(file) == "flake.nix"}
+		meta := buildplan.Entry{File: file, Flake: filepath.Base(file) == "flake.nix"}
 		return packit.DetectResult{Plan: packit.BuildPlan{
-			Provides: []packit.BuildPlanProvision{{Name: PlanName}},
-			Requires: []packit.BuildPlanRequirement{{Name: PlanName, Metadata: meta}},
+			Provides: []packit.BuildPlanProvision{{Name: buildplan.Name}},
+			Requires: []packit.BuildPlanRequirement{{Name: buildplan.Name, Metadata: meta}},
 		}}, nil
 	}
 }
@@ -100,9 +91,9 @@ func statInside(appDir, rel string) (os.FileInfo, error) {
 }
 
 // ReadPlan finds what detect found in the build plan the build phase gets.
-func ReadPlan(plan packit.BuildpackPlan) (PlanMetadata, error) {
+func ReadPlan(plan packit.BuildpackPlan) (buildplan.Entry, error) {
 	for _, e := range plan.Entries {
-		if e.Name != PlanName {
+		if e.Name != buildplan.Name {
 			continue
 		}
 		file, _ := e.Metadata["file"].(string)
@@ -110,23 +101,7 @@ func ReadPlan(plan packit.BuildpackPlan) (PlanMetadata, error) {
 		if file == "" {
 			break
 		}
-		return PlanMetadata{File: file, Flake: flake}, nil
+		return buildplan.Entry{File: file, Flake: flake}, nil
 	}
-	return PlanMetadata{}, fmt.Errorf("the build plan has no %q entry with a file: was detect skipped?", PlanName)
-}
-
-// WritePlan writes a build plan file (the lifecycle's plan.toml format)
-// holding meta, for a build phase run without detect: the image's one-off
-// build command.
-func WritePlan(path string, meta PlanMetadata) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	plan := map[string]any{"entries": []map[string]any{{
-		"name":     PlanName,
-		"metadata": map[string]any{"file": meta.File, "flake": meta.Flake},
-	}}}
-	err = toml.NewEncoder(f).Encode(plan)
-	return errors.Join(err, f.Close())
+	return buildplan.Entry{}, fmt.Errorf("the build plan has no %q entry with a file: was detect skipped?", buildplan.Name)
 }

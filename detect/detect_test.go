@@ -10,6 +10,7 @@ import (
 
 	"github.com/paketo-buildpacks/packit/v2"
 
+	"github.com/nixcnb/nix-buildpack/buildplan"
 	"github.com/nixcnb/nix-buildpack/config"
 	"github.com/nixcnb/nix-buildpack/detect"
 )
@@ -50,14 +51,14 @@ func TestDetectPasses(t *testing.T) {
 		name    string
 		files   []string
 		nixFile string
-		want    detect.PlanMetadata
+		want    buildplan.Entry
 	}{
-		{"flake", []string{"flake.nix"}, "", detect.PlanMetadata{File: "flake.nix", Flake: true}},
-		{"default.nix", []string{"default.nix"}, "", detect.PlanMetadata{File: "default.nix"}},
-		{"flake wins over default.nix", []string{"default.nix", "flake.nix"}, "", detect.PlanMetadata{File: "flake.nix", Flake: true}},
-		{"BP_NIX_FILE", []string{"deploy.nix"}, "deploy.nix", detect.PlanMetadata{File: "deploy.nix"}},
-		{"BP_NIX_FILE wins over flake.nix", []string{"flake.nix", "deploy.nix"}, "deploy.nix", detect.PlanMetadata{File: "deploy.nix"}},
-		{"BP_NIX_FILE in a subfolder, cleaned", []string{"nix/app.nix"}, "./nix//app.nix", detect.PlanMetadata{File: "nix/app.nix"}},
+		{"flake", []string{"flake.nix"}, "", buildplan.Entry{File: "flake.nix", Flake: true}},
+		{"default.nix", []string{"default.nix"}, "", buildplan.Entry{File: "default.nix"}},
+		{"flake wins over default.nix", []string{"default.nix", "flake.nix"}, "", buildplan.Entry{File: "flake.nix", Flake: true}},
+		{"BP_NIX_FILE", []string{"deploy.nix"}, "deploy.nix", buildplan.Entry{File: "deploy.nix"}},
+		{"BP_NIX_FILE wins over flake.nix", []string{"flake.nix", "deploy.nix"}, "deploy.nix", buildplan.Entry{File: "deploy.nix"}},
+		{"BP_NIX_FILE in a subfolder, cleaned", []string{"nix/app.nix"}, "./nix//app.nix", buildplan.Entry{File: "nix/app.nix"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()

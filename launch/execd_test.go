@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/BurntSushi/toml"
 )
 
 // The exec.d program reads the launcher's settings file and links the
@@ -21,7 +23,7 @@ func TestRelocationLinkerReadsTheLauncherSettings(t *testing.T) {
 	if err := (Config{Mode: ModeRelocate, Prefix: prefix, Store: "store"}).Write(layer); err != nil {
 		t.Fatal(err)
 	}
-	env, err := relocationLinker{layerDir: layer}.Execute()
+	env, err := LinkRelocated(layer)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +38,22 @@ func TestRelocationLinkerReadsTheLauncherSettings(t *testing.T) {
 	if err := (Config{Mode: ModeProot, Store: store}).Write(layer); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := (relocationLinker{layerDir: layer}).Execute(); err == nil || !strings.Contains(err.Error(), `mode "proot"`) {
+	if _, err := LinkRelocated(layer); err == nil || !strings.Contains(err.Error(), `mode "proot"`) {
 		t.Errorf("exec.d with proot settings: %v, want an error naming the mode", err)
+	}
+}
+
+// The variables go to file descriptor 3 as TOML the launcher reads back.
+func TestWriteExecDVariables(t *testing.T) {
+	var out strings.Builder
+	if err := WriteExecDVariables(&out, map[string]string{RelocatedVar: "/tmp/nixst", "QUOTED": `a "b" \ c`}); err != nil {
+		t.Fatal(err)
+	}
+	var back map[string]string
+	if _, err := toml.Decode(out.String(), &back); err != nil {
+		t.Fatalf("%q does not read back: %v", out.String(), err)
+	}
+	if back[RelocatedVar] != "/tmp/nixst" || back["QUOTED"] != `a "b" \ c` {
+		t.Errorf("read back %v from %q", back, out.String())
 	}
 }

@@ -16,7 +16,7 @@ import (
 	"github.com/nixcnb/nix-buildpack/nixstore"
 	"github.com/nixcnb/nix-buildpack/procenv"
 	"github.com/nixcnb/nix-buildpack/prootcmd"
-	"github.com/nixcnb/nix-buildpack/relocate"
+	"github.com/nixcnb/nix-buildpack/storelink"
 )
 
 // The launch layers the launcher needs: the closure layer holds its
@@ -124,7 +124,7 @@ func (c Config) Check() error {
 	if c.Store == "" {
 		return errors.New("the relocation settings name no store folder")
 	}
-	return relocate.CheckPrefix(c.Prefix)
+	return storelink.CheckPrefix(c.Prefix)
 }
 
 // ProotTool is the proot the settings name.
@@ -256,7 +256,7 @@ func (c Config) Run(invokedAs string, argv []string) (int, error) {
 	}
 	if c.Mode == ModeRelocate {
 		// exec.d made the link already; making sure costs one lstat.
-		if err := relocate.Link(c.Prefix, c.Store); err != nil {
+		if err := storelink.Link(c.Prefix, c.Store); err != nil {
 			return 0, err
 		}
 	}

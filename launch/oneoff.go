@@ -6,9 +6,16 @@ import (
 	"os/exec"
 	"path/filepath"
 
+	"github.com/nixcnb/nix-buildpack/buildplan"
 	"github.com/nixcnb/nix-buildpack/closure"
-	"github.com/nixcnb/nix-buildpack/config"
-	"github.com/nixcnb/nix-buildpack/detect"
+)
+
+// The variables through which the image's build command tells the build
+// phase it runs as a one-off, and where the image's proot is (prootcmd.Tool's
+// String): written here, read by package config. Users never set them.
+const (
+	OneOffVar = "NIXCNB_ONE_OFF"
+	ProotVar  = "NIXCNB_PROOT"
 )
 
 // OneOffBuild is the image's `build` command, for `heroku run build` or any
@@ -22,7 +29,7 @@ func (c Config) OneOffBuild(layerDir string) error {
 	if err != nil {
 		return err
 	}
-	defer removeAll(scratch)
+	defer closure.RemoveTree(scratch) //nolint:errcheck // a scratch folder in $TMPDIR
 
 	layers := filepath.Join(scratch, "layers")
 	platform := filepath.Join(scratch, "platform")
@@ -32,7 +39,7 @@ func (c Config) OneOffBuild(layerDir string) error {
 		}
 	}
 	plan := filepath.Join(scratch, "plan.toml")
-	if err := detect.WritePlan(plan, detect.PlanMetadata{File: c.NixFile, Flake: c.Flake}); err != nil {
+	if err := buildplan.Write(plan, buildplan.Entry{File: c.NixFile, Flake: c.Flake}); err != nil {
 		return err
 	}
 
@@ -46,17 +53,11 @@ func (c Config) OneOffBuild(layerDir string) error {
 		"CNB_BP_PLAN_PATH="+plan,
 		"CNB_BUILDPACK_DIR="+buildpack,
 		"BP_NIX_BUILD_ON_PUSH=true",
-		config.OneOffVar+"=true",
-		config.ProotVar+"="+c.ProotTool().String(),
+		OneOffVar+"=true",
+		ProotVar+"="+c.ProotTool().String(),
 	)
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("the build failed (%w); nothing was pushed that a deploy would trust", err)
 	}
 	return nil
-}
-
-// removeAll deletes a tree that Nix may have made read-only.
-func removeAll(dir string) {
-	_ = closure.MakeWritable(dir)
-	_ = os.RemoveAll(dir)
 }

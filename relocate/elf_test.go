@@ -2,9 +2,9 @@ package relocate_test
 
 import (
 	"github.com/nixcnb/nix-buildpack/internal/storetest"
+	"github.com/nixcnb/nix-buildpack/storelink"
 
 	"debug/elf"
-	"errors"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -47,7 +47,7 @@ func linkPrefix(t *testing.T, prefix, store string) {
 	if _, err := os.Lstat(prefix); err == nil {
 		t.Fatalf("%s exists already", prefix)
 	}
-	if err := relocate.Link(prefix, store); err != nil {
+	if err := storelink.Link(prefix, store); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -156,70 +156,4 @@ func makeWritable(dir string) {
 		}
 		return nil
 	})
-}
-
-func TestLink(t *testing.T) {
-	store := t.TempDir()
-	prefix := relocate.Prefix(store)
-	linkPrefix(t, prefix, store)
-	// Again: an existing correct link is fine.
-	if err := relocate.Link(prefix, store); err != nil {
-		t.Errorf("second Link: %v", err)
-	}
-	if err := relocate.Link(prefix, store+"/"); err != nil {
-		t.Errorf("Link with a trailing slash: %v", err)
-	}
-}
-
-func TestLinkRefusesPlantedNames(t *testing.T) {
-	store := t.TempDir()
-	elsewhere := t.TempDir()
-	cases := []struct {
-		name  string
-		plant func(prefix string) error
-		want  string
-	}{
-		{"symlink elsewhere", func(p string) error { return os.Symlink(elsewhere, p) }, "symlink to " + elsewhere},
-		{"folder", func(p string) error { return os.Mkdir(p, 0o755) }, "as a folder"},
-		{"file", func(p string) error { return os.WriteFile(p, nil, 0o644) }, "as a file"},
-		{"another user's link", func(p string) error {
-			if os.Getuid() != 0 {
-				return errors.ErrUnsupported
-			}
-			if err := os.Symlink(store, p); err != nil {
-				return err
-			}
-			return os.Lchown(p, storetest.Nobody, storetest.Nobody)
-		}, "owned by uid 65534"},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			prefix := relocate.Prefix(store + c.name)
-			if _, err := os.Lstat(prefix); err == nil {
-				t.Fatalf("%s exists already", prefix)
-			}
-			if err := c.plant(prefix); errors.Is(err, errors.ErrUnsupported) {
-				t.Fatal("needs root to plant a name as another user")
-			} else if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = os.RemoveAll(prefix) })
-			before, _ := os.Lstat(prefix)
-
-			err := relocate.Link(prefix, store)
-			if err == nil {
-				t.Fatal("Link accepted a planted name")
-			}
-			for _, want := range []string{c.want, "planted by another user", "will not start"} {
-				if !strings.Contains(err.Error(), want) {
-					t.Errorf("error %q does not say %q", err, want)
-				}
-			}
-			// Link left it alone.
-			after, err := os.Lstat(prefix)
-			if err != nil || !os.SameFile(before, after) {
-				t.Errorf("Link changed the planted name: %v", err)
-			}
-		})
-	}
 }

@@ -24,16 +24,8 @@ import (
 
 	"github.com/nixcnb/nix-buildpack/closure"
 	"github.com/nixcnb/nix-buildpack/nixstore"
+	"github.com/nixcnb/nix-buildpack/storelink"
 )
-
-// LaunchPrefix is what every relocated image names in place of
-// nixstore.Dir: the same for every app and every build, so that a store
-// path relocated for one image has the same bytes as in any other, and an
-// image layer holding it has the same digest in every app's image and
-// from one build to the next (a changed app re-makes only its own
-// layers). At launch it is a symlink to the image's closure folder, which
-// has the same path in every image the buildpack makes (see Link).
-const LaunchPrefix = "/tmp/nixst"
 
 // Prefix derives a prefix under /tmp from seed: "/tmp/" and 5 characters
 // of [a-z0-9], 10 bytes in all, like nixstore.Dir. The same seed always
@@ -50,21 +42,6 @@ func Prefix(seed string) string {
 		n /= uint64(len(alphabet))
 	}
 	return b.String()
-}
-
-// CheckPrefix says why prefix cannot replace nixstore.Dir, or returns nil.
-func CheckPrefix(prefix string) error {
-	switch {
-	case len(prefix) != len(nixstore.Dir):
-		return fmt.Errorf("relocation prefix %q is %d bytes long; it must be %d, the length of %s, so that binaries keep their layout", prefix, len(prefix), len(nixstore.Dir), nixstore.Dir)
-	case !strings.HasPrefix(prefix, "/") || filepath.Clean(prefix) != prefix:
-		return fmt.Errorf("relocation prefix %q must be a clean absolute path", prefix)
-	case prefix == nixstore.Dir:
-		return fmt.Errorf("relocation prefix %q is %s itself", prefix, nixstore.Dir)
-	case strings.ContainsRune(prefix, 0):
-		return fmt.Errorf("relocation prefix %q contains a NUL byte", prefix)
-	}
-	return nil
 }
 
 // Report says what Rewrite did.
@@ -196,7 +173,7 @@ func scan(root, old string) (Plan, error) {
 // their modes back before Apply returns.
 func (p Plan) Apply(storeDir, prefix string) (Report, error) {
 	report := Report{Skipped: p.Skipped}
-	if err := CheckPrefix(prefix); err != nil {
+	if err := storelink.CheckPrefix(prefix); err != nil {
 		return report, err
 	}
 	report, err := p.apply(storeDir, nixstore.Dir, prefix)
@@ -283,7 +260,7 @@ func (p Plan) apply(root, oldText, replText string) (Report, error) {
 
 // Rewrite scans storeDir and applies the plan: Scan, then Apply.
 func Rewrite(storeDir, prefix string) (Report, error) {
-	if err := CheckPrefix(prefix); err != nil {
+	if err := storelink.CheckPrefix(prefix); err != nil {
 		return Report{}, err
 	}
 	plan, err := Scan(storeDir)

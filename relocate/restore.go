@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/nixcnb/nix-buildpack/nixstore"
+	"github.com/nixcnb/nix-buildpack/storelink"
 )
 
 // Copy copies the store path src to dst with prefix in place of
@@ -48,7 +49,7 @@ type Copier struct {
 // Copy copies the store path src to dst as the package's Copy does,
 // linking what it can (see Copier).
 func (c *Copier) Copy(src, dst, prefix string) error {
-	if err := CheckPrefix(prefix); err != nil {
+	if err := storelink.CheckPrefix(prefix); err != nil {
 		return err
 	}
 	old, repl := []byte(nixstore.Dir), []byte(prefix)
@@ -193,7 +194,7 @@ func (c *Copier) link(in *os.File, src, dst string, header []byte, verbatim bool
 // (compressing again would not give the builder's bytes back), and Restore
 // refuses it, naming the file.
 func Restore(root, prefix string) (Report, error) {
-	if err := CheckPrefix(prefix); err != nil {
+	if err := storelink.CheckPrefix(prefix); err != nil {
 		return Report{}, err
 	}
 	plan, err := scan(root, prefix)

@@ -42,6 +42,7 @@ import (
 	"github.com/nixcnb/nix-buildpack/launch"
 	"github.com/nixcnb/nix-buildpack/nixstore"
 	"github.com/nixcnb/nix-buildpack/relocate"
+	"github.com/nixcnb/nix-buildpack/storelink"
 )
 
 type options struct {
@@ -159,7 +160,7 @@ func run(ctx context.Context, o options) (err error) {
 		return fmt.Errorf("the relocated copy still mentions %s in %v", nixstore.Dir, left)
 	}
 	clean.add(func() error { return unlinkPrefix(prefix, relocated) })
-	if err := relocate.Link(prefix, relocated); err != nil {
+	if err := storelink.Link(prefix, relocated); err != nil {
 		return err
 	}
 

@@ -42,8 +42,11 @@ func run(invokedAs string, args []string) (int, error) {
 	launcher := filepath.Dir(filepath.Dir(exe))
 	closure := filepath.Join(filepath.Dir(launcher), launch.ClosureLayer)
 	if invokedAs == launch.RelocateExecD {
-		launch.RunRelocationExecD(closure)
-		return 0, nil
+		vars, err := launch.LinkRelocated(closure)
+		if err != nil {
+			return 0, err
+		}
+		return 0, launch.WriteExecDVariables(os.NewFile(3, "/dev/fd/3"), vars)
 	}
 	cfg, err := launch.ReadConfig(closure)
 	if err != nil {
