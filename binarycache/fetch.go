@@ -19,6 +19,8 @@ import (
 	"github.com/nix-community/go-nix/pkg/narinfo"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/nixcnb/nix-buildpack/closure"
+	"github.com/nixcnb/nix-buildpack/narfile"
 	"github.com/nixcnb/nix-buildpack/nixstore"
 )
 
@@ -249,7 +251,7 @@ func (c *Cache) FetchPaths(ctx context.Context, cl *Closure, paths []string, des
 		if err != nil {
 			return err
 		}
-		defer func() { _ = removeTree(tmp) }()
+		defer func() { _ = closure.RemoveTree(tmp) }()
 		if err := t.waitForReferences(); err != nil {
 			return err
 		}
@@ -314,7 +316,7 @@ func fetchNar(ctx context.Context, o *origin, ni *narinfo.NarInfo, destStoreDir 
 	}
 	n, err := unpackVerified(ctx, o, sp, ni, filepath.Join(tmp, "out"), prog)
 	if err != nil {
-		_ = removeTree(tmp)
+		_ = closure.RemoveTree(tmp)
 		return "", 0, err
 	}
 	return tmp, n, nil
@@ -346,17 +348,17 @@ func unpackVerified(ctx context.Context, o *origin, sp nixstore.Path, ni *narinf
 	}
 	defer rc.Close()
 	src := &sourceReader{r: rc}
-	fileSum := newCountingHash(ctx, prog.add)
+	fileSum := narfile.NewCountingHash(ctx, prog.add)
 	compressed := io.TeeReader(src, fileSum)
-	dec, err := decompressor(ni.Compression, compressed)
+	dec, err := narfile.Decompressor(ni.Compression, compressed)
 	if err != nil {
 		return 0, o.corrupt(sp, fmt.Sprintf("the NAR file of %s does not decompress as %s (%v)", sp.String(), ni.Compression, err))
 	}
 	defer dec.Close()
-	narSum := newCountingHash(ctx, nil)
+	narSum := narfile.NewCountingHash(ctx, nil)
 	narStream := io.TeeReader(dec, narSum)
 
-	restoreErr := RestoreNar(narStream, dest)
+	restoreErr := narfile.Restore(narStream, dest)
 	if restoreErr == nil {
 		// Whatever follows the archive counts towards the hashes too.
 		_, restoreErr = io.Copy(io.Discard, narStream)
@@ -377,23 +379,23 @@ func unpackVerified(ctx context.Context, o *origin, sp nixstore.Path, ni *narinf
 			sp.String(), o.objects.URL(ni.URL), ni.Compression, restoreErr))
 	}
 
-	if ni.FileHash != nil && !bytes.Equal(ni.FileHash.Digest(), fileSum.h.Sum(nil)) {
+	if ni.FileHash != nil && !bytes.Equal(ni.FileHash.Digest(), fileSum.Sum()) {
 		return 0, o.corrupt(sp, fmt.Sprintf("the NAR file for %s (%s) does not match its narinfo's FileHash (want %s, got %s)",
-			sp.String(), o.objects.URL(ni.URL), formatHash(ni.FileHash.Digest()), formatHash(fileSum.h.Sum(nil))))
+			sp.String(), o.objects.URL(ni.URL), formatHash(ni.FileHash.Digest()), formatHash(fileSum.Sum())))
 	}
-	if ni.FileSize > 0 && int64(ni.FileSize) != fileSum.n {
+	if ni.FileSize > 0 && int64(ni.FileSize) != fileSum.Count() {
 		return 0, o.corrupt(sp, fmt.Sprintf("the NAR file for %s is %d bytes, but its narinfo's FileSize says %d",
-			sp.String(), fileSum.n, ni.FileSize))
+			sp.String(), fileSum.Count(), ni.FileSize))
 	}
-	if !bytes.Equal(ni.NarHash.Digest(), narSum.h.Sum(nil)) {
+	if !bytes.Equal(ni.NarHash.Digest(), narSum.Sum()) {
 		return 0, o.corrupt(sp, fmt.Sprintf("NAR for %s does not match its narinfo's NarHash (want %s, got %s)",
-			sp.String(), formatHash(ni.NarHash.Digest()), formatHash(narSum.h.Sum(nil))))
+			sp.String(), formatHash(ni.NarHash.Digest()), formatHash(narSum.Sum())))
 	}
-	if int64(ni.NarSize) != narSum.n {
+	if int64(ni.NarSize) != narSum.Count() {
 		return 0, o.corrupt(sp, fmt.Sprintf("NAR for %s is %d bytes, but its narinfo's NarSize says %d",
-			sp.String(), narSum.n, ni.NarSize))
+			sp.String(), narSum.Count(), ni.NarSize))
 	}
-	return fileSum.n, nil
+	return fileSum.Count(), nil
 }
 
 // isLocalFSError tells errors of the destination's file system (disk full,
@@ -440,5 +442,5 @@ func moveIntoPlace(src, dest string) error {
 	if err := os.Chmod(dest, 0o555); err != nil {
 		return err
 	}
-	return os.Chtimes(dest, canonicalTime, canonicalTime)
+	return os.Chtimes(dest, narfile.CanonicalTime, narfile.CanonicalTime)
 }

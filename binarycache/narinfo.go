@@ -16,6 +16,7 @@ import (
 	"github.com/nix-community/go-nix/pkg/nixbase32"
 	"github.com/nix-community/go-nix/pkg/nixhash"
 
+	"github.com/nixcnb/nix-buildpack/narfile"
 	"github.com/nixcnb/nix-buildpack/nixstore"
 )
 
@@ -54,7 +55,7 @@ func sha256Hash(digest []byte) *nixhash.HashWithEncoding {
 func formatHash(digest []byte) string { return sha256Hash(digest).Format(nixhash.NixBase32, true) }
 
 // newNarinfo describes a packed path.
-func newNarinfo(pi nixstore.PathInfo, compression string, packed *packedNar) (*narinfo.NarInfo, error) {
+func newNarinfo(pi nixstore.PathInfo, compression string, packed *narfile.Packed) (*narinfo.NarInfo, error) {
 	refs := make([]string, 0, len(pi.References))
 	for _, r := range pi.References {
 		sp, err := nixstore.Parse(r)
@@ -77,12 +78,12 @@ func newNarinfo(pi nixstore.PathInfo, compression string, packed *packedNar) (*n
 	}
 	return &narinfo.NarInfo{
 		StorePath:   pi.Path,
-		URL:         narKey(packed.fileHash, compression),
+		URL:         narKey(packed.FileHash, compression),
 		Compression: compression,
-		FileHash:    sha256Hash(packed.fileHash),
-		FileSize:    uint64(packed.fileSize),
-		NarHash:     sha256Hash(packed.narHash),
-		NarSize:     uint64(packed.narSize),
+		FileHash:    sha256Hash(packed.FileHash),
+		FileSize:    uint64(packed.FileSize),
+		NarHash:     sha256Hash(packed.NarHash),
+		NarSize:     uint64(packed.NarSize),
 		References:  refs,
 		Deriver:     deriver,
 		CA:          pi.CA,

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nix-community/go-nix/pkg/nixhash"
 
+	"github.com/nixcnb/nix-buildpack/closure"
 	"github.com/nixcnb/nix-buildpack/nixstore"
 
 	"github.com/nixcnb/nix-buildpack/config"
@@ -41,7 +42,7 @@ func newNix(t *testing.T) *nixTool {
 	t.Cleanup(func() {
 		if _, err := os.Lstat("/nix"); err == nil && !hadNix {
 			t.Errorf("a Nix command created /nix; removing it")
-			_ = removeTree("/nix")
+			_ = closure.RemoveTree("/nix")
 		}
 	})
 	home := tempTree(t)
@@ -65,7 +66,7 @@ func newNix(t *testing.T) *nixTool {
 func tempTree(t *testing.T) string {
 	t.Helper()
 	d := t.TempDir()
-	t.Cleanup(func() { _ = removeTree(d) })
+	t.Cleanup(func() { _ = closure.RemoveTree(d) })
 	return d
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/nix-community/go-nix/pkg/narinfo"
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
 
+	"github.com/nixcnb/nix-buildpack/narfile"
 	"github.com/nixcnb/nix-buildpack/nixstore"
 )
 
@@ -126,7 +127,7 @@ func (c *Cache) Push(ctx context.Context, paths []nixstore.PathInfo, storeDir st
 	var total int64
 	for _, p := range missing {
 		sp, _ := nixstore.Parse(p)
-		n, err := nixstore.NarSize(filepath.Join(storeDir, sp.Base()))
+		n, err := narfile.Size(filepath.Join(storeDir, sp.Base()))
 		if errors.Is(err, fs.ErrNotExist) {
 			return stats, fmt.Errorf("cannot push %s: %s does not exist", p, filepath.Join(storeDir, sp.Base()))
 		}
@@ -225,24 +226,24 @@ func (c *Cache) pushNar(ctx context.Context, pi nixstore.PathInfo, storeDir, com
 	prog *progress,
 ) (ni *narinfo.NarInfo, sent int64, err error) {
 	sp, _ := nixstore.Parse(pi.Path)
-	packed, err := packPath(ctx, filepath.Join(storeDir, sp.Base()), compression, c.tempDir(), prog.add)
+	packed, err := narfile.Pack(ctx, filepath.Join(storeDir, sp.Base()), compression, c.tempDir(), prog.add)
 	if err != nil {
 		return nil, 0, fmt.Errorf("cannot push %s: %w", pi.Path, err)
 	}
-	defer packed.discard()
+	defer packed.Discard()
 	want, err := nixstore.CanonicalNarHash(pi.NarHash)
 	if err != nil {
 		return nil, 0, fmt.Errorf("cannot push %s: its NarHash %q does not parse: %w", pi.Path, pi.NarHash, err)
 	}
-	if got := formatHash(packed.narHash); want != "" && got != want {
+	if got := formatHash(packed.NarHash); want != "" && got != want {
 		return nil, 0, fmt.Errorf("cannot push %s: its files in %s do not match the NAR hash Nix recorded "+
 			"(want %s, got %s); the store path was changed after it was built: repair it "+
 			"(nix-store --verify --check-contents --repair) or build it again",
 			pi.Path, storeDir, want, got)
 	}
-	if pi.NarSize > 0 && pi.NarSize != packed.narSize {
+	if pi.NarSize > 0 && pi.NarSize != packed.NarSize {
 		return nil, 0, fmt.Errorf("cannot push %s: its NAR is %d bytes, but Nix recorded %d; the store path was "+
-			"changed after it was built", pi.Path, packed.narSize, pi.NarSize)
+			"changed after it was built", pi.Path, packed.NarSize, pi.NarSize)
 	}
 	ni, err = newNarinfo(pi, compression, packed)
 	if err != nil {
@@ -253,10 +254,10 @@ func (c *Cache) pushNar(ctx context.Context, pi nixstore.PathInfo, storeDir, com
 		return nil, 0, err
 	}
 	if !have {
-		if err := c.Objects.Put(ctx, ni.URL, packed.file, packed.fileSize); err != nil {
+		if err := c.Objects.Put(ctx, ni.URL, packed.File, packed.FileSize); err != nil {
 			return nil, 0, err
 		}
-		sent = packed.fileSize
+		sent = packed.FileSize
 	}
 	return ni, sent, nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/nix-community/go-nix/pkg/nar"
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
 
+	"github.com/nixcnb/nix-buildpack/narfile"
 	"github.com/nixcnb/nix-buildpack/nixstore"
 )
 
@@ -28,7 +29,7 @@ func withNarHashes(t *testing.T, f *fixture) []nixstore.PathInfo {
 		h := sha256.New()
 		must(t, nar.DumpPath(h, f.dir(pi.Path)))
 		pi.NarHash = formatHash(h.Sum(nil))
-		n, err := nixstore.NarSize(f.dir(pi.Path))
+		n, err := narfile.Size(f.dir(pi.Path))
 		must(t, err)
 		pi.NarSize = n
 		infos = append(infos, pi)

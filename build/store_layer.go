@@ -14,6 +14,7 @@ import (
 
 	"github.com/nixcnb/nix-buildpack/closure"
 	"github.com/nixcnb/nix-buildpack/config"
+	"github.com/nixcnb/nix-buildpack/narfile"
 	"github.com/nixcnb/nix-buildpack/nixstore"
 	"github.com/nixcnb/nix-buildpack/prootcmd"
 	"github.com/nixcnb/nix-buildpack/storeruntime"
@@ -176,7 +177,7 @@ func checkStore(nix Nix, store storeLayer) (storeCheck, error) {
 			return c, err
 		}
 		listed[name] = true
-		size, err := nixstore.NarSize(filepath.Join(store.storeDir(), name))
+		size, err := narfile.Size(filepath.Join(store.storeDir(), name))
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 			c.missing = append(c.missing, in.Path)

@@ -15,7 +15,7 @@ import (
 	"github.com/nix-community/go-nix/pkg/derivation"
 	"github.com/ulikunitz/xz"
 
-	"github.com/nixcnb/nix-buildpack/binarycache"
+	"github.com/nixcnb/nix-buildpack/narfile"
 )
 
 // fetchurl does what Nix's builtin:fetchurl builder does, which runs inside
@@ -48,7 +48,7 @@ func fetchurl(ctx context.Context, drv *derivation.Derivation, dest string, log 
 				return fmt.Errorf("unpacking '%s': %w", link, err)
 			}
 		}
-		if err := binarycache.RestoreNar(nar, dest); err != nil {
+		if err := narfile.Restore(nar, dest); err != nil {
 			return fmt.Errorf("unpacking '%s': %w", link, err)
 		}
 		// Writable, as a builder leaves its output, for the move into the

@@ -30,7 +30,7 @@ echo "==> go test -fuzz"
 # 75804, fixed in Go 1.27). NIXCNB_FUZZTIME=30s (or 50000x) overrides
 # every target's budget.
 fuzz_start=$SECONDS fuzzed=0
-for target in binarycache:FuzzNarinfo:60000x binarycache:FuzzRestoreNar:6000x binarycache:FuzzAppPointer:60000x \
+for target in binarycache:FuzzNarinfo:60000x narfile:FuzzRestore:6000x binarycache:FuzzAppPointer:60000x \
   slugexclude:FuzzRules:250000x launch:FuzzReadConfig:15000x nixcli:FuzzParseRegInfo:200000x \
   relocbuild:FuzzStructuredAttrs:40000x; do
   IFS=: read -r pkg name budget <<<"$target"

@@ -12,6 +12,7 @@ import (
 	"github.com/nix-community/go-nix/pkg/nar"
 	"github.com/nix-community/go-nix/pkg/nixbase32"
 
+	"github.com/nixcnb/nix-buildpack/narfile"
 	"github.com/nixcnb/nix-buildpack/nixstore"
 )
 
@@ -83,6 +84,6 @@ func pathInfo(dir, p string) (nixstore.PathInfo, error) {
 	if err != nil {
 		return nixstore.PathInfo{}, err
 	}
-	size, err := nixstore.NarSize(filepath.Join(dir, base(p)))
+	size, err := narfile.Size(filepath.Join(dir, base(p)))
 	return nixstore.PathInfo{Path: p, NarHash: narHash, NarSize: size}, err
 }

@@ -1,4 +1,4 @@
-package nixstore
+package narfile
 
 import (
 	"fmt"
@@ -7,11 +7,11 @@ import (
 	"path/filepath"
 )
 
-// NarSize is the size of the NAR of the files at path (what Nix records as
+// Size is the size of the NAR of the files at path (what Nix records as
 // a path's narSize), found from their names, kinds and sizes alone: no
 // file is read, so a store's paths can be checked against their records at
 // the cost of a walk. A file cut short, or one missing, changes it.
-func NarSize(path string) (int64, error) {
+func Size(path string) (int64, error) {
 	n, err := nodeSize(path)
 	if err != nil {
 		return 0, fmt.Errorf("measuring the NAR of %s: %w", path, err)

@@ -1,15 +1,11 @@
-package binarycache
+package narfile
 
 import (
-	"bufio"
 	"bytes"
-	"compress/bzip2"
-	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"path"
@@ -18,149 +14,20 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
 	"github.com/nix-community/go-nix/pkg/nar"
-	"github.com/ulikunitz/xz"
 )
 
-// packedNar is a store path serialised to a NAR, compressed into a
-// temporary file, with the hashes and sizes a narinfo needs.
-type packedNar struct {
-	file     *os.File // positioned at 0; the caller closes and removes it
-	fileHash []byte   // sha256 of the compressed file
-	fileSize int64
-	narHash  []byte // sha256 of the NAR
-	narSize  int64
-}
-
-func (p *packedNar) discard() {
-	if p != nil && p.file != nil {
-		_ = p.file.Close()
-		_ = os.Remove(p.file.Name())
-	}
-}
-
-// countingHash hashes and counts what is written to it, and reports each
-// write's size to an optional callback.
-type countingHash struct {
-	h     hash.Hash
-	n     int64
-	ctx   context.Context
-	onAdd func(int64)
-}
-
-func newCountingHash(ctx context.Context, onAdd func(int64)) *countingHash {
-	return &countingHash{h: sha256.New(), ctx: ctx, onAdd: onAdd}
-}
-
-func (c *countingHash) Write(p []byte) (int, error) {
-	if c.ctx != nil {
-		if err := c.ctx.Err(); err != nil {
-			return 0, err
-		}
-	}
-	c.h.Write(p)
-	c.n += int64(len(p))
-	if c.onAdd != nil {
-		c.onAdd(int64(len(p)))
-	}
-	return len(p), nil
-}
-
-// packPath dumps src (a store path's physical location) as a NAR,
-// compresses it into a temporary file in tmpDir, and hashes both forms.
-// onNarBytes is told of NAR bytes as they are produced.
-func packPath(ctx context.Context, src, compression, tmpDir string, onNarBytes func(int64)) (*packedNar, error) {
-	tmp, err := os.CreateTemp(tmpDir, "binarycache-nar-*")
-	if err != nil {
-		return nil, fmt.Errorf("creating a temporary file for the NAR of %s: %w", src, err)
-	}
-	packed := &packedNar{file: tmp}
-	ok := false
-	defer func() {
-		if !ok {
-			packed.discard()
-		}
-	}()
-
-	buffered := bufio.NewWriterSize(tmp, 1<<20)
-	fileSum := newCountingHash(nil, nil)
-	compressed := io.MultiWriter(buffered, fileSum)
-	var comp io.WriteCloser
-	switch compression {
-	case "zstd":
-		comp, err = zstd.NewWriter(compressed, zstd.WithEncoderLevel(zstd.SpeedDefault))
-	case "xz":
-		comp, err = xz.NewWriter(compressed)
-	case "none":
-		comp = nopWriteCloser{compressed}
-	default:
-		err = fmt.Errorf("unsupported compression %q (zstd, xz or none)", compression)
-	}
-	if err != nil {
-		return nil, err
-	}
-	narSum := newCountingHash(ctx, onNarBytes)
-	if err := nar.DumpPath(io.MultiWriter(narSum, comp), src); err != nil {
-		_ = comp.Close()
-		if ctxErr := ctx.Err(); ctxErr != nil {
-			return nil, ctxErr
-		}
-		return nil, fmt.Errorf("serialising %s as a NAR: %w", src, err)
-	}
-	if err := comp.Close(); err != nil {
-		return nil, fmt.Errorf("compressing the NAR of %s: %w", src, err)
-	}
-	if err := buffered.Flush(); err != nil {
-		return nil, fmt.Errorf("writing the NAR of %s to %s: %w", src, tmp.Name(), err)
-	}
-	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
-		return nil, fmt.Errorf("rewinding %s: %w", tmp.Name(), err)
-	}
-	packed.fileHash, packed.fileSize = fileSum.h.Sum(nil), fileSum.n
-	packed.narHash, packed.narSize = narSum.h.Sum(nil), narSum.n
-	ok = true
-	return packed, nil
-}
-
-type nopWriteCloser struct{ io.Writer }
-
-func (nopWriteCloser) Close() error { return nil }
-
-// decompressor wraps r in a reader for the named compression.
-func decompressor(compression string, r io.Reader) (io.ReadCloser, error) {
-	switch compression {
-	case "zstd":
-		d, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1))
-		if err != nil {
-			return nil, err
-		}
-		return d.IOReadCloser(), nil
-	case "xz":
-		x, err := xz.NewReader(r)
-		if err != nil {
-			return nil, err
-		}
-		return io.NopCloser(x), nil
-	case "bzip2":
-		return io.NopCloser(bzip2.NewReader(r)), nil
-	case "none":
-		return io.NopCloser(r), nil
-	}
-	return nil, fmt.Errorf("unsupported compression %q", compression)
-}
-
-// canonicalTime is the modification time Nix gives every file in the
+// CanonicalTime is the modification time Nix gives every file in the
 // store.
-var canonicalTime = time.Unix(1, 0)
+var CanonicalTime = time.Unix(1, 0)
 
-// RestoreNar unpacks a NAR read from r at dest, which must not exist. Like
+// Restore unpacks a NAR read from r at dest, which must not exist. Like
 // Nix, it makes files read-only (0444, or 0555 when executable), directories
 // 0555, and sets modification times to 1 s after the epoch. Every entry is
 // created exclusively (never through an existing file or symlink), so a NAR
 // cannot write outside dest. On error, dest may be left partly written;
 // the caller removes it (its folders are read-only).
-func RestoreNar(r io.Reader, dest string) (err error) {
+func Restore(r io.Reader, dest string) (err error) {
 	// What was read, and the archive Nix would write of what was unpacked:
 	// they must be the same bytes. The parser is lenient (it passes over
 	// tokens Nix refuses), and files unpacked from an archive Nix would not
@@ -255,7 +122,7 @@ func RestoreNar(r io.Reader, dest string) (err error) {
 		if err := os.Chmod(d, 0o555); err != nil {
 			return err
 		}
-		if err := os.Chtimes(d, canonicalTime, canonicalTime); err != nil {
+		if err := os.Chtimes(d, CanonicalTime, CanonicalTime); err != nil {
 			return err
 		}
 	}
@@ -348,18 +215,7 @@ func restoreFile(r io.Reader, target string, hdr *nar.Header) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Chtimes(target, canonicalTime, canonicalTime)
+		err = os.Chtimes(target, CanonicalTime, CanonicalTime)
 	}
 	return err
-}
-
-// removeTree deletes a tree that RestoreNar may have made read-only.
-func removeTree(p string) error {
-	_ = filepath.WalkDir(p, func(q string, d os.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			_ = os.Chmod(q, 0o755)
-		}
-		return nil
-	})
-	return os.RemoveAll(p)
 }

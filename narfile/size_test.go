@@ -1,4 +1,4 @@
-package nixstore
+package narfile
 
 import (
 	"os"
@@ -17,10 +17,10 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// NarSize is the length of the NAR go-nix writes of the same files, for a
+// Size is the length of the NAR go-nix writes of the same files, for a
 // tree with every kind of entry and contents of every padding, and for a
 // file and a link alone; a file cut short changes it.
-func TestNarSizeIsTheNARsLength(t *testing.T) {
+func TestSizeIsTheNARsLength(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "tree")
 	files := map[string]string{"a": "", "bin/web": "#!/bin/sh\necho hi\n", "share/doc/x.txt": strings.Repeat("x", 8), "share/doc/seven": "1234567", "z-long-name-of-a-file": strings.Repeat("y", 4097)}
 	for name, content := range files {
@@ -47,23 +47,23 @@ func TestNarSizeIsTheNARsLength(t *testing.T) {
 		if err := nar.DumpPath(&want, path); err != nil {
 			t.Fatal(err)
 		}
-		got, err := NarSize(path)
+		got, err := Size(path)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if got != want.n {
-			t.Errorf("NarSize(%s) = %d, the NAR has %d bytes", path, got, want.n)
+			t.Errorf("Size(%s) = %d, the NAR has %d bytes", path, got, want.n)
 		}
 	}
 
-	before, _ := NarSize(root)
+	before, _ := Size(root)
 	if err := os.Truncate(filepath.Join(root, "z-long-name-of-a-file"), 4000); err != nil {
 		t.Fatal(err)
 	}
-	if after, _ := NarSize(root); after == before {
+	if after, _ := Size(root); after == before {
 		t.Error("a file cut short left the NAR size as it was")
 	}
-	if _, err := NarSize(filepath.Join(root, "missing")); err == nil {
+	if _, err := Size(filepath.Join(root, "missing")); err == nil {
 		t.Error("no error for a missing path")
 	}
 }
