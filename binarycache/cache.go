@@ -12,8 +12,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/nixcnb/nix-buildpack/nixstore"
-
-	"github.com/nixcnb/nix-buildpack/config"
 )
 
 // Cache reads and writes a Nix binary cache kept in Objects.
@@ -21,7 +19,7 @@ type Cache struct {
 	Objects Objects
 	// Compression for pushed NARs: "zstd" (default), "xz" or "none". Fetch
 	// reads whatever each narinfo says (zstd, xz, bzip2, none).
-	Compression config.Compression
+	Compression string
 	// SigningKey is a Nix secret key ("name:base64", as written by
 	// nix-store --generate-binary-cache-key); empty pushes unsigned paths.
 	SigningKey string
@@ -57,10 +55,10 @@ func (c *Cache) parallel() int {
 
 func (c *Cache) compression() (string, error) {
 	switch c.Compression {
-	case "", config.CompressionZstd:
-		return string(config.CompressionZstd), nil
-	case config.CompressionXZ, config.CompressionNone:
-		return string(c.Compression), nil
+	case "", "zstd":
+		return "zstd", nil
+	case "xz", "none":
+		return c.Compression, nil
 	}
 	return "", fmt.Errorf("unsupported compression %q: use zstd, xz or none", c.Compression)
 }

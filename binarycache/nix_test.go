@@ -18,7 +18,6 @@ import (
 	"github.com/nixcnb/nix-buildpack/closure"
 	"github.com/nixcnb/nix-buildpack/nixstore"
 
-	"github.com/nixcnb/nix-buildpack/config"
 )
 
 // These tests run Debian's Nix 2.8 (nix-bin) against what this package
@@ -191,7 +190,7 @@ func TestNixReadsWhatWePush(t *testing.T) {
 	for _, compression := range []string{"zstd", "xz", "none"} {
 		t.Run(compression, func(t *testing.T) {
 			cache := filepath.Join(tempTree(t), "cache")
-			c := &Cache{Objects: NewDirObjects(cache), Compression: config.Compression(compression)}
+			c := &Cache{Objects: NewDirObjects(cache), Compression: compression}
 			stats, err := c.Push(ctx, src.infos, src.storeDir())
 			must(t, err)
 			if stats.Uploaded != 2 {

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/nixcnb/nix-buildpack/internal/humanize"
 )
 
 // defaultProgressEvery is how often progress lines are printed. Build logs
@@ -101,11 +103,11 @@ func (p *progress) line(elapsed time.Duration) string {
 	eta := "?"
 	if rate > 0 {
 		left := max(p.totalBytes-done, 0)
-		eta = FormatDuration(time.Duration(float64(left) / rate * float64(time.Second)))
+		eta = humanize.Duration(time.Duration(float64(left) / rate * float64(time.Second)))
 	}
 	return fmt.Sprintf("  %s: %d/%d paths, %s of %s, %s/s, ETA %s",
-		p.verb, p.paths.Load(), p.totalPaths, formatBytes(done), formatBytes(p.totalBytes),
-		formatBytes(int64(rate)), eta)
+		p.verb, p.paths.Load(), p.totalPaths, humanize.Bytes(done), humanize.Bytes(p.totalBytes),
+		humanize.Bytes(int64(rate)), eta)
 }
 
 // moved counts the paths a transfer has finished and their bytes, for its
@@ -127,37 +129,4 @@ func (m *moved) pathDone(bytes, narBytes int64) {
 	m.paths++
 	m.bytes += bytes
 	m.narBytes += narBytes
-}
-
-// formatBytes prints a size in binary units with one decimal, e.g.
-// "35.2 MiB", or "512 B" below 1 KiB.
-func formatBytes(n int64) string {
-	if n < 1024 {
-		return fmt.Sprintf("%d B", n)
-	}
-	units := []string{"KiB", "MiB", "GiB", "TiB", "PiB"}
-	v := float64(n) / 1024
-	i := 0
-	for v >= 1024 && i < len(units)-1 {
-		v /= 1024
-		i++
-	}
-	return fmt.Sprintf("%.1f %s", v, units[i])
-}
-
-// FormatDuration rounds to what a person wants to read: 850ms, 6s, 1m05s.
-// Progress lines show durations so; callers that sum up PushStats or
-// FetchStats may too.
-func FormatDuration(d time.Duration) string {
-	switch {
-	case d < time.Second:
-		return d.Round(time.Millisecond).String()
-	case d < 10*time.Second:
-		return d.Round(100 * time.Millisecond).String()
-	case d < time.Minute:
-		return d.Round(time.Second).String()
-	default:
-		d = d.Round(time.Second)
-		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
-	}
 }

@@ -21,7 +21,6 @@ import (
 	"github.com/nixcnb/nix-buildpack/narfile"
 	"github.com/nixcnb/nix-buildpack/nixstore"
 
-	"github.com/nixcnb/nix-buildpack/config"
 )
 
 var ctx = context.Background()
@@ -30,7 +29,7 @@ func TestPushFetchRoundTrip(t *testing.T) {
 	for _, compression := range []string{"zstd", "xz", "none"} {
 		t.Run(compression, func(t *testing.T) {
 			f := newFixture(t)
-			c := f.pushed(t, &Cache{Compression: config.Compression(compression)})
+			c := f.pushed(t, &Cache{Compression: compression})
 			dest := filepath.Join(t.TempDir(), "dest-store")
 			infos, stats, err := c.Fetch(ctx, []string{f.top}, dest)
 			if err != nil {
@@ -315,7 +314,7 @@ func TestFetchRejectsTamperedNar(t *testing.T) {
 		t.Run(compression, func(t *testing.T) {
 			f := newFixture(t)
 			objects := NewDirObjects(filepath.Join(t.TempDir(), "cache"))
-			c := f.pushed(t, &Cache{Objects: objects, Compression: config.Compression(compression)})
+			c := f.pushed(t, &Cache{Objects: objects, Compression: compression})
 			ni, err := c.readNarinfo(ctx, mustParse(t, f.lib))
 			must(t, err)
 			p := objects.URL(ni.URL)

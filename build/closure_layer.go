@@ -15,6 +15,7 @@ import (
 
 	"github.com/nixcnb/nix-buildpack/buildplan"
 	"github.com/nixcnb/nix-buildpack/config"
+	"github.com/nixcnb/nix-buildpack/internal/humanize"
 	"github.com/nixcnb/nix-buildpack/launch"
 	"github.com/nixcnb/nix-buildpack/nixstore"
 	"github.com/nixcnb/nix-buildpack/prootcmd"
@@ -204,7 +205,7 @@ func (r *run) closureLayers(proot prootcmd.Tool, plan buildplan.Entry, src closu
 	}
 
 	r.log.Process("Runtime closure")
-	r.log.Subprocess("Closure: %s, %s of NAR, in %s", plural(len(paths), "store path"), humanBytes(narBytes), plural(len(groups), "layer"))
+	r.log.Subprocess("Closure: %s, %s of NAR, in %s", plural(len(paths), "store path"), humanize.Bytes(narBytes), plural(len(groups), "layer"))
 	var pathLayers []pathLayer
 	err = r.timed(func() error {
 		var err error
@@ -317,7 +318,7 @@ func (r *run) storePathLayers(groups []pathGroup, infos map[string]nixstore.Path
 		}
 	}
 	if prune.found && made > 0 {
-		r.log.Subprocess(".slugexclude removed %s (%d entries) from the layers made", humanBytes(removed), entries)
+		r.log.Subprocess(".slugexclude removed %s (%d entries) from the layers made", humanize.Bytes(removed), entries)
 		// A program in one layer may load a library .slugexclude removed
 		// from another: the check reads the whole closure as Nix built it.
 		var under []string

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/nixcnb/nix-buildpack/internal/humanize"
 )
 
 // A full disk fails whichever step writes next: unpacking the release,
@@ -43,7 +45,7 @@ func fullest(folders []folder) string {
 			continue
 		}
 		if free := st.Bavail * uint64(st.Bsize); !found || free < least {
-			name = fmt.Sprintf("%s %s (%s free of %s)", f.what, f.path, humanBytes(int64(free)), humanBytes(int64(st.Blocks*uint64(st.Bsize))))
+			name = fmt.Sprintf("%s %s (%s free of %s)", f.what, f.path, humanize.Bytes(int64(free)), humanize.Bytes(int64(st.Blocks*uint64(st.Bsize))))
 			found, least = true, free
 		}
 	}

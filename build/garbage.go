@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nixcnb/nix-buildpack/internal/humanize"
 	"github.com/nixcnb/nix-buildpack/nixstore"
 )
 
@@ -60,7 +61,7 @@ func (r *run) collectGarbage(nix Nix, store storeLayer, release releaseLayer, bu
 	}
 	if len(kept.sources) > 0 {
 		r.log.Subprocess("Keeping %s that evaluation fetched or copied (%s): nothing refers to them, but the next evaluation likely reads them again (each kept up to %d days from its first fetch, BP_NIX_KEEP_SOURCES_DAYS)",
-			plural(len(kept.sources), "source"), humanBytes(size), r.cfg.KeepSourcesDays)
+			plural(len(kept.sources), "source"), humanize.Bytes(size), r.cfg.KeepSourcesDays)
 		if err := writeRoots(store.rootsDir(), append(roots, kept.sources...)); err != nil {
 			return kept, fmt.Errorf("registering GC roots: %w", err)
 		}
@@ -87,7 +88,7 @@ func (r *run) collectGarbage(nix Nix, store storeLayer, release releaseLayer, bu
 	for _, info := range all {
 		total += info.NarSize
 	}
-	r.log.Subprocess("The cached store holds %s, %s", plural(len(all), "store path"), humanBytes(total))
+	r.log.Subprocess("The cached store holds %s, %s", plural(len(all), "store path"), humanize.Bytes(total))
 	r.log.Break()
 	kept.runtime, err = nix.Requisites(ctx, built.OutPaths...)
 	return kept, err

@@ -14,6 +14,7 @@ import (
 	"github.com/nixcnb/nix-buildpack/binarycache"
 	"github.com/nixcnb/nix-buildpack/buildplan"
 	"github.com/nixcnb/nix-buildpack/closure"
+	"github.com/nixcnb/nix-buildpack/internal/humanize"
 	"github.com/nixcnb/nix-buildpack/launch"
 	"github.com/nixcnb/nix-buildpack/nixstore"
 )
@@ -110,7 +111,7 @@ func (r *run) bucketSource(cache *binarycache.Cache, roots []string) (closureSou
 	for _, in := range infos {
 		size += in.NarSize
 	}
-	r.log.Subprocess("The build's closure: %s, %s of NAR; fetching the paths of the layers this deploy makes", plural(len(infos), "store path"), humanBytes(size))
+	r.log.Subprocess("The build's closure: %s, %s of NAR; fetching the paths of the layers this deploy makes", plural(len(infos), "store path"), humanize.Bytes(size))
 	// placed are the paths moved into their layers: never fetched again.
 	placed := map[string]bool{}
 	fetch := func(paths []string) error {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/nixcnb/nix-buildpack/binarycache"
 	"github.com/nixcnb/nix-buildpack/config"
+	"github.com/nixcnb/nix-buildpack/internal/humanize"
 )
 
 // BucketOpener connects to the S3 bucket as a store of objects.
@@ -43,7 +44,7 @@ func (r *run) openBinaryCache() (*binarycache.Cache, error) {
 	r.log.Break()
 	return &binarycache.Cache{
 		Objects:     objects,
-		Compression: r.cfg.Compression,
+		Compression: string(r.cfg.Compression),
 		SigningKey:  r.cfg.SigningKey,
 		TrustedKeys: r.cfg.TrustedPublicKeys,
 		Progress:    scribe.NewWriter(r.tools.Output, scribe.WithIndent(2)),
@@ -155,7 +156,7 @@ func (r *run) share(nix installedNix, cache *binarycache.Cache, storeDir string,
 // pushSummary is the line that ends a push's progress lines, or "" when
 // Push failed before uploading anything.
 func pushSummary(s binarycache.PushStats, err error) string {
-	took := binarycache.FormatDuration(s.Duration)
+	took := humanize.Duration(s.Duration)
 	switch {
 	case err != nil:
 		return failedSummary("push", s.Uploaded, s.Missing, took)
@@ -163,18 +164,18 @@ func pushSummary(s binarycache.PushStats, err error) string {
 		return fmt.Sprintf("pushed 0 paths; %d already in the cache (%s)", s.Skipped, took)
 	}
 	return fmt.Sprintf("pushed %d paths (%s compressed, %s NAR); %d already in the cache (%s)",
-		s.Uploaded, humanBytes(s.BytesUploaded), humanBytes(s.NarBytes), s.Skipped, took)
+		s.Uploaded, humanize.Bytes(s.BytesUploaded), humanize.Bytes(s.NarBytes), s.Skipped, took)
 }
 
 // fetchSummary is the line that ends a fetch's progress lines, or "" when
 // Fetch failed before downloading anything.
 func fetchSummary(s binarycache.FetchStats, err error) string {
-	took := binarycache.FormatDuration(s.Duration)
+	took := humanize.Duration(s.Duration)
 	if err != nil {
 		return failedSummary("fetch", s.Downloaded, s.Missing, took)
 	}
 	line := fmt.Sprintf("fetched %s (%s downloaded, %s NAR); %d already present (%s)",
-		plural(s.Downloaded, "path"), humanBytes(s.Bytes), humanBytes(s.NarBytes), s.Present, took)
+		plural(s.Downloaded, "path"), humanize.Bytes(s.Bytes), humanize.Bytes(s.NarBytes), s.Present, took)
 	for _, name := range slices.Sorted(maps.Keys(s.FromUpstream)) {
 		line += fmt.Sprintf("; %d of them from %s", s.FromUpstream[name], name)
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/nixcnb/nix-buildpack/binarycache"
+	"github.com/nixcnb/nix-buildpack/internal/humanize"
 )
 
 // The bucket's upstreams (BP_NIX_S3_UPSTREAMS): binary caches that serve
@@ -86,7 +87,7 @@ func servedLines(stats binarycache.PushStats) []string {
 	var lines []string
 	for _, name := range slices.Sorted(maps.Keys(stats.Served)) {
 		s := stats.Served[name]
-		lines = append(lines, fmt.Sprintf("left %s (%s of NAR) to %s, which serves them", plural(s.Paths, "path"), humanBytes(s.NarBytes), name))
+		lines = append(lines, fmt.Sprintf("left %s (%s of NAR) to %s, which serves them", plural(s.Paths, "path"), humanize.Bytes(s.NarBytes), name))
 	}
 	for _, name := range slices.Sorted(maps.Keys(stats.Unanswered)) {
 		lines = append(lines, fmt.Sprintf("Warning: %s did not answer (%v): the paths it was not asked about went to the bucket", name, stats.Unanswered[name]))
