@@ -24,6 +24,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os/signal"
+	"syscall"
 
 	"github.com/paketo-buildpacks/packit/v2"
 	"github.com/paketo-buildpacks/packit/v2/chronos"
@@ -62,20 +64,30 @@ type Tools struct {
 
 // Build returns the build phase.
 func Build(cfg config.Config, tools Tools) packit.BuildFunc {
-	return func(ctx packit.BuildContext) (packit.BuildResult, error) {
+	return func(cnb packit.BuildContext) (packit.BuildResult, error) {
 		level := "INFO"
 		if cfg.Debug {
 			level = "DEBUG"
 		}
-		r := &run{cfg: cfg, tools: tools, ctx: ctx, log: scribe.NewEmitter(tools.Output).WithLevel(level)}
+		// A platform stopping the build (a cancelled deploy, a one-off
+		// dyno shutting down, Ctrl-C) stops Nix and any transfer at
+		// once: Nix is asked to stop, as SIGTERM asks it, and removes
+		// what it had not finished; a push leaves no narinfo without its
+		// NAR. The build fails, so nothing of it is saved.
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+		defer stop()
+		r := &run{cfg: cfg, tools: tools, cnb: cnb, ctx: ctx, log: scribe.NewEmitter(tools.Output).WithLevel(level)}
 		result, err := r.build()
+		if err != nil && ctx.Err() != nil {
+			return result, fmt.Errorf("the build was stopped (SIGTERM or SIGINT) before it finished; it saved nothing, and the next build starts from the last one that finished: %w", err)
+		}
 		return result, r.explainFullDisk(err)
 	}
 }
 
 // build is the build phase, step by step.
 func (r *run) build() (packit.BuildResult, error) {
-	cfg, ctx := r.cfg, r.ctx
+	cfg, ctx := r.cfg, r.cnb
 	r.log.Title("%s %s", ctx.BuildpackInfo.Name, ctx.BuildpackInfo.Version)
 	for _, b := range cfg.Bindings {
 		r.log.Process("Service %s", b)
@@ -188,14 +200,17 @@ func (r *run) build() (packit.BuildResult, error) {
 type run struct {
 	cfg   config.Config
 	tools Tools
-	ctx   packit.BuildContext
-	log   scribe.Emitter
+	cnb   packit.BuildContext
+	// ctx reaches every Nix command and transfer: SIGTERM or SIGINT
+	// cancels it.
+	ctx context.Context
+	log scribe.Emitter
 }
 
 // storeSource is the runtime closure garbage collection kept, in the store
 // layer: placing a path hard-links its files where it can.
 func (r *run) storeSource(nix Nix, store storeLayer, built builtApp, kept keptPaths) (closureSource, error) {
-	infos, err := nix.PathInfos(context.Background(), kept.runtime...)
+	infos, err := nix.PathInfos(r.ctx, kept.runtime...)
 	if err != nil {
 		return closureSource{}, fmt.Errorf("reading the closure's path infos: %w", err)
 	}

@@ -178,7 +178,7 @@ type launchLayers struct {
 // layer and the launcher.
 func (r *run) closureLayers(proot prootcmd.Tool, plan buildplan.Entry, src closureSource, inputs string) (launchLayers, []packit.DirectProcess, error) {
 	var out launchLayers
-	prune, err := readSlugExclude(r.ctx.WorkingDir)
+	prune, err := readSlugExclude(r.cnb.WorkingDir)
 	if err != nil {
 		return out, nil, err
 	}
@@ -227,7 +227,7 @@ func (r *run) closureLayers(proot prootcmd.Tool, plan buildplan.Entry, src closu
 		return out, nil, err
 	}
 	out.launcher = filepath.Join(launcherLayer.Path, "bin", launch.LauncherName)
-	closureLayer, err := r.ctx.Layers.Get(launch.ClosureLayer)
+	closureLayer, err := r.cnb.Layers.Get(launch.ClosureLayer)
 	if err != nil {
 		return out, nil, err
 	}
@@ -269,7 +269,7 @@ func (r *run) storePathLayers(groups []pathGroup, infos map[string]nixstore.Path
 	var all []decided
 	var toMake []string
 	for _, g := range groups {
-		layer, err := r.ctx.Layers.Get(g.name)
+		layer, err := r.cnb.Layers.Get(g.name)
 		if err != nil {
 			return nil, err
 		}
@@ -425,7 +425,7 @@ func (r *run) relocatePaths(l pathLayer, prefix string) (relocate.Report, error)
 func (r *run) closureInputs(results []string, closure, slugExclude string, proot prootcmd.Tool) closureMetadata {
 	m := closureMetadata{
 		Proot:            proot.String(),
-		BuildpackVersion: r.ctx.BuildpackInfo.Version,
+		BuildpackVersion: r.cnb.BuildpackInfo.Version,
 		Results:          results,
 		Closure:          closure,
 		Launcher:         r.cfg.Launcher,
@@ -545,7 +545,7 @@ func readSlugExclude(appDir string) (slugExclude, error) {
 // writeSBOM writes the closure as the layer's CycloneDX SBOM, where the
 // lifecycle puts it in the image for `pack sbom download`.
 func (r *run) writeSBOM(layerName string, results []string, paths []nixstore.PathInfo) error {
-	f, err := os.Create(filepath.Join(r.ctx.Layers.Path, layerName+".sbom.cdx.json"))
+	f, err := os.Create(filepath.Join(r.cnb.Layers.Path, layerName+".sbom.cdx.json"))
 	if err != nil {
 		return err
 	}

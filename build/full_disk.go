@@ -29,7 +29,7 @@ func (r *run) explainFullDisk(err error) error {
 		return err
 	}
 	return fmt.Errorf("no space left on the disk of %s: give the build more disk space; a failed build saves no layer, so the next one starts from the cache of the last build that succeeded: %w",
-		fullest([]folder{{"the layers folder", filepath.Dir(r.ctx.Layers.Path)}, {"the temporary folder", os.TempDir()}}), err)
+		fullest([]folder{{"the layers folder", filepath.Dir(r.cnb.Layers.Path)}, {"the temporary folder", os.TempDir()}}), err)
 }
 
 // folder is one of the folders a build writes.

@@ -30,7 +30,7 @@ type keptPaths struct {
 // build, seen the record of sources kept so far.
 func (r *run) collectGarbage(nix Nix, store storeLayer, release releaseLayer, built builtApp, before map[string]bool, seen map[string]string) (keptPaths, error) {
 	var kept keptPaths
-	ctx := context.Background()
+	ctx := r.ctx
 	r.log.Process("Collecting garbage in the store")
 
 	roots, err := release.release.StorePaths()

@@ -22,7 +22,7 @@ func (r *run) launchSettings(layerDir string, proot prootcmd.Tool, plan buildpla
 	return launch.Config{
 		Store:   filepath.Join(layerDir, "store"),
 		Results: results,
-		AppDir:  r.ctx.WorkingDir,
+		AppDir:  r.cnb.WorkingDir,
 		NixFile: plan.File,
 		Flake:   plan.Flake,
 	}.WithProot(proot)
@@ -52,11 +52,11 @@ func decideLauncher(have previous[launcherMetadata], want launcherMetadata) deci
 // the image's build command. It changes only with the buildpack, so an app
 // change does not push the launcher again.
 func (r *run) launcherLayer() (packit.Layer, error) {
-	layer, err := r.ctx.Layers.Get(launch.LauncherLayer)
+	layer, err := r.cnb.Layers.Get(launch.LauncherLayer)
 	if err != nil {
 		return layer, err
 	}
-	want := launcherMetadata{BuildpackVersion: r.ctx.BuildpackInfo.Version, BuildCommand: r.cfg.S3.Enabled()}
+	want := launcherMetadata{BuildpackVersion: r.cnb.BuildpackInfo.Version, BuildCommand: r.cfg.S3.Enabled()}
 	if d := decideLauncher(readPrevious[launcherMetadata](layer), want); !d.Reuse {
 		r.log.Detail("Making the launcher layer: %s", d.Reason)
 		if layer, err = layer.Reset(); err != nil {
@@ -78,7 +78,7 @@ func (r *run) installLauncher(layerDir string) error {
 	if err := os.MkdirAll(bin, 0o755); err != nil {
 		return err
 	}
-	if err := fs.Copy(filepath.Join(r.ctx.CNBPath, "bin", launch.LauncherName), filepath.Join(bin, launch.LauncherName)); err != nil {
+	if err := fs.Copy(filepath.Join(r.cnb.CNBPath, "bin", launch.LauncherName), filepath.Join(bin, launch.LauncherName)); err != nil {
 		return fmt.Errorf("copying the launcher: %w", err)
 	}
 	aliases := []string{launch.RunResult, launch.RunProot}
@@ -89,7 +89,7 @@ func (r *run) installLauncher(layerDir string) error {
 			if err := os.MkdirAll(filepath.Dir(filepath.Join(buildpack, f)), 0o755); err != nil {
 				return err
 			}
-			if err := fs.Copy(filepath.Join(r.ctx.CNBPath, f), filepath.Join(buildpack, f)); err != nil {
+			if err := fs.Copy(filepath.Join(r.cnb.CNBPath, f), filepath.Join(buildpack, f)); err != nil {
 				return fmt.Errorf("copying the buildpack for the build command: %w", err)
 			}
 		}

@@ -139,7 +139,7 @@ var cachedLayers = []string{"nix-release", "proot", "nix-store"}
 // and it is not a cached layer's; metadata that does not read back (a
 // build stopped while it was written) goes with its folder.
 func (r *run) discardLeftovers() error {
-	entries, err := os.ReadDir(r.ctx.Layers.Path)
+	entries, err := os.ReadDir(r.cnb.Layers.Path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil
@@ -158,7 +158,7 @@ func (r *run) discardLeftovers() error {
 	}
 	var discarded []string
 	for _, name := range slices.Sorted(maps.Keys(hasFolder)) {
-		folder := filepath.Join(r.ctx.Layers.Path, name)
+		folder := filepath.Join(r.cnb.Layers.Path, name)
 		var meta map[string]any
 		_, err := toml.DecodeFile(folder+".toml", &meta)
 		switch {

@@ -1,7 +1,6 @@
 package build
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -24,10 +23,10 @@ type builtApp struct {
 
 // nixBuild builds the app, streaming Nix's log.
 func (r *run) nixBuild(nix Nix, plan buildplan.Entry) (builtApp, error) {
-	ctx := context.Background()
+	ctx := r.ctx
 	var built builtApp
 	req := nixcli.BuildRequest{
-		AppDir: r.ctx.WorkingDir,
+		AppDir: r.cnb.WorkingDir,
 		File:   plan.File,
 		Flake:  plan.Flake,
 		Attr:   r.cfg.Attr,
@@ -95,7 +94,7 @@ func (r *run) importSourceAsHydra(nix Nix) (string, error) {
 	if err := os.Mkdir(tree, 0o755); err != nil {
 		return "", err
 	}
-	entries, err := os.ReadDir(r.ctx.WorkingDir)
+	entries, err := os.ReadDir(r.cnb.WorkingDir)
 	if err != nil {
 		return "", err
 	}
@@ -103,11 +102,11 @@ func (r *run) importSourceAsHydra(nix Nix) (string, error) {
 		if e.Name() == ".git" {
 			continue
 		}
-		if err := fs.Copy(filepath.Join(r.ctx.WorkingDir, e.Name()), filepath.Join(tree, e.Name())); err != nil {
+		if err := fs.Copy(filepath.Join(r.cnb.WorkingDir, e.Name()), filepath.Join(tree, e.Name())); err != nil {
 			return "", fmt.Errorf("exporting the source for Hydra-style import: %w", err)
 		}
 	}
-	path, err := nix.AddSource(context.Background(), tree)
+	path, err := nix.AddSource(r.ctx, tree)
 	if err != nil {
 		return "", fmt.Errorf("adding the source to the store: %w", err)
 	}

@@ -186,7 +186,7 @@ type pathLayer struct {
 
 // wantPaths is what the layer of group would be made of now.
 func (r *run) wantPaths(group pathGroup, infos map[string]nixstore.PathInfo, src closureSource, prune slugExclude, prefix string) (pathsMetadata, error) {
-	want := pathsMetadata{BuildpackVersion: r.ctx.BuildpackInfo.Version, Prefix: prefix}
+	want := pathsMetadata{BuildpackVersion: r.cnb.BuildpackInfo.Version, Prefix: prefix}
 	var under []string
 	for _, p := range group.paths {
 		want.Paths = append(want.Paths, toLayerPath(infos[p]))

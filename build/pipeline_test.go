@@ -390,7 +390,7 @@ func TestAFullDiskIsNamed(t *testing.T) {
 		t.Fatalf("error %v", err)
 	}
 
-	r := &run{ctx: packit.BuildContext{Layers: packit.Layers{Path: filepath.Join(f.layers, "nixcnb_nix")}}}
+	r := &run{cnb: packit.BuildContext{Layers: packit.Layers{Path: filepath.Join(f.layers, "nixcnb_nix")}}}
 	write := fmt.Errorf("copying the closure: %w", &os.PathError{Op: "write", Path: "/layers/x", Err: syscall.ENOSPC})
 	if got := r.explainFullDisk(write); !errors.Is(got, syscall.ENOSPC) || !strings.HasPrefix(got.Error(), "no space left on the disk of the ") {
 		t.Errorf("ENOSPC: %v", got)

@@ -74,21 +74,21 @@ func (r *run) prootLayer() (prootLayer, error) {
 		// The image's build command: the image already has proot.
 		return prootLayer{tool: r.cfg.Proot}, nil
 	}
-	arch := r.ctx.TargetInfo.Arch
+	arch := r.cnb.TargetInfo.Arch
 	if arch == "" {
 		arch = runtime.GOARCH // as postal resolves without CNB_TARGET_ARCH
 	}
 	var deps []postal.Dependency
 	var want prootMetadata
 	for _, id := range prootPackaging.packages {
-		dep, err := r.tools.Dependencies.Resolve(filepath.Join(r.ctx.CNBPath, "buildpack.toml"), id, "default", r.ctx.Stack)
+		dep, err := r.tools.Dependencies.Resolve(filepath.Join(r.cnb.CNBPath, "buildpack.toml"), id, "default", r.cnb.Stack)
 		if err != nil {
 			return prootLayer{}, fmt.Errorf("no %s package in buildpack.toml for this platform (%s): %w", id, arch, err)
 		}
 		deps = append(deps, dep)
 		want.Checksums = append(want.Checksums, dep.Checksum)
 	}
-	layer, err := r.ctx.Layers.Get("proot")
+	layer, err := r.cnb.Layers.Get("proot")
 	if err != nil {
 		return prootLayer{}, err
 	}
@@ -135,7 +135,7 @@ func (r *run) installProot(deps []postal.Dependency, dir string) error {
 		if dep.ID == libc {
 			dest = libcTree
 		}
-		if err := debs.Install(dep, r.ctx.CNBPath, dest); err != nil {
+		if err := debs.Install(dep, r.cnb.CNBPath, dest); err != nil {
 			return err
 		}
 	}

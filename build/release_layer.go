@@ -65,7 +65,7 @@ func (r *run) releaseLayer() (releaseLayer, error) {
 	if err != nil {
 		return releaseLayer{}, err
 	}
-	layer, err := r.ctx.Layers.Get("nix-release")
+	layer, err := r.cnb.Layers.Get("nix-release")
 	if err != nil {
 		return releaseLayer{}, err
 	}
@@ -98,7 +98,7 @@ func (r *run) releaseLayer() (releaseLayer, error) {
 
 // unpackRelease fetches the release, checks it, and only then unpacks it.
 func (r *run) unpackRelease(dep postal.Dependency, dir string) error {
-	file, err := r.tools.Downloads.Fetch(dep, r.ctx.CNBPath)
+	file, err := r.tools.Downloads.Fetch(dep, r.cnb.CNBPath)
 	var mismatch *dependency.ChecksumError
 	if errors.As(err, &mismatch) {
 		return fmt.Errorf("the Nix release at %s does not match its checksum %s: refusing to install it (the download has %s). Check the URL, or BP_NIX_INSTALLER_SHA256 if you set it",
@@ -131,9 +131,9 @@ func (r *run) nixDependency() (postal.Dependency, error) {
 			StripComponents: 1,
 		}, nil
 	}
-	dep, err := r.tools.Dependencies.Resolve(filepath.Join(r.ctx.CNBPath, "buildpack.toml"), "nix", "default", r.ctx.Stack)
+	dep, err := r.tools.Dependencies.Resolve(filepath.Join(r.cnb.CNBPath, "buildpack.toml"), "nix", "default", r.cnb.Stack)
 	if err != nil {
-		return dep, fmt.Errorf("no Nix release in buildpack.toml for this platform (%s): %w", r.ctx.TargetInfo.Arch, err)
+		return dep, fmt.Errorf("no Nix release in buildpack.toml for this platform (%s): %w", r.cnb.TargetInfo.Arch, err)
 	}
 	return dep, nil
 }

@@ -1,7 +1,6 @@
 package build
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -24,7 +23,7 @@ import (
 // whose closure is fetched from S3 straight into the closure layer, every
 // NAR checked against its hash (and signature, with trusted keys).
 func (r *run) restoreOnly(cache *binarycache.Cache, proot prootLayer, plan buildplan.Entry) (packit.BuildResult, error) {
-	ctx := context.Background()
+	ctx := r.ctx
 	r.log.Process("Restoring app %s from %s (BP_NIX_BUILD_ON_PUSH=false: this deploy builds nothing)", r.cfg.AppName, r.cfg.S3.URL())
 	pointer, err := cache.ReadAppPointer(ctx, r.cfg.AppName)
 	if errors.Is(err, binarycache.ErrNotFound) {
@@ -33,12 +32,12 @@ func (r *run) restoreOnly(cache *binarycache.Cache, proot prootLayer, plan build
 	if err != nil {
 		return packit.BuildResult{}, fmt.Errorf("reading the app pointer of %s from %s: %w", r.cfg.AppName, r.cfg.S3.URL(), err)
 	}
-	if system := nixSystem(r.ctx.TargetInfo.Arch); pointer.System != system {
+	if system := nixSystem(r.cnb.TargetInfo.Arch); pointer.System != system {
 		return packit.BuildResult{}, fmt.Errorf("the last pushed build of app %s in %s is for %s, and this deploy is for %s: run `build` in a one-off container of this architecture, or deploy where the build ran",
 			r.cfg.AppName, r.cfg.S3.URL(), pointer.System, system)
 	}
 	r.log.Subprocess("Last pushed build: %s, built %s", strings.Join(pointer.StorePaths, " "), pointer.BuiltAt.Format("2006-01-02 15:04:05 MST"))
-	if digest, err := sourceDigest(r.ctx.WorkingDir); err == nil && digest != pointer.SourceDigest {
+	if digest, err := sourceDigest(r.cnb.WorkingDir); err == nil && digest != pointer.SourceDigest {
 		r.log.Subprocess("Note: that build is of another source than this deploy's. To run this source, run `build` in a one-off container (heroku run build), then deploy again.")
 	}
 	r.log.Break()
@@ -48,7 +47,7 @@ func (r *run) restoreOnly(cache *binarycache.Cache, proot prootLayer, plan build
 	if err != nil {
 		return packit.BuildResult{}, err
 	}
-	closure, err := r.ctx.Layers.Get(launch.ClosureLayer)
+	closure, err := r.cnb.Layers.Get(launch.ClosureLayer)
 	if err != nil {
 		return packit.BuildResult{}, err
 	}
@@ -89,8 +88,8 @@ func (r *run) restoreOnly(cache *binarycache.Cache, proot prootLayer, plan build
 // whose layer the previous image holds is downloaded from nowhere.
 // cleanup removes what no layer took.
 func (r *run) bucketSource(cache *binarycache.Cache, roots []string) (closureSource, func(), error) {
-	ctx := context.Background()
-	download := filepath.Join(r.ctx.Layers.Path, ".nix-closure-download")
+	ctx := r.ctx
+	download := filepath.Join(r.cnb.Layers.Path, ".nix-closure-download")
 	cleanup := func() {
 		_ = closure.RemoveTree(download)
 	}
@@ -163,7 +162,7 @@ func (r *run) noBuildYet(proot prootLayer, plan buildplan.Entry) (packit.BuildRe
 	if err != nil {
 		return packit.BuildResult{}, err
 	}
-	layer, err := r.ctx.Layers.Get(launch.ClosureLayer)
+	layer, err := r.cnb.Layers.Get(launch.ClosureLayer)
 	if err != nil {
 		return packit.BuildResult{}, err
 	}

@@ -30,7 +30,7 @@ func (r *run) openBinaryCache() (*binarycache.Cache, error) {
 	if !s3.Enabled() {
 		return nil, nil
 	}
-	ctx := context.Background()
+	ctx := r.ctx
 	objects, err := r.tools.OpenBucket(ctx, s3)
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", s3.URL(), err)
@@ -96,7 +96,7 @@ func (r *run) share(nix installedNix, cache *binarycache.Cache, storeDir string,
 	if cache == nil {
 		return nil
 	}
-	ctx := context.Background()
+	ctx := r.ctx
 	r.log.Process("Pushing to %s", r.cfg.S3.URL())
 	paths := map[string]bool{}
 	for _, p := range slices.Concat(kept.runtime, kept.sources) {
@@ -139,7 +139,7 @@ func (r *run) share(nix installedNix, cache *binarycache.Cache, storeDir string,
 	pointer := binarycache.AppPointer{
 		App:          r.cfg.AppName,
 		StorePaths:   built.OutPaths,
-		System:       nixSystem(r.ctx.TargetInfo.Arch),
+		System:       nixSystem(r.cnb.TargetInfo.Arch),
 		SourceDigest: source,
 		BuiltAt:      r.tools.Clock.Now().UTC(),
 		NixVersion:   nix.version,
@@ -204,7 +204,7 @@ func (r *run) fetchLastSources(nix Nix, cache *binarycache.Cache, seen map[strin
 	if cache == nil || r.cfg.AppName == "" || r.cfg.KeepSourcesDays == 0 {
 		return seen
 	}
-	ctx := context.Background()
+	ctx := r.ctx
 	pointer, err := cache.ReadAppPointer(ctx, r.cfg.AppName)
 	if err != nil {
 		if !errors.Is(err, binarycache.ErrNotFound) {

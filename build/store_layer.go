@@ -97,11 +97,11 @@ type installedNix struct {
 // storeLayer prepares the cached store: reused or emptied, Nix installed
 // into it from the release, and a store runtime that shows it at /nix.
 func (r *run) storeLayer(release releaseLayer, proot prootcmd.Tool, caches substituters) (storeLayer, installedNix, error) {
-	layer, err := r.ctx.Layers.Get("nix-store")
+	layer, err := r.cnb.Layers.Get("nix-store")
 	if err != nil {
 		return storeLayer{}, installedNix{}, err
 	}
-	want := storeMetadata{System: nixSystem(r.ctx.TargetInfo.Arch)}
+	want := storeMetadata{System: nixSystem(r.cnb.TargetInfo.Arch)}
 	have := readPrevious[storeMetadata](layer)
 	r.log.Process("Nix store")
 	d := decideStore(have, want, r.cfg.PurgeCache, r.cfg.StoreCache)
@@ -113,7 +113,7 @@ func (r *run) storeLayer(release releaseLayer, proot prootcmd.Tool, caches subst
 	// A store the platform cached damaged (a disk that filled, a copy cut
 	// short) lacks files of paths its database lists: Nix would trust
 	// them. It is discarded, and the build starts from an empty store.
-	check, err := checkStore(nix, store)
+	check, err := checkStore(r.ctx, nix, store)
 	if reason := check.damage(err); reason != "" {
 		r.log.Subprocess("Discarding the cached store: %s. Starting from an empty store", reason)
 		// Said already: the decision needs no reason of its own.
@@ -160,9 +160,9 @@ type storeCheck struct {
 
 // checkStore compares the store's folder with Nix's database: every
 // listed path's files are measured (no file is read).
-func checkStore(nix Nix, store storeLayer) (storeCheck, error) {
+func checkStore(ctx context.Context, nix Nix, store storeLayer) (storeCheck, error) {
 	var c storeCheck
-	infos, err := nix.PathInfos(context.Background())
+	infos, err := nix.PathInfos(ctx)
 	if err != nil {
 		return c, err
 	}
@@ -219,9 +219,9 @@ func isAre(n int) string {
 // openStore reuses or empties the store layer as decided, installs Nix
 // into it, and opens Nix under a store runtime.
 func (r *run) openStore(layer packit.Layer, d decision, have previous[storeMetadata], release releaseLayer, proot prootcmd.Tool, caches substituters) (storeLayer, installedNix, error) {
-	ctx := context.Background()
+	ctx := r.ctx
 	var err error
-	store := storeLayer{system: nixSystem(r.ctx.TargetInfo.Arch), nixDir: filepath.Join(layer.Path, "nix")}
+	store := storeLayer{system: nixSystem(r.cnb.TargetInfo.Arch), nixDir: filepath.Join(layer.Path, "nix")}
 	if d.Reuse {
 		store.layer = layer
 		store.seen = have.Meta.SourcesSeen

@@ -200,7 +200,7 @@ func (u upstreamCache) advice() string {
 // with the setting that stops the build from asking it.
 func (r *run) reachableSubstituters(bucket string) substituters {
 	cfg := r.cfg
-	caches, left := configuredSubstituters(bucket, cfg.NixConfig, cfg.Substituters, cfg.TrustedPublicKeys).probe(context.Background(), r.tools.Web)
+	caches, left := configuredSubstituters(bucket, cfg.NixConfig, cfg.Substituters, cfg.TrustedPublicKeys).probe(r.ctx, r.tools.Web)
 	for _, u := range left {
 		r.log.Process("Leaving out the binary cache %s (%s) for this build: it did not answer (%v); to stop asking it, %s", u.url, u.setBy, u.err, u.advice())
 	}

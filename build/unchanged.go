@@ -53,7 +53,7 @@ func (r *run) inputsDigest(plan buildplan.Entry, rest any) (string, error) {
 		Plan      buildplan.Entry
 		Settings  config.Config
 		Rest      any
-	}{r.ctx.BuildpackInfo.Version, r.ctx.TargetInfo.Arch, plan, settings, rest})
+	}{r.cnb.BuildpackInfo.Version, r.cnb.TargetInfo.Arch, plan, settings, rest})
 	if err != nil {
 		return "", err
 	}
@@ -90,7 +90,7 @@ func (r *run) reusePrevious(previous closureMetadata, layers []packit.Layer) (pa
 	names := append(slices.Clone(previous.Layers), launch.ClosureLayer, launch.LauncherLayer)
 	var launcher string
 	for _, name := range names {
-		layer, err := r.ctx.Layers.Get(name)
+		layer, err := r.cnb.Layers.Get(name)
 		if err != nil {
 			return packit.BuildResult{}, err
 		}
@@ -103,7 +103,7 @@ func (r *run) reusePrevious(previous closureMetadata, layers []packit.Layer) (pa
 	if r.cfg.StoreCache == config.StoreCacheLayers {
 		// The store layer comes back from the cache untouched, unless the
 		// platform lost it.
-		store, err := r.ctx.Layers.Get("nix-store")
+		store, err := r.cnb.Layers.Get("nix-store")
 		if err != nil {
 			return packit.BuildResult{}, err
 		}
@@ -120,7 +120,7 @@ func (r *run) reusePrevious(previous closureMetadata, layers []packit.Layer) (pa
 // restoredLayer says whether the lifecycle gave this build the metadata of
 // the previous image's layer name.
 func (r *run) restoredLayer(name string) bool {
-	_, err := os.Stat(filepath.Join(r.ctx.Layers.Path, name+".toml"))
+	_, err := os.Stat(filepath.Join(r.cnb.Layers.Path, name+".toml"))
 	return err == nil
 }
 

@@ -22,6 +22,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/nixcnb/nix-buildpack/integration/harness"
 )
@@ -537,4 +538,90 @@ func TestTheLayersFolderDiskFills(t *testing.T) {
 		t.Fatalf("with a cache bigger than the disk, want the restorer to fail, got %v", err)
 	}
 	assertContains(t, result.Output, "no space left on device")
+}
+
+// stoppableApp is hello-web's busybox web app built on a derivation that
+// sleeps as long as ./seconds says, announcing it first.
+const stoppableApp = `{ system ? builtins.currentSystem }:
+let
+  bb = "${./bb}/busybox";
+  slow = derivation {
+    inherit system;
+    name = "stopped-slow";
+    builder = bb;
+    args = [ "sh" "-c" ''
+      echo "stopped-slow: started, sleeping $(${bb} cat ${./seconds}) s" >&2
+      ${bb} sleep $(${bb} cat ${./seconds})
+      ${bb} mkdir -p $out
+      echo slept > $out/index.html
+      echo v1 > $out/version.txt
+    '' ];
+  };
+in derivation {
+  inherit system;
+  name = "stopped-app";
+  builder = bb;
+  args = [ "sh" "-c" ''
+    ${bb} mkdir -p $out/bin
+    ${bb} cat > $out/bin/web <<EOS
+    #!${bb} sh
+    exec ${bb} httpd -f -p "\''${PORT:-8080}" -h ${slow}
+    EOS
+    ${bb} chmod +x $out/bin/web
+  '' ];
+}
+`
+
+// A platform stops a build in the middle of a long Nix build (a one-off
+// dyno shutting down, a cancelled deploy, Ctrl-C): SIGTERM reaches the
+// buildpack's process alone. The buildpack stops Nix at once (its
+// derivation would sleep 10 minutes), says so, and fails, saving nothing;
+// no process of the build is left running. Started again on the layers
+// folder it left, the next build finds nothing of the stopped derivation
+// in the store, builds it, and its image serves.
+func TestAStoppedBuildStopsNixAndSavesNothing(t *testing.T) {
+	app := fixture(t, "hello-web")
+	writeFile(t, filepath.Join(app, "default.nix"), []byte(stoppableApp))
+	writeFile(t, filepath.Join(app, "seconds"), []byte("600\n"))
+	opts := buildOptions(t, app, "stopped:latest")
+	opts.LayersDir = filepath.Join(suite.env.WorkDir, "layers-"+strings.NewReplacer("/", "-").Replace(t.Name()))
+	opts.StopBuildpackOn = "stopped-slow: started"
+	suite.env.Log = t.Output()
+	result, err := suite.env.Build(opts)
+	var phaseErr *harness.PhaseError
+	if !errors.As(err, &phaseErr) || phaseErr.Phase != "builder" {
+		t.Fatalf("want the builder to fail once stopped, got %v", err)
+	}
+	builder := result.Phases[len(result.Phases)-1]
+	if builder.Phase != "builder" || builder.Took > 2*time.Minute {
+		t.Errorf("the stopped build went on for %s: Nix was not stopped (its derivation sleeps 10 minutes)", builder.Took)
+	}
+	assertContains(t, result.Output, "the build was stopped (SIGTERM or SIGINT) before it finished; it saved nothing")
+	// Nothing of the build runs on: not Nix, not the builder's sleep.
+	time.Sleep(time.Second)
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		cmdline, err := os.ReadFile(filepath.Join("/proc", p.Name(), "cmdline"))
+		if err == nil && strings.Contains(string(cmdline), "stopped-slow") {
+			t.Errorf("process %s of the stopped build still runs: %q", p.Name(), cmdline)
+		}
+	}
+	// Nix registered nothing of the stopped derivation.
+	store, err := os.ReadDir(filepath.Join(opts.LayersDir, "nixcnb_nix", "nix-store", "nix", "store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range store {
+		if strings.HasSuffix(e.Name(), "-stopped-slow") {
+			t.Errorf("the stopped derivation's output %s is in the store", e.Name())
+		}
+	}
+
+	writeFile(t, filepath.Join(app, "seconds"), []byte("0\n"))
+	retry := opts
+	retry.StopBuildpackOn = ""
+	retry.Phases = []string{"builder", "exporter"}
+	out := mustBuild(t, retry)
+	assertContains(t, out, "Nix built 2 derivations")
+	assertServes(t, export(t, opts.Image), "slept", "v1")
 }

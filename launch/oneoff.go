@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 
 	"github.com/nixcnb/nix-buildpack/buildplan"
 	"github.com/nixcnb/nix-buildpack/closure"
@@ -56,7 +58,21 @@ func (c Config) OneOffBuild(layerDir string) error {
 		OneOffVar+"=true",
 		ProotVar+"="+c.ProotTool().String(),
 	)
-	if err := cmd.Run(); err != nil {
+	// A stop (a one-off dyno shutting down, docker stop of a container
+	// whose first process this is, Ctrl-C) reaches the build, which stops
+	// Nix and any transfer and fails.
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(signals)
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting the build: %w", err)
+	}
+	go func() {
+		for sig := range signals {
+			_ = cmd.Process.Signal(sig)
+		}
+	}()
+	if err := cmd.Wait(); err != nil {
 		return fmt.Errorf("the build failed (%w); nothing was pushed that a deploy would trust", err)
 	}
 	return nil

@@ -69,7 +69,7 @@ func (r relocatedRuntime) Close() error { return r.view.Close() }
 // keeps /nix/store the store's name: the copy of Nix has the view's prefix
 // compiled in where its build said /nix/store.
 func (r relocatedRuntime) Command(ctx context.Context, env []string, argv ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, r.view.Relocate(argv[0]), argv[1:]...)
+	cmd := command(ctx, r.view.Relocate(argv[0]), argv[1:]...)
 	cmd.Env = append(append([]string(nil), env...), "NIX_REMOTE="+r.storeURI, "NIX_STORE_DIR="+nixstore.Dir)
 	return cmd
 }

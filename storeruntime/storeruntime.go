@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/nixcnb/nix-buildpack/config"
 	"github.com/nixcnb/nix-buildpack/prootcmd"
@@ -289,7 +291,7 @@ func appendHostPath(paths []string, root, inside string) []string {
 func (nativeRuntime) Name() string { return Native }
 
 func (n nativeRuntime) Command(ctx context.Context, env []string, argv ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd := command(ctx, argv[0], argv[1:]...)
 	cmd.Env = append(append([]string(nil), env...), "NIX_REMOTE="+n.storeURI)
 	if n.hostView != "" {
 		cmd.Env = appendNixConfig(cmd.Env, n.hostView)
@@ -342,7 +344,7 @@ func (b bwrapRuntime) Command(ctx context.Context, env []string, argv ...string)
 		args = append(args, "--bind", host, inside)
 	}
 	args = append(args, "--bind", b.nixDir, "/nix", "--")
-	cmd := exec.CommandContext(ctx, b.bwrap, append(args, argv...)...)
+	cmd := command(ctx, b.bwrap, append(args, argv...)...)
 	cmd.Env = env
 	return cmd
 }
@@ -360,11 +362,32 @@ func (prootRuntime) Name() string { return Proot }
 
 func (p prootRuntime) Command(ctx context.Context, env []string, argv ...string) *exec.Cmd {
 	program, args, env := p.proot.Command(append([]string{"--bind=" + p.nixDir + ":/nix"}, argv...), env)
-	cmd := exec.CommandContext(ctx, program, args[1:]...)
+	cmd := command(ctx, program, args[1:]...)
 	cmd.Args[0] = args[0]
 	cmd.Env = env
 	if p.sandbox {
 		cmd.Env = appendNixConfig(cmd.Env, "sandbox = false")
+	}
+	return cmd
+}
+
+// stopGrace is how long a stopped Nix command has, after SIGTERM, to stop
+// its builds and remove what they had not finished.
+const stopGrace = 10 * time.Second
+
+// command is a store command that ctx stops as a platform stops a build:
+// SIGTERM to its process group, which reaches Nix through bubblewrap and
+// proot (neither passes a signal on to what it runs), and SIGKILL to the
+// group stopGrace later. Nix stops its builders and keeps its database
+// whole on SIGTERM. The command dies with the build too (a SIGKILL to the
+// buildpack reaches it, though it has a process group of its own).
+func command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Cancel = func() error {
+		group := -cmd.Process.Pid
+		time.AfterFunc(stopGrace, func() { _ = syscall.Kill(group, syscall.SIGKILL) })
+		return syscall.Kill(group, syscall.SIGTERM)
 	}
 	return cmd
 }

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -95,6 +96,12 @@ type BuildOptions struct {
 	// line of its output contains it, as a platform stops a build (out of
 	// memory, a cancelled deploy). The exporter then never runs.
 	KillBuilderOn string
+	// StopBuildpackOn, if set, sends SIGTERM to the buildpack's build
+	// process alone as soon as a line of the builder's output contains
+	// it, as a platform stops a build it cancels (a one-off dyno shutting
+	// down, Ctrl-C): nothing else in the sandbox gets the signal, so
+	// whatever stops Nix is the buildpack's doing.
+	StopBuildpackOn string
 	// BuilderTmpOnLayers makes the builder phase's /tmp a symlink to
 	// /layers/.tmp, so that /tmp and the layers are on one mount, as in a
 	// one-off build in a container, whose scratch layers are in $TMPDIR
@@ -136,6 +143,7 @@ type phase struct {
 	args      []string // the phase's flags and arguments
 	bwrapArgs []string // extra sandbox args for this phase
 	killOn    string   // see BuildOptions.KillBuilderOn
+	stopOn    string   // see BuildOptions.StopBuildpackOn
 	// denyPtrace runs the phase under the filter that makes ptrace fail.
 	denyPtrace bool
 	// tmpOnLayers makes /tmp a symlink to /layers/.tmp.
@@ -220,7 +228,7 @@ func (e *Env) phases(opts BuildOptions, dirs buildDirs) []phase {
 		{name: "analyzer", title: "ANALYZING", args: slices.Concat(ids, []string{"-run-image", e.RunImage, opts.Image})},
 		{name: "detector", title: "DETECTING", asCNBUser: true},
 		{name: "restorer", title: "RESTORING", args: slices.Concat(ids, []string{"-cache-dir", "/cache"}), bwrapArgs: cache},
-		{name: "builder", title: "BUILDING", asCNBUser: true, bwrapArgs: builderBwrapArgs(opts), killOn: opts.KillBuilderOn, denyPtrace: opts.DenyPtrace, tmpOnLayers: opts.BuilderTmpOnLayers},
+		{name: "builder", title: "BUILDING", asCNBUser: true, bwrapArgs: builderBwrapArgs(opts), killOn: opts.KillBuilderOn, stopOn: opts.StopBuildpackOn, denyPtrace: opts.DenyPtrace, tmpOnLayers: opts.BuilderTmpOnLayers},
 		{name: "exporter", title: "EXPORTING", args: slices.Concat(ids, []string{"-cache-dir", "/cache", opts.Image}), bwrapArgs: cache},
 	}
 }
@@ -273,9 +281,9 @@ func (e *Env) runPhase(p phase, dirs buildDirs, out io.Writer) error {
 	}
 	cmd.SysProcAttr.Setpgid = true
 	var seen chan struct{}
-	if p.killOn != "" {
+	if want := p.killOn + p.stopOn; want != "" {
 		seen = make(chan struct{})
-		out = &lineWatcher{out: out, want: p.killOn, seen: seen}
+		out = &lineWatcher{out: out, want: want, seen: seen}
 	}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -286,6 +294,12 @@ func (e *Env) runPhase(p phase, dirs buildDirs, out io.Writer) error {
 		go func() {
 			select {
 			case <-seen:
+				if p.stopOn != "" {
+					for _, pid := range buildpackProcesses(cmd.Process.Pid) {
+						_ = syscall.Kill(pid, syscall.SIGTERM)
+					}
+					return
+				}
 				// The group's id is the sandbox's pid (Setpgid).
 				_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			case <-exited:
@@ -306,6 +320,27 @@ func (e *Env) runPhase(p phase, dirs buildDirs, out io.Writer) error {
 		return fmt.Errorf("running the lifecycle %s: %w", p.name, err)
 	}
 	return nil
+}
+
+// buildpackProcesses are the processes of the process group pgid that
+// run a buildpack's bin/build.
+func buildpackProcesses(pgid int) []int {
+	entries, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if group, err := syscall.Getpgid(pid); err != nil || group != pgid {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if argv0, _, _ := bytes.Cut(cmdline, []byte{0}); err == nil && bytes.HasSuffix(argv0, []byte("/bin/build")) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 // lineWatcher passes output on to out and closes seen, once, when a whole
