@@ -32,11 +32,12 @@ import (
 	"github.com/paketo-buildpacks/packit/v2/postal"
 	"github.com/paketo-buildpacks/packit/v2/scribe"
 
+	"github.com/nixcnb/nix-buildpack/binarycache"
+	"github.com/nixcnb/nix-buildpack/buildplan"
 	"github.com/nixcnb/nix-buildpack/closure"
 	"github.com/nixcnb/nix-buildpack/config"
 	"github.com/nixcnb/nix-buildpack/dependency"
 	"github.com/nixcnb/nix-buildpack/detect"
-	"github.com/nixcnb/nix-buildpack/launch"
 )
 
 // DependencyResolver finds the dependencies buildpack.toml declares
@@ -85,18 +86,20 @@ func Build(cfg config.Config, tools Tools) packit.BuildFunc {
 	}
 }
 
-// build is the build phase, step by step.
+// build is the build phase. After what every build does (the plan, the
+// bucket, proot), it is one of three: a restore-only deploy
+// (BP_NIX_BUILD_ON_PUSH=false, restore.go), a rebuild with nothing
+// changed (unchanged.go), or a Nix build.
 func (r *run) build() (packit.BuildResult, error) {
-	cfg, ctx := r.cfg, r.cnb
-	r.log.Title("%s %s", ctx.BuildpackInfo.Name, ctx.BuildpackInfo.Version)
+	cfg, cnb := r.cfg, r.cnb
+	r.log.Title("%s %s", cnb.BuildpackInfo.Name, cnb.BuildpackInfo.Version)
 	for _, b := range cfg.Bindings {
 		r.log.Process("Service %s", b)
 	}
 	if err := r.discardLeftovers(); err != nil {
 		return packit.BuildResult{}, err
 	}
-
-	plan, err := detect.ReadPlan(ctx.Plan)
+	plan, err := detect.ReadPlan(cnb.Plan)
 	if err != nil {
 		return packit.BuildResult{}, err
 	}
@@ -118,7 +121,7 @@ func (r *run) build() (packit.BuildResult, error) {
 	}
 	// The app source's NAR hash, once: the no-change check and the app
 	// pointer both name the source by it.
-	source, err := sourceDigest(ctx.WorkingDir)
+	source, err := sourceDigest(cnb.WorkingDir)
 	if err != nil {
 		return packit.BuildResult{}, err
 	}
@@ -126,21 +129,17 @@ func (r *run) build() (packit.BuildResult, error) {
 	if err != nil {
 		return packit.BuildResult{}, err
 	}
-	if !cfg.OneOff {
-		closure, err := ctx.Layers.Get(launch.ClosureLayer)
-		if err != nil {
-			return packit.BuildResult{}, err
-		}
-		have := readPrevious[closureMetadata](closure)
-		if d := decideNoChange(have, inputs, cfg.PurgeCache, r.restoredLayer); d.Reuse {
-			r.log.Process("Nothing to build: %s. Reusing every layer; no Nix runs", d.Reason)
-			r.log.Break()
-			proot.layer.Launch = r.needsProot(have.Meta)
-			return r.reusePrevious(have.Meta, []packit.Layer{release.layer, proot.layer})
-		} else {
-			r.log.Detail("Building: %s", d.Reason)
-		}
+	if result, ok, err := r.nothingChanged(inputs, release, proot); ok || err != nil {
+		return result, err
 	}
+	return r.nixBuildAndLayers(cache, release, proot, plan, source, inputs)
+}
+
+// nixBuildAndLayers is a build that runs Nix: the store layer, the Nix
+// build, garbage collection, sharing through the bucket, and the layers
+// of the closure (none in a one-off build, which only pushes).
+func (r *run) nixBuildAndLayers(cache *binarycache.Cache, release releaseLayer, proot prootLayer, plan buildplan.Entry, source, inputs string) (packit.BuildResult, error) {
+	cfg := r.cfg
 	substituter, err := startSubstituter(cache)
 	if err != nil {
 		return packit.BuildResult{}, err

@@ -130,3 +130,27 @@ func (m closureMetadata) resultOf() string {
 	}
 	return m.Results[0]
 }
+
+// nothingChanged reuses every layer of the previous image when the build's
+// inputs are those it was made of (decideNoChange): no Nix runs. ok says
+// it did; a one-off build always builds.
+func (r *run) nothingChanged(inputs string, release releaseLayer, proot prootLayer) (result packit.BuildResult, ok bool, err error) {
+	if r.cfg.OneOff {
+		return packit.BuildResult{}, false, nil
+	}
+	closure, err := r.cnb.Layers.Get(launch.ClosureLayer)
+	if err != nil {
+		return packit.BuildResult{}, false, err
+	}
+	have := readPrevious[closureMetadata](closure)
+	d := decideNoChange(have, inputs, r.cfg.PurgeCache, r.restoredLayer)
+	if !d.Reuse {
+		r.log.Detail("Building: %s", d.Reason)
+		return packit.BuildResult{}, false, nil
+	}
+	r.log.Process("Nothing to build: %s. Reusing every layer; no Nix runs", d.Reason)
+	r.log.Break()
+	proot.layer.Launch = r.needsProot(have.Meta)
+	result, err = r.reusePrevious(have.Meta, []packit.Layer{release.layer, proot.layer})
+	return result, true, err
+}
