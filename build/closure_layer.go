@@ -298,7 +298,7 @@ func (r *run) storePathLayers(groups []pathGroup, infos map[string]nixstore.Path
 			layers = append(layers, pathLayer{layer: layer, meta: have.Meta})
 			continue
 		}
-		r.log.Detail("Making layer %s: %s", layer.Name, d.Reason)
+		r.log.Debug.Detail("Making layer %s: %s", layer.Name, d.Reason)
 		l, err := r.makePaths(layer, want, src, prune)
 		if err != nil {
 			return nil, err

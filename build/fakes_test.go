@@ -312,7 +312,10 @@ func (n *fakeNix) opener(runtime string) NixOpener {
 				return nil, nil, err
 			}
 		}
-		return n, []storeruntime.Attempt{{Name: runtime, Chosen: true, Reason: "it runs Nix with the store at /nix"}}, nil
+		return n, []storeruntime.Attempt{
+			{Name: runtime, Chosen: true, Reason: "it runs Nix with the store at /nix"},
+			{Name: storeruntime.RelocatedName, Reason: "not needed: " + runtime + " works"},
+		}, nil
 	}
 }
 

@@ -58,7 +58,7 @@ func (r *run) launcherLayer() (packit.Layer, error) {
 	}
 	want := launcherMetadata{BuildpackVersion: r.cnb.BuildpackInfo.Version, BuildCommand: r.cfg.S3.Enabled()}
 	if d := decideLauncher(readPrevious[launcherMetadata](layer), want); !d.Reuse {
-		r.log.Detail("Making the launcher layer: %s", d.Reason)
+		r.log.Debug.Detail("Making the launcher layer: %s", d.Reason)
 		if layer, err = layer.Reset(); err != nil {
 			return layer, err
 		}

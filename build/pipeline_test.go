@@ -855,7 +855,7 @@ func TestABadReleaseTarballIsRefused(t *testing.T) {
 func TestARestoreOnlyDeployOfTheSameBuildFetchesNothing(t *testing.T) {
 	bucket := pushedBucket(t)
 	f := newFixture(t)
-	f.withBucket(bucket, "BP_NIX_APP_NAME=hello", "BP_NIX_BUILD_ON_PUSH=false")
+	f.withBucket(bucket, "BP_NIX_APP_NAME=hello", "BP_NIX_BUILD_ON_PUSH=false", "BP_LOG_LEVEL=DEBUG")
 	f.mustBuild()
 	f.logHas("The build's closure: 3 store paths", "fetched 3 paths")
 	f.mustBuild()
@@ -876,4 +876,23 @@ func TestARestoreOnlyDeployOfTheSameBuildFetchesNothing(t *testing.T) {
 	if got := f.made(); !slices.Equal(got, []string{pathLayerName(app2)}) {
 		t.Errorf("the deploy of a new pointer made the layers %v, want the app's alone", got)
 	}
+}
+
+// BP_LOG_LEVEL=DEBUG shows what INFO leaves out: each layer made and why,
+// the store runtimes that were not needed, and the nix.conf the build
+// wrote (BP_NIX_CONFIG's lines not shown: they may hold tokens).
+func TestDebugShowsWhatInfoLeavesOut(t *testing.T) {
+	details := []string{"Making layer " + pathLayerName(busybox) + ": new", "Making the launcher layer: ", "relocated: not needed: native works",
+		"nix.conf (BP_NIX_CONFIG's lines not shown):", "  keep-outputs = true"}
+	info := newFixture(t, "BP_NIX_CONFIG=access-tokens = github.com=secret-token")
+	info.runtime = storeruntime.Native
+	info.mustBuild()
+	info.logLacks(details...)
+	info.logHas("Store path layers: 3 made, 0 reused from the previous image")
+
+	debug := newFixture(t, "BP_LOG_LEVEL=DEBUG", "BP_NIX_CONFIG=access-tokens = github.com=secret-token")
+	debug.runtime = storeruntime.Native
+	debug.mustBuild()
+	debug.logHas(details...)
+	debug.logLacks("secret-token")
 }

@@ -258,6 +258,13 @@ func (r *run) openStore(layer packit.Layer, d decision, have previous[storeMetad
 	if err := os.WriteFile(filepath.Join(etc, "nix.conf"), []byte(conf.String()), 0o644); err != nil {
 		return storeLayer{}, installedNix{}, err
 	}
+	// BP_NIX_CONFIG may hold access tokens: its lines are not shown.
+	shown := conf
+	shown.extra = ""
+	r.log.Debug.Detail("nix.conf (BP_NIX_CONFIG's lines not shown):")
+	for _, line := range strings.Split(strings.TrimSpace(shown.String()), "\n") {
+		r.log.Debug.Detail("  %s", line)
+	}
 
 	nix, attempts, err := r.tools.OpenNix(ctx, NixSetup{
 		Runtime: r.cfg.StoreRuntime,
@@ -274,6 +281,8 @@ func (r *run) openStore(layer packit.Layer, d decision, have previous[storeMetad
 			if r.cfg.Sandbox && (a.Name == storeruntime.Proot || a.Name == storeruntime.RelocatedName) {
 				r.log.Subprocess("BP_NIX_SANDBOX=true, but Nix's sandbox needs namespaces the %s store runtime cannot give it: Nix builds without it", a.Name)
 			}
+		} else if strings.HasPrefix(a.Reason, "not needed") {
+			r.log.Debug.Detail("%s: %s", a.Name, a.Reason)
 		} else {
 			r.log.Detail("%s: %s", a.Name, a.Reason)
 		}
