@@ -96,12 +96,18 @@ func (r *run) build() (packit.BuildResult, error) {
 	for _, b := range cfg.Bindings {
 		r.log.Process("Service %s", b)
 	}
+	for _, w := range cfg.Warnings {
+		r.log.Process("Warning: %s", w)
+	}
 	if err := r.discardLeftovers(); err != nil {
 		return packit.BuildResult{}, err
 	}
 	plan, err := detect.ReadPlan(cnb.Plan)
 	if err != nil {
 		return packit.BuildResult{}, err
+	}
+	if cfg.HydraInput != "" && plan.Flake {
+		r.log.Process("Warning: BP_NIX_HYDRA_INPUT does not apply to a flake: nix build copies a flake's source to the store the same way everywhere, so the flake builds as it is")
 	}
 	cache, err := r.openBinaryCache()
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/paketo-buildpacks/packit/v2/postal"
 
 	"github.com/nixcnb/nix-buildpack/binarycache"
+	"github.com/nixcnb/nix-buildpack/buildplan"
 	"github.com/nixcnb/nix-buildpack/config"
 	"github.com/nixcnb/nix-buildpack/dependency"
 	"github.com/nixcnb/nix-buildpack/launch"
@@ -73,6 +74,7 @@ type fixture struct {
 	cfg       config.Config
 	version   string // the buildpack's
 	arch      string // the target's, amd64 unless a test says
+	plan      buildplan.Entry
 	transport fakeTransport
 	nix       *fakeNix
 	runtime   string
@@ -89,7 +91,8 @@ func newFixture(t *testing.T, env ...string) *fixture {
 		t: t, cnb: filepath.Join(root, "cnb"), app: filepath.Join(root, "workspace"),
 		layers: filepath.Join(root, "layers"), platform: filepath.Join(root, "platform"),
 		version: "1.0.0", arch: "amd64", runtime: storeruntime.Bwrap, transport: fakeTransport{},
-		now: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC),
+		plan: buildplan.Entry{File: "default.nix"},
+		now:  time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC),
 	}
 	for _, dir := range []string{filepath.Join(f.cnb, "bin"), f.app, f.layers, f.platform} {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -200,7 +203,7 @@ func (f *fixture) build() (packit.BuildResult, error) {
 		Stack:         "*",
 		TargetInfo:    packit.TargetInfo{OS: "linux", Arch: f.arch},
 		Plan: packit.BuildpackPlan{Entries: []packit.BuildpackPlanEntry{
-			{Name: "nix", Metadata: map[string]any{"file": "default.nix", "flake": false}},
+			{Name: "nix", Metadata: map[string]any{"file": f.plan.File, "flake": f.plan.Flake}},
 		}},
 	}
 	if f.opener != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/paketo-buildpacks/packit/v2"
 
 	"github.com/nixcnb/nix-buildpack/binarycache"
+	"github.com/nixcnb/nix-buildpack/buildplan"
 	"github.com/nixcnb/nix-buildpack/launch"
 	"github.com/nixcnb/nix-buildpack/nixcli"
 	"github.com/nixcnb/nix-buildpack/storeruntime"
@@ -895,4 +896,16 @@ func TestDebugShowsWhatInfoLeavesOut(t *testing.T) {
 	debug.mustBuild()
 	debug.logHas(details...)
 	debug.logLacks("secret-token")
+}
+
+// The build says what the settings check found before it does anything:
+// a misspelt setting, with the closest one; a setting that does not apply,
+// BP_NIX_HYDRA_INPUT with a flake among them.
+func TestTheBuildSaysWhatTheSettingsCheckFound(t *testing.T) {
+	f := newFixture(t, "BP_NIX_S3_BUKET=cache", "BP_NIX_HYDRA_INPUT=app")
+	writeFile(t, filepath.Join(f.app, "flake.nix"), "{ outputs = _: { }; }")
+	f.plan = buildplan.Entry{File: "flake.nix", Flake: true}
+	f.mustBuild()
+	f.logHas("Warning: BP_NIX_S3_BUKET is not a setting of this buildpack, and nothing reads it: did you mean BP_NIX_S3_BUCKET?",
+		"Warning: BP_NIX_HYDRA_INPUT does not apply to a flake")
 }

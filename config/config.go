@@ -152,6 +152,11 @@ type Config struct {
 	OneOff bool
 	Proot  prootcmd.Tool
 
+	// Warnings are what the build says of the settings before it starts:
+	// variables that are no setting (with the closest one), settings that
+	// do not apply with the others.
+	Warnings []string
+
 	// Bindings says, for the build log, which service bindings gave
 	// settings, one line each: the binding, its type and the entries it
 	// gave, never their values.
@@ -321,6 +326,7 @@ func Load(environ []string, resolver *servicebindings.Resolver) (Config, error) 
 	c.NixConfig = env.get("BP_NIX_CONFIG")
 	c.DependencyMirrors = dependencyMirrors(env.vars)
 	c.Debug = strings.EqualFold(env.get("BP_LOG_LEVEL"), "DEBUG")
+	c.Warnings = c.warnings(env)
 	return c, nil
 }
 
@@ -419,6 +425,9 @@ func (c *Config) readSharing(env values) error {
 	}
 	c.HydraInput = env.get("BP_NIX_HYDRA_INPUT")
 	c.SourceName = env.get("BP_NIX_SOURCE_NAME")
+	if !storeName.MatchString(c.SourceName) {
+		return fmt.Errorf("BP_NIX_SOURCE_NAME=%q is not a store path name: use up to 211 letters, digits and + - _ ? = . (not first)", c.SourceName)
+	}
 	return nil
 }
 
