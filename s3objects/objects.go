@@ -5,7 +5,6 @@
 package s3objects
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,14 +13,15 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/nixcnb/nix-buildpack/binarycache"
 
@@ -34,6 +34,12 @@ const DefaultPartSize = 64 << 20
 
 // minPartSize is S3's smallest allowed part (all but the last).
 const minPartSize = 5 << 20
+
+// partsAtOnce is how many parts of one upload are sent at a time.
+const partsAtOnce = 4
+
+// abortTimeout bounds the abort of a failed upload in parts.
+const abortTimeout = time.Minute
 
 // Config says which bucket holds the cache and how to reach it: the
 // build's S3 settings (config.S3), and how big an upload's parts are.
@@ -100,6 +106,7 @@ var refusedIsFinal = retry.IsErrorRetryableFunc(func(err error) aws.Ternary {
 // Objects keeps a binary cache in an S3 bucket.
 type Objects struct {
 	client   *s3.Client
+	uploads  *transfermanager.Client
 	bucket   string
 	prefix   string
 	endpoint string
@@ -166,8 +173,20 @@ func New(ctx context.Context, cfg Config) (*Objects, error) {
 	if endpoint == "" {
 		endpoint = "AWS S3 (region " + awsCfg.Region + ")"
 	}
+	uploads := transfermanager.New(client, func(o *transfermanager.Options) {
+		o.PartSizeBytes = partSize
+		o.MultipartUploadThreshold = partSize
+		o.Concurrency = partsAtOnce
+		// Unless told, the transfer manager asks for a CRC32 of every part,
+		// whatever the client's setting.
+		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
+		// Abort a failed upload with a context of its own: the upload's may
+		// be the one that was cancelled.
+		o.FailTimeout = abortTimeout
+	})
 	return &Objects{
 		client:   client,
+		uploads:  uploads,
 		bucket:   cfg.Bucket,
 		prefix:   normalizePrefix(cfg.Prefix),
 		endpoint: redactURL(endpoint),
@@ -233,7 +252,7 @@ func (s *Objects) Put(ctx context.Context, key string, body io.ReadSeeker, size 
 		return err
 	}
 	if size > s.partSize {
-		return s.putMultipart(ctx, key, k, body, size)
+		return s.putMultipart(ctx, key, k, body)
 	}
 	_, err = s.client.PutObject(ctx, &s3.PutObjectInput{
 		Bucket:        &s.bucket,
@@ -248,61 +267,19 @@ func (s *Objects) Put(ctx context.Context, key string, body io.ReadSeeker, size 
 	return nil
 }
 
-func (s *Objects) putMultipart(ctx context.Context, key, k string, body io.ReadSeeker, size int64) error {
-	created, err := s.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
+// putMultipart hands the upload to the SDK's transfer manager, which sends
+// partsAtOnce parts at a time through the client (its retryer included),
+// completes the upload only once every part is in, and aborts it on a
+// failure.
+func (s *Objects) putMultipart(ctx context.Context, key, k string, body io.ReadSeeker) error {
+	_, err := s.uploads.UploadObject(ctx, &transfermanager.UploadObjectInput{
 		Bucket:      &s.bucket,
 		Key:         &k,
+		Body:        body,
 		ContentType: aws.String(binarycache.ContentType(key)),
 	})
 	if err != nil {
-		return s.explain("starting the upload of", key, err)
-	}
-	uploadID := created.UploadId
-	abort := func(cause error) error {
-		// A fresh context: the upload's may be the one that was cancelled.
-		_, _ = s.client.AbortMultipartUpload(context.WithoutCancel(ctx), &s3.AbortMultipartUploadInput{
-			Bucket: &s.bucket, Key: &k, UploadId: uploadID,
-		})
-		return cause
-	}
-	readerAt, hasReaderAt := body.(io.ReaderAt)
-	var buf []byte
-	var parts []types.CompletedPart
-	for offset, n := int64(0), int32(1); offset < size; offset, n = offset+s.partSize, n+1 {
-		length := min(s.partSize, size-offset)
-		var part io.ReadSeeker
-		if hasReaderAt {
-			part = io.NewSectionReader(readerAt, offset, length)
-		} else {
-			if buf == nil {
-				buf = make([]byte, s.partSize)
-			}
-			if _, err := io.ReadFull(body, buf[:length]); err != nil {
-				return abort(fmt.Errorf("reading the data for %s: %w", s.URL(key), err))
-			}
-			part = bytes.NewReader(buf[:length])
-		}
-		out, err := s.client.UploadPart(ctx, &s3.UploadPartInput{
-			Bucket:        &s.bucket,
-			Key:           &k,
-			UploadId:      uploadID,
-			PartNumber:    aws.Int32(n),
-			Body:          part,
-			ContentLength: aws.Int64(length),
-		})
-		if err != nil {
-			return abort(s.explain(fmt.Sprintf("writing part %d of", n), key, err))
-		}
-		parts = append(parts, types.CompletedPart{ETag: out.ETag, PartNumber: aws.Int32(n)})
-	}
-	_, err = s.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
-		Bucket:          &s.bucket,
-		Key:             &k,
-		UploadId:        uploadID,
-		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
-	})
-	if err != nil {
-		return abort(s.explain("completing the upload of", key, err))
+		return s.explain("writing", key, err)
 	}
 	return nil
 }

@@ -1,0 +1,276 @@
+package s3objects
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+// These tests put objects in parts of 5 MiB through a proxy in front of
+// versitygw that watches, holds or fails the part requests.
+
+const testPartSize = 5 << 20
+
+// proxyS3 starts a proxy in front of srv whose handle sees every request
+// before it is forwarded (or not), and returns Objects that talk to S3
+// through it with parts of testPartSize.
+func proxyS3(t *testing.T, srv *s3Server, bucket string, handle func(w http.ResponseWriter, r *http.Request, forward http.Handler)) *Objects {
+	t.Helper()
+	target, err := url.Parse(srv.endpoint)
+	must(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	forward := httputil.NewSingleHostReverseProxy(target)
+	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handle(w, r, forward) })}
+	go hs.Serve(ln) //nolint:errcheck // ends with Close
+	t.Cleanup(func() { _ = hs.Close() })
+	cfg := srv.config(bucket, "")
+	cfg.Endpoint = "http://" + ln.Addr().String()
+	cfg.PartSize = testPartSize
+	return srv.objects(t, cfg)
+}
+
+// S3 requests of a multipart upload, as a proxy sees them.
+func isUploadPart(r *http.Request) bool {
+	return r.Method == http.MethodPut && r.URL.Query().Has("partNumber")
+}
+
+func isComplete(r *http.Request) bool {
+	return r.Method == http.MethodPost && r.URL.Query().Has("uploadId")
+}
+
+func isAbort(r *http.Request) bool {
+	return r.Method == http.MethodDelete && r.URL.Query().Has("uploadId")
+}
+
+func s3Error(w http.ResponseWriter, status int, code string) {
+	w.Header().Set("Content-Type", "application/xml")
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>`+code+`</Code><Message>injected by the test</Message></Error>`)
+}
+
+func noise(t *testing.T, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	_, err := rand.Read(b)
+	must(t, err)
+	return b
+}
+
+// readsBack checks that key holds data, as a reader sees it.
+func readsBack(t *testing.T, o *Objects, key string, data []byte) {
+	t.Helper()
+	body, err := o.Get(ctx, key)
+	must(t, err)
+	defer body.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, body)
+	must(t, err)
+	if want := sha256.Sum256(data); n != int64(len(data)) || !bytes.Equal(h.Sum(nil), want[:]) {
+		t.Errorf("%s reads back %d bytes that differ from the %d put", key, n, len(data))
+	}
+}
+
+// The parts of one upload go partsAtOnce at a time: the proxy holds every
+// part until partsAtOnce of them are in flight (or 3 s pass, as they would
+// one at a time), and counts the most it saw at once.
+func TestMultipartSendsPartsAtOnce(t *testing.T) {
+	srv := startVersitygw(t)
+	srv.createBucket(t, "parts")
+	var (
+		mu               sync.Mutex
+		inFlight, most   int
+		parts            int
+		released         = make(chan struct{})
+		releaseOnce      sync.Once
+		contentTypes     []string
+		completeRequests int
+	)
+	release := func() { releaseOnce.Do(func() { close(released) }) }
+	o := proxyS3(t, srv, "parts", func(w http.ResponseWriter, r *http.Request, forward http.Handler) {
+		switch {
+		case r.Method == http.MethodPost && r.URL.Query().Has("uploads"):
+			mu.Lock()
+			contentTypes = append(contentTypes, r.Header.Get("Content-Type"))
+			mu.Unlock()
+		case isComplete(r):
+			mu.Lock()
+			completeRequests++
+			mu.Unlock()
+		case isUploadPart(r):
+			mu.Lock()
+			parts++
+			inFlight++
+			most = max(most, inFlight)
+			if inFlight >= partsAtOnce {
+				release()
+			}
+			mu.Unlock()
+			select {
+			case <-released:
+			case <-time.After(3 * time.Second):
+				release()
+			}
+			forward.ServeHTTP(w, r)
+			mu.Lock()
+			inFlight--
+			mu.Unlock()
+			return
+		}
+		forward.ServeHTTP(w, r)
+	})
+	data := noise(t, 5*testPartSize+3<<20) // 6 parts, the last of 3 MiB
+	start := time.Now()
+	must(t, o.Put(ctx, "nar/parallel.nar.zst", bytes.NewReader(data), int64(len(data))))
+	t.Logf("put %d parts in %v, at most %d at once", parts, time.Since(start), most)
+	if most != partsAtOnce {
+		t.Errorf("at most %d parts were in flight at once, want %d", most, partsAtOnce)
+	}
+	if parts != 6 || completeRequests != 1 {
+		t.Errorf("%d UploadPart and %d CompleteMultipartUpload requests, want 6 and 1", parts, completeRequests)
+	}
+	if len(contentTypes) != 1 || contentTypes[0] != "application/x-nix-nar" {
+		t.Errorf("the upload was started with content types %q, want one application/x-nix-nar", contentTypes)
+	}
+	head, err := o.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String("parts"), Key: aws.String("nar/parallel.nar.zst")})
+	must(t, err)
+	if etag := aws.ToString(head.ETag); !strings.HasSuffix(etag, `-6"`) {
+		t.Errorf("ETag %s: want a 6-part upload", etag)
+	}
+	readsBack(t, o, "nar/parallel.nar.zst", data)
+
+	// A body that can only read and seek goes in parts at once too.
+	most = 0
+	must(t, o.Put(ctx, "nar/seeker.nar.zst", struct{ io.ReadSeeker }{bytes.NewReader(data)}, int64(len(data))))
+	if most != partsAtOnce {
+		t.Errorf("a plain io.ReadSeeker: at most %d parts in flight at once, want %d", most, partsAtOnce)
+	}
+	readsBack(t, o, "nar/seeker.nar.zst", data)
+}
+
+// S3 answering 503 SlowDown to the first attempt of every part, and 500
+// to the first attempt at completing, is ridden out by the client's
+// retryer: the object is complete and whole.
+func TestMultipartRidesOutSlowDown(t *testing.T) {
+	srv := startVersitygw(t)
+	srv.createBucket(t, "slow")
+	var (
+		mu        sync.Mutex
+		triedPart = map[string]bool{}
+		slowDowns int
+		completes int
+	)
+	o := proxyS3(t, srv, "slow", func(w http.ResponseWriter, r *http.Request, forward http.Handler) {
+		mu.Lock()
+		var fail bool
+		switch {
+		case isUploadPart(r):
+			n := r.URL.Query().Get("partNumber")
+			fail = !triedPart[n]
+			triedPart[n] = true
+			if fail {
+				slowDowns++
+			}
+		case isComplete(r):
+			completes++
+			if completes == 1 {
+				mu.Unlock()
+				s3Error(w, http.StatusInternalServerError, "InternalError")
+				return
+			}
+		}
+		mu.Unlock()
+		if fail {
+			s3Error(w, http.StatusServiceUnavailable, "SlowDown")
+			return
+		}
+		forward.ServeHTTP(w, r)
+	})
+	data := noise(t, 2*testPartSize+1<<20) // 3 parts
+	must(t, o.Put(ctx, "nar/slow.nar.zst", bytes.NewReader(data), int64(len(data))))
+	if slowDowns != 3 || completes != 2 {
+		t.Errorf("the proxy answered %d SlowDowns and saw %d completes, want 3 and 2", slowDowns, completes)
+	}
+	readsBack(t, o, "nar/slow.nar.zst", data)
+}
+
+// A part S3 refuses for good fails the Put: the upload is aborted, never
+// completed, and no reader sees the object, whole or in part.
+func TestMultipartFailingPartAborts(t *testing.T) {
+	srv := startVersitygw(t)
+	srv.createBucket(t, "failing")
+	var (
+		mu                sync.Mutex
+		completes, aborts int
+		abortStatus       int
+	)
+	o := proxyS3(t, srv, "failing", func(w http.ResponseWriter, r *http.Request, forward http.Handler) {
+		switch {
+		case isUploadPart(r) && r.URL.Query().Get("partNumber") == "3":
+			s3Error(w, http.StatusBadRequest, "BadDigest")
+			return
+		case isComplete(r):
+			mu.Lock()
+			completes++
+			mu.Unlock()
+		case isAbort(r):
+			rec := &statusRecorder{ResponseWriter: w}
+			forward.ServeHTTP(rec, r)
+			mu.Lock()
+			aborts++
+			abortStatus = rec.status
+			mu.Unlock()
+			return
+		}
+		forward.ServeHTTP(w, r)
+	})
+	data := noise(t, 5*testPartSize) // 5 parts
+	err := o.Put(ctx, "nar/failing.nar.zst", bytes.NewReader(data), int64(len(data)))
+	if err == nil {
+		t.Fatal("the Put succeeded though a part was refused")
+	}
+	t.Logf("error: %v", err)
+	for _, want := range []string{"s3://failing/nar/failing.nar.zst", "BadDigest"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the error lacks %q: %v", want, err)
+		}
+	}
+	if completes != 0 || aborts != 1 || abortStatus != http.StatusNoContent {
+		t.Errorf("%d completes and %d aborts (the last answered %d), want 0 and 1 answered 204", completes, aborts, abortStatus)
+	}
+	if ok, err := o.Exists(ctx, "nar/failing.nar.zst"); ok || err != nil {
+		t.Errorf("after the failed Put the object exists: %t, %v", ok, err)
+	}
+	uploads, err := o.client.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: aws.String("failing")})
+	must(t, err)
+	if len(uploads.Uploads) != 0 {
+		t.Errorf("uploads still in progress: %d", len(uploads.Uploads))
+	}
+	if _, err := os.Stat(filepath.Join(srv.dataDir, "failing", "nar", "failing.nar.zst")); !os.IsNotExist(err) {
+		t.Errorf("versitygw has a file for the object: %v", err)
+	}
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(status int) {
+	r.status = status
+	r.ResponseWriter.WriteHeader(status)
+}
