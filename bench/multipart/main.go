@@ -53,9 +53,11 @@ type job struct {
 	PartSize                 int64
 }
 
-// measured is one child's run: how long its Put took, and its peak RSS.
+// measured is one child's run: how long its Put took, the processor time
+// the whole child used (user and system), and its peak RSS.
 type measured struct {
 	Took   time.Duration
+	cpu    time.Duration
 	maxRSS int64 // bytes
 }
 
@@ -140,7 +142,7 @@ func run(o options) error {
 		if err != nil {
 			return fmt.Errorf("run %d: %w", i+1, err)
 		}
-		progress("  %s, peak RSS %s", units.Duration(m.Took), units.Bytes(m.maxRSS))
+		progress("  %s, processor %s, peak RSS %s", units.Duration(m.Took), units.Duration(m.cpu), units.Bytes(m.maxRSS))
 		runs = append(runs, m)
 		// Free the disk for the next run: versitygw keeps an object as a file.
 		for _, k := range base.Keys {
@@ -196,6 +198,7 @@ func runChild(j job, specFile string) (measured, error) {
 		return measured{}, fmt.Errorf("no resource usage for the child")
 	}
 	m.maxRSS = usage.Maxrss << 10 // Linux gives kilobytes
+	m.cpu = time.Duration(usage.Utime.Nano() + usage.Stime.Nano())
 	return m, nil
 }
 
@@ -273,19 +276,22 @@ func printReport(o options, idle measured, runs []measured, load [2]string) {
 	p("")
 	p("- Machine: %s.", hostinfo.Describe())
 	p("- S3: versitygw (posix backend, data on local disk) on 127.0.0.1, SigV4, path-style; `s3objects.Put` with %s, from a file of pseudo-random bytes (%d at once, each from its own open file).", partSize, o.objects)
-	p("- Each run is a child process of its own; peak RSS is its `ru_maxrss`. Time is the Puts inside the child. The same program idle with its S3 client made: peak RSS %s. Load average (1 min) before and after: %s, %s.", units.Bytes(idle.maxRSS), load[0], load[1])
+	p("- Each run is a child process of its own; peak RSS is its `ru_maxrss`, processor its user and system time (`ru_utime` + `ru_stime`), which other processes on the machine disturb less than the time. Time is the Puts inside the child. The same program idle with its S3 client made: processor %s, peak RSS %s. Load average (1 min) before and after: %s, %s.", units.Duration(idle.cpu), units.Bytes(idle.maxRSS), load[0], load[1])
 	p("")
-	p("| run | time | rate | peak RSS |")
-	p("|---|--:|--:|--:|")
-	row := func(name string, took time.Duration, rss int64) {
-		rate := units.Bytes(int64(float64(o.size*int64(o.objects))/took.Seconds())) + "/s"
-		p("| %s | %s | %s | %s |", name, units.Duration(took), rate, units.Bytes(rss))
+	p("| run | time | rate | processor | peak RSS |")
+	p("|---|--:|--:|--:|--:|")
+	row := func(name string, m measured) {
+		rate := units.Bytes(int64(float64(o.size*int64(o.objects))/m.Took.Seconds())) + "/s"
+		p("| %s | %s | %s | %s | %s |", name, units.Duration(m.Took), rate, units.Duration(m.cpu), units.Bytes(m.maxRSS))
 	}
 	for i, m := range runs {
-		row(fmt.Sprint(i+1), m.Took, m.maxRSS)
+		row(fmt.Sprint(i+1), m)
 	}
-	row("**median**", median[time.Duration](runs, func(m measured) int64 { return int64(m.Took) }),
-		median[int64](runs, func(m measured) int64 { return m.maxRSS }))
+	row("**median**", measured{
+		Took:   median[time.Duration](runs, func(m measured) int64 { return int64(m.Took) }),
+		cpu:    median[time.Duration](runs, func(m measured) int64 { return int64(m.cpu) }),
+		maxRSS: median[int64](runs, func(m measured) int64 { return m.maxRSS }),
+	})
 }
 
 func median[T ~int64](runs []measured, of func(measured) int64) T {
