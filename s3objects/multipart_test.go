@@ -2,8 +2,10 @@ package s3objects
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -13,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -209,59 +212,125 @@ func TestMultipartRidesOutSlowDown(t *testing.T) {
 }
 
 // A part S3 refuses for good fails the Put: the upload is aborted, never
-// completed, and no reader sees the object, whole or in part.
+// completed, and no reader sees the object, whole or in part. When the
+// abort fails too, the error still says first what failed the upload, and
+// then that its parts stay.
 func TestMultipartFailingPartAborts(t *testing.T) {
 	srv := startVersitygw(t)
-	srv.createBucket(t, "failing")
-	var (
-		mu                sync.Mutex
-		completes, aborts int
-		abortStatus       int
-	)
-	o := proxyS3(t, srv, "failing", func(w http.ResponseWriter, r *http.Request, forward http.Handler) {
+	for _, abortRefused := range []bool{false, true} {
+		bucket := "failing"
+		if abortRefused {
+			bucket = "failing-abort"
+		}
+		t.Run(bucket, func(t *testing.T) {
+			srv.createBucket(t, bucket)
+			var (
+				mu                sync.Mutex
+				completes, aborts int
+				abortStatus       int
+			)
+			o := proxyS3(t, srv, bucket, func(w http.ResponseWriter, r *http.Request, forward http.Handler) {
+				switch {
+				case isUploadPart(r) && r.URL.Query().Get("partNumber") == "3":
+					s3Error(w, http.StatusBadRequest, "BadDigest")
+					return
+				case isComplete(r):
+					mu.Lock()
+					completes++
+					mu.Unlock()
+				case isAbort(r):
+					rec := &statusRecorder{ResponseWriter: w}
+					if abortRefused {
+						s3Error(rec, http.StatusForbidden, "AccessDenied")
+					} else {
+						forward.ServeHTTP(rec, r)
+					}
+					mu.Lock()
+					aborts++
+					abortStatus = rec.status
+					mu.Unlock()
+					return
+				}
+				forward.ServeHTTP(w, r)
+			})
+			data := noise(t, 5*testPartSize) // 5 parts
+			err := o.Put(ctx, "nar/failing.nar.zst", bytes.NewReader(data), int64(len(data)))
+			if err == nil {
+				t.Fatal("the Put succeeded though a part was refused")
+			}
+			t.Logf("error: %v", err)
+			want := []string{"S3 error while writing part 3 of s3://" + bucket + "/nar/failing.nar.zst", "BadDigest"}
+			wantStatus, wantUploads := http.StatusNoContent, 0
+			if abortRefused {
+				want = append(want, "aborting the upload failed too", "AccessDenied", "AbortIncompleteMultipartUpload")
+				wantStatus, wantUploads = http.StatusForbidden, 1
+				if errors.Is(err, ErrCredentials) {
+					t.Errorf("the error takes the abort's kind, not the upload's: %v", err)
+				}
+			}
+			for _, w := range want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("the error lacks %q: %v", w, err)
+				}
+			}
+			if !strings.HasPrefix(err.Error(), want[0]) {
+				t.Errorf("the error does not start with what failed the upload: %v", err)
+			}
+			if completes != 0 || aborts != 1 || abortStatus != wantStatus {
+				t.Errorf("%d completes and %d aborts (the last answered %d), want 0 and 1 answered %d", completes, aborts, abortStatus, wantStatus)
+			}
+			if ok, err := o.Exists(ctx, "nar/failing.nar.zst"); ok || err != nil {
+				t.Errorf("after the failed Put the object exists: %t, %v", ok, err)
+			}
+			if _, err := os.Stat(filepath.Join(srv.dataDir, bucket, "nar", "failing.nar.zst")); !os.IsNotExist(err) {
+				t.Errorf("versitygw has a file for the object: %v", err)
+			}
+			uploads, err := o.client.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: aws.String(bucket)})
+			must(t, err)
+			if len(uploads.Uploads) != wantUploads {
+				t.Errorf("%d uploads in progress, want %d", len(uploads.Uploads), wantUploads)
+			}
+		})
+	}
+}
+
+// A Put whose context is cancelled in the middle of its parts (as
+// binarycache cancels the other pushes when one fails) still aborts the
+// upload, on a context of its own.
+func TestMultipartCancelledAborts(t *testing.T) {
+	srv := startVersitygw(t)
+	srv.createBucket(t, "cancelled")
+	putCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var aborts, abortStatus atomic.Int32
+	o := proxyS3(t, srv, "cancelled", func(w http.ResponseWriter, r *http.Request, forward http.Handler) {
 		switch {
-		case isUploadPart(r) && r.URL.Query().Get("partNumber") == "3":
-			s3Error(w, http.StatusBadRequest, "BadDigest")
+		case isUploadPart(r) && r.URL.Query().Get("partNumber") == "2":
+			cancel()
+			<-r.Context().Done() // the client hangs up
 			return
-		case isComplete(r):
-			mu.Lock()
-			completes++
-			mu.Unlock()
 		case isAbort(r):
 			rec := &statusRecorder{ResponseWriter: w}
 			forward.ServeHTTP(rec, r)
-			mu.Lock()
-			aborts++
-			abortStatus = rec.status
-			mu.Unlock()
+			aborts.Add(1)
+			abortStatus.Store(int32(rec.status))
 			return
 		}
 		forward.ServeHTTP(w, r)
 	})
-	data := noise(t, 5*testPartSize) // 5 parts
-	err := o.Put(ctx, "nar/failing.nar.zst", bytes.NewReader(data), int64(len(data)))
-	if err == nil {
-		t.Fatal("the Put succeeded though a part was refused")
-	}
+	data := noise(t, 5*testPartSize)
+	err := o.Put(putCtx, "nar/cancelled.nar.zst", bytes.NewReader(data), int64(len(data)))
 	t.Logf("error: %v", err)
-	for _, want := range []string{"s3://failing/nar/failing.nar.zst", "BadDigest"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("the error lacks %q: %v", want, err)
-		}
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("want a cancelled Put, got %v", err)
 	}
-	if completes != 0 || aborts != 1 || abortStatus != http.StatusNoContent {
-		t.Errorf("%d completes and %d aborts (the last answered %d), want 0 and 1 answered 204", completes, aborts, abortStatus)
+	if aborts.Load() != 1 || abortStatus.Load() != http.StatusNoContent {
+		t.Errorf("%d aborts (the last answered %d), want 1 answered 204", aborts.Load(), abortStatus.Load())
 	}
-	if ok, err := o.Exists(ctx, "nar/failing.nar.zst"); ok || err != nil {
-		t.Errorf("after the failed Put the object exists: %t, %v", ok, err)
-	}
-	uploads, err := o.client.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: aws.String("failing")})
+	uploads, err := o.client.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: aws.String("cancelled")})
 	must(t, err)
 	if len(uploads.Uploads) != 0 {
-		t.Errorf("uploads still in progress: %d", len(uploads.Uploads))
-	}
-	if _, err := os.Stat(filepath.Join(srv.dataDir, "failing", "nar", "failing.nar.zst")); !os.IsNotExist(err) {
-		t.Errorf("versitygw has a file for the object: %v", err)
+		t.Errorf("%d uploads in progress, want none", len(uploads.Uploads))
 	}
 }
 

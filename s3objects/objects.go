@@ -1,7 +1,7 @@
 // Package s3objects keeps a binary cache's objects in an S3 bucket (AWS or
 // any S3-compatible server): binarycache.Objects over the AWS SDK, with
-// multipart uploads for large NARs and errors that say what to fix. It is
-// the only package that speaks S3.
+// uploads of large NARs in parts, several at a time, and errors that say
+// what to fix. It is the only package that speaks S3.
 package s3objects
 
 import (
@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -20,8 +21,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/nixcnb/nix-buildpack/binarycache"
 
@@ -35,7 +37,13 @@ const DefaultPartSize = 64 << 20
 // minPartSize is S3's smallest allowed part (all but the last).
 const minPartSize = 5 << 20
 
-// partsAtOnce is how many parts of one upload are sent at a time.
+// maxParts is the most parts S3 takes for one object.
+const maxParts = 10000
+
+// partsAtOnce is how many parts of one upload are sent at a time. Each is
+// read from the body where it lies, not copied into memory, so a part in
+// flight costs a connection, not a part's worth of memory; binarycache
+// pushes up to 8 NARs at a time, so up to 32 parts go at once.
 const partsAtOnce = 4
 
 // abortTimeout bounds the abort of a failed upload in parts.
@@ -106,7 +114,6 @@ var refusedIsFinal = retry.IsErrorRetryableFunc(func(err error) aws.Ternary {
 // Objects keeps a binary cache in an S3 bucket.
 type Objects struct {
 	client   *s3.Client
-	uploads  *transfermanager.Client
 	bucket   string
 	prefix   string
 	endpoint string
@@ -173,20 +180,8 @@ func New(ctx context.Context, cfg Config) (*Objects, error) {
 	if endpoint == "" {
 		endpoint = "AWS S3 (region " + awsCfg.Region + ")"
 	}
-	uploads := transfermanager.New(client, func(o *transfermanager.Options) {
-		o.PartSizeBytes = partSize
-		o.MultipartUploadThreshold = partSize
-		o.Concurrency = partsAtOnce
-		// Unless told, the transfer manager asks for a CRC32 of every part,
-		// whatever the client's setting.
-		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
-		// Abort a failed upload with a context of its own: the upload's may
-		// be the one that was cancelled.
-		o.FailTimeout = abortTimeout
-	})
 	return &Objects{
 		client:   client,
-		uploads:  uploads,
 		bucket:   cfg.Bucket,
 		prefix:   normalizePrefix(cfg.Prefix),
 		endpoint: redactURL(endpoint),
@@ -252,7 +247,7 @@ func (s *Objects) Put(ctx context.Context, key string, body io.ReadSeeker, size 
 		return err
 	}
 	if size > s.partSize {
-		return s.putMultipart(ctx, key, k, body)
+		return s.putMultipart(ctx, key, k, body, size)
 	}
 	_, err = s.client.PutObject(ctx, &s3.PutObjectInput{
 		Bucket:        &s.bucket,
@@ -267,21 +262,106 @@ func (s *Objects) Put(ctx context.Context, key string, body io.ReadSeeker, size 
 	return nil
 }
 
-// putMultipart hands the upload to the SDK's transfer manager, which sends
-// partsAtOnce parts at a time through the client (its retryer included),
-// completes the upload only once every part is in, and aborts it on a
-// failure.
-func (s *Objects) putMultipart(ctx context.Context, key, k string, body io.ReadSeeker) error {
-	_, err := s.uploads.UploadObject(ctx, &transfermanager.UploadObjectInput{
+// putMultipart uploads body in parts, partsAtOnce at a time, and completes
+// the upload only once every part is in. On a failure it aborts the
+// upload, so that S3 drops the parts it has.
+func (s *Objects) putMultipart(ctx context.Context, key, k string, body io.ReadSeeker, size int64) error {
+	created, err := s.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
 		Bucket:      &s.bucket,
 		Key:         &k,
-		Body:        body,
 		ContentType: aws.String(binarycache.ContentType(key)),
 	})
 	if err != nil {
-		return s.explain("writing", key, err)
+		return s.explain("starting the upload of", key, err)
+	}
+	parts, err := s.putParts(ctx, key, k, created.UploadId, readerAt(body), size)
+	if err != nil {
+		return s.abort(ctx, k, created.UploadId, err)
+	}
+	_, err = s.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+		Bucket:          &s.bucket,
+		Key:             &k,
+		UploadId:        created.UploadId,
+		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
+	})
+	if err != nil {
+		return s.abort(ctx, k, created.UploadId, s.explain("completing the upload of", key, err))
 	}
 	return nil
+}
+
+// putParts sends the parts of an upload, partsAtOnce at a time, each read
+// from body at its offset. The first part that fails stops the others.
+func (s *Objects) putParts(ctx context.Context, key, k string, uploadID *string, body io.ReaderAt, size int64) ([]types.CompletedPart, error) {
+	partSize := max(s.partSize, (size+maxParts-1)/maxParts)
+	parts := make([]types.CompletedPart, (size+partSize-1)/partSize)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(partsAtOnce)
+	for i := range parts {
+		if gctx.Err() != nil {
+			break
+		}
+		n := int32(i + 1)
+		offset := int64(i) * partSize
+		length := min(partSize, size-offset)
+		g.Go(func() error {
+			out, err := s.client.UploadPart(gctx, &s3.UploadPartInput{
+				Bucket:        &s.bucket,
+				Key:           &k,
+				UploadId:      uploadID,
+				PartNumber:    aws.Int32(n),
+				Body:          io.NewSectionReader(body, offset, length),
+				ContentLength: aws.Int64(length),
+			})
+			if err != nil {
+				return s.explain(fmt.Sprintf("writing part %d of", n), key, err)
+			}
+			parts[i] = types.CompletedPart{ETag: out.ETag, PartNumber: aws.Int32(n)}
+			return nil
+		})
+	}
+	return parts, g.Wait()
+}
+
+// abort gives up an upload after cause, so that S3 drops its parts. It
+// runs on a context of its own: the upload's may be the one cancelled. An
+// abort that fails too is said after cause.
+func (s *Objects) abort(ctx context.Context, k string, uploadID *string, cause error) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
+	defer cancel()
+	_, err := s.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &s.bucket, Key: &k, UploadId: uploadID})
+	if err != nil {
+		return fmt.Errorf("%w; aborting the upload failed too, so its parts stay in the bucket, out of sight, "+
+			"until a bucket lifecycle rule (AbortIncompleteMultipartUpload) removes them: %v", cause, err)
+	}
+	return cause
+}
+
+// readerAt reads body at any offset: directly where body can, else by
+// seeking it, one read at a time, so that parts sent at once share it.
+func readerAt(body io.ReadSeeker) io.ReaderAt {
+	if r, ok := body.(io.ReaderAt); ok {
+		return r
+	}
+	return &seekingReaderAt{body: body}
+}
+
+type seekingReaderAt struct {
+	mu   sync.Mutex
+	body io.ReadSeeker
+}
+
+func (r *seekingReaderAt) ReadAt(p []byte, offset int64) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, err := r.body.Seek(offset, io.SeekStart); err != nil {
+		return 0, err
+	}
+	n, err := io.ReadFull(r.body, p)
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		err = io.EOF
+	}
+	return n, err
 }
 
 // List pages through ListObjectsV2.
