@@ -27,8 +27,12 @@ type Cache struct {
 	SigningKey string
 	// TrustedKeys are Nix public keys ("name:base64"; an entry may hold
 	// several separated by spaces). When any is given, Fetch rejects paths
-	// that carry no valid signature by one of them.
+	// of the cache that carry no valid signature by one of them.
 	TrustedKeys []string
+	// Upstreams are binary caches the cache need not copy (see Upstream):
+	// Push leaves out what they serve, Fetch takes from them what the
+	// cache lacks.
+	Upstreams []Upstream
 	// Parallel bounds concurrent transfers (default 8).
 	Parallel int
 	// Progress receives a progress line every couple of seconds while

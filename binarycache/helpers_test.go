@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nix-community/go-nix/pkg/narinfo"
 	"github.com/nix-community/go-nix/pkg/nixbase32"
 
 	"github.com/nixcnb/nix-buildpack/nixstore"
@@ -201,4 +202,14 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// readNarinfo reads sp's narinfo from the cache itself.
+func (c *Cache) readNarinfo(ctx context.Context, sp nixstore.Path) (*narinfo.NarInfo, error) {
+	return readNarinfo(ctx, &origin{objects: c.Objects}, sp)
+}
+
+// checkNarinfo checks ni as a narinfo of the cache itself.
+func (c *Cache) checkNarinfo(ni *narinfo.NarInfo, sp nixstore.Path) error {
+	return checkNarinfo(&origin{objects: c.Objects}, ni, sp)
 }

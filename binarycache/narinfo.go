@@ -141,27 +141,26 @@ func verifySignatures(ni *narinfo.NarInfo, keys []signature.PublicKey) bool {
 	return false
 }
 
-// readNarinfo downloads and checks the narinfo of sp.
-func (c *Cache) readNarinfo(ctx context.Context, sp nixstore.Path) (*narinfo.NarInfo, error) {
+// readNarinfo downloads and checks the narinfo of sp from o.
+func readNarinfo(ctx context.Context, o *origin, sp nixstore.Path) (*narinfo.NarInfo, error) {
 	key := narinfoKey(sp.Hash)
-	rc, err := c.Objects.Get(ctx, key)
+	rc, err := o.objects.Get(ctx, key)
 	if err != nil {
 		return nil, err
 	}
 	defer rc.Close()
 	data, err := io.ReadAll(io.LimitReader(rc, maxNarinfoSize+1))
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", c.Objects.URL(key), err)
+		return nil, fmt.Errorf("reading %s: %w", o.objects.URL(key), err)
 	}
 	if len(data) > maxNarinfoSize {
-		return nil, fmt.Errorf("%s is larger than %d bytes: the cache entry is corrupt; delete it and push again",
-			c.Objects.URL(key), maxNarinfoSize)
+		return nil, o.corrupt(sp, fmt.Sprintf("%s is larger than %d bytes", o.objects.URL(key), maxNarinfoSize))
 	}
 	ni, err := narinfo.Parse(bytes.NewReader(knownFields(data)))
 	if err != nil {
-		return nil, c.corrupt(sp, fmt.Sprintf("the narinfo of %s does not parse (%v)", sp.String(), err))
+		return nil, o.corrupt(sp, fmt.Sprintf("the narinfo of %s does not parse (%v)", sp.String(), err))
 	}
-	if err := c.checkNarinfo(ni, sp); err != nil {
+	if err := checkNarinfo(o, ni, sp); err != nil {
 		return nil, err
 	}
 	return ni, nil
@@ -188,17 +187,17 @@ func knownFields(data []byte) []byte {
 
 // checkNarinfo refuses narinfos that are inconsistent or that would make
 // Fetch read or write outside the cache and the destination.
-func (c *Cache) checkNarinfo(ni *narinfo.NarInfo, sp nixstore.Path) error {
+func checkNarinfo(o *origin, ni *narinfo.NarInfo, sp nixstore.Path) error {
 	if ni.StorePath != sp.String() {
-		return c.corrupt(sp, fmt.Sprintf("the narinfo of %s names another path (%q)", sp.String(), ni.StorePath))
+		return o.corrupt(sp, fmt.Sprintf("the narinfo of %s names another path (%q)", sp.String(), ni.StorePath))
 	}
 	// go-nix takes some digests of the wrong length (44 unpadded base64
 	// characters are 33 bytes) for sha256: count the bytes too.
 	if ni.NarHash == nil || ni.NarHash.Algo() != nixhash.SHA256 || len(ni.NarHash.Digest()) != sha256.Size || ni.NarSize == 0 {
-		return c.corrupt(sp, "the narinfo of "+sp.String()+" lacks a sha256 NarHash or a NarSize")
+		return o.corrupt(sp, "the narinfo of "+sp.String()+" lacks a sha256 NarHash or a NarSize")
 	}
 	if ni.FileHash != nil && (ni.FileHash.Algo() != nixhash.SHA256 || len(ni.FileHash.Digest()) != sha256.Size) {
-		return c.corrupt(sp, "the narinfo of "+sp.String()+" has a FileHash that is not sha256")
+		return o.corrupt(sp, "the narinfo of "+sp.String()+" has a FileHash that is not sha256")
 	}
 	switch ni.Compression {
 	case "zstd", "xz", "bzip2", "none":
@@ -207,16 +206,16 @@ func (c *Cache) checkNarinfo(ni *narinfo.NarInfo, sp nixstore.Path) error {
 			sp.String(), ni.Compression)
 	}
 	if strings.Contains(ni.URL, "://") || CheckKey(ni.URL) != nil {
-		return c.corrupt(sp, fmt.Sprintf("the narinfo of %s has URL %q, which is not a relative key in the cache", sp.String(), ni.URL))
+		return o.corrupt(sp, fmt.Sprintf("the narinfo of %s has URL %q, which is not a relative key in the cache", sp.String(), ni.URL))
 	}
 	for _, r := range ni.References {
 		if _, err := nixstore.ParseBase(r); err != nil {
-			return c.corrupt(sp, fmt.Sprintf("the narinfo of %s lists an invalid reference %q", sp.String(), r))
+			return o.corrupt(sp, fmt.Sprintf("the narinfo of %s lists an invalid reference %q", sp.String(), r))
 		}
 	}
 	if ni.Deriver != "" {
 		if _, err := nixstore.ParseBase(ni.Deriver); err != nil {
-			return c.corrupt(sp, fmt.Sprintf("the narinfo of %s names an invalid deriver %q", sp.String(), ni.Deriver))
+			return o.corrupt(sp, fmt.Sprintf("the narinfo of %s names an invalid deriver %q", sp.String(), ni.Deriver))
 		}
 	}
 	return nil
@@ -246,13 +245,16 @@ func (e *kindError) Unwrap() []error {
 	return []error{e.kind, e.cause}
 }
 
-// corrupt says what is wrong with sp's cache entry and how to repair it.
-func (c *Cache) corrupt(sp nixstore.Path, what string) error {
-	return &kindError{
-		msg: fmt.Sprintf("%s: the cache entry is corrupt; delete %s and push again",
-			what, c.Objects.URL(narinfoKey(sp.Hash))),
-		kind: ErrCorrupt,
+// corrupt says what is wrong with sp's entry in o and what to do: the
+// cache's own entry is deleted and pushed again; an upstream's is not
+// taken.
+func (o *origin) corrupt(sp nixstore.Path, what string) error {
+	msg := fmt.Sprintf("%s: the cache entry is corrupt; delete %s and push again", what, o.objects.URL(narinfoKey(sp.Hash)))
+	if o.upstream {
+		msg = fmt.Sprintf("%s: the binary cache %s serves a corrupt entry for it, and nothing was taken from it; "+
+			"try again later, or leave that cache out (BP_NIX_S3_UPSTREAMS)", what, o.name())
 	}
+	return &kindError{msg: msg, kind: ErrCorrupt}
 }
 
 // pathInfo turns a narinfo into what Nix's database would say of the path.

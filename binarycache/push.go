@@ -31,14 +31,24 @@ type PushStats struct {
 	// missing, or Push failed before uploading anything).
 	Missing  int
 	Duration time.Duration
+	// Served counts, by upstream URL, the paths the cache lacks that were
+	// not pushed because that upstream serves them.
+	Served map[string]Served
+	// Unanswered says, by upstream URL, why an upstream stopped
+	// answering: the paths it was not asked about were pushed.
+	Unanswered map[string]error
 }
 
 // Push uploads the paths the cache lacks. Each path's files are read from
 // storeDir/<base name> (the physical folder holding /nix/store's contents)
 // and serialised as a NAR.
 //
-// Every reference of a path must be among paths or already in the cache, so
-// the cache never holds a path without its closure. Writes are ordered for
+// A path that an upstream serves (the same NAR hash, a signature the
+// upstream is trusted by) is not pushed: the cache then holds narinfos
+// whose references only the upstream serves, and Fetch takes those from
+// it. Every other reference of a path must be among paths or already in
+// the cache, so the cache and its upstreams never hold a path without its
+// closure. Writes are ordered for
 // readers: a path's NAR before its narinfo, and a path's narinfo only after
 // the narinfos of its references. A failed or interrupted Push leaves only
 // complete, content-addressed NAR files and valid narinfos behind.
@@ -81,16 +91,17 @@ func (c *Cache) Push(ctx context.Context, paths []nixstore.PathInfo, storeDir st
 		return stats, err
 	}
 	stats.Skipped = len(order) - len(missing)
+	missing, err = c.leaveToUpstreams(ctx, missing, infos, &stats)
+	if err != nil {
+		return stats, err
+	}
 	if len(missing) == 0 {
 		stats.Duration = time.Since(start)
 		return stats, nil
 	}
-	toPush := map[string]bool{}
-	for _, p := range missing {
-		toPush[p] = true
-	}
 
-	// References that are not being pushed must be in the cache already.
+	// References that are not among paths (pushed now, in the cache
+	// already, or left to an upstream) must be in the cache already.
 	var outside []string
 	referrer := map[string]string{}
 	for _, p := range missing {
@@ -160,6 +171,51 @@ func (c *Cache) Push(ctx context.Context, paths []nixstore.PathInfo, storeDir st
 	stats.Duration = time.Since(start)
 	prog.finish()
 	return stats, err
+}
+
+// leaveToUpstreams asks the upstreams, in order, which of missing they
+// serve, and returns the paths left to push; those left to an upstream
+// are counted in stats.
+func (c *Cache) leaveToUpstreams(ctx context.Context, missing []string, infos map[string]nixstore.PathInfo, stats *PushStats) ([]string, error) {
+	if len(c.Upstreams) == 0 || len(missing) == 0 {
+		return missing, nil
+	}
+	origins, err := c.origins()
+	if err != nil {
+		return nil, err
+	}
+	left := missing
+	for _, o := range origins[1:] {
+		if len(left) == 0 {
+			break
+		}
+		asked := askUpstream(ctx, o, left, infos)
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if asked.err != nil {
+			if stats.Unanswered == nil {
+				stats.Unanswered = map[string]error{}
+			}
+			stats.Unanswered[o.name()] = asked.err
+		}
+		var next []string
+		for _, p := range left {
+			if !asked.served[p] {
+				next = append(next, p)
+				continue
+			}
+			if stats.Served == nil {
+				stats.Served = map[string]Served{}
+			}
+			s := stats.Served[o.name()]
+			s.Paths++
+			s.NarBytes += infos[p].NarSize
+			stats.Served[o.name()] = s
+		}
+		left = next
+	}
+	return left, nil
 }
 
 // pushNar packs one path and uploads its NAR file unless the cache has that

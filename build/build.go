@@ -135,6 +135,11 @@ func (r *run) build() (packit.BuildResult, error) {
 	}
 	defer substituter.Close()
 	caches := r.reachableSubstituters(substituter.URL(cfg.TrustedPublicKeys))
+	if cache != nil {
+		if cache.Upstreams, err = r.upstreams(caches); err != nil {
+			return packit.BuildResult{}, err
+		}
+	}
 	store, nix, err := r.storeLayer(release, proot.tool, caches)
 	if err != nil {
 		return packit.BuildResult{}, err

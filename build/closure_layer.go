@@ -147,6 +147,18 @@ type closureSource struct {
 	root string
 	// place puts some of the paths into storeDir.
 	place func(paths []string, storeDir string) error
+	// fetch, when set, makes paths ready for place in root, in one
+	// transfer: the bucket's source downloads only the paths of the
+	// layers a deploy makes.
+	fetch func(paths []string) error
+}
+
+// ready makes paths ready to read in root, or to place.
+func (s closureSource) ready(paths []string) error {
+	if s.fetch == nil {
+		return nil
+	}
+	return s.fetch(paths)
 }
 
 // launchLayers are the layers that launch the closure: the path layers,
@@ -175,6 +187,13 @@ func (r *run) closureLayers(proot prootcmd.Tool, plan detect.PlanMetadata, src c
 		infos[in.Path] = in
 		paths = append(paths, in.Path)
 		narBytes += in.NarSize
+	}
+	if prune.found {
+		// .slugexclude's rules are applied to the files of every path,
+		// reused layers' included, to know what they remove.
+		if err := src.ready(paths); err != nil {
+			return out, nil, err
+		}
 	}
 	want := r.closureInputs(src.results, closureDigest(src.results, paths), prune.digest, proot)
 	want.Inputs = inputs
@@ -237,9 +256,16 @@ func (r *run) closureLayers(proot prootcmd.Tool, plan detect.PlanMetadata, src c
 
 // storePathLayers reuses or makes the layer of each group of store paths.
 func (r *run) storePathLayers(groups []pathGroup, infos map[string]nixstore.PathInfo, src closureSource, prune slugExclude, prefix string) ([]pathLayer, error) {
-	var layers []pathLayer
-	made, entries := 0, 0
-	var removed int64
+	// What each layer needs first; then the paths of the layers to make,
+	// fetched at once where the source fetches; then the layers.
+	type decided struct {
+		layer packit.Layer
+		want  pathsMetadata
+		have  previous[pathsMetadata]
+		d     decision
+	}
+	var all []decided
+	var toMake []string
 	for _, g := range groups {
 		layer, err := r.ctx.Layers.Get(g.name)
 		if err != nil {
@@ -251,13 +277,26 @@ func (r *run) storePathLayers(groups []pathGroup, infos map[string]nixstore.Path
 		}
 		have := readPrevious[pathsMetadata](layer)
 		d := decidePaths(have, want)
+		if !d.Reuse {
+			toMake = append(toMake, g.paths...)
+		}
+		all = append(all, decided{layer, want, have, d})
+	}
+	if err := src.ready(toMake); err != nil {
+		return nil, err
+	}
+	var layers []pathLayer
+	made, entries := 0, 0
+	var removed int64
+	for _, g := range all {
+		layer, want, have, d := g.layer, g.want, g.have, g.d
 		if d.Reuse {
 			layer.Launch = true
 			layer.Metadata = toMetadata(have.Meta)
 			layers = append(layers, pathLayer{layer: layer, meta: have.Meta})
 			continue
 		}
-		r.log.Detail("Making layer %s: %s", g.name, d.Reason)
+		r.log.Detail("Making layer %s: %s", layer.Name, d.Reason)
 		l, err := r.makePaths(layer, want, src, prune)
 		if err != nil {
 			return nil, err
@@ -321,7 +360,7 @@ func (r *run) launchMode(layers []pathLayer, src closureSource, prune slugExclud
 	if mode != launch.ModeRelocate {
 		prefix = ""
 	}
-	files, links := 0, 0
+	var rewrote relocate.Report
 	for i, l := range layers {
 		if !l.made && (!l.meta.NamesStore || l.meta.Prefix == prefix) {
 			continue
@@ -341,7 +380,10 @@ func (r *run) launchMode(layers []pathLayer, src closureSource, prune slugExclud
 			if err != nil {
 				return "", nil, err
 			}
-			files, links = files+report.FilesRewritten, links+report.LinksRewritten
+			rewrote.FilesRewritten += report.FilesRewritten
+			rewrote.LinksRewritten += report.LinksRewritten
+			rewrote.ArchivesRewritten += report.ArchivesRewritten
+			rewrote.PycsUpdated += report.PycsUpdated
 		}
 		l.meta.Prefix = prefix
 		l.layer.Launch = true
@@ -349,8 +391,9 @@ func (r *run) launchMode(layers []pathLayer, src closureSource, prune slugExclud
 		layers[i] = l
 	}
 	if mode == launch.ModeRelocate {
-		r.log.Subprocess("Launcher: relocate (%s): rewrote /nix/store in %d files and %d links; no proot, no ptrace at run time",
-			prefix, files, links)
+		r.log.Subprocess("Launcher: relocate (%s): rewrote /nix/store in %d files, %d links and inside %d zip or gzip files, "+
+			"and updated %d .pyc files; no proot, no ptrace at run time",
+			prefix, rewrote.FilesRewritten, rewrote.LinksRewritten, rewrote.ArchivesRewritten, rewrote.PycsUpdated)
 	} else {
 		r.log.Subprocess("Launcher: proot (%s)", reason)
 	}
@@ -365,7 +408,7 @@ func (r *run) relocatePaths(l pathLayer, prefix string) (relocate.Report, error)
 	if err != nil {
 		return report, fmt.Errorf("relocating the closure to %s: %w", prefix, err)
 	}
-	left, err := relocate.Verify(storeDir, report.Skipped)
+	left, err := relocate.Verify(storeDir, report)
 	if err != nil {
 		return report, err
 	}
@@ -436,6 +479,9 @@ func (r *run) makeClosure(layer packit.Layer, launcher string, pathLayers []path
 	}
 	// The result's files: in its layer if this build made it (pruned as
 	// the image has them), else where the source keeps them.
+	if err := src.ready(src.results); err != nil {
+		return nil, err
+	}
 	result := mustBase(src.results[0])
 	bin := filepath.Join(src.root, "store", result, "bin")
 	for _, l := range pathLayers {

@@ -247,7 +247,7 @@ func (r *run) makePaths(layer packit.Layer, want pathsMetadata, src closureSourc
 				made.meta.Unrelocatable = append(made.meta.Unrelocatable, s.Path)
 			}
 		}
-		made.meta.NamesStore = len(made.rewrite.Files)+len(made.rewrite.Links) > 0
+		made.meta.NamesStore = len(made.rewrite.Files)+len(made.rewrite.Links)+len(made.rewrite.Archives) > 0
 	}
 	return made, nil
 }

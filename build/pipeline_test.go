@@ -251,15 +251,16 @@ func TestProotLauncherKeepsTheClosureAsBuilt(t *testing.T) {
 	f.logHas("Launcher: proot (BP_NIX_LAUNCHER=proot)")
 }
 
-// With BP_NIX_LAUNCHER=auto, a program file that names /nix/store inside
-// compressed content means proot, decided before anything is rewritten:
-// every file is left as Nix built it.
+// With BP_NIX_LAUNCHER=auto, a program file that names /nix/store where no
+// rewrite reaches (a tar archive, whose header checksums a rewrite would
+// break) means proot, decided before anything is rewritten: every file is
+// left as Nix built it.
 func TestAutoChoosesProotBeforeRewritingAnything(t *testing.T) {
 	f := newFixture(t)
 	paths, app := appPaths("v1")
 	for i := range paths {
 		if paths[i].path == app {
-			paths[i].files["lib/data.gz"] = gzipString(t, "see "+greeting)
+			paths[i].files["lib/data.tar.gz"] = string(tarGz(t, map[string]string{"data": "see " + greeting}))
 		}
 	}
 	f.nix.app = paths
@@ -269,7 +270,7 @@ func TestAutoChoosesProotBeforeRewritingAnything(t *testing.T) {
 	if !strings.Contains(web, busybox) {
 		t.Errorf("bin/web was rewritten, though the closure launches under proot:\n%s", web)
 	}
-	data := strings.TrimPrefix(app, "/nix/store/") + "/lib/data.gz"
+	data := strings.TrimPrefix(app, "/nix/store/") + "/lib/data.tar.gz"
 	f.logHas("Not relocated: "+data,
 		"Launcher: proot (auto: 1 file outside the documentation names /nix/store where relocation cannot rewrite it, e.g. "+data+")")
 	f.logLacks("Launcher: relocate")
@@ -293,6 +294,22 @@ func TestAutoChoosesProotBeforeRewritingAnything(t *testing.T) {
 	f.mustBuild()
 	f.logHas("Warning: relocating, as BP_NIX_ALLOW_UNRELOCATED=true accepts, though 1 file still names /nix/store: "+data,
 		"Launcher: relocate")
+}
+
+// A gzip file whose content names /nix/store is rewritten inside: auto
+// relocates.
+func TestAutoRelocatesInsideGzip(t *testing.T) {
+	f := newFixture(t)
+	paths, app := appPaths("v1")
+	for i := range paths {
+		if paths[i].path == app {
+			paths[i].files["lib/data.gz"] = gzipString(t, "see "+greeting)
+		}
+	}
+	f.nix.app = paths
+	f.mustBuild()
+	f.logHas("Launcher: relocate (/tmp/", "inside 1 zip or gzip files")
+	f.logLacks("Not relocated")
 }
 
 func TestSlugExcludePrunesTheClosure(t *testing.T) {
@@ -487,7 +504,7 @@ func TestARestoreOnlyDeployRunsNoNix(t *testing.T) {
 	if got := storeNames(t, filepath.Join(closure.Path, "store")); !sameSet(got, []string{app, greeting, busybox}) {
 		t.Errorf("restored %v", got)
 	}
-	f.logHas("Restoring app hello from "+bucketURL, "Restored 3 store paths", "Launcher: relocate")
+	f.logHas("Restoring app hello from "+bucketURL, "The build's closure: 3 store paths", "fetched 3 paths", "Launcher: relocate")
 	f.logLacks("Note: that build is of another source")
 	if procs := result.Launch.DirectProcesses; len(procs) != 1 || procs[0].Command[1] != app+"/bin/web" {
 		t.Errorf("processes %+v", procs)
@@ -840,17 +857,23 @@ func TestARestoreOnlyDeployOfTheSameBuildFetchesNothing(t *testing.T) {
 	f := newFixture(t)
 	f.withBucket(bucket, "BP_NIX_APP_NAME=hello", "BP_NIX_BUILD_ON_PUSH=false")
 	f.mustBuild()
-	f.logHas("Restored 3 store paths")
+	f.logHas("The build's closure: 3 store paths", "fetched 3 paths")
 	f.mustBuild()
 	f.logHas("Nothing to restore: the image holds the build the app pointer names")
-	f.logLacks("Restored ")
+	f.logLacks("The build's closure", "fetched")
 
-	// Another machine pushes a new build: the next deploy restores it.
+	// Another machine pushes a new build: the next deploy restores it,
+	// fetching only the app's path: the others' layers are the previous
+	// image's.
 	builder := newFixture(t)
 	builder.withBucket(bucket, "BP_NIX_APP_NAME=hello")
 	builder.appVersion("v2")
 	builder.mustBuild()
 	f.mustBuild()
-	f.logHas("Restored 3 store paths")
+	f.logHas("The build's closure: 3 store paths", "fetched 1 path (")
 	f.logLacks("Nothing to restore")
+	_, app2 := appPaths("v2")
+	if got := f.made(); !slices.Equal(got, []string{pathLayerName(app2)}) {
+		t.Errorf("the deploy of a new pointer made the layers %v, want the app's alone", got)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/paketo-buildpacks/packit/v2"
@@ -58,6 +59,10 @@ func (r *run) restoreOnly(cache *binarycache.Cache, proot prootLayer, plan detec
 		return r.reusePrevious(have.Meta, []packit.Layer{proot.layer})
 	}
 
+	caches := r.reachableSubstituters("")
+	if cache.Upstreams, err = r.upstreams(caches); err != nil {
+		return packit.BuildResult{}, err
+	}
 	src, cleanup, err := r.bucketSource(cache, pointer.StorePaths)
 	if err != nil {
 		return packit.BuildResult{}, err
@@ -75,38 +80,63 @@ func (r *run) restoreOnly(cache *binarycache.Cache, proot prootLayer, plan detec
 	}, nil
 }
 
-// bucketSource fetches the closure the app pointer names from the bucket,
-// every NAR checked, into a folder beside the layers, from which placing a
-// path moves it into its layer. cleanup removes what no layer took.
+// bucketSource is the closure the app pointer names, in the bucket and its
+// upstreams: what their narinfos say of its paths (their signatures
+// checked), and a fetch that downloads paths into a folder beside the
+// layers, every NAR checked, from which placing a path moves it into its
+// layer. Only the paths of the layers the deploy makes are fetched: a path
+// whose layer the previous image holds is downloaded from nowhere.
+// cleanup removes what no layer took.
 func (r *run) bucketSource(cache *binarycache.Cache, roots []string) (closureSource, func(), error) {
+	ctx := context.Background()
 	download := filepath.Join(r.ctx.Layers.Path, ".nix-closure-download")
 	cleanup := func() {
 		_ = closure.RemoveTree(download)
 	}
 	cleanup()
 	storeDir := filepath.Join(download, "store")
-	infos, stats, err := cache.Fetch(context.Background(), roots, storeDir)
-	if line := fetchSummary(stats, err); line != "" {
-		r.log.Action("%s", line)
+	explain := func(err error) error {
+		if errors.Is(err, binarycache.ErrUntrusted) {
+			return fmt.Errorf("restoring from %s: %w; BP_NIX_TRUSTED_PUBLIC_KEYS lists the keys trusted, and pushes are signed with BP_NIX_SIGNING_KEY", r.cfg.S3.URL(), err)
+		}
+		return fmt.Errorf("restoring from %s: %w", r.cfg.S3.URL(), err)
 	}
-	if errors.Is(err, binarycache.ErrUntrusted) {
-		cleanup()
-		return closureSource{}, nil, fmt.Errorf("restoring from %s: %w; BP_NIX_TRUSTED_PUBLIC_KEYS lists the keys trusted, and pushes are signed with BP_NIX_SIGNING_KEY", r.cfg.S3.URL(), err)
-	}
+	cl, err := cache.Resolve(ctx, roots)
 	if err != nil {
-		cleanup()
-		return closureSource{}, nil, fmt.Errorf("restoring from %s: %w", r.cfg.S3.URL(), err)
+		return closureSource{}, nil, explain(err)
 	}
+	infos := cl.Infos()
 	var size int64
 	for _, in := range infos {
 		size += in.NarSize
 	}
-	r.log.Subprocess("Restored %s, %s (%d downloaded)", plural(len(infos), "store path"), humanBytes(size), stats.Downloaded)
+	r.log.Subprocess("The build's closure: %s, %s of NAR; fetching the paths of the layers this deploy makes", plural(len(infos), "store path"), humanBytes(size))
+	// placed are the paths moved into their layers: never fetched again.
+	placed := map[string]bool{}
+	fetch := func(paths []string) error {
+		paths = slices.DeleteFunc(slices.Clone(paths), func(p string) bool { return placed[p] })
+		if len(paths) == 0 {
+			return nil
+		}
+		stats, err := cache.FetchPaths(ctx, cl, paths, storeDir)
+		if line := fetchSummary(stats, err); line != "" && stats.Missing > 0 {
+			r.log.Action("%s", line)
+		}
+		if err != nil {
+			cleanup()
+			return explain(err)
+		}
+		return nil
+	}
 	return closureSource{
 		results: roots,
 		infos:   infos,
 		root:    download,
+		fetch:   fetch,
 		place: func(paths []string, dest string) error {
+			if err := fetch(paths); err != nil {
+				return err
+			}
 			for _, p := range paths {
 				base, err := nixstore.Base(p)
 				if err != nil {
@@ -115,6 +145,7 @@ func (r *run) bucketSource(cache *binarycache.Cache, roots []string) (closureSou
 				if err := moveStorePath(filepath.Join(storeDir, base), filepath.Join(dest, base)); err != nil {
 					return err
 				}
+				placed[p] = true
 			}
 			return nil
 		},

@@ -121,6 +121,9 @@ func (r *run) share(nix installedNix, cache *binarycache.Cache, storeDir string,
 		if line := pushSummary(stats, err); line != "" {
 			r.log.Action("%s", line)
 		}
+		for _, line := range servedLines(stats) {
+			r.log.Action("%s", line)
+		}
 		return err
 	})
 	if err != nil {
@@ -170,8 +173,12 @@ func fetchSummary(s binarycache.FetchStats, err error) string {
 	if err != nil {
 		return failedSummary("fetch", s.Downloaded, s.Missing, took)
 	}
-	return fmt.Sprintf("fetched %d paths (%s downloaded, %s NAR); %d already present (%s)",
-		s.Downloaded, humanBytes(s.Bytes), humanBytes(s.NarBytes), s.Present, took)
+	line := fmt.Sprintf("fetched %s (%s downloaded, %s NAR); %d already present (%s)",
+		plural(s.Downloaded, "path"), humanBytes(s.Bytes), humanBytes(s.NarBytes), s.Present, took)
+	for _, name := range slices.Sorted(maps.Keys(s.FromUpstream)) {
+		line += fmt.Sprintf("; %d of them from %s", s.FromUpstream[name], name)
+	}
+	return line
 }
 
 // failedSummary says how far a failed transfer of missing paths got; ""

@@ -21,8 +21,12 @@ import (
 // answer is left out of this build.
 
 // nixDefaultSubstituter is the binary cache Nix uses unless its
-// configuration sets substituters.
-const nixDefaultSubstituter = "https://cache.nixos.org/"
+// configuration sets substituters, and nixDefaultKey the key Nix trusts
+// unless its configuration sets trusted-public-keys: that cache's.
+const (
+	nixDefaultSubstituter = "https://cache.nixos.org/"
+	nixDefaultKey         = "cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY="
+)
 
 // probeTimeout bounds the probe of every cache: they are asked at once.
 const probeTimeout = 3 * time.Second
@@ -35,6 +39,10 @@ type substituters struct {
 	upstream []upstreamCache
 	// trustedKeys are BP_NIX_TRUSTED_PUBLIC_KEYS.
 	trustedKeys []string
+	// nixKeys are the keys Nix's own configuration trusts: its default,
+	// which BP_NIX_CONFIG's trusted-public-keys line replaces and its
+	// extra-trusted-public-keys lines extend.
+	nixKeys []string
 	// leftOut says the probe left out a cache Nix would have used: the
 	// configuration then names every cache Nix is to use.
 	leftOut bool
@@ -52,6 +60,7 @@ type upstreamCache struct {
 // extra-substituters lines extend, then BP_NIX_SUBSTITUTERS.
 func configuredSubstituters(bucket, nixConfig string, extra, trustedKeys []string) substituters {
 	own := []upstreamCache{{url: nixDefaultSubstituter, setBy: "Nix's default"}}
+	keys := []string{nixDefaultKey}
 	for _, line := range strings.Split(nixConfig, "\n") {
 		name, value, ok := strings.Cut(line, "=")
 		if !ok || strings.HasPrefix(strings.TrimSpace(line), "#") {
@@ -66,9 +75,13 @@ func configuredSubstituters(bucket, nixConfig string, extra, trustedKeys []strin
 			own = urls
 		case "extra-substituters":
 			own = append(own, urls...)
+		case "trusted-public-keys":
+			keys = strings.Fields(value)
+		case "extra-trusted-public-keys":
+			keys = append(keys, strings.Fields(value)...)
 		}
 	}
-	s := substituters{bucket: bucket, upstream: own, trustedKeys: trustedKeys}
+	s := substituters{bucket: bucket, upstream: own, trustedKeys: trustedKeys, nixKeys: keys}
 	for _, u := range extra {
 		s.upstream = append(s.upstream, upstreamCache{url: u, setBy: "BP_NIX_SUBSTITUTERS"})
 	}

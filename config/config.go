@@ -134,6 +134,12 @@ type Config struct {
 	TrustedPublicKeys []string
 	// Substituters are extra binary caches (Hydra, nix-serve, Cachix).
 	Substituters []string
+	// UpstreamsAuto makes every binary cache the build substitutes from
+	// an upstream of the bucket (BP_NIX_S3_UPSTREAMS=auto, the default);
+	// otherwise Upstreams lists them (none: empty). A push leaves out of
+	// the bucket what an upstream serves; a restore takes it from there.
+	UpstreamsAuto bool
+	Upstreams     []string
 	// Launcher is how the image makes /nix/store paths resolve.
 	Launcher Launcher
 	// AllowUnrelocated relocates a closure although files in it name
@@ -225,6 +231,7 @@ var Settings = []Setting{
 	{Name: "BP_NIX_SIGNING_KEY"},
 	{Name: "BP_NIX_TRUSTED_PUBLIC_KEYS"},
 	{Name: "BP_NIX_SUBSTITUTERS", Aliases: []string{"NIX_EXTRA_BINARY_CACHE"}},
+	{Name: "BP_NIX_S3_UPSTREAMS", Default: "auto"},
 	{Name: "BP_NIX_LAUNCHER", Default: string(LauncherAuto)},
 	{Name: "BP_NIX_ALLOW_UNRELOCATED", Default: "false"},
 	{Name: "BP_NIX_HYDRA_INPUT"},
@@ -396,6 +403,18 @@ func (c *Config) readSharing(env values) error {
 		if u, err := url.Parse(s); err != nil || u.Scheme == "" {
 			return fmt.Errorf("%s: %q is not a binary cache URL (https://..., s3://..., file://...)", env.nameOf("BP_NIX_SUBSTITUTERS"), s)
 		}
+	}
+	switch upstreams := strings.Fields(env.get("BP_NIX_S3_UPSTREAMS")); {
+	case len(upstreams) == 1 && upstreams[0] == "auto":
+		c.UpstreamsAuto = true
+	case len(upstreams) == 1 && upstreams[0] == "none":
+	default:
+		for _, u := range upstreams {
+			if parsed, err := url.Parse(u); err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https" && parsed.Scheme != "file") {
+				return fmt.Errorf("BP_NIX_S3_UPSTREAMS: %q is not auto, none or an http(s):// or file:// binary cache URL", u)
+			}
+		}
+		c.Upstreams = upstreams
 	}
 	switch c.Launcher = Launcher(strings.ToLower(env.get("BP_NIX_LAUNCHER"))); c.Launcher {
 	case LauncherAuto, LauncherProot, LauncherRelocate:

@@ -30,7 +30,12 @@ type bucket struct {
 
 func newBucket(t *testing.T) *bucket {
 	t.Helper()
-	srv, err := s3server.Start(filepath.Join(suite.env.WorkDir, "s3-"+strings.NewReplacer("/", "-").Replace(t.Name())))
+	// A folder of its own, even for a second bucket in one test.
+	dir, err := os.MkdirTemp(suite.env.WorkDir, "s3-"+strings.NewReplacer("/", "-").Replace(t.Name())+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := s3server.Start(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

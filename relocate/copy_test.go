@@ -62,23 +62,24 @@ func TestCopierLinksWhatItWouldCopyUnchanged(t *testing.T) {
 	// are the store's; files that name the store, and a writable one, are
 	// copies.
 	for rel, want := range map[string]bool{
-		"etc/plain":        true,
-		"share/clean.1.gz": true,
-		"share/man.1.gz":   true,
-		"share/lib.jar":    true,
-		"etc/paths":        false,
-		"bin/web":          false,
-		"etc/writable":     false,
+		"etc/plain":          true,
+		"share/clean.1.gz":   true,
+		"share/man/web.1.gz": true,
+		"share/lib.jar":      true,
+		"share/data.xz":      true,
+		"etc/paths":          false,
+		"bin/web":            false,
+		"etc/writable":       false,
 	} {
 		if got := sameFile(rel); got != want {
 			t.Errorf("%s linked: %v, want %v", rel, got, want)
 		}
 	}
-	if c.Linked != 4 || c.Copied != 3 || !c.Link {
-		t.Errorf("linked %d, copied %d, link %v; want 4, 3, true", c.Linked, c.Copied, c.Link)
+	if c.Linked != 5 || c.Copied != 3 || !c.Link {
+		t.Errorf("linked %d, copied %d, link %v; want 5, 3, true", c.Linked, c.Copied, c.Link)
 	}
 
-	for _, rel := range []string{"etc/plain", "etc/paths", "bin/web", "etc/writable", "share/man.1.gz", "bin/greet"} {
+	for _, rel := range []string{"etc/plain", "etc/paths", "bin/web", "etc/writable", "share/man/web.1.gz", "share/lib.jar", "bin/greet"} {
 		want, got := readEntry(t, filepath.Join(copied, rel)), readEntry(t, filepath.Join(linked, rel))
 		if got != want {
 			t.Errorf("%s: linked copy %q, copy %q", rel, got, want)
@@ -114,8 +115,8 @@ func TestCopierCopiesAcrossMounts(t *testing.T) {
 	if err := c.Copy(filepath.Join(store, appName), dst, copyPrefix); err != nil {
 		t.Fatal(err)
 	}
-	if c.Link || c.Linked != 0 || c.Copied != 7 {
-		t.Errorf("linked %d, copied %d, link %v; want 0, 7, false", c.Linked, c.Copied, c.Link)
+	if c.Link || c.Linked != 0 || c.Copied != 8 {
+		t.Errorf("linked %d, copied %d, link %v; want 0, 8, false", c.Linked, c.Copied, c.Link)
 	}
 	if got := readEntry(t, filepath.Join(dst, "etc", "plain")); got != "no store paths here\n" {
 		t.Errorf("etc/plain: %q", got)

@@ -28,23 +28,37 @@ var buffers = sync.Pool{New: func() any {
 }}
 
 // rewriteFile replaces old with repl in the regular file at path, returning
-// the number of occurrences replaced.
-func rewriteFile(path string, old, repl []byte) (int, error) {
-	info, err := os.Lstat(path)
-	if err != nil {
-		return 0, err
-	}
+// the number of occurrences replaced. With pycHash set, the file is a .pyc
+// whose source hash becomes pycHash.
+func rewriteFile(path string, old, repl, pycHash []byte) (int, error) {
 	in, err := os.Open(path)
 	if err != nil {
 		return 0, err
 	}
 	defer in.Close()
+	return replaceFile(path, func(out *os.File) (int, error) {
+		n, err := replaceStream(out, in, old, repl)
+		if err == nil && pycHash != nil {
+			_, err = out.WriteAt(pycHash, pycHeaderLen-int64(len(pycHash)))
+		}
+		return n, err
+	})
+}
+
+// replaceFile replaces the regular file at path with what write writes,
+// returning what write returns. The new file is written beside the old one,
+// gets its mode and time, and is renamed over it.
+func replaceFile(path string, write func(out *os.File) (int, error)) (int, error) {
+	info, err := os.Lstat(path)
+	if err != nil {
+		return 0, err
+	}
 	out, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".relocate-*")
 	if err != nil {
 		return 0, err
 	}
 	tmpPath := out.Name()
-	n, err := replaceStream(out, in, old, repl)
+	n, err := write(out)
 	err = errors.Join(err, out.Close())
 	if err == nil {
 		// The mode is set after writing, since it may well be read-only.
@@ -78,12 +92,6 @@ func scanFile(path string, old []byte) ([]byte, int, error) {
 	header = header[:m]
 	n, err := replaceStream(io.Discard, io.MultiReader(bytes.NewReader(header), f), old, old)
 	return header, n, err
-}
-
-// countFile counts old in the file at path.
-func countFile(path string, old []byte) (int, error) {
-	_, n, err := scanFile(path, old)
-	return n, err
 }
 
 // replaceStream copies src to dst with every occurrence of old replaced by

@@ -16,8 +16,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/nixcnb/nix-buildpack/closure"
@@ -67,9 +69,17 @@ func CheckPrefix(prefix string) error {
 
 // Report says what Rewrite did.
 type Report struct {
-	// FilesRewritten counts regular files, LinksRewritten symlinks.
-	FilesRewritten, LinksRewritten int
-	// Occurrences counts the replaced nixstore.Dir strings, in files and links.
+	// FilesRewritten counts regular files, LinksRewritten symlinks, and
+	// ArchivesRewritten zip archives and gzip files rewritten inside.
+	FilesRewritten, LinksRewritten, ArchivesRewritten int
+	// Archives are the archives rewritten, relative to the store folder,
+	// with / separators.
+	Archives []string
+	// PycsUpdated counts the .pyc files that got the hash of their
+	// rewritten source.
+	PycsUpdated int
+	// Occurrences counts the replaced nixstore.Dir strings, in files,
+	// archives and links.
 	Occurrences int
 	// Skipped lists files that mention nixstore.Dir but were left alone.
 	Skipped []Skipped
@@ -107,14 +117,19 @@ func (s Skipped) Documentation() bool {
 type Plan struct {
 	// Files and Links are relative to the store folder, with / separators.
 	Files, Links []string
+	// Archives are the zip archives and gzip files whose content names
+	// nixstore.Dir, rewritten inside (see archive.go).
+	Archives []string
 	// Skipped lists files that mention nixstore.Dir but cannot be rewritten.
 	Skipped []Skipped
 }
 
 // Scan walks storeDir, the folder that holds the copied <hash>-<name>
 // store paths, and plans the rewrite of nixstore.Dir: every regular file and
-// symlink target that mentions it, except files whose bytes a rewrite could
-// break (see skipReport), which are listed in Skipped.
+// symlink target that mentions it, and the zip archives and gzip files
+// whose content mentions it. Files whose bytes a rewrite would break, and
+// that mention it where no rewrite reaches (see classify), are listed in
+// Skipped.
 func Scan(storeDir string) (Plan, error) {
 	return scan(storeDir, nixstore.Dir)
 }
@@ -146,16 +161,19 @@ func scan(root, old string) (Plan, error) {
 			if err != nil {
 				return fmt.Errorf("reading %s: %w", rel, err)
 			}
-			if kind := skipKind(filepath.Base(path), header); kind != "" {
-				reason, err := skipReport(path, kind, n, []byte(old))
-				if err != nil {
-					return err
+			kind := skipKind(filepath.Base(path), header)
+			if kind == "" {
+				if n > 0 {
+					plan.Files = append(plan.Files, rel)
 				}
-				if reason != "" {
-					plan.Skipped = append(plan.Skipped, Skipped{Path: rel, Reason: reason})
-				}
-			} else if n > 0 {
-				plan.Files = append(plan.Files, rel)
+				return nil
+			}
+			archive, reason := classify(path, rel, kind, n, []byte(old))
+			switch {
+			case archive:
+				plan.Archives = append(plan.Archives, rel)
+			case reason != "":
+				plan.Skipped = append(plan.Skipped, Skipped{Path: rel, Reason: reason})
 			}
 		}
 		return nil
@@ -167,7 +185,9 @@ func scan(root, old string) (Plan, error) {
 }
 
 // Apply replaces every occurrence of nixstore.Dir with prefix in the plan's
-// files and symlink targets below storeDir.
+// files, archives and symlink targets below storeDir, and gives the
+// hash-based .pyc files of the Python sources it rewrites the hashes of
+// the new sources (see pyc.go).
 //
 // A changed file is written anew beside the old one and renamed over it,
 // with the old one's mode and times: the copy may share its inode with
@@ -186,8 +206,9 @@ func (p Plan) Apply(storeDir, prefix string) (Report, error) {
 	return report, err
 }
 
-// apply replaces old with repl in the plan's files and symlink targets
-// below root (a folder, or the single file the plan names as ".").
+// apply replaces old with repl in the plan's files, archives and symlink
+// targets below root (a folder, or the single file the plan names as "."),
+// and updates the .pyc files of the sources it rewrites.
 func (p Plan) apply(root, oldText, replText string) (Report, error) {
 	report := Report{Skipped: p.Skipped}
 	storeDir := root
@@ -210,16 +231,49 @@ func (p Plan) apply(root, oldText, replText string) (Report, error) {
 			report.LinksRewritten++
 			report.Occurrences += n
 		}
+		// The .pyc hashes come from the sources before they change.
+		pycs, err := pycUpdates(storeDir, p.Files, old, repl)
+		if err != nil {
+			return fmt.Errorf("reading the .pyc files of the Python sources: %w", err)
+		}
+		report.PycsUpdated = len(pycs)
 		for _, rel := range p.Files {
 			path, err := writable(rel)
 			if err != nil {
 				return err
 			}
-			n, err := rewriteFile(path, old, repl)
+			n, err := rewriteFile(path, old, repl, pycs[path])
 			if err != nil {
 				return fmt.Errorf("rewriting %s: %w", rel, err)
 			}
+			delete(pycs, path)
 			report.FilesRewritten++
+			report.Occurrences += n
+		}
+		// .pyc files that do not name old themselves.
+		for _, path := range slices.Sorted(maps.Keys(pycs)) {
+			rel, err := filepath.Rel(storeDir, path)
+			if err != nil {
+				return err
+			}
+			if _, err := writable(filepath.ToSlash(rel)); err != nil {
+				return err
+			}
+			if _, err := rewriteFile(path, old, repl, pycs[path]); err != nil {
+				return fmt.Errorf("updating the source hash of %s: %w", rel, err)
+			}
+		}
+		for _, rel := range p.Archives {
+			path, err := writable(rel)
+			if err != nil {
+				return err
+			}
+			n, err := rewriteArchive(path, old, repl)
+			if err != nil {
+				return fmt.Errorf("rewriting the content of %s: %w", rel, err)
+			}
+			report.ArchivesRewritten++
+			report.Archives = append(report.Archives, rel)
 			report.Occurrences += n
 		}
 		return nil
@@ -239,12 +293,20 @@ func Rewrite(storeDir, prefix string) (Report, error) {
 	return plan.Apply(storeDir, prefix)
 }
 
-// Verify walks storeDir and returns, relative to it, every regular file not
-// listed in skipped and every symlink that still mentions nixstore.Dir.
-func Verify(storeDir string, skipped []Skipped) ([]string, error) {
-	skip := make(map[string]bool, len(skipped))
-	for _, s := range skipped {
+// Verify walks storeDir, relocated as report says, and returns, relative
+// to it, every symlink and every regular file not in report.Skipped that
+// still mentions nixstore.Dir: the archives the relocation rewrote in
+// their content, which a rewritten deflated entry hides from their bytes,
+// the other files in their bytes. An archive it did not rewrite was
+// searched through by Scan already.
+func Verify(storeDir string, report Report) ([]string, error) {
+	skip := make(map[string]bool, len(report.Skipped))
+	for _, s := range report.Skipped {
 		skip[s.Path] = true
+	}
+	archives := make(map[string]bool, len(report.Archives))
+	for _, a := range report.Archives {
+		archives[a] = true
 	}
 	var left []string
 	err := filepath.WalkDir(storeDir, func(path string, d fs.DirEntry, err error) error {
@@ -266,9 +328,15 @@ func Verify(storeDir string, skipped []Skipped) ([]string, error) {
 				left = append(left, rel)
 			}
 		case d.Type().IsRegular() && !skip[rel]:
-			n, err := countFile(path, []byte(nixstore.Dir))
+			_, n, err := scanFile(path, []byte(nixstore.Dir))
 			if err != nil {
 				return err
+			}
+			if archives[rel] {
+				// Content that cannot be read or searched counts as left.
+				if n, err = searchFile(path, []byte(nixstore.Dir)); err != nil {
+					n = 1
+				}
 			}
 			if n > 0 {
 				left = append(left, rel)

@@ -6,6 +6,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"compress/gzip"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -14,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ulikunitz/xz"
 
 	"github.com/nixcnb/nix-buildpack/nixstore"
 	"github.com/nixcnb/nix-buildpack/relocate"
@@ -39,6 +42,38 @@ func gzipped(t *testing.T, s string) string {
 		t.Fatal(err)
 	}
 	return b.String()
+}
+
+func xzipped(t *testing.T, s string) string {
+	t.Helper()
+	var b bytes.Buffer
+	zw, err := xz.NewWriter(&b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := zw.Write([]byte(s)); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+// readZipEntry is the content of a zip entry; reading it to its end checks
+// its CRC-32.
+func readZipEntry(t *testing.T, f *zip.File) string {
+	t.Helper()
+	rc, err := f.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatalf("%s: %v", f.Name, err)
+	}
+	return string(b)
 }
 
 // storedZip makes a zip whose one entry is stored uncompressed, so the
@@ -71,9 +106,11 @@ func fakeStore(t *testing.T) []entry {
 		{Path: appName + "/etc/paths", Mode: 0o444, Data: "PATH=/nix/store/" + bbName + ":/nix/store/" + libName + "/bin\n"},
 		{Path: appName + "/etc/plain", Mode: 0o444, Data: "no store paths here\n"},
 		{Path: appName + "/share", Mode: fs.ModeDir | 0o555, Data: ""},
-		{Path: appName + "/share/man.1.gz", Mode: 0o444, Data: gzipped(t, ".TH see /nix/store/"+libName+"/share\n")},
+		{Path: appName + "/share/man", Mode: fs.ModeDir | 0o555, Data: ""},
+		{Path: appName + "/share/man/web.1.gz", Mode: 0o444, Data: gzipped(t, ".TH see /nix/store/"+libName+"/share\n")},
 		{Path: appName + "/share/clean.1.gz", Mode: 0o444, Data: gzipped(t, ".TH nothing to see\n")},
 		{Path: appName + "/share/lib.jar", Mode: 0o444, Data: storedZip(t, "META-INF/MANIFEST.MF", "Class-Path: /nix/store/"+libName+"/lib.jar\n")},
+		{Path: appName + "/share/data.xz", Mode: 0o444, Data: xzipped(t, "see /nix/store/"+libName+"/share\n")},
 		{Path: libName, Mode: fs.ModeDir | 0o555, Data: ""},
 		{Path: libName + "/bin", Mode: fs.ModeDir | 0o555, Data: ""},
 		{Path: libName + "/bin/greet", Mode: 0o555, Data: "#!/nix/store/" + bbName + "/busybox sh\necho hello\n"},
@@ -140,9 +177,10 @@ func TestRewrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	// web (2), paths (2), greet (1), libgreet.so.2 (2) are rewritten;
-	// greet, libgreet.so and the alias are links (1 each).
-	if report.FilesRewritten != 4 || report.LinksRewritten != 3 || report.Occurrences != 10 {
-		t.Errorf("report = %+v, want 4 files, 3 links, 10 occurrences", report)
+	// greet, libgreet.so and the alias are links (1 each); the jar's
+	// manifest names the store once.
+	if report.FilesRewritten != 4 || report.LinksRewritten != 3 || report.ArchivesRewritten != 1 || report.Occurrences != 11 {
+		t.Errorf("report = %+v, want 4 files, 3 links, 1 archive, 11 occurrences", report)
 	}
 
 	read := func(rel string) string {
@@ -218,8 +256,17 @@ func TestRewrite(t *testing.T) {
 		t.Errorf("bin holds %d entries, want 3", len(listing))
 	}
 
-	// The gzip file that mentions the store and the jar are reported; the
-	// other gzip file is left alone quietly.
+	// The jar is rewritten inside. The man page that mentions the store
+	// and the xz file are reported; the other gzip file is left alone
+	// quietly.
+	zr, err := zip.OpenReader(filepath.Join(store, appName, "share/lib.jar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zr.Close()
+	if got := readZipEntry(t, zr.File[0]); got != "Class-Path: /tmp/nx3k9/"+libName+"/lib.jar\n" {
+		t.Errorf("the jar's manifest is %q", got)
+	}
 	var skipped []string
 	for _, s := range report.Skipped {
 		skipped = append(skipped, s.Path)
@@ -228,29 +275,32 @@ func TestRewrite(t *testing.T) {
 		}
 	}
 	slices.Sort(skipped)
-	if want := []string{appName + "/share/lib.jar", appName + "/share/man.1.gz"}; !slices.Equal(skipped, want) {
+	if want := []string{appName + "/share/data.xz", appName + "/share/man/web.1.gz"}; !slices.Equal(skipped, want) {
 		t.Errorf("skipped %q, want %q", skipped, want)
 	}
 	for _, e := range entries {
-		if strings.HasPrefix(e.Path, appName+"/share/") && read(e.Path) != e.Data {
+		if strings.HasPrefix(e.Path, appName+"/share/") && !strings.HasSuffix(e.Path, ".jar") && !e.Mode.IsDir() && read(e.Path) != e.Data {
 			t.Errorf("%s was changed", e.Path)
 		}
 	}
 
-	left, err := relocate.Verify(store, report.Skipped)
+	left, err := relocate.Verify(store, report)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(left) != 0 {
 		t.Errorf("Verify found %q still mentioning /nix/store", left)
 	}
-	// The jar mentions the store in its bytes: without the skip list,
-	// Verify finds it.
-	left, err = relocate.Verify(store, nil)
+	// Without the skip list, Verify finds the xz file, which names the
+	// store in its bytes (xz stores so short a text as it is); the man
+	// page names it in its compressed content only, which Verify searches
+	// only in the archives the relocation rewrote (Scan searched the
+	// others).
+	left, err = relocate.Verify(store, relocate.Report{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{appName + "/share/lib.jar"}; !slices.Equal(left, want) {
+	if want := []string{appName + "/share/data.xz"}; !slices.Equal(left, want) {
 		t.Errorf("Verify(nil) = %q, want %q", left, want)
 	}
 
@@ -259,7 +309,7 @@ func TestRewrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again.FilesRewritten+again.LinksRewritten+again.Occurrences != 0 {
+	if again.FilesRewritten+again.LinksRewritten+again.ArchivesRewritten+again.Occurrences != 0 {
 		t.Errorf("second run = %+v, want nothing done", again)
 	}
 }
@@ -410,18 +460,19 @@ func TestScanChangesNothingAndApplyRewritesWhatItFound(t *testing.T) {
 	if !reflect.DeepEqual(treeState(t, store), before) {
 		t.Fatal("Scan changed the store folder")
 	}
-	if len(plan.Files) == 0 || len(plan.Links) == 0 || len(plan.Skipped) == 0 {
-		t.Fatalf("plan %+v: the fake store has files, links and compressed files that name %s", plan, nixstore.Dir)
+	if len(plan.Files) == 0 || len(plan.Links) == 0 || len(plan.Archives) == 0 || len(plan.Skipped) == 0 {
+		t.Fatalf("plan %+v: the fake store has files, links, an archive and compressed files that name %s", plan, nixstore.Dir)
 	}
 
 	report, err := plan.Apply(store, "/tmp/nx3k9")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if report.FilesRewritten != len(plan.Files) || report.LinksRewritten != len(plan.Links) || !reflect.DeepEqual(report.Skipped, plan.Skipped) {
+	if report.FilesRewritten != len(plan.Files) || report.LinksRewritten != len(plan.Links) || report.ArchivesRewritten != len(plan.Archives) ||
+		!reflect.DeepEqual(report.Skipped, plan.Skipped) {
 		t.Errorf("report %+v does not match plan %+v", report, plan)
 	}
-	left, err := relocate.Verify(store, plan.Skipped)
+	left, err := relocate.Verify(store, report)
 	if err != nil || len(left) > 0 {
 		t.Errorf("after Apply, %v still name %s (%v)", left, nixstore.Dir, err)
 	}

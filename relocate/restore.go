@@ -16,8 +16,9 @@ import (
 
 // Copy copies the store path src to dst with prefix in place of
 // nixstore.Dir in every file and symlink target, as Rewrite does in place,
-// so that a builder given dst finds its inputs below prefix. Files whose
-// bytes a rewrite would corrupt (see skipKind) are copied as they are.
+// so that a builder given dst finds its inputs below prefix. Compressed and
+// archived files (see skipKind) are copied as they are. A hash-based .pyc
+// whose source is rewritten gets the new source's hash (see pyc.go).
 // The copy keeps the executable bits and is left read-only, like the store.
 func Copy(src, dst, prefix string) error {
 	return (&Copier{}).Copy(src, dst, prefix)
@@ -25,7 +26,8 @@ func Copy(src, dst, prefix string) error {
 
 // A Copier copies store paths as Copy does, and with Link set, hard-links
 // what it would copy unchanged instead: a read-only file whose bytes do not
-// name nixstore.Dir, or that is of a kind a rewrite would corrupt. A link
+// name nixstore.Dir, or that is of a kind a rewrite would corrupt, unless
+// it is a .pyc whose source hash changes. A link
 // makes no new inode and writes no bytes, where a copy of a closure of
 // thousands of small files spends most of its time making them. It needs
 // src and dst on one mount: the first link that fails with EXDEV turns
@@ -106,7 +108,11 @@ func (c *Copier) copyFile(src, dst string, old, repl []byte) error {
 	}
 	header = header[:m]
 	verbatim := skipKind(filepath.Base(src), header) != ""
-	if c.Link && info.Mode().Perm()&0o222 == 0 {
+	pycHash, err := newPycHash(src, header, old, repl)
+	if err != nil {
+		return err
+	}
+	if c.Link && info.Mode().Perm()&0o222 == 0 && pycHash == nil {
 		linked, err := c.link(in, src, dst, header, verbatim, old)
 		if err != nil || linked {
 			return err
@@ -122,6 +128,9 @@ func (c *Copier) copyFile(src, dst string, old, repl []byte) error {
 	} else {
 		_, err = replaceStream(out, body, old, repl)
 	}
+	if err == nil && pycHash != nil {
+		_, err = out.WriteAt(pycHash, pycHeaderLen-int64(len(pycHash)))
+	}
 	if err = errors.Join(err, out.Close()); err != nil {
 		return err
 	}
@@ -131,6 +140,22 @@ func (c *Copier) copyFile(src, dst string, old, repl []byte) error {
 		mode = 0o555
 	}
 	return os.Chmod(dst, mode)
+}
+
+// newPycHash returns the source hash the .pyc at path, whose first bytes
+// are header, must record once old is replaced by repl in its source; nil
+// when it is no .pyc, its source does not name old, or it does not record
+// the hash of its source (see pycHash).
+func newPycHash(path string, header, old, repl []byte) ([]byte, error) {
+	source := pycSource(path)
+	if source == "" || !hashBased(header) {
+		return nil, nil
+	}
+	src, err := readSource(source)
+	if err != nil || !bytes.Contains(src, old) {
+		return nil, err
+	}
+	return pycHash(header, src, old, repl), nil
 }
 
 // link hard-links src at dst if the copy would hold src's bytes: it is
@@ -162,9 +187,11 @@ func (c *Copier) link(in *os.File, src, dst string, header []byte, verbatim bool
 
 // Restore undoes a relocation in what a builder wrote below prefix: every
 // occurrence of prefix in the files and symlink targets of root (a folder
-// or a single file) becomes nixstore.Dir again. A tree that holds prefix
-// where the rewrite cannot reach it, inside compressed data or an archive,
-// cannot be restored exactly, and Restore refuses it, naming the file.
+// or a single file) becomes nixstore.Dir again, and the hash-based .pyc
+// files of the sources it rewrites get their new hashes. A tree that holds
+// prefix inside compressed data or an archive cannot be restored exactly
+// (compressing again would not give the builder's bytes back), and Restore
+// refuses it, naming the file.
 func Restore(root, prefix string) (Report, error) {
 	if err := CheckPrefix(prefix); err != nil {
 		return Report{}, err
@@ -182,6 +209,15 @@ func Restore(root, prefix string) (Report, error) {
 			what = what[:i]
 		}
 		return Report{}, fmt.Errorf("%s cannot be moved back to %s exactly: it is %s", name, nixstore.Dir, what)
+	}
+	if len(plan.Archives) > 0 {
+		name := filepath.Join(root, filepath.FromSlash(plan.Archives[0]))
+		header, _, err := scanFile(name, []byte(prefix))
+		if err != nil {
+			return Report{}, err
+		}
+		return Report{}, fmt.Errorf("%s cannot be moved back to %s exactly: it is %s whose content names %s, and compressing it again would not give its bytes back",
+			name, nixstore.Dir, kindNames[skipKind(filepath.Base(name), header)], prefix)
 	}
 	report, err := plan.apply(root, prefix, nixstore.Dir)
 	if err != nil {

@@ -1,21 +1,19 @@
 package relocate
 
 import (
-	"archive/zip"
 	"bytes"
 	"compress/bzip2"
-	"compress/gzip"
+	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
 )
 
-// What Rewrite leaves alone. The rule is deliberately simple: a file is
-// left alone when its first bytes are the magic number of, or its name ends
+// What Rewrite cannot rewrite byte for byte. A file is compressed or
+// archived when its first bytes are the magic number of, or its name ends
 // like, one of these formats:
 //
 //   - gzip, bzip2, xz and zstd streams (.gz .tgz .svgz .bz2 .tbz2 .xz .txz
@@ -27,17 +25,24 @@ import (
 //   - tar archives (.tar, or "ustar" at offset 257): each header carries a
 //     checksum of its bytes, names included.
 //
+// Zip archives and gzip files whose content names /nix/store are unpacked,
+// rewritten and packed again (see archive.go), except gzip files of
+// documentation (Skipped.Documentation: man pages), which programs do not
+// load. The other formats, and archives that hold them where they name
+// /nix/store, are left alone and reported in Report.Skipped, as are
+// archives over inspectLimit or that cannot be read.
+//
 // Everything else is rewritten, including ELF files, scripts, .pyc files
 // and other byte code: the replacement has the same length, so sizes and
-// offsets stay valid. Such a file is reported in Report.Skipped only when
-// it mentions /nix/store: in its bytes, or, for gzip, bzip2, xz, zstd and
-// zip, in its decompressed content.
+// offsets stay valid.
 
 // headerSize is how much of a file skipKind looks at.
 const headerSize = 512
 
-// inspectLimit caps how much decompressed content is searched per file.
-const inspectLimit = 256 << 20
+// inspectLimit caps how much decompressed content is searched per file:
+// enough for a JDK's lib/src.zip (about 250 MB of sources), which would
+// otherwise count as unrelocatable and keep every Java app under proot.
+const inspectLimit = 1 << 30
 
 var magics = []struct {
 	kind  string
@@ -87,114 +92,74 @@ func skipKind(name string, header []byte) string {
 	return ""
 }
 
-// skipReport returns why the file at path, of the given kind, is left
-// alone, or "" when it does not mention old at all (rawCount counts the
-// occurrences in its bytes), so that leaving it alone loses nothing.
-func skipReport(path, kind string, rawCount int, old []byte) (string, error) {
-	what := map[string]string{
-		"gzip":  "gzip-compressed",
-		"bzip2": "bzip2-compressed",
-		"xz":    "xz-compressed",
-		"zstd":  "zstd-compressed",
-		"zip":   "a zip archive (compressed, with CRC-32 checksums)",
-		"tar":   "a tar archive (with header checksums)",
-	}[kind]
-	if rawCount > 0 {
-		return fmt.Sprintf("%s, and mentions %s: rewriting it would corrupt it", what, old), nil
+// kindNames name the kinds of skipKind, after "it is".
+var kindNames = map[string]string{
+	"gzip":  "a gzip file",
+	"bzip2": "a bzip2 file",
+	"xz":    "an xz file",
+	"zstd":  "a zstd file",
+	"zip":   "a zip archive",
+	"tar":   "a tar archive",
+}
+
+// rewritable says whether Apply can rewrite the content of a kind.
+func rewritable(kind string) bool {
+	return kind == "zip" || kind == "gzip"
+}
+
+// classify decides what becomes of the compressed or archived file at path
+// (rel below the store folder), of the given kind, whose bytes hold
+// rawCount occurrences of old: its content is rewritten (archive), or it is
+// left alone, with a reason when it names old, quietly when it does not.
+// A reason says what the file is, then after the last ": " what follows.
+func classify(path, rel, kind string, rawCount int, old []byte) (archive bool, reason string) {
+	what := kindNames[kind]
+	fails := fmt.Sprintf("a program reading it will see %s paths, which do not exist at run time", old)
+	if !rewritable(kind) && rawCount > 0 {
+		if kind == "tar" {
+			return false, fmt.Sprintf("%s that names %s, whose header checksums a rewrite would break: %s", what, old, fails)
+		}
+		return false, fmt.Sprintf("%s that names %s in its compressed bytes, which a rewrite would corrupt: %s", what, old, fails)
 	}
 	if kind == "tar" {
-		return "", nil
+		return false, ""
 	}
-	found, err := inspect(path, kind, old)
+	n, err := searchFile(path, old)
+	var stuck *stuckError
 	switch {
+	case errors.As(err, &stuck):
+		return false, fmt.Sprintf("%s holding %s: %s", what, stuck.what, fails)
+	case errors.Is(err, errTooBig):
+		return false, fmt.Sprintf("%s with over %d MiB of content, not searched for %s: if it names it, %s", what, inspectLimit>>20, old, fails)
 	case err != nil:
-		return fmt.Sprintf("%s, and could not be searched for %s (%v): left as it is", what, old, err), nil
-	case found == tooBig:
-		return fmt.Sprintf("%s, with over %d MiB of content, not searched for %s: left as it is", what, inspectLimit>>20, old), nil
-	case found > 0:
-		return fmt.Sprintf("%s, and its content mentions %s: left as it is, so those paths are not relocated", what, old), nil
+		return false, fmt.Sprintf("%s that could not be read (%v), so not searched for %s: if it names it, %s", what, err, old, fails)
+	case n == 0:
+		return false, ""
+	case !rewritable(kind):
+		return false, fmt.Sprintf("%s whose content names %s: %s", what, old, fails)
+	case kind == "gzip" && (Skipped{Path: rel}).Documentation():
+		return false, fmt.Sprintf("%s of documentation whose content names %s: left as it is, for people to read", what, old)
 	}
-	return "", nil
+	return true, ""
 }
 
-// tooBig is the count inspect returns when the content exceeds inspectLimit.
-const tooBig = -1
-
-// inspect counts old in the decompressed content of the file at path.
-func inspect(path, kind string, old []byte) (int, error) {
-	if kind == "zip" {
-		return inspectZip(path, old)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	var r io.Reader
+// decompress reads the bzip2, xz or zstd stream r.
+func decompress(kind string, r io.Reader) (io.ReadCloser, error) {
 	switch kind {
-	case "gzip":
-		zr, err := gzip.NewReader(f)
-		if err != nil {
-			return 0, err
-		}
-		defer zr.Close()
-		r = zr
 	case "bzip2":
-		r = bzip2.NewReader(f)
+		return io.NopCloser(bzip2.NewReader(r)), nil
 	case "xz":
-		if r, err = xz.NewReader(f); err != nil {
-			return 0, err
+		zr, err := xz.NewReader(r)
+		if err != nil {
+			return nil, err
 		}
+		return io.NopCloser(zr), nil
 	case "zstd":
-		zr, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1))
+		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1))
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
-		defer zr.Close()
-		r = zr
-	default:
-		return 0, fmt.Errorf("no way to read %s content", kind)
+		return zr.IOReadCloser(), nil
 	}
-	return countLimited(r, old)
-}
-
-func inspectZip(path string, old []byte) (int, error) {
-	zr, err := zip.OpenReader(path)
-	if err != nil {
-		return 0, err
-	}
-	defer zr.Close()
-	total := 0
-	for _, entry := range zr.File {
-		if strings.Contains(entry.Name, string(old)) {
-			return 1, nil
-		}
-		rc, err := entry.Open()
-		if err != nil {
-			return 0, err
-		}
-		n, err := countLimited(rc, old)
-		rc.Close()
-		if err != nil || n != 0 {
-			return n, err
-		}
-		total += int(entry.UncompressedSize64)
-		if total > inspectLimit {
-			return tooBig, nil
-		}
-	}
-	return 0, nil
-}
-
-// countLimited counts old in r, up to inspectLimit bytes of it.
-func countLimited(r io.Reader, old []byte) (int, error) {
-	lr := &io.LimitedReader{R: r, N: inspectLimit + 1}
-	n, err := replaceStream(io.Discard, lr, old, old)
-	if err != nil || n > 0 {
-		return n, err
-	}
-	if lr.N <= 0 {
-		return tooBig, nil
-	}
-	return 0, nil
+	return nil, fmt.Errorf("no way to read %s content", kind)
 }

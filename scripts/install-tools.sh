@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need on a fresh Debian 12 machine:
-# Debian packages (Nix, proot, bubblewrap, busybox) and the CNB tools built
-# from the Go module proxy at pinned versions. Safe to run again: tools that
-# are already built are kept.
+# Debian packages (Nix, proot, bubblewrap, busybox; Python 3.11, Node and
+# OpenJDK 17, which the runtimes' fixtures copy into their store paths) and
+# the CNB tools built from the Go module proxy at pinned versions. Safe to
+# run again: tools that are already built are kept.
 #
 # Usage: scripts/install-tools.sh [--with-docker]
 #   --with-docker also installs Debian's docker.io (never started as a
@@ -33,7 +34,11 @@ with_docker=false
 log() { printf '==> %s\n' "$*"; }
 
 install_debian_packages() {
-  local packages=(nix-bin proot bubblewrap busybox-static patchelf xz-utils ca-certificates git curl qemu-system-arm)
+  # python3.11, nodejs (Debian's 18 or nodesource's 20: the fixtures find
+  # its libraries with ldd) and openjdk-17-jre-headless (its runtime image holds javac and jar) are
+  # the runtimes of fixtures/python-web, node-web and jvm-web.
+  local packages=(nix-bin proot bubblewrap busybox-static patchelf xz-utils ca-certificates git curl qemu-system-arm
+    python3.11 nodejs openjdk-17-jre-headless)
   $with_docker && packages+=(docker.io)
   local missing=()
   for p in "${packages[@]}"; do

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/nixcnb/nix-buildpack/config"
@@ -168,9 +169,9 @@ func probe(ctx context.Context, rt Runtime, argv, env []string) error {
 // A store whose files live elsewhere than its name says makes Nix build
 // every derivation in a chroot, sandbox or not, that shows only the store
 // paths it needs and the sandbox-paths. So with the sandbox off, the
-// chroot is given every top-level entry of the host's root as a
-// sandbox-path: builders see the host as they do under bwrap and proot,
-// where Nix builds at a real /nix/store without a chroot.
+// chroot is given the host's root as sandbox-paths (hostEntries): builders
+// see the host as they do under bwrap and proot, where Nix builds at a
+// real /nix/store without a chroot.
 type nativeRuntime struct {
 	storeURI string
 	// hostView is the nix.conf line that shows the host in the chroot, ""
@@ -200,7 +201,7 @@ func prepareNative(opts Options) (Runtime, error) {
 	}
 	rt := nativeRuntime{storeURI: "local?real=" + filepath.Join(opts.NixDir, "store") + "&state=" + filepath.Join(opts.NixDir, "var", "nix")}
 	if !opts.Sandbox {
-		paths, err := hostEntries(opts.RootDir)
+		paths, err := hostEntries(opts.RootDir, filepath.Join(opts.NixDir, "var", absentName))
 		if err != nil {
 			return nil, err
 		}
@@ -209,27 +210,80 @@ func prepareNative(opts Options) (Runtime, error) {
 	return rt, nil
 }
 
-// hostEntries lists the top-level entries of the host's root that a chroot
-// shows, as sandbox-paths: all but /nix, which is the store, and the ones
-// Nix makes in the chroot itself: /proc, /dev, /etc (its own passwd, group
-// and hosts) and /tmp. An entry that is a symlink (/bin -> usr/bin) is
-// bound as what it points to.
-func hostEntries(root string) ([]string, error) {
-	entries, err := os.ReadDir(root)
+// absentName names a file in the store folder's var/ that is never made
+// (see hostEntries).
+const absentName = "no-such-file"
+
+// nixCABundle is where Nix (2.18 and later) binds its CA bundle in the
+// chroot of a fixed-output derivation, unless sandbox-paths names that
+// path already.
+const nixCABundle = "/etc/ssl/certs/ca-certificates.crt"
+
+// hostEntries lists the sandbox-paths that show the host's root in Nix's
+// chroot, each as inside=host? (Nix skips a missing one):
+//
+//   - every top-level entry but /nix, the store, and /proc and /dev, which
+//     Nix mounts itself;
+//   - /etc entry by entry, all but passwd and group: Nix writes those to
+//     name the builder's user, uid 1000 and gid 100 in the chroot's user
+//     namespace, which the host's would leave nameless. Bound whole, /etc
+//     would hide them, and Nix would write into the host's /etc: it binds
+//     resolv.conf, services and hosts there for fixed-output derivations
+//     each onto an empty file it makes first, and 2.34 makes /etc
+//     read-only;
+//   - nixCABundle, from absent, a file that never exists: inside the
+//     host's /etc/ssl, Nix would make its empty file over the host's
+//     bundle; named here, with no source, the path is left alone and the
+//     host's bundle shows through, as under the other runtimes.
+//
+// Nix 2.8 binds a symlink as what it points to; Nix 2.34 copies it, and
+// fails where Nix made the path already (/tmp, /etc/hosts,
+// /etc/nsswitch.conf), so those are given as what they point to. A name
+// that sandbox-paths cannot carry (a space, "=" or "#") is left out.
+func hostEntries(root, absent string) ([]string, error) {
+	top, err := os.ReadDir(root)
 	if err != nil {
 		return nil, fmt.Errorf("listing the host's root: %w", err)
 	}
 	var paths []string
-	for _, e := range entries {
+	for _, e := range top {
 		switch e.Name() {
-		case "nix", "proc", "dev", "etc", "tmp":
+		case "nix", "proc", "dev":
+			continue
+		case "etc":
+			etc, err := os.ReadDir(filepath.Join(root, "etc"))
+			if err != nil {
+				return nil, fmt.Errorf("listing the host's /etc: %w", err)
+			}
+			for _, e := range etc {
+				if e.Name() != "passwd" && e.Name() != "group" {
+					paths = appendHostPath(paths, root, "/etc/"+e.Name())
+				}
+			}
 			continue
 		}
-		inside := "/" + e.Name()
-		// A missing entry (a dangling link) is skipped by Nix: path? is optional.
-		paths = append(paths, inside+"="+filepath.Join(root, e.Name())+"?")
+		paths = appendHostPath(paths, root, "/"+e.Name())
 	}
-	return paths, nil
+	return append(paths, nixCABundle+"="+absent+"?"), nil
+}
+
+// madeByNix are the paths Nix makes in the chroot before it binds the
+// sandbox-paths there.
+var madeByNix = []string{"/tmp", "/etc/hosts", "/etc/nsswitch.conf"}
+
+// appendHostPath appends the sandbox-path that shows the host's path
+// inside at the same place.
+func appendHostPath(paths []string, root, inside string) []string {
+	if strings.ContainsAny(inside, " \t\n\r=#") {
+		return paths
+	}
+	host := filepath.Join(root, inside)
+	if slices.Contains(madeByNix, inside) {
+		if resolved, err := filepath.EvalSymlinks(host); err == nil {
+			host = resolved
+		}
+	}
+	return append(paths, inside+"="+host+"?")
 }
 
 func (nativeRuntime) Name() string { return Native }

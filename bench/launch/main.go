@@ -151,7 +151,7 @@ func run(ctx context.Context, o options) (err error) {
 	if len(report.Skipped) > 0 {
 		return fmt.Errorf("relocate skipped files of the closure: %v", report.Skipped)
 	}
-	left, err := relocate.Verify(relocated, report.Skipped)
+	left, err := relocate.Verify(relocated, report)
 	if err != nil {
 		return err
 	}

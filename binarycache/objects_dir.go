@@ -16,8 +16,8 @@ import (
 const tmpPrefix = ".tmp-"
 
 // DirObjects keeps the cache in a local folder, in the same layout Nix's
-// file:// store uses, for the tests. Writes are atomic: a temporary file in the same folder,
-// synced, then renamed.
+// file:// store uses: a file:// upstream, and the tests' caches. Writes
+// are atomic: a temporary file in the same folder, synced, then renamed.
 type DirObjects struct {
 	Dir string
 }
