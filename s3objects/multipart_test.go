@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -38,6 +39,7 @@ func proxyS3(t *testing.T, srv *s3Server, bucket string, handle func(w http.Resp
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	must(t, err)
 	forward := httputil.NewSingleHostReverseProxy(target)
+	forward.ErrorLog = log.New(io.Discard, "", 0) // requests the client gave up on
 	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handle(w, r, forward) })}
 	go hs.Serve(ln) //nolint:errcheck // ends with Close
 	t.Cleanup(func() { _ = hs.Close() })
@@ -94,16 +96,12 @@ func readsBack(t *testing.T, o *Objects, key string, data []byte) {
 func TestMultipartSendsPartsAtOnce(t *testing.T) {
 	srv := startVersitygw(t)
 	srv.createBucket(t, "parts")
+	gate := &partGate{}
 	var (
 		mu               sync.Mutex
-		inFlight, most   int
-		parts            int
-		released         = make(chan struct{})
-		releaseOnce      sync.Once
 		contentTypes     []string
 		completeRequests int
 	)
-	release := func() { releaseOnce.Do(func() { close(released) }) }
 	o := proxyS3(t, srv, "parts", func(w http.ResponseWriter, r *http.Request, forward http.Handler) {
 		switch {
 		case r.Method == http.MethodPost && r.URL.Query().Has("uploads"):
@@ -115,40 +113,28 @@ func TestMultipartSendsPartsAtOnce(t *testing.T) {
 			completeRequests++
 			mu.Unlock()
 		case isUploadPart(r):
-			mu.Lock()
-			parts++
-			inFlight++
-			most = max(most, inFlight)
-			if inFlight >= partsAtOnce {
-				release()
-			}
-			mu.Unlock()
-			select {
-			case <-released:
-			case <-time.After(3 * time.Second):
-				release()
-			}
-			forward.ServeHTTP(w, r)
-			mu.Lock()
-			inFlight--
-			mu.Unlock()
+			gate.pass(w, r, forward)
 			return
 		}
 		forward.ServeHTTP(w, r)
 	})
 	data := noise(t, 5*testPartSize+3<<20) // 6 parts, the last of 3 MiB
+	gate.reset()
 	start := time.Now()
 	must(t, o.Put(ctx, "nar/parallel.nar.zst", bytes.NewReader(data), int64(len(data))))
+	parts, most := gate.counts()
 	t.Logf("put %d parts in %v, at most %d at once", parts, time.Since(start), most)
 	if most != partsAtOnce {
 		t.Errorf("at most %d parts were in flight at once, want %d", most, partsAtOnce)
 	}
+	mu.Lock()
 	if parts != 6 || completeRequests != 1 {
 		t.Errorf("%d UploadPart and %d CompleteMultipartUpload requests, want 6 and 1", parts, completeRequests)
 	}
 	if len(contentTypes) != 1 || contentTypes[0] != "application/x-nix-nar" {
 		t.Errorf("the upload was started with content types %q, want one application/x-nix-nar", contentTypes)
 	}
+	mu.Unlock()
 	head, err := o.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String("parts"), Key: aws.String("nar/parallel.nar.zst")})
 	must(t, err)
 	if etag := aws.ToString(head.ETag); !strings.HasSuffix(etag, `-6"`) {
@@ -157,12 +143,64 @@ func TestMultipartSendsPartsAtOnce(t *testing.T) {
 	readsBack(t, o, "nar/parallel.nar.zst", data)
 
 	// A body that can only read and seek goes in parts at once too.
-	most = 0
+	gate.reset()
 	must(t, o.Put(ctx, "nar/seeker.nar.zst", struct{ io.ReadSeeker }{bytes.NewReader(data)}, int64(len(data))))
-	if most != partsAtOnce {
+	if _, most := gate.counts(); most != partsAtOnce {
 		t.Errorf("a plain io.ReadSeeker: at most %d parts in flight at once, want %d", most, partsAtOnce)
 	}
 	readsBack(t, o, "nar/seeker.nar.zst", data)
+}
+
+// partGate holds the parts that reach it until partsAtOnce are held, or
+// for 3 s, and counts the parts and the most in flight at once.
+type partGate struct {
+	mu                    sync.Mutex
+	parts, inFlight, most int
+	open                  chan struct{}
+	opened                bool
+}
+
+// reset starts counting again, and closes the gate.
+func (g *partGate) reset() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.parts, g.most, g.open, g.opened = 0, 0, make(chan struct{}), false
+}
+
+func (g *partGate) counts() (parts, most int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.parts, g.most
+}
+
+func (g *partGate) openUp() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.opened {
+		g.opened = true
+		close(g.open)
+	}
+}
+
+func (g *partGate) pass(w http.ResponseWriter, r *http.Request, forward http.Handler) {
+	g.mu.Lock()
+	g.parts++
+	g.inFlight++
+	g.most = max(g.most, g.inFlight)
+	open, full := g.open, g.inFlight >= partsAtOnce
+	g.mu.Unlock()
+	if full {
+		g.openUp()
+	}
+	select {
+	case <-open:
+	case <-time.After(3 * time.Second):
+		g.openUp()
+	}
+	forward.ServeHTTP(w, r)
+	g.mu.Lock()
+	g.inFlight--
+	g.mu.Unlock()
 }
 
 // S3 answering 503 SlowDown to the first attempt of every part, and 500
@@ -225,9 +263,8 @@ func TestMultipartFailingPartAborts(t *testing.T) {
 		t.Run(bucket, func(t *testing.T) {
 			srv.createBucket(t, bucket)
 			var (
-				mu                sync.Mutex
-				completes, aborts int
-				abortStatus       int
+				completes atomic.Int32
+				aborts    abortWatch
 			)
 			o := proxyS3(t, srv, bucket, func(w http.ResponseWriter, r *http.Request, forward http.Handler) {
 				switch {
@@ -235,20 +272,14 @@ func TestMultipartFailingPartAborts(t *testing.T) {
 					s3Error(w, http.StatusBadRequest, "BadDigest")
 					return
 				case isComplete(r):
-					mu.Lock()
-					completes++
-					mu.Unlock()
+					completes.Add(1)
+				case isAbort(r) && abortRefused:
+					aborts.serve(w, r, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+						s3Error(w, http.StatusForbidden, "AccessDenied")
+					}))
+					return
 				case isAbort(r):
-					rec := &statusRecorder{ResponseWriter: w}
-					if abortRefused {
-						s3Error(rec, http.StatusForbidden, "AccessDenied")
-					} else {
-						forward.ServeHTTP(rec, r)
-					}
-					mu.Lock()
-					aborts++
-					abortStatus = rec.status
-					mu.Unlock()
+					aborts.serve(w, r, forward)
 					return
 				}
 				forward.ServeHTTP(w, r)
@@ -276,8 +307,9 @@ func TestMultipartFailingPartAborts(t *testing.T) {
 			if !strings.HasPrefix(err.Error(), want[0]) {
 				t.Errorf("the error does not start with what failed the upload: %v", err)
 			}
-			if completes != 0 || aborts != 1 || abortStatus != wantStatus {
-				t.Errorf("%d completes and %d aborts (the last answered %d), want 0 and 1 answered %d", completes, aborts, abortStatus, wantStatus)
+			if completes.Load() != 0 || aborts.count.Load() != 1 || aborts.status.Load() != int32(wantStatus) {
+				t.Errorf("%d completes and %d aborts (the last answered %d), want 0 and 1 answered %d",
+					completes.Load(), aborts.count.Load(), aborts.status.Load(), wantStatus)
 			}
 			if ok, err := o.Exists(ctx, "nar/failing.nar.zst"); ok || err != nil {
 				t.Errorf("after the failed Put the object exists: %t, %v", ok, err)
@@ -296,24 +328,32 @@ func TestMultipartFailingPartAborts(t *testing.T) {
 
 // A Put whose context is cancelled in the middle of its parts (as
 // binarycache cancels the other pushes when one fails) still aborts the
-// upload, on a context of its own.
+// upload, on a context of its own. The proxy passes part 1 on, cancels
+// the Put once S3 has it, and holds the other parts until the client hangs
+// up, so that S3 is writing no part when the abort comes.
 func TestMultipartCancelledAborts(t *testing.T) {
 	srv := startVersitygw(t)
 	srv.createBucket(t, "cancelled")
 	putCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var aborts, abortStatus atomic.Int32
+	var aborts abortWatch
+	partOneIn := make(chan struct{})
 	o := proxyS3(t, srv, "cancelled", func(w http.ResponseWriter, r *http.Request, forward http.Handler) {
 		switch {
+		case isUploadPart(r) && r.URL.Query().Get("partNumber") == "1":
+			forward.ServeHTTP(w, r)
+			close(partOneIn)
+			return
 		case isUploadPart(r) && r.URL.Query().Get("partNumber") == "2":
+			<-partOneIn
 			cancel()
 			<-r.Context().Done() // the client hangs up
 			return
+		case isUploadPart(r):
+			<-r.Context().Done()
+			return
 		case isAbort(r):
-			rec := &statusRecorder{ResponseWriter: w}
-			forward.ServeHTTP(rec, r)
-			aborts.Add(1)
-			abortStatus.Store(int32(rec.status))
+			aborts.serve(w, r, forward)
 			return
 		}
 		forward.ServeHTTP(w, r)
@@ -324,8 +364,11 @@ func TestMultipartCancelledAborts(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("want a cancelled Put, got %v", err)
 	}
-	if aborts.Load() != 1 || abortStatus.Load() != http.StatusNoContent {
-		t.Errorf("%d aborts (the last answered %d), want 1 answered 204", aborts.Load(), abortStatus.Load())
+	if aborts.count.Load() != 1 || aborts.status.Load() != http.StatusNoContent {
+		t.Errorf("%d aborts (the last answered %d), want 1 answered 204", aborts.count.Load(), aborts.status.Load())
+	}
+	if ok, err := o.Exists(ctx, "nar/cancelled.nar.zst"); ok || err != nil {
+		t.Errorf("after the cancelled Put the object exists: %t, %v", ok, err)
 	}
 	uploads, err := o.client.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: aws.String("cancelled")})
 	must(t, err)
@@ -334,12 +377,24 @@ func TestMultipartCancelledAborts(t *testing.T) {
 	}
 }
 
+// abortWatch counts the aborts a proxy passes on and keeps the status of
+// the last, noted as its answer is written, before the client sees it.
+type abortWatch struct {
+	count, status atomic.Int32
+}
+
+// serve answers an abort with answer: the server's, or one of the test's.
+func (a *abortWatch) serve(w http.ResponseWriter, r *http.Request, answer http.Handler) {
+	a.count.Add(1)
+	answer.ServeHTTP(&statusRecorder{ResponseWriter: w, status: &a.status}, r)
+}
+
 type statusRecorder struct {
 	http.ResponseWriter
-	status int
+	status *atomic.Int32
 }
 
 func (r *statusRecorder) WriteHeader(status int) {
-	r.status = status
+	r.status.Store(int32(status))
 	r.ResponseWriter.WriteHeader(status)
 }

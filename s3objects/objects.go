@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -291,21 +292,25 @@ func (s *Objects) putMultipart(ctx context.Context, key, k string, body io.ReadS
 }
 
 // putParts sends the parts of an upload, partsAtOnce at a time, each read
-// from body at its offset. The first part that fails stops the others.
+// from body at its offset. The first part that fails stops new ones from
+// starting; those on their way are let finish, so that S3 is not still
+// writing a part when the upload is aborted (S3 may keep a part it was
+// writing during the abort).
 func (s *Objects) putParts(ctx context.Context, key, k string, uploadID *string, body io.ReaderAt, size int64) ([]types.CompletedPart, error) {
 	partSize := max(s.partSize, (size+maxParts-1)/maxParts)
 	parts := make([]types.CompletedPart, (size+partSize-1)/partSize)
-	g, gctx := errgroup.WithContext(ctx)
+	var g errgroup.Group
 	g.SetLimit(partsAtOnce)
+	var failed atomic.Bool
 	for i := range parts {
-		if gctx.Err() != nil {
+		if failed.Load() || ctx.Err() != nil {
 			break
 		}
 		n := int32(i + 1)
 		offset := int64(i) * partSize
 		length := min(partSize, size-offset)
 		g.Go(func() error {
-			out, err := s.client.UploadPart(gctx, &s3.UploadPartInput{
+			out, err := s.client.UploadPart(ctx, &s3.UploadPartInput{
 				Bucket:        &s.bucket,
 				Key:           &k,
 				UploadId:      uploadID,
@@ -314,18 +319,26 @@ func (s *Objects) putParts(ctx context.Context, key, k string, uploadID *string,
 				ContentLength: aws.Int64(length),
 			})
 			if err != nil {
+				failed.Store(true)
 				return s.explain(fmt.Sprintf("writing part %d of", n), key, err)
 			}
 			parts[i] = types.CompletedPart{ETag: out.ETag, PartNumber: aws.Int32(n)}
 			return nil
 		})
 	}
-	return parts, g.Wait()
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("writing %s: %w", s.URL(key), err)
+	}
+	return parts, nil
 }
 
 // abort gives up an upload after cause, so that S3 drops its parts. It
-// runs on a context of its own: the upload's may be the one cancelled. An
-// abort that fails too is said after cause.
+// runs on a context of its own: the upload's may be the one cancelled
+// (then a part S3 was still writing may outlive the abort, as S3's
+// documentation warns). An abort that fails too is said after cause.
 func (s *Objects) abort(ctx context.Context, k string, uploadID *string, cause error) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
 	defer cancel()
