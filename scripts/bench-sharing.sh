@@ -36,12 +36,12 @@ fi
 had_nix=false
 [[ -e /nix ]] && had_nix=true
 
-# The Nix release, made once from Debian's nix-bin and cached where the tests
+# The Nix release (2.8), made once from Debian's nix-bin and cached where the tests
 # keep it.
-release_dir=$(dirname "$tools_dir")/nix-release
+release_dir=$(dirname "$tools_dir")/nix-release-2.8
 if [[ ! -f "$release_dir/nix-release.env" ]]; then
   echo "==> Making the Nix release in $release_dir (scripts/make-nix-release.sh)" >&2
-  scripts/make-nix-release.sh "$release_dir" >&2
+  scripts/make-nix-release.sh --nix 2.8 "$release_dir" >&2
 fi
 # shellcheck disable=SC1091
 source "$release_dir/nix-release.env"
