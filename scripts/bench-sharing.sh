@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Benchmarks sharing one Nix closure through S3 (versitygw on loopback):
 # binarycache's Push/Fetch vs the old buildpack's single nix-store --export
-# file vs a raw parallel copy, then a small change pushed both ways.
+# file vs a raw parallel copy, then a small change pushed both ways, then
+# the closure mostly served by an upstream binary cache on loopback (first
+# push, restore-only deploy, deploy after a one-line change; today vs now).
 # Prints a markdown report (progress goes to stderr). Installs nothing: it
 # only checks that the tools are there (scripts/install-tools.sh puts them
 # there) and makes the Nix release if it is not cached yet. Run as root
