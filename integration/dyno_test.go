@@ -139,7 +139,8 @@ func TestOneOffBuildWhereNothingIsAllowed(t *testing.T) {
 	}
 
 	out = build(t, app, "dyno-two-stage:latest", cache, restoreOnly)
-	assertContains(t, out, "Restored 3 store paths")
+	assertContains(t, out, "The build's closure: 3 store paths")
+	assertContains(t, out, "fetched 3 paths")
 	assertServes(t, export(t, suite.env.Registry+"/dyno-two-stage:latest"), "Hello from Nix", "v1")
 }
 

@@ -173,7 +173,8 @@ func TestSharingThroughS3(t *testing.T) {
 	t.Run("a restore-only deploy runs no Nix", func(t *testing.T) {
 		out := build(t, app, "share-restore:latest", filepath.Join(t.TempDir(), "cache-r"), s3.with(map[string]string{"NIX_BUILD_ON_PUSH": "false"}))
 		assertContains(t, out, "Restoring app hello from s3://nix-cache")
-		assertContains(t, out, "Restored 3 store paths")
+		assertContains(t, out, "The build's closure: 3 store paths")
+		assertContains(t, out, "fetched 3 paths")
 		for _, never := range []string{"Nix release", "Store runtime", "Building the app"} {
 			if strings.Contains(out, never) {
 				t.Fatalf("a restore-only deploy printed %q: it must not install or run Nix\n%s", never, out)
@@ -336,7 +337,8 @@ func TestTwoStageDeployWithTheBuildCommand(t *testing.T) {
 
 	// The next restore-only deploy serves that build.
 	out = build(t, app, "two-stage:latest", cache, restoreOnly)
-	assertContains(t, out, "Restored 3 store paths")
+	assertContains(t, out, "The build's closure: 3 store paths")
+	assertContains(t, out, "fetched 3 paths")
 	assertServes(t, export(t, suite.env.Registry+"/two-stage:latest"), "Hello from Nix", "v3")
 }
 

@@ -1,11 +1,10 @@
 // Package s3objects keeps a binary cache's objects in an S3 bucket (AWS or
 // any S3-compatible server): binarycache.Objects over the AWS SDK, with
-// multipart uploads for large NARs and errors that say what to fix. It is
-// the only package that speaks S3.
+// uploads of large NARs in parts, several at a time, and errors that say
+// what to fix. It is the only package that speaks S3.
 package s3objects
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,7 +12,10 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
@@ -22,6 +24,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/nixcnb/nix-buildpack/binarycache"
 
@@ -34,6 +37,18 @@ const DefaultPartSize = 64 << 20
 
 // minPartSize is S3's smallest allowed part (all but the last).
 const minPartSize = 5 << 20
+
+// maxParts is the most parts S3 takes for one object.
+const maxParts = 10000
+
+// partsAtOnce is how many parts of one upload are sent at a time. Each is
+// read from the body where it lies, not copied into memory, so a part in
+// flight costs a connection, not a part's worth of memory; binarycache
+// pushes up to 8 NARs at a time, so up to 32 parts go at once.
+const partsAtOnce = 4
+
+// abortTimeout bounds the abort of a failed upload in parts.
+const abortTimeout = time.Minute
 
 // Config says which bucket holds the cache and how to reach it: the
 // build's S3 settings (config.S3), and how big an upload's parts are.
@@ -248,6 +263,9 @@ func (s *Objects) Put(ctx context.Context, key string, body io.ReadSeeker, size 
 	return nil
 }
 
+// putMultipart uploads body in parts, partsAtOnce at a time, and completes
+// the upload only once every part is in. On a failure it aborts the
+// upload, so that S3 drops the parts it has.
 func (s *Objects) putMultipart(ctx context.Context, key, k string, body io.ReadSeeker, size int64) error {
 	created, err := s.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
 		Bucket:      &s.bucket,
@@ -257,54 +275,106 @@ func (s *Objects) putMultipart(ctx context.Context, key, k string, body io.ReadS
 	if err != nil {
 		return s.explain("starting the upload of", key, err)
 	}
-	uploadID := created.UploadId
-	abort := func(cause error) error {
-		// A fresh context: the upload's may be the one that was cancelled.
-		_, _ = s.client.AbortMultipartUpload(context.WithoutCancel(ctx), &s3.AbortMultipartUploadInput{
-			Bucket: &s.bucket, Key: &k, UploadId: uploadID,
-		})
-		return cause
-	}
-	readerAt, hasReaderAt := body.(io.ReaderAt)
-	var buf []byte
-	var parts []types.CompletedPart
-	for offset, n := int64(0), int32(1); offset < size; offset, n = offset+s.partSize, n+1 {
-		length := min(s.partSize, size-offset)
-		var part io.ReadSeeker
-		if hasReaderAt {
-			part = io.NewSectionReader(readerAt, offset, length)
-		} else {
-			if buf == nil {
-				buf = make([]byte, s.partSize)
-			}
-			if _, err := io.ReadFull(body, buf[:length]); err != nil {
-				return abort(fmt.Errorf("reading the data for %s: %w", s.URL(key), err))
-			}
-			part = bytes.NewReader(buf[:length])
-		}
-		out, err := s.client.UploadPart(ctx, &s3.UploadPartInput{
-			Bucket:        &s.bucket,
-			Key:           &k,
-			UploadId:      uploadID,
-			PartNumber:    aws.Int32(n),
-			Body:          part,
-			ContentLength: aws.Int64(length),
-		})
-		if err != nil {
-			return abort(s.explain(fmt.Sprintf("writing part %d of", n), key, err))
-		}
-		parts = append(parts, types.CompletedPart{ETag: out.ETag, PartNumber: aws.Int32(n)})
+	parts, err := s.putParts(ctx, key, k, created.UploadId, readerAt(body), size)
+	if err != nil {
+		return s.abort(ctx, k, created.UploadId, err)
 	}
 	_, err = s.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
 		Bucket:          &s.bucket,
 		Key:             &k,
-		UploadId:        uploadID,
+		UploadId:        created.UploadId,
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
 	})
 	if err != nil {
-		return abort(s.explain("completing the upload of", key, err))
+		return s.abort(ctx, k, created.UploadId, s.explain("completing the upload of", key, err))
 	}
 	return nil
+}
+
+// putParts sends the parts of an upload, partsAtOnce at a time, each read
+// from body at its offset. The first part that fails stops new ones from
+// starting; those on their way are let finish, so that S3 is not still
+// writing a part when the upload is aborted (S3 may keep a part it was
+// writing during the abort).
+func (s *Objects) putParts(ctx context.Context, key, k string, uploadID *string, body io.ReaderAt, size int64) ([]types.CompletedPart, error) {
+	partSize := max(s.partSize, (size+maxParts-1)/maxParts)
+	parts := make([]types.CompletedPart, (size+partSize-1)/partSize)
+	var g errgroup.Group
+	g.SetLimit(partsAtOnce)
+	var failed atomic.Bool
+	for i := range parts {
+		if failed.Load() || ctx.Err() != nil {
+			break
+		}
+		n := int32(i + 1)
+		offset := int64(i) * partSize
+		length := min(partSize, size-offset)
+		g.Go(func() error {
+			out, err := s.client.UploadPart(ctx, &s3.UploadPartInput{
+				Bucket:        &s.bucket,
+				Key:           &k,
+				UploadId:      uploadID,
+				PartNumber:    aws.Int32(n),
+				Body:          io.NewSectionReader(body, offset, length),
+				ContentLength: aws.Int64(length),
+			})
+			if err != nil {
+				failed.Store(true)
+				return s.explain(fmt.Sprintf("writing part %d of", n), key, err)
+			}
+			parts[i] = types.CompletedPart{ETag: out.ETag, PartNumber: aws.Int32(n)}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("writing %s: %w", s.URL(key), err)
+	}
+	return parts, nil
+}
+
+// abort gives up an upload after cause, so that S3 drops its parts. It
+// runs on a context of its own: the upload's may be the one cancelled
+// (then a part S3 was still writing may outlive the abort, as S3's
+// documentation warns). An abort that fails too is said after cause.
+func (s *Objects) abort(ctx context.Context, k string, uploadID *string, cause error) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
+	defer cancel()
+	_, err := s.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &s.bucket, Key: &k, UploadId: uploadID})
+	if err != nil {
+		return fmt.Errorf("%w; aborting the upload failed too, so its parts stay in the bucket, out of sight, "+
+			"until a bucket lifecycle rule (AbortIncompleteMultipartUpload) removes them: %v", cause, err)
+	}
+	return cause
+}
+
+// readerAt reads body at any offset: directly where body can, else by
+// seeking it, one read at a time, so that parts sent at once share it.
+func readerAt(body io.ReadSeeker) io.ReaderAt {
+	if r, ok := body.(io.ReaderAt); ok {
+		return r
+	}
+	return &seekingReaderAt{body: body}
+}
+
+type seekingReaderAt struct {
+	mu   sync.Mutex
+	body io.ReadSeeker
+}
+
+func (r *seekingReaderAt) ReadAt(p []byte, offset int64) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, err := r.body.Seek(offset, io.SeekStart); err != nil {
+		return 0, err
+	}
+	n, err := io.ReadFull(r.body, p)
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		err = io.EOF
+	}
+	return n, err
 }
 
 // List pages through ListObjectsV2.

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Benchmarks sharing one Nix closure through S3 (versitygw on loopback):
 # binarycache's Push/Fetch vs the old buildpack's single nix-store --export
-# file vs a raw parallel copy, then a small change pushed both ways.
+# file vs a raw parallel copy, then a small change pushed both ways, then
+# the closure mostly served by an upstream binary cache on loopback (first
+# push, restore-only deploy, deploy after a one-line change; today vs now).
 # Prints a markdown report (progress goes to stderr). Installs nothing: it
 # only checks that the tools are there (scripts/install-tools.sh puts them
 # there) and makes the Nix release if it is not cached yet. Run as root
@@ -36,12 +38,12 @@ fi
 had_nix=false
 [[ -e /nix ]] && had_nix=true
 
-# The Nix release, made once from Debian's nix-bin and cached where the tests
+# The Nix release (2.8), made once from Debian's nix-bin and cached where the tests
 # keep it.
-release_dir=$(dirname "$tools_dir")/nix-release
+release_dir=$(dirname "$tools_dir")/nix-release-2.8
 if [[ ! -f "$release_dir/nix-release.env" ]]; then
   echo "==> Making the Nix release in $release_dir (scripts/make-nix-release.sh)" >&2
-  scripts/make-nix-release.sh "$release_dir" >&2
+  scripts/make-nix-release.sh --nix 2.8 "$release_dir" >&2
 fi
 # shellcheck disable=SC1091
 source "$release_dir/nix-release.env"

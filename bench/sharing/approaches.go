@@ -27,6 +27,9 @@ type sample struct {
 	parts map[string]time.Duration // named sub-steps, for the breakdown
 	t     traffic
 	paths int // store paths moved
+
+	upstream     traffic // with the upstream binary cache, in the upstream case
+	fromUpstream int     // NARs of paths that came from it
 }
 
 // bench holds what every approach shares.
@@ -45,6 +48,8 @@ type bench struct {
 	// The incremental case starts from a bucket holding the base build.
 	oursIncr, oldIncr *countingObjects
 	baseExport        string // the base closure's export file, for priming stores
+
+	up *upstreamCase
 }
 
 const (
@@ -67,6 +72,10 @@ func (b *bench) record(name string, s sample) {
 	b.results[name] = append(b.results[name], s)
 	b.logf("  %-16s %8s  sent %s, received %s, %d requests", name, fmtDuration(s.d),
 		fmtBytes(s.t.up), fmtBytes(s.t.down), s.t.requests)
+	if s.upstream.requests > 0 {
+		b.logf("  %-16s %8s  received %s from the upstream (%d NARs), %d requests", "", "",
+			fmtBytes(s.upstream.down), s.fromUpstream, s.upstream.requests)
+	}
 }
 
 func (b *bench) par() int {

@@ -45,6 +45,7 @@ type source struct {
 	app      string   // the base app's store path: the root of the closure
 	closure  []string // nix-store -qR app
 	appRefs  []string // what the base app references
+	hosts    []string // the host folders' store paths
 	facts    map[string]*pathFacts
 	changes  []change
 	changeAt string // where the changes' sources are written
@@ -98,9 +99,13 @@ func buildSource(ctx context.Context, nixBin, tarball string, hostDirs []string,
 			}
 		}
 	}
+	var libc []string // the release's path holding libc, which the host folders name
 	for _, e := range entries {
 		if !referenced[e.path] {
 			s.appRefs = append(s.appRefs, e.path)
+		}
+		if _, err := os.Stat(filepath.Join(s.nix.storeDir(), path.Base(e.path), "lib", "libc.so.6")); err == nil {
+			libc = append(libc, e.path)
 		}
 	}
 
@@ -115,8 +120,13 @@ func buildSource(ctx context.Context, nixBin, tarball string, hostDirs []string,
 		if err != nil {
 			return nil, nil, err
 		}
+		// A library names the libc it links, as the host's do theirs.
+		if err := s.nix.setReferences(ctx, p, libc); err != nil {
+			return nil, nil, err
+		}
 		origin[p] = "host folder " + d
 		s.appRefs = append(s.appRefs, p)
+		s.hosts = append(s.hosts, p)
 	}
 
 	s.app, err = s.makeApp(ctx, filepath.Join(dir, "app-base"), s.appRefs, "base")
@@ -142,8 +152,7 @@ func buildSource(ctx context.Context, nixBin, tarball string, hostDirs []string,
 }
 
 // makeApp adds an app folder to the store whose bin/app names refs, and
-// registers refs as its references (nix-store --add records none; a build
-// would find them by scanning the files, as they are named in bin/app).
+// registers refs as its references.
 func (s *source) makeApp(ctx context.Context, dir string, refs []string, label string) (string, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "app", "bin"), 0o755); err != nil {
 		return "", err
@@ -161,22 +170,7 @@ func (s *source) makeApp(ctx context.Context, dir string, refs []string, label s
 	if err != nil {
 		return "", err
 	}
-	regs, err := s.nix.dumpDB(ctx, p)
-	if err != nil {
-		return "", err
-	}
-	regs[0].refs = slices.Sorted(slices.Values(refs))
-	if err := s.nix.loadDB(ctx, regs); err != nil {
-		return "", err
-	}
-	got, err := s.nix.output(ctx, "--query", "--references", p)
-	if err != nil {
-		return "", err
-	}
-	if len(strings.Fields(got)) != len(refs) {
-		return "", fmt.Errorf("registering the references of %s: Nix lists %q", p, got)
-	}
-	return p, nil
+	return p, s.nix.setReferences(ctx, p, refs)
 }
 
 // addChange makes the i-th small change: a tiny config file added with

@@ -9,7 +9,11 @@
 //     path, same parallelism): the limit;
 //
 // then a small change (one tiny new path and a new app path) pushed with
-// ours (only the missing paths) and the old way (the whole export again).
+// ours (only the missing paths) and the old way (the whole export again),
+// then the closure with most of it served by an upstream binary cache (HTTP
+// on loopback): the first push, a restore-only deploy, and one after a
+// one-line change, today's way (no upstreams, the whole closure fetched)
+// and now's (upstreams; only the changed paths fetched).
 //
 // It makes its closure offline: the Nix release from
 // scripts/make-nix-release.sh, a few host folders added with nix-store
@@ -50,7 +54,7 @@ func main() {
 	var o options
 	var hostDirs string
 	flag.IntVar(&o.reps, "n", 3, "repetitions of each measurement (the report shows median and min)")
-	flag.StringVar(&o.release, "release", "", "Nix release tarball from scripts/make-nix-release.sh (default: the one named in /var/cache/nixcnb-tools/nix-release/nix-release.env)")
+	flag.StringVar(&o.release, "release", "", "Nix release tarball from scripts/make-nix-release.sh (default: the one named in /var/cache/nixcnb-tools/nix-release-2.8/nix-release.env)")
 	flag.StringVar(&hostDirs, "host-dirs", defaultHostDirs, "comma-separated host folders added to the closure as store paths (missing ones are skipped; empty: the release alone)")
 	flag.IntVar(&o.parallel, "parallel", 0, "transfers at a time for ours and the raw copy (0: binarycache's default, 8)")
 	flag.StringVar(&o.work, "work", "", "scratch folder (default: a new /tmp/bench-sharing-*)")
@@ -146,6 +150,11 @@ func run(ctx context.Context, o options) error {
 	if err := b.primeIncremental(ctx); err != nil {
 		return fmt.Errorf("pushing the base build for the incremental case: %w", err)
 	}
+	logf("filling the upstream binary cache")
+	if b.up, err = b.prepareUpstream(ctx); err != nil {
+		return fmt.Errorf("preparing the upstream case: %w", err)
+	}
+	defer b.up.stop()
 	for i := range o.reps {
 		b.verify = o.verify && i == 0
 		logf("repetition %d of %d", i+1, o.reps)
@@ -159,6 +168,9 @@ func run(ctx context.Context, o options) error {
 		if err := b.incremental(ctx, src.changes[i]); err != nil {
 			return err
 		}
+		if err := b.upstreamRound(ctx, i); err != nil {
+			return err
+		}
 	}
 	r := report{o: o, b: b, machine: machineFacts(o.nixBin), skipped: skipped, elapsed: time.Since(began),
 		load: [2]string{loadBefore, hostinfo.LoadAverage()}}
@@ -169,7 +181,7 @@ func run(ctx context.Context, o options) error {
 // defaultRelease reads the tarball's path from the tools cache, where the
 // tests and the demo keep it.
 func defaultRelease() (string, error) {
-	envFile := "/var/cache/nixcnb-tools/nix-release/nix-release.env"
+	envFile := "/var/cache/nixcnb-tools/nix-release-2.8/nix-release.env"
 	data, err := os.ReadFile(envFile)
 	if err != nil {
 		return "", fmt.Errorf("no -release given and %s is missing: make one with scripts/make-nix-release.sh DIR and pass -release DIR/nix-*.tar.xz", envFile)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -69,6 +70,28 @@ func (n nixStore) output(ctx context.Context, args ...string) (string, error) {
 func (n nixStore) add(ctx context.Context, path string) (string, error) {
 	out, err := n.output(ctx, "--add", path)
 	return strings.TrimSpace(out), err
+}
+
+// setReferences registers refs as p's references with --load-db:
+// nix-store --add records none (a build would find them by scanning the
+// files).
+func (n nixStore) setReferences(ctx context.Context, p string, refs []string) error {
+	regs, err := n.dumpDB(ctx, p)
+	if err != nil {
+		return err
+	}
+	regs[0].refs = slices.Sorted(slices.Values(refs))
+	if err := n.loadDB(ctx, regs); err != nil {
+		return err
+	}
+	got, err := n.output(ctx, "--query", "--references", p)
+	if err != nil {
+		return err
+	}
+	if len(strings.Fields(got)) != len(refs) {
+		return fmt.Errorf("registering the references of %s: Nix lists %q", p, got)
+	}
+	return nil
 }
 
 // requisites is nix-store -qR: the closure of paths.

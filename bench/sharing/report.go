@@ -28,7 +28,11 @@ type stats struct {
 	t           traffic // of the median sample's repetition
 	up, down    string  // bytes, as a range when repetitions differ
 	paths       int
-	parts       map[string]time.Duration // medians
+
+	upstream     traffic                  // with the upstream, of the median sample's repetition
+	fromUpstream int                      // NARs from the upstream
+	upstreamDown string                   // bytes from the upstream, as a range
+	parts        map[string]time.Duration // medians
 }
 
 func summarise(samples []sample) stats {
@@ -41,9 +45,11 @@ func summarise(samples []sample) stats {
 	if len(sorted)%2 == 0 {
 		mid.d = (sorted[len(sorted)/2-1].d + sorted[len(sorted)/2].d) / 2
 	}
-	s := stats{median: mid.d, min: sorted[0].d, t: mid.t, paths: mid.paths, parts: map[string]time.Duration{}}
+	s := stats{median: mid.d, min: sorted[0].d, t: mid.t, paths: mid.paths, parts: map[string]time.Duration{},
+		upstream: mid.upstream, fromUpstream: mid.fromUpstream}
 	s.up = bytesRange(samples, func(x sample) int64 { return x.t.up })
 	s.down = bytesRange(samples, func(x sample) int64 { return x.t.down })
+	s.upstreamDown = bytesRange(samples, func(x sample) int64 { return x.upstream.down })
 	names := map[string]bool{}
 	for _, x := range samples {
 		for k := range x.parts {
@@ -109,7 +115,7 @@ func (r report) print(w io.Writer) {
 	p("- Nix: %s, on private chroot stores (`--store DIR`).", m.nix)
 	p("- S3: versitygw %s (posix backend, data on local disk) on 127.0.0.1, SigV4, path-style; clients: aws-sdk-go-v2 through `s3objects.Objects` (parts of %d MiB above that size).",
 		m.versitygw, binaryPartMiB())
-	p("- Repetitions: %d per measurement, interleaved (ours, old and raw taking turns to go first, then the change); median and min shown. Whole run: %s.",
+	p("- Repetitions: %d per measurement, interleaved (ours, old and raw taking turns to go first, then the change, then the upstream case with today's and now's way taking turns); median and min shown. Whole run: %s.",
 		r.o.reps, r.elapsed.Round(time.Second))
 	p("- Load average (1 min) before and after the measurements: %s, %s (other processes on the machine add noise to the times, not to the bytes).",
 		r.load[0], r.load[1])
@@ -198,6 +204,8 @@ func (r report) print(w io.Writer) {
 			ratio(di.t.up, oi.t.up), ratio(diP.t.down, oiP.t.down))
 		p("")
 	}
+	r.printUpstream(p)
+
 	p("## Method")
 	p("")
 	p("- The closure is made offline: the Nix release built from Debian's nix-bin by `scripts/make-nix-release.sh` (`%s`), copied into a private chroot store and registered with `nix-store --load-db`; the host folders added with `nix-store --add`; the app (a `bin/app` script naming those paths) added the same way, its references registered with `--load-db` (`nix-store --add` scans none). `nix-store --store DIR` everywhere; /nix is checked not to appear.", path.Base(r.o.release))
