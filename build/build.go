@@ -25,6 +25,7 @@ import (
 	"io"
 	"net/http"
 	"os/signal"
+	"slices"
 	"syscall"
 
 	"github.com/paketo-buildpacks/packit/v2"
@@ -188,6 +189,13 @@ func (r *run) nixBuildAndLayers(cache *binarycache.Cache, release releaseLayer, 
 	if err != nil {
 		return packit.BuildResult{}, err
 	}
+	return r.launchResult(proot, plan, src, inputs, release.layer, storeLayer)
+}
+
+// launchResult makes the closure's launch layers from src and returns
+// them, with proot's layer (in the image when it needs proot) and others,
+// and the processes.
+func (r *run) launchResult(proot prootLayer, plan buildplan.Entry, src closureSource, inputs string, others ...packit.Layer) (packit.BuildResult, error) {
 	launched, processes, err := r.closureLayers(proot.tool, plan, src, inputs)
 	if err != nil {
 		return packit.BuildResult{}, err
@@ -195,7 +203,7 @@ func (r *run) nixBuildAndLayers(cache *binarycache.Cache, release releaseLayer, 
 	proot.layer.Launch = r.needsProot(launched.closure)
 	r.log.LaunchDirectProcesses(processes)
 	return packit.BuildResult{
-		Layers: append([]packit.Layer{release.layer, proot.layer, storeLayer}, launched.layers...),
+		Layers: slices.Concat(others, []packit.Layer{proot.layer}, launched.layers),
 		Launch: packit.LaunchMetadata{DirectProcesses: processes},
 	}, nil
 }

@@ -35,11 +35,11 @@ func TestFirstBuildMakesEveryLayer(t *testing.T) {
 	}
 	_, app := appPaths("v1")
 	// One layer per store path of the closure, the app's on top.
-	want := []string{"nix-release", "proot", "nix-store", pathLayerName(busybox), pathLayerName(greeting), pathLayerName(app), "nix-closure", "nix-launcher"}
+	want := []string{"nix-release", "nix-store", "proot", pathLayerName(busybox), pathLayerName(greeting), pathLayerName(app), "nix-closure", "nix-launcher"}
 	if !slices.Equal(names, want) {
 		t.Fatalf("layers %v, want %v", names, want)
 	}
-	release, proot, store, closure := result.Layers[0], result.Layers[1], result.Layers[2], layerNamed(t, result, "nix-closure")
+	release, store, proot, closure := result.Layers[0], result.Layers[1], result.Layers[2], layerNamed(t, result, "nix-closure")
 	for _, l := range result.Layers[3:] {
 		if !l.Launch || l.Cache {
 			t.Errorf("%s is not a launch-only layer: %+v", l.Name, l)

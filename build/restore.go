@@ -68,16 +68,7 @@ func (r *run) restoreOnly(cache *binarycache.Cache, proot prootLayer, plan build
 		return packit.BuildResult{}, err
 	}
 	defer cleanup()
-	launched, processes, err := r.closureLayers(proot.tool, plan, src, inputs)
-	if err != nil {
-		return packit.BuildResult{}, err
-	}
-	proot.layer.Launch = r.needsProot(launched.closure)
-	r.log.LaunchDirectProcesses(processes)
-	return packit.BuildResult{
-		Layers: append([]packit.Layer{proot.layer}, launched.layers...),
-		Launch: packit.LaunchMetadata{DirectProcesses: processes},
-	}, nil
+	return r.launchResult(proot, plan, src, inputs)
 }
 
 // bucketSource is the closure the app pointer names, in the bucket and its

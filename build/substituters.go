@@ -91,26 +91,24 @@ func configuredSubstituters(bucket, nixConfig string, extra, trustedKeys []strin
 // extraURLs are the caches the buildpack adds to Nix's own: the bucket and
 // BP_NIX_SUBSTITUTERS.
 func (s substituters) extraURLs() []string {
-	var urls []string
-	if s.bucket != "" {
-		urls = append(urls, s.bucket)
-	}
-	for _, u := range s.upstream {
-		if u.setBy == "BP_NIX_SUBSTITUTERS" {
-			urls = append(urls, u.url)
-		}
-	}
-	return urls
+	return s.urls(func(u upstreamCache) bool { return u.setBy == "BP_NIX_SUBSTITUTERS" })
 }
 
 // allURLs are every cache Nix is to use, the bucket first.
 func (s substituters) allURLs() []string {
+	return s.urls(func(upstreamCache) bool { return true })
+}
+
+// urls are the bucket and the other caches keep says.
+func (s substituters) urls(keep func(upstreamCache) bool) []string {
 	var urls []string
 	if s.bucket != "" {
 		urls = append(urls, s.bucket)
 	}
 	for _, u := range s.upstream {
-		urls = append(urls, u.url)
+		if keep(u) {
+			urls = append(urls, u.url)
+		}
 	}
 	return urls
 }

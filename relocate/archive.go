@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+
+	"github.com/nixcnb/nix-buildpack/narfile"
 )
 
 // Zip archives and gzip files are rewritten by what they hold.
@@ -139,7 +141,7 @@ func (s *searcher) decoded(data []byte, kind, name string) (int, error) {
 		}
 		return 0, nil
 	}
-	dr, err := decompress(kind, bytes.NewReader(data))
+	dr, err := narfile.Decompressor(kind, bytes.NewReader(data))
 	if err != nil {
 		return 0, err
 	}

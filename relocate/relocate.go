@@ -114,12 +114,48 @@ func Scan(storeDir string) (Plan, error) {
 // scan plans the rewrite of old below root, a folder or a single file.
 func scan(root, old string) (Plan, error) {
 	var plan Plan
-	storeDir := root
-	err := filepath.WalkDir(storeDir, func(path string, d fs.DirEntry, err error) error {
+	link := func(rel, target string) error {
+		if strings.Contains(target, old) {
+			plan.Links = append(plan.Links, rel)
+		}
+		return nil
+	}
+	file := func(path, rel string) error {
+		header, n, err := scanFile(path, []byte(old))
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", rel, err)
+		}
+		kind := skipKind(filepath.Base(path), header)
+		if kind == "" {
+			if n > 0 {
+				plan.Files = append(plan.Files, rel)
+			}
+			return nil
+		}
+		archive, reason := classify(path, rel, kind, n, []byte(old))
+		switch {
+		case archive:
+			plan.Archives = append(plan.Archives, rel)
+		case reason != "":
+			plan.Skipped = append(plan.Skipped, Skipped{Path: rel, Reason: reason})
+		}
+		return nil
+	}
+	if err := walk(root, link, file); err != nil {
+		return plan, fmt.Errorf("scanning %s for %s: %w", root, old, err)
+	}
+	return plan, nil
+}
+
+// walk calls link for every symlink below root, with its target, and
+// file for every regular file, each with its path relative to root with /
+// separators (root itself is ".").
+func walk(root string, link func(rel, target string) error, file func(path, rel string) error) error {
+	return filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		rel, err := filepath.Rel(storeDir, path)
+		rel, err := filepath.Rel(root, path)
 		if err != nil {
 			return err
 		}
@@ -130,35 +166,12 @@ func scan(root, old string) (Plan, error) {
 			if err != nil {
 				return err
 			}
-			if strings.Contains(target, old) {
-				plan.Links = append(plan.Links, rel)
-			}
+			return link(rel, target)
 		case d.Type().IsRegular():
-			header, n, err := scanFile(path, []byte(old))
-			if err != nil {
-				return fmt.Errorf("reading %s: %w", rel, err)
-			}
-			kind := skipKind(filepath.Base(path), header)
-			if kind == "" {
-				if n > 0 {
-					plan.Files = append(plan.Files, rel)
-				}
-				return nil
-			}
-			archive, reason := classify(path, rel, kind, n, []byte(old))
-			switch {
-			case archive:
-				plan.Archives = append(plan.Archives, rel)
-			case reason != "":
-				plan.Skipped = append(plan.Skipped, Skipped{Path: rel, Reason: reason})
-			}
+			return file(path, rel)
 		}
 		return nil
 	})
-	if err != nil {
-		return plan, fmt.Errorf("scanning %s for %s: %w", storeDir, old, err)
-	}
-	return plan, nil
 }
 
 // Apply replaces every occurrence of nixstore.Dir with prefix in the plan's
@@ -286,42 +299,32 @@ func Verify(storeDir string, report Report) ([]string, error) {
 		archives[a] = true
 	}
 	var left []string
-	err := filepath.WalkDir(storeDir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(storeDir, path)
-		if err != nil {
-			return err
-		}
-		rel = filepath.ToSlash(rel)
-		switch {
-		case d.Type()&fs.ModeSymlink != 0:
-			target, err := os.Readlink(path)
-			if err != nil {
-				return err
-			}
-			if strings.Contains(target, nixstore.Dir) {
-				left = append(left, rel)
-			}
-		case d.Type().IsRegular() && !skip[rel]:
-			_, n, err := scanFile(path, []byte(nixstore.Dir))
-			if err != nil {
-				return err
-			}
-			if archives[rel] {
-				// Content that cannot be read or searched counts as left.
-				if n, err = searchFile(path, []byte(nixstore.Dir)); err != nil {
-					n = 1
-				}
-			}
-			if n > 0 {
-				left = append(left, rel)
-			}
+	link := func(rel, target string) error {
+		if strings.Contains(target, nixstore.Dir) {
+			left = append(left, rel)
 		}
 		return nil
-	})
-	if err != nil {
+	}
+	file := func(path, rel string) error {
+		if skip[rel] {
+			return nil
+		}
+		_, n, err := scanFile(path, []byte(nixstore.Dir))
+		if err != nil {
+			return err
+		}
+		if archives[rel] {
+			// Content that cannot be read or searched counts as left.
+			if n, err = searchFile(path, []byte(nixstore.Dir)); err != nil {
+				n = 1
+			}
+		}
+		if n > 0 {
+			left = append(left, rel)
+		}
+		return nil
+	}
+	if err := walk(storeDir, link, file); err != nil {
 		return left, fmt.Errorf("checking the relocated closure in %s: %w", storeDir, err)
 	}
 	return left, nil

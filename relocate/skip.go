@@ -2,14 +2,9 @@ package relocate
 
 import (
 	"bytes"
-	"compress/bzip2"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
-
-	"github.com/klauspost/compress/zstd"
-	"github.com/ulikunitz/xz"
 )
 
 // What Rewrite cannot rewrite byte for byte. A file is compressed or
@@ -141,25 +136,4 @@ func classify(path, rel, kind string, rawCount int, old []byte) (archive bool, r
 		return false, fmt.Sprintf("%s of documentation whose content names %s: left as it is, for people to read", what, old)
 	}
 	return true, ""
-}
-
-// decompress reads the bzip2, xz or zstd stream r.
-func decompress(kind string, r io.Reader) (io.ReadCloser, error) {
-	switch kind {
-	case "bzip2":
-		return io.NopCloser(bzip2.NewReader(r)), nil
-	case "xz":
-		zr, err := xz.NewReader(r)
-		if err != nil {
-			return nil, err
-		}
-		return io.NopCloser(zr), nil
-	case "zstd":
-		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1))
-		if err != nil {
-			return nil, err
-		}
-		return zr.IOReadCloser(), nil
-	}
-	return nil, fmt.Errorf("no way to read %s content", kind)
 }
