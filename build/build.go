@@ -225,7 +225,7 @@ type run struct {
 func (r *run) storeSource(nix Nix, store storeLayer, built builtApp, kept keptPaths) (closureSource, error) {
 	infos, err := nix.PathInfos(r.ctx, kept.runtime...)
 	if err != nil {
-		return closureSource{}, fmt.Errorf("reading the closure's path infos: %w", err)
+		return closureSource{}, fmt.Errorf("reading, from Nix's database, the runtime closure garbage collection kept: %w", err)
 	}
 	return closureSource{
 		results: built.OutPaths,

@@ -35,7 +35,7 @@ func (r *run) collectGarbage(nix Nix, store storeLayer, release releaseLayer, bu
 
 	roots, err := release.release.StorePaths()
 	if err != nil {
-		return kept, err
+		return kept, fmt.Errorf("listing the Nix release's store paths, kept as GC roots: %w", err)
 	}
 	for i, name := range roots {
 		roots[i] = nixstore.Dir + "/" + name
@@ -44,7 +44,7 @@ func (r *run) collectGarbage(nix Nix, store storeLayer, release releaseLayer, bu
 		roots = append(roots, out)
 		drv, err := nix.Deriver(ctx, out)
 		if err != nil {
-			return kept, err
+			return kept, fmt.Errorf("finding the derivation of %s, kept as a GC root: %w", out, err)
 		}
 		if drv != "" {
 			roots = append(roots, drv)
@@ -90,8 +90,10 @@ func (r *run) collectGarbage(nix Nix, store storeLayer, release releaseLayer, bu
 	}
 	r.log.Subprocess("The cached store holds %s, %s", plural(len(all), "store path"), humanize.Bytes(total))
 	r.log.Break()
-	kept.runtime, err = nix.Requisites(ctx, built.OutPaths...)
-	return kept, err
+	if kept.runtime, err = nix.Requisites(ctx, built.OutPaths...); err != nil {
+		return kept, fmt.Errorf("listing the result's runtime closure: %w", err)
+	}
+	return kept, nil
 }
 
 // recentSources are the unreferenced sources to keep, their NAR size, and
@@ -113,7 +115,7 @@ func (r *run) recentSources(ctx context.Context, nix Nix, appSource string, befo
 	if r.cfg.KeepSourcesDays > 0 {
 		dead, err := nix.DeadPaths(ctx)
 		if err != nil {
-			return nil, 0, nil, err
+			return nil, 0, nil, fmt.Errorf("listing what nothing refers to: %w", err)
 		}
 		var candidates []string
 		for _, p := range dead {
@@ -123,7 +125,7 @@ func (r *run) recentSources(ctx context.Context, nix Nix, appSource string, befo
 		}
 		if len(candidates) > 0 {
 			if infos, err = nix.PathInfos(ctx, candidates...); err != nil {
-				return nil, 0, nil, err
+				return nil, 0, nil, fmt.Errorf("reading the path infos of unreferenced sources: %w", err)
 			}
 		}
 	}

@@ -105,7 +105,7 @@ func (r *run) share(nix installedNix, cache *binarycache.Cache, storeDir string,
 	for _, drv := range kept.derivers {
 		inputs, err := nix.BuildInputs(ctx, drv)
 		if err != nil {
-			return err
+			return fmt.Errorf("listing the build inputs of %s to push them: %w", drv, err)
 		}
 		for _, p := range inputs {
 			paths[p] = true
@@ -113,7 +113,7 @@ func (r *run) share(nix installedNix, cache *binarycache.Cache, storeDir string,
 	}
 	infos, err := nix.PathInfos(ctx, slices.Sorted(maps.Keys(paths))...)
 	if err != nil {
-		return err
+		return fmt.Errorf("reading the path infos of what to push: %w", err)
 	}
 	// With the NAR hash and size Nix recorded, Push checks that each
 	// path's files still match them before uploading.

@@ -164,7 +164,7 @@ func checkStore(ctx context.Context, nix Nix, store storeLayer) (storeCheck, err
 	var c storeCheck
 	infos, err := nix.PathInfos(ctx)
 	if err != nil {
-		return c, err
+		return c, fmt.Errorf("reading Nix's database to check the cached store: %w", err)
 	}
 	entries, err := os.ReadDir(store.storeDir())
 	if err != nil {
@@ -182,7 +182,7 @@ func checkStore(ctx context.Context, nix Nix, store storeLayer) (storeCheck, err
 		case errors.Is(err, fs.ErrNotExist):
 			c.missing = append(c.missing, in.Path)
 		case err != nil:
-			return c, err
+			return c, fmt.Errorf("checking the cached store: %w", err)
 		case in.NarSize > 0 && size != in.NarSize: // 0: the database records no size
 			c.changed = append(c.changed, in.Path)
 		}
