@@ -17,7 +17,6 @@ import (
 
 	"github.com/nixcnb/nix-buildpack/closure"
 	"github.com/nixcnb/nix-buildpack/nixstore"
-
 )
 
 // These tests run Debian's Nix 2.8 (nix-bin) against what this package

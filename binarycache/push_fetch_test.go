@@ -20,7 +20,6 @@ import (
 
 	"github.com/nixcnb/nix-buildpack/narfile"
 	"github.com/nixcnb/nix-buildpack/nixstore"
-
 )
 
 var ctx = context.Background()
