@@ -194,8 +194,9 @@ func (r report) print(w io.Writer) {
 		units.Bytes(old.t.up), wire(old.t.up, 100e6), units.Bytes(ours.t.up), wire(ours.t.up, 100e6),
 		units.Bytes(oi.t.up), wire(oi.t.up, 100e6))
 	p("")
-	r.printUpstream(p)
 	p("%s", benchkit.Method("sharing-a-closure-through-s3"))
+	p("")
+	r.printUpstream(p)
 }
 
 func shortName(storePath string) string { return path.Base(storePath) }
