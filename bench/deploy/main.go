@@ -29,6 +29,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nixcnb/nix-buildpack/bench/benchkit"
 	"github.com/nixcnb/nix-buildpack/bench/units"
 	"github.com/nixcnb/nix-buildpack/integration/harness"
 )
@@ -60,15 +61,7 @@ func main() {
 	if err == nil && (o.paths < 2 || o.files < 1 || flag.NArg() > 0) {
 		err = fmt.Errorf("-paths must be at least 2, -files at least 1, and there are no arguments")
 	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "deploy:", err)
-		flag.Usage()
-		os.Exit(2)
-	}
-	if err := run(o); err != nil {
-		fmt.Fprintln(os.Stderr, "deploy:", err)
-		os.Exit(1)
-	}
+	benchkit.Main("deploy", err, func() error { return run(o) })
 }
 
 func (o *options) parse(sizes, ways string) error {
@@ -90,10 +83,6 @@ func (o *options) parse(sizes, ways string) error {
 		o.ways = append(o.ways, w)
 	}
 	return nil
-}
-
-func progress(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "==> "+format+"\n", args...)
 }
 
 // buildpacks are the two buildpacks the ways build with, made once.
@@ -137,12 +126,16 @@ func (b *buildpacks) prepare(env *harness.Env, repoRoot, scratch string) error {
 	if b.nix != "" {
 		return nil
 	}
-	progress("building the buildpack")
+	benchkit.Progress("building the buildpack")
 	nix := filepath.Join(scratch, "nix-buildpack")
 	if err := harness.BuildBuildpack(repoRoot, nix); err != nil {
 		return err
 	}
-	platformEnv, err := env.OfflineDependencies(repoRoot, nix)
+	var platformEnv map[string]string
+	err := benchkit.QuietStdout(func() (err error) {
+		platformEnv, err = env.OfflineDependencies(repoRoot, nix)
+		return err
+	})
 	if err != nil {
 		return err
 	}

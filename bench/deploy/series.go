@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/nixcnb/nix-buildpack/bench/benchkit"
 	"github.com/nixcnb/nix-buildpack/bench/units"
 	"github.com/nixcnb/nix-buildpack/integration/harness"
 	"github.com/nixcnb/nix-buildpack/integration/s3server"
@@ -59,14 +60,11 @@ var (
 // environment of its own: its own registry, so that no blob another series
 // pushed is found there, and its own cache.
 func runSeries(o options, repoRoot, scratch string, bps *buildpacks, size int64, w string) (series, error) {
-	env, err := harness.Start("")
+	env, err := benchkit.Start(o.verbose)
 	if err != nil {
 		return series{}, err
 	}
 	defer env.Close()
-	if o.verbose {
-		env.Log = os.Stderr
-	}
 	if err := bps.prepare(env, repoRoot, scratch); err != nil {
 		return series{}, err
 	}
@@ -111,7 +109,7 @@ func runSeries(o options, repoRoot, scratch string, bps *buildpacks, size int64,
 	s := series{way: w}
 	var prev closure
 	for _, st := range steps {
-		progress("%s, %s: %s build", units.Bytes(size), w, st.name)
+		benchkit.Progress("%s, %s: %s build", units.Bytes(size), w, st.name)
 		if st.change != nil {
 			if err := st.change(a); err != nil {
 				return series{}, err
@@ -126,7 +124,7 @@ func runSeries(o options, repoRoot, scratch string, bps *buildpacks, size int64,
 			r.changedBytes, r.changedPaths = r.closure.changed(prev)
 			prev = r.closure
 		}
-		progress("  %.1f s; %s to the registry, %s to the cache; layers reused %d, added %d",
+		benchkit.Progress("  %.1f s; %s to the registry, %s to the cache; layers reused %d, added %d",
 			r.total.Seconds(), units.Bytes(r.registry), units.Bytes(r.cache), len(r.layers.reused), len(r.layers.added))
 		s.rows = append(s.rows, r)
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,17 +11,16 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nixcnb/nix-buildpack/bench/benchkit"
 	"github.com/nixcnb/nix-buildpack/binarycache"
-	"github.com/nixcnb/nix-buildpack/config"
 	"github.com/nixcnb/nix-buildpack/nixstore"
 	"github.com/nixcnb/nix-buildpack/s3objects"
 )
 
 // job is what a child process does, as the parent writes it.
 type job struct {
-	Mode                     string // idle, push, fetch, rawput, rawget
-	Endpoint, Access, Secret string
-	Bucket                   string
+	Mode string // idle, push, fetch, rawput, rawget
+	benchkit.S3
 	// Dir is the store folder pushed from (push, rawput) or fetched into
 	// (fetch, rawget).
 	Dir string
@@ -41,23 +39,12 @@ type jobResult struct {
 	Paths int
 }
 
-// child does the job in specFile and prints its result.
-func child(specFile string) error {
-	data, err := os.ReadFile(specFile)
-	if err != nil {
-		return err
-	}
-	var j job
-	if err := json.Unmarshal(data, &j); err != nil {
-		return err
-	}
+// child does j and returns its result.
+func child(j job) (any, error) {
 	ctx := context.Background()
-	objects, err := s3objects.New(ctx, s3objects.Config{S3: config.S3{
-		Bucket: j.Bucket, Region: "us-east-1", Endpoint: j.Endpoint, PathStyle: true,
-		AccessKeyID: j.Access, SecretAccessKey: j.Secret,
-	}})
+	objects, err := j.Objects(ctx, 0)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cache := &binarycache.Cache{Objects: objects, Parallel: j.Parallel, TempDir: j.TempDir, Progress: os.Stderr}
 	began := time.Now()
@@ -84,10 +71,10 @@ func child(specFile string) error {
 		err = fmt.Errorf("no mode %q", j.Mode)
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	r.Took = time.Since(began)
-	return json.NewEncoder(os.Stdout).Encode(r)
+	return r, nil
 }
 
 // rawPut puts every file below dir as an object named by its path, n at

@@ -19,16 +19,14 @@
 package main
 
 import (
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/nixcnb/nix-buildpack/bench/benchkit"
 	"github.com/nixcnb/nix-buildpack/bench/hostinfo"
 	"github.com/nixcnb/nix-buildpack/bench/units"
 	"github.com/nixcnb/nix-buildpack/integration/s3server"
@@ -44,13 +42,7 @@ type options struct {
 }
 
 func main() {
-	if len(os.Args) == 3 && os.Args[1] == "-child" {
-		if err := child(os.Args[2]); err != nil {
-			fmt.Fprintln(os.Stderr, "memory (child):", err)
-			os.Exit(1)
-		}
-		return
-	}
+	benchkit.Child("memory", child)
 	var o options
 	size := flag.String("size", "2G", "the closure's bytes (suffix M or G: powers of 1000)")
 	flag.IntVar(&o.paths, "paths", 16, "store paths of data in the closure (an app path comes on top)")
@@ -68,19 +60,7 @@ func main() {
 	} else if o.paths < 1 || o.files < 1 || o.parallel < 1 || flag.NArg() > 0 {
 		err = fmt.Errorf("-paths, -files and -parallel must be at least 1, and there are no arguments")
 	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "memory:", err)
-		flag.Usage()
-		os.Exit(2)
-	}
-	if err := run(o); err != nil {
-		fmt.Fprintln(os.Stderr, "memory:", err)
-		os.Exit(1)
-	}
-}
-
-func progress(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "==> "+format+"\n", args...)
+	benchkit.Main("memory", err, func() error { return run(o) })
 }
 
 // measured is one child's step: what it reported, and its peak RSS.
@@ -97,11 +77,11 @@ func run(o options) error {
 		return err
 	}
 	if o.keep {
-		defer progress("kept %s", scratch)
+		defer benchkit.Progress("kept %s", scratch)
 	} else {
 		defer os.RemoveAll(scratch)
 	}
-	progress("writing a closure of %s in %d store paths into %s", units.Bytes(o.size), o.paths, scratch)
+	benchkit.Progress("writing a closure of %s in %d store paths into %s", units.Bytes(o.size), o.paths, scratch)
 	src := filepath.Join(scratch, "closure", "store")
 	repoRoot, err := os.Getwd()
 	if err != nil {
@@ -126,7 +106,7 @@ func run(o options) error {
 			return err
 		}
 	}
-	base := job{Endpoint: srv.Endpoint, Access: srv.Access, Secret: srv.Secret, Parallel: o.parallel, TempDir: filepath.Join(scratch, "tmp")}
+	base := job{S3: benchkit.S3{Endpoint: srv.Endpoint, Access: srv.Access, Secret: srv.Secret}, Parallel: o.parallel, TempDir: filepath.Join(scratch, "tmp")}
 	if err := os.MkdirAll(base.TempDir, 0o755); err != nil {
 		return err
 	}
@@ -139,24 +119,24 @@ func run(o options) error {
 		{"the same program, idle with its S3 client", with(base, "idle", "nix-cache", "", nil), nil},
 		{fmt.Sprintf("**push**: `Cache.Push` (zstd, %d at a time)", o.parallel), with(base, "push", "nix-cache", src, infos), nil},
 		{fmt.Sprintf("**fetch**: `Cache.Fetch` (checked, unpacked, %d at a time)", o.parallel), with(base, "fetch", "nix-cache", filepath.Join(scratch, "fetched", "store"), nil), func() error {
-			return removeAll(filepath.Join(scratch, "fetched"))
+			return benchkit.RemoveAll(filepath.Join(scratch, "fetched"))
 		}},
 		{fmt.Sprintf("raw copy up: each file as an object (`s3objects.Put`, %d at a time)", o.parallel), with(base, "rawput", "raw", src, nil), nil},
 		{fmt.Sprintf("raw copy down: each object to a file (`s3objects.Get`, %d at a time)", o.parallel), with(base, "rawget", "raw", filepath.Join(scratch, "raw-down"), nil), func() error {
-			return removeAll(filepath.Join(scratch, "raw-down"))
+			return benchkit.RemoveAll(filepath.Join(scratch, "raw-down"))
 		}},
 	}
 	steps[2].job.Roots = []string{app}
 	loadBefore := hostinfo.LoadAverage()
 	var results []measured
 	for _, s := range steps {
-		progress("%s", strings.ReplaceAll(s.what, "*", ""))
+		benchkit.Progress("%s", strings.ReplaceAll(s.what, "*", ""))
 		m, err := runChild(s.job, filepath.Join(scratch, s.job.Mode+".json"))
 		if err != nil {
 			return fmt.Errorf("%s: %w", s.job.Mode, err)
 		}
 		m.what = s.what
-		progress("  %s, peak RSS %s", units.Duration(m.result.Took), units.Bytes(m.maxRSS))
+		benchkit.Progress("  %s, peak RSS %s", units.Duration(m.result.Took), units.Bytes(m.maxRSS))
 		results = append(results, m)
 		if s.done != nil {
 			if err := s.done(); err != nil {
@@ -175,41 +155,8 @@ func with(base job, mode, bucket, dir string, infos []nixstore.PathInfo) job {
 
 // runChild runs this program once more to do j, and measures it.
 func runChild(j job, specFile string) (measured, error) {
-	data, err := json.Marshal(j)
-	if err != nil {
-		return measured{}, err
-	}
-	if err := os.WriteFile(specFile, data, 0o600); err != nil {
-		return measured{}, err
-	}
-	self, err := os.Executable()
-	if err != nil {
-		return measured{}, err
-	}
-	cmd := exec.Command(self, "-child", specFile)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return measured{}, fmt.Errorf("the child failed: %w", err)
-	}
 	var m measured
-	if err := json.Unmarshal(out, &m.result); err != nil {
-		return measured{}, fmt.Errorf("reading the child's result %q: %w", out, err)
-	}
-	usage, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	if !ok {
-		return measured{}, fmt.Errorf("no resource usage for the child")
-	}
-	m.maxRSS = usage.Maxrss << 10 // Linux gives kilobytes
-	return m, nil
-}
-
-func removeAll(dir string) error {
-	_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			_ = os.Chmod(path, 0o755)
-		}
-		return nil
-	})
-	return os.RemoveAll(dir)
+	usage, err := benchkit.RunChild(j, specFile, &m.result)
+	m.maxRSS = usage.MaxRSS
+	return m, err
 }

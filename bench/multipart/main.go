@@ -15,22 +15,18 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"slices"
 	"sync"
-	"syscall"
 	"time"
 
+	"github.com/nixcnb/nix-buildpack/bench/benchkit"
 	"github.com/nixcnb/nix-buildpack/bench/hostinfo"
 	"github.com/nixcnb/nix-buildpack/bench/units"
-	"github.com/nixcnb/nix-buildpack/config"
 	"github.com/nixcnb/nix-buildpack/integration/s3server"
 	"github.com/nixcnb/nix-buildpack/s3objects"
 )
@@ -45,32 +41,24 @@ type options struct {
 
 // job is what a child does, as the parent writes it.
 type job struct {
-	Idle                     bool
-	Endpoint, Access, Secret string
-	Bucket                   string
-	File                     string
-	Keys                     []string
-	PartSize                 int64
+	Idle bool
+	benchkit.S3
+	File     string
+	Keys     []string
+	PartSize int64
 }
 
-// measured is one child's run: how long its Put took, the processor time
-// the whole child used (user and system), and its peak RSS.
+// measured is one child's run: how long its Puts took, and what the
+// whole child used.
 type measured struct {
-	Took   time.Duration
-	cpu    time.Duration
-	maxRSS int64 // bytes
+	Took time.Duration
+	benchkit.Usage
 }
 
 const bucket = "nix-cache"
 
 func main() {
-	if len(os.Args) == 3 && os.Args[1] == "-child" {
-		if err := child(os.Args[2]); err != nil {
-			fmt.Fprintln(os.Stderr, "multipart (child):", err)
-			os.Exit(1)
-		}
-		return
-	}
+	benchkit.Child("multipart", child)
 	var o options
 	size := flag.String("size", "1G", "each object's bytes (suffix M or G: powers of 1000)")
 	partSize := flag.String("part-size", "", "s3objects' part size (default: its own)")
@@ -89,19 +77,7 @@ func main() {
 	if err == nil && (o.objects < 1 || o.runs < 1 || flag.NArg() > 0) {
 		err = fmt.Errorf("-objects and -runs must be at least 1, and there are no arguments")
 	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "multipart:", err)
-		flag.Usage()
-		os.Exit(2)
-	}
-	if err := run(o); err != nil {
-		fmt.Fprintln(os.Stderr, "multipart:", err)
-		os.Exit(1)
-	}
-}
-
-func progress(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "==> "+format+"\n", args...)
+	benchkit.Main("multipart", err, func() error { return run(o) })
 }
 
 func run(o options) error {
@@ -111,7 +87,7 @@ func run(o options) error {
 	}
 	defer os.RemoveAll(scratch)
 	file := filepath.Join(scratch, "big.nar.zst")
-	progress("writing %s of pseudo-random bytes to %s", units.Bytes(o.size), file)
+	benchkit.Progress("writing %s of pseudo-random bytes to %s", units.Bytes(o.size), file)
 	if err := writeNoise(file, o.size); err != nil {
 		return err
 	}
@@ -123,7 +99,7 @@ func run(o options) error {
 	if err := srv.CreateBucket(bucket); err != nil {
 		return err
 	}
-	base := job{Endpoint: srv.Endpoint, Access: srv.Access, Secret: srv.Secret, Bucket: bucket, File: file, PartSize: o.partSize}
+	base := job{S3: benchkit.S3{Endpoint: srv.Endpoint, Access: srv.Access, Secret: srv.Secret, Bucket: bucket}, File: file, PartSize: o.partSize}
 	for i := range o.objects {
 		base.Keys = append(base.Keys, fmt.Sprintf("nar/bench-%d.nar.zst", i))
 	}
@@ -137,12 +113,12 @@ func run(o options) error {
 	loadBefore := hostinfo.LoadAverage()
 	var runs []measured
 	for i := range o.runs {
-		progress("run %d of %d: Put of %d × %s", i+1, o.runs, o.objects, units.Bytes(o.size))
+		benchkit.Progress("run %d of %d: Put of %d × %s", i+1, o.runs, o.objects, units.Bytes(o.size))
 		m, err := runChild(base, filepath.Join(scratch, "put.json"))
 		if err != nil {
 			return fmt.Errorf("run %d: %w", i+1, err)
 		}
-		progress("  %s, processor %s, peak RSS %s", units.Duration(m.Took), units.Duration(m.cpu), units.Bytes(m.maxRSS))
+		benchkit.Progress("  %s, processor %s, peak RSS %s", units.Duration(m.Took), units.Duration(m.CPU), units.Bytes(m.MaxRSS))
 		runs = append(runs, m)
 		// Free the disk for the next run: versitygw keeps an object as a file.
 		for _, k := range base.Keys {
@@ -172,53 +148,19 @@ func writeNoise(path string, size int64) error {
 
 // runChild runs this program once more to do j, and measures it.
 func runChild(j job, specFile string) (measured, error) {
-	data, err := json.Marshal(j)
-	if err != nil {
-		return measured{}, err
-	}
-	if err := os.WriteFile(specFile, data, 0o600); err != nil {
-		return measured{}, err
-	}
-	self, err := os.Executable()
-	if err != nil {
-		return measured{}, err
-	}
-	cmd := exec.Command(self, "-child", specFile)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return measured{}, fmt.Errorf("the child failed: %w", err)
-	}
 	var m measured
-	if err := json.Unmarshal(out, &m); err != nil {
-		return measured{}, fmt.Errorf("reading the child's result %q: %w", out, err)
-	}
-	usage, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	if !ok {
-		return measured{}, fmt.Errorf("no resource usage for the child")
-	}
-	m.maxRSS = usage.Maxrss << 10 // Linux gives kilobytes
-	m.cpu = time.Duration(usage.Utime.Nano() + usage.Stime.Nano())
-	return m, nil
+	usage, err := benchkit.RunChild(j, specFile, &m)
+	m.Usage = usage
+	return m, err
 }
 
-// child does the job in specFile and prints how long its Puts took.
-func child(specFile string) error {
-	data, err := os.ReadFile(specFile)
-	if err != nil {
-		return err
-	}
-	var j job
-	if err := json.Unmarshal(data, &j); err != nil {
-		return err
-	}
+// child does j: the Puts, or nothing but making the S3 client; it
+// returns how long that took.
+func child(j job) (any, error) {
 	ctx := context.Background()
-	objects, err := s3objects.New(ctx, s3objects.Config{S3: config.S3{
-		Bucket: j.Bucket, Region: "us-east-1", Endpoint: j.Endpoint, PathStyle: true,
-		AccessKeyID: j.Access, SecretAccessKey: j.Secret,
-	}, PartSize: j.PartSize})
+	objects, err := j.Objects(ctx, j.PartSize)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	began := time.Now()
 	if j.Idle {
@@ -227,9 +169,9 @@ func child(specFile string) error {
 		err = putAll(ctx, objects, j.File, j.Keys)
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return json.NewEncoder(os.Stdout).Encode(measured{Took: time.Since(began)})
+	return measured{Took: time.Since(began)}, nil
 }
 
 // putAll puts file under every key at once, each from its own open file,
@@ -275,30 +217,24 @@ func printReport(o options, idle measured, runs []measured, load [2]string) {
 	p("# A multipart upload of %d × %s through s3objects (%s)", o.objects, units.Bytes(o.size), label)
 	p("")
 	p("- Machine: %s.", hostinfo.Describe())
-	p("- S3: versitygw (posix backend, data on local disk) on 127.0.0.1, SigV4, path-style; `s3objects.Put` with %s, from a file of pseudo-random bytes (%d at once, each from its own open file).", partSize, o.objects)
-	p("- Each run is a child process of its own; peak RSS is its `ru_maxrss`, processor its user and system time (`ru_utime` + `ru_stime`), which other processes on the machine disturb less than the time. Time is the Puts inside the child. The same program idle with its S3 client made: processor %s, peak RSS %s. Load average (1 min) before and after: %s, %s.", units.Duration(idle.cpu), units.Bytes(idle.maxRSS), load[0], load[1])
+	p("- `s3objects.Put` with %s, %d at once. The same program idle with its S3 client made: processor %s, peak RSS %s. Load average (1 min) before and after: %s, %s.",
+		partSize, o.objects, units.Duration(idle.CPU), units.Bytes(idle.MaxRSS), load[0], load[1])
 	p("")
 	p("| run | time | rate | processor | peak RSS |")
 	p("|---|--:|--:|--:|--:|")
 	row := func(name string, m measured) {
 		rate := units.Bytes(int64(float64(o.size*int64(o.objects))/m.Took.Seconds())) + "/s"
-		p("| %s | %s | %s | %s | %s |", name, units.Duration(m.Took), rate, units.Duration(m.cpu), units.Bytes(m.maxRSS))
+		p("| %s | %s | %s | %s | %s |", name, units.Duration(m.Took), rate, units.Duration(m.CPU), units.Bytes(m.MaxRSS))
 	}
 	for i, m := range runs {
 		row(fmt.Sprint(i+1), m)
 	}
-	row("**median**", measured{
-		Took:   median[time.Duration](runs, func(m measured) int64 { return int64(m.Took) }),
-		cpu:    median[time.Duration](runs, func(m measured) int64 { return int64(m.cpu) }),
-		maxRSS: median[int64](runs, func(m measured) int64 { return m.maxRSS }),
-	})
-}
-
-func median[T ~int64](runs []measured, of func(measured) int64) T {
-	v := make([]int64, len(runs))
-	for i, m := range runs {
-		v[i] = of(m)
+	var took, cpu []time.Duration
+	var rss []int64
+	for _, m := range runs {
+		took, cpu, rss = append(took, m.Took), append(cpu, m.CPU), append(rss, m.MaxRSS)
 	}
-	slices.Sort(v)
-	return T(v[len(v)/2])
+	row("**median**", measured{Took: benchkit.Median(took), Usage: benchkit.Usage{CPU: benchkit.Median(cpu), MaxRSS: benchkit.Median(rss)}})
+	p("")
+	p("%s", benchkit.Method("uploading-one-big-nar-in-parts"))
 }

@@ -24,13 +24,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
-	"runtime"
-	"slices"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/nixcnb/nix-buildpack/bench/benchkit"
+	"github.com/nixcnb/nix-buildpack/bench/hostinfo"
 	"github.com/nixcnb/nix-buildpack/integration/harness"
 )
 
@@ -39,18 +37,11 @@ func main() {
 	before := flag.String("before", "4904907", "the revision of the buildpack before the probe")
 	verbose := flag.Bool("v", false, "stream the builds' output to stderr")
 	flag.Parse()
+	var flagErr error
 	if *reps < 1 || flag.NArg() > 0 {
-		fmt.Fprintln(os.Stderr, "offline: -n must be at least 1, and there are no arguments")
-		os.Exit(2)
+		flagErr = fmt.Errorf("-n must be at least 1, and there are no arguments")
 	}
-	if err := run(*reps, *before, *verbose); err != nil {
-		fmt.Fprintln(os.Stderr, "offline:", err)
-		os.Exit(1)
-	}
-}
-
-func progress(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "==> "+format+"\n", args...)
+	benchkit.Main("offline", flagErr, func() error { return run(*reps, *before, *verbose) })
 }
 
 // way is a buildpack and the nix.conf lines it is given.
@@ -64,28 +55,17 @@ type way struct {
 
 func run(reps int, before string, verbose bool) error {
 	start := time.Now()
-	repoRoot, err := os.Getwd()
-	if err != nil {
-		return err
-	}
-	env, err := harness.Start("")
+	env, repoRoot, current, platformEnv, err := benchkit.Harness(verbose)
 	if err != nil {
 		return err
 	}
 	defer env.Close()
-	if verbose {
-		env.Log = os.Stderr
-	}
-	progress("building this buildpack, and the one at %s", before)
-	stdout := os.Stdout
-	os.Stdout = os.Stderr // the harness says which Nix it serves on stdout
-	current, platformEnv, err := env.OfflineBuildpack(repoRoot)
-	if err != nil {
-		os.Stdout = stdout
+	benchkit.Progress("building the buildpack at %s", before)
+	var earlier string
+	err = benchkit.QuietStdout(func() (err error) {
+		earlier, err = buildpackAt(env, repoRoot, before)
 		return err
-	}
-	earlier, err := buildpackAt(env, repoRoot, before)
-	os.Stdout = stdout
+	})
 	if err != nil {
 		return err
 	}
@@ -96,7 +76,7 @@ func run(reps int, before string, verbose bool) error {
 	}
 	for rep := 1; rep <= reps; rep++ {
 		for wi, w := range ways {
-			progress("%s, build %d of %d", w.name, rep, reps)
+			benchkit.Progress("%s, build %d of %d", w.name, rep, reps)
 			app := filepath.Join(env.WorkDir, fmt.Sprintf("app-%d-%d", wi, rep))
 			if err := harness.CopyFixture(repoRoot, app, "hello-web"); err != nil {
 				return err
@@ -119,13 +99,13 @@ func run(reps int, before string, verbose bool) error {
 			if err != nil {
 				return fmt.Errorf("%s, build %d: %w\n%s", w.name, rep, err, out.Output)
 			}
-			step, err := nixStep(out.Output)
+			_, step, err := benchkit.NixBuilt(out.Output)
 			if err != nil {
 				return err
 			}
 			w.nixStep = append(w.nixStep, step)
-			w.builder = append(w.builder, phase(out, "builder"))
-			progress("Nix step %.2f s, builder phase %.2f s", step.Seconds(), phase(out, "builder").Seconds())
+			w.builder = append(w.builder, benchkit.Phase(out, "builder"))
+			benchkit.Progress("Nix step %.2f s, builder phase %.2f s", step.Seconds(), benchkit.Phase(out, "builder").Seconds())
 			if err := os.RemoveAll(out.Dir); err != nil {
 				return err
 			}
@@ -151,44 +131,15 @@ func buildpackAt(env *harness.Env, repoRoot, rev string) (string, error) {
 	return dir, err
 }
 
-var builtLine = regexp.MustCompile(`Nix built \d+ derivations? and fetched \d+ paths? in ([0-9.]+) s`)
-
-// nixStep reads the buildpack's "Nix built ... in S s".
-func nixStep(output string) (time.Duration, error) {
-	m := builtLine.FindStringSubmatch(output)
-	if m == nil {
-		return 0, fmt.Errorf("no \"Nix built ... in S s\" in the build log:\n%s", output)
-	}
-	s, err := strconv.ParseFloat(m[1], 64)
-	return time.Duration(s * float64(time.Second)), err
-}
-
-func phase(r harness.BuildResult, name string) time.Duration {
-	for _, p := range r.Phases {
-		if p.Phase == name {
-			return p.Took
-		}
-	}
-	return 0
-}
-
-func median(ds []time.Duration) time.Duration {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
-
 func report(reps int, ways []*way, took time.Duration) string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	p("## An offline build: what an unreachable cache.nixos.org costs\n\n")
-	p("- %d CPUs, %s/%s, %s; whole benchmark %.0f s; %d builds of each way, median\n\n", runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), took.Seconds(), reps)
+	p("- Machine: %s; whole benchmark %.0f s; %d builds of each way, median\n\n", hostinfo.Describe(), took.Seconds(), reps)
 	p("| way | Nix step | builder phase |\n|---|--:|--:|\n")
 	for _, w := range ways {
-		p("| **%s**: %s | %.2f s | %.2f s |\n", w.name, w.what, median(w.nixStep).Seconds(), median(w.builder).Seconds())
+		p("| **%s**: %s | %s | %s |\n", w.name, w.what, benchkit.Secs(benchkit.Median(w.nixStep)), benchkit.Secs(benchkit.Median(w.builder)))
 	}
-	p("\nMethod: fixtures/hello-web (one busybox derivation) built from a fresh cache with the real lifecycle through `integration/harness`, " +
-		"on a machine where cache.nixos.org does not resolve; the Nix step is the buildpack's own \"Nix built ... in S s\" (evaluation, substitution, building), " +
-		"the builder phase the lifecycle's, as the harness times it (the probe runs before the Nix step, in the builder phase).\n")
+	p("\n%s\n", benchkit.Method("an-offline-build"))
 	return b.String()
 }

@@ -30,7 +30,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -40,6 +39,8 @@ import (
 	"github.com/nix-community/go-nix/pkg/nar"
 	"github.com/nix-community/go-nix/pkg/nixbase32"
 
+	"github.com/nixcnb/nix-buildpack/bench/benchkit"
+	"github.com/nixcnb/nix-buildpack/bench/hostinfo"
 	"github.com/nixcnb/nix-buildpack/integration/harness"
 )
 
@@ -55,19 +56,11 @@ func main() {
 	flag.IntVar(&o.files, "files", 40000, "files in the fetched tree (about 2.5 kB each)")
 	flag.Float64Var(&o.rateMBs, "rate", 10, "the limited download speed, in MB/s")
 	flag.Parse()
+	var flagErr error
 	if o.reps < 1 || o.files < 1 || o.rateMBs <= 0 || flag.NArg() > 0 {
-		fmt.Fprintln(os.Stderr, "rebuild: -n and -files must be at least 1, -rate above 0, and there are no arguments")
-		flag.Usage()
-		os.Exit(2)
+		flagErr = fmt.Errorf("-n and -files must be at least 1, -rate above 0, and there are no arguments")
 	}
-	if err := run(o); err != nil {
-		fmt.Fprintln(os.Stderr, "rebuild:", err)
-		os.Exit(1)
-	}
-}
-
-func progress(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "==> "+format+"\n", args...)
+	benchkit.Main("rebuild", flagErr, func() error { return run(o) })
 }
 
 // speed is one download speed the tarball is served at.
@@ -92,27 +85,17 @@ type result struct {
 
 func run(o options) error {
 	start := time.Now()
-	repoRoot, err := os.Getwd()
-	if err != nil {
-		return err
-	}
-	env, err := harness.Start("")
+	env, repoRoot, buildpack, platformEnv, err := benchkit.Harness(false)
 	if err != nil {
 		return err
 	}
 	defer env.Close()
-
-	progress("building the buildpack")
-	buildpack, platformEnv, err := env.OfflineBuildpack(repoRoot)
-	if err != nil {
-		return err
-	}
 	app := filepath.Join(env.WorkDir, "app")
 	if err := harness.CopyFixture(repoRoot, app, "fetched-source"); err != nil {
 		return err
 	}
 
-	progress("making a tarball of %d files", o.files)
+	benchkit.Progress("making a tarball of %d files", o.files)
 	tree := filepath.Join(env.WorkDir, "pinned")
 	tarball, unpacked, err := makeTarball(o.files, tree)
 	if err != nil {
@@ -152,7 +135,7 @@ func run(o options) error {
 				buildEnv[k] = v
 			}
 			for i := 0; i <= o.reps; i++ {
-				progress("%s, %s: build %d of %d", sp.name, w.name, i+1, o.reps+1)
+				benchkit.Progress("%s, %s: build %d of %d", sp.name, w.name, i+1, o.reps+1)
 				before := downloads.Load()
 				began := time.Now()
 				out, err := env.Build(harness.BuildOptions{
@@ -290,29 +273,20 @@ func report(o options, speeds []speed, ways []way, results map[[2]int]*result, t
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	p("## Rebuilding an app that pins a fetched tarball: keeping fetched sources vs collecting them\n\n")
-	p("- %d CPUs, %s, %s; whole benchmark %.0f s\n", runtime.NumCPU(), runtime.GOOS+"/"+runtime.GOARCH, runtime.Version(), elapsed.Seconds())
-	p("- The fetched tarball, pinned by its sha256: %d files, %.1f MB unpacked, %.1f MB as .tar.gz\n", o.files+1, float64(unpacked)/1e6, float64(tarball)/1e6)
-	p("- %d timed unchanged rebuilds of each (way, download speed), after one first build\n\n", o.reps)
+	p("- Machine: %s; whole benchmark %.0f s\n", hostinfo.Describe(), elapsed.Seconds())
+	p("- The fetched tarball, pinned by its sha256: %d files, %.1f MB unpacked, %.1f MB as .tar.gz; the limited speed %g MB/s\n", o.files+1, float64(unpacked)/1e6, float64(tarball)/1e6, o.rateMBs)
+	p("- %d timed unchanged rebuilds of each (way, download speed), after one first build, not counted (%s)\n\n", o.reps, firstBuilds(speeds, ways, results))
 	p("| download speed | garbage collection | rebuild, median | min | Nix step, median | tarball downloads per rebuild | cached store after |\n")
 	p("|---|---|--:|--:|--:|--:|---|\n")
 	for si, sp := range speeds {
 		for wi, w := range ways {
 			r := results[[2]int{si, wi}]
 			p("| %s | %s | %s | %s | %s | %s | %s |\n", sp.name, w.name,
-				secs(median(r.total)), secs(slices.Min(r.total)), secs(median(r.nixStep)),
+				benchkit.Secs(benchkit.Median(r.total)), benchkit.Secs(slices.Min(r.total)), benchkit.Secs(benchkit.Median(r.nixStep)),
 				downloadsPer(r.downloads), strings.TrimPrefix(r.cachedStore, "The cached store holds "))
 		}
 	}
-	p("\nMethod:\n\n")
-	p("- **App**: `fixtures/fetched-source`, whose evaluation runs `builtins.fetchTarball` on the tarball and imports `message.nix` from it, " +
-		"so no store path refers to the tarball once the build is done; its one derivation is built once and found in the cache after. " +
-		"Built with the real lifecycle (analyzer, detector, restorer, builder, exporter) and this buildpack, through `integration/harness`, " +
-		"with a lifecycle cache folder of its own for each (way, speed).\n")
-	p("- **keep (default)**: `BP_NIX_KEEP_SOURCES_DAYS=7`: garbage collection keeps the fetched tree, which the lifecycle then saves and restores with the store layer. " +
-		"**collect**: `BP_NIX_KEEP_SOURCES_DAYS=0`: it is collected after every build, as `nix-collect-garbage` would, so the next evaluation downloads and unpacks it again.\n")
-	p("- **Download speeds**: loopback, as fast as it goes, and the tarball served in 64 KiB chunks paced to %g MB/s, like a download from a code host.\n", o.rateMBs)
-	p("- **rebuild** is the wall time of the whole lifecycle run, what a user waits for; the first build of each (way, speed) is not counted (%s). "+
-		"**Nix step** is the buildpack's \"Building the app\" step as it logs it: evaluation, with the download when there is one, and the build.\n", firstBuilds(speeds, ways, results))
+	p("\n%s\n", benchkit.Method("rebuilding-an-app-that-pins-nixpkgs"))
 	return b.String()
 }
 
@@ -320,19 +294,11 @@ func firstBuilds(speeds []speed, ways []way, results map[[2]int]*result) string 
 	var parts []string
 	for si, sp := range speeds {
 		for wi, w := range ways {
-			parts = append(parts, fmt.Sprintf("%s, %s: %s", sp.name, w.name, secs(results[[2]int{si, wi}].firstBuild)))
+			parts = append(parts, fmt.Sprintf("%s, %s: %s", sp.name, w.name, benchkit.Secs(results[[2]int{si, wi}].firstBuild)))
 		}
 	}
 	return strings.Join(parts, "; ")
 }
-
-func median(ds []time.Duration) time.Duration {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
-
-func secs(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
 
 func downloadsPer(counts []int32) string {
 	var parts []string

@@ -28,12 +28,13 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/nixcnb/nix-buildpack/bench/benchkit"
+	"github.com/nixcnb/nix-buildpack/bench/hostinfo"
+	"github.com/nixcnb/nix-buildpack/bench/units"
 	"github.com/nixcnb/nix-buildpack/integration/harness"
 )
 
@@ -49,19 +50,11 @@ func main() {
 	flag.IntVar(&o.files, "files", 20000, "files the input derivation writes (2 to 4 kB each), besides one of 8 MiB")
 	flag.BoolVar(&o.verbose, "v", false, "stream the builds' output to stderr")
 	flag.Parse()
+	var flagErr error
 	if o.reps < 1 || o.files < 1 || flag.NArg() > 0 {
-		fmt.Fprintln(os.Stderr, "relocated: -n and -files must be at least 1, and there are no arguments")
-		flag.Usage()
-		os.Exit(2)
+		flagErr = fmt.Errorf("-n and -files must be at least 1, and there are no arguments")
 	}
-	if err := run(o); err != nil {
-		fmt.Fprintln(os.Stderr, "relocated:", err)
-		os.Exit(1)
-	}
-}
-
-func progress(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "==> "+format+"\n", args...)
+	benchkit.Main("relocated", flagErr, func() error { return run(o) })
 }
 
 // way is one store runtime, and where /tmp is.
@@ -107,28 +100,11 @@ type facts struct {
 
 func run(o options) error {
 	start := time.Now()
-	repoRoot, err := os.Getwd()
-	if err != nil {
-		return err
-	}
-	env, err := harness.Start("")
+	env, repoRoot, buildpack, platformEnv, err := benchkit.Harness(o.verbose)
 	if err != nil {
 		return err
 	}
 	defer env.Close()
-	if o.verbose {
-		env.Log = os.Stderr
-	}
-
-	progress("building the buildpack")
-	// The harness says which Nix it serves on stdout: keep stdout the report's.
-	stdout := os.Stdout
-	os.Stdout = os.Stderr
-	buildpack, platformEnv, err := env.OfflineBuildpack(repoRoot)
-	os.Stdout = stdout
-	if err != nil {
-		return err
-	}
 	app := filepath.Join(env.WorkDir, "app")
 	if err := newApp(env, repoRoot, app, o.files); err != nil {
 		return err
@@ -153,7 +129,7 @@ func run(o options) error {
 			// The first build, then the app change.
 			for _, si := range []int{1, 0} {
 				s := stages[si]
-				progress("%s, repetition %d of %d: %s", w.name, rep, o.reps, s.name)
+				benchkit.Progress("%s, repetition %d of %d: %s", w.name, rep, o.reps, s.name)
 				if err := setMessage(app, s.message); err != nil {
 					return err
 				}
@@ -167,12 +143,12 @@ func run(o options) error {
 					BuilderTmpOnLayers: w.tmpOnLayers,
 				})
 				if err != nil {
-					return fmt.Errorf("%s, repetition %d, %s: %w\n%s", w.name, rep, s.name, err, tail(out.Output))
+					return fmt.Errorf("%s, repetition %d, %s: %w\n%s", w.name, rep, s.name, err, benchkit.Tail(out.Output))
 				}
 				if !strings.Contains(out.Output, "Store runtime: "+w.runtime+" ") {
-					return fmt.Errorf("%s, repetition %d: the build did not use the %s store runtime:\n%s", w.name, rep, w.runtime, tail(out.Output))
+					return fmt.Errorf("%s, repetition %d: the build did not use the %s store runtime:\n%s", w.name, rep, w.runtime, benchkit.Tail(out.Output))
 				}
-				built, step, err := nixStep(out.Output)
+				built, step, err := benchkit.NixBuilt(out.Output)
 				if err != nil {
 					return err
 				}
@@ -180,9 +156,9 @@ func run(o options) error {
 					return fmt.Errorf("%s, repetition %d, %s: Nix built %d derivations, want %d", w.name, rep, s.name, built, s.built)
 				}
 				r := results[[2]int{wi, si}]
-				r.builder = append(r.builder, phase(out, "builder"))
+				r.builder = append(r.builder, benchkit.Phase(out, "builder"))
 				r.nixStep = append(r.nixStep, step)
-				progress("builder phase %s, Nix build %s", secs(phase(out, "builder")), secs(step))
+				benchkit.Progress("builder phase %s, Nix build %s", benchkit.Secs(benchkit.Phase(out, "builder")), benchkit.Secs(step))
 				if m := usingNix.FindStringSubmatch(out.Output); m != nil && f.nixVersion == "" {
 					f.nixVersion = m[1]
 				}
@@ -210,23 +186,7 @@ func run(o options) error {
 	return nil
 }
 
-var (
-	builtLine = regexp.MustCompile(`Nix built (\d+) derivations? and fetched \d+ paths? in ([0-9.]+) s`)
-	usingNix  = regexp.MustCompile(`\n\s*Using ([^\n]*Nix[^\n]*)`)
-)
-
-// nixStep reads the buildpack's "Nix built N derivations and fetched M
-// paths in S s": how many derivations Nix built, and how long the Nix
-// build took (evaluation, fetching and building).
-func nixStep(output string) (int, time.Duration, error) {
-	m := builtLine.FindStringSubmatch(output)
-	if m == nil {
-		return 0, 0, fmt.Errorf("no \"Nix built ... in S s\" in the build log:\n%s", tail(output))
-	}
-	built, _ := strconv.Atoi(m[1])
-	s, err := strconv.ParseFloat(m[2], 64)
-	return built, time.Duration(s * float64(time.Second)), err
-}
+var usingNix = regexp.MustCompile(`\n\s*Using ([^\n]*Nix[^\n]*)`)
 
 // createFileTime is how long making a small file takes in dir (created
 // and removed): what copying a closure of small files costs per file,
@@ -247,34 +207,18 @@ func createFileTime(dir string) (time.Duration, error) {
 		}
 		rounds = append(rounds, time.Since(began)/200)
 	}
-	return median(rounds), os.RemoveAll(dir)
-}
-
-// phase is how long the build's lifecycle phase took.
-func phase(r harness.BuildResult, name string) time.Duration {
-	for _, p := range r.Phases {
-		if p.Phase == name {
-			return p.Took
-		}
-	}
-	return 0
-}
-
-// tail is the end of a build's output, for an error.
-func tail(output string) string {
-	lines := strings.Split(strings.TrimRight(output, "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-40):], "\n")
+	return benchkit.Median(rounds), os.RemoveAll(dir)
 }
 
 func report(o options, f facts, results map[[2]int]*timings) string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
-	p("## The relocated store runtime against the native one: a derivation reading %s input files\n\n", thousands(f.files))
-	p("- %d CPUs, %s, %s, %s; whole benchmark %.0f s\n", runtime.NumCPU(), runtime.GOOS+"/"+runtime.GOARCH, runtime.Version(), f.nixVersion, f.elapsed.Seconds())
+	p("## The relocated store runtime against the native one: a derivation reading %s input files\n\n", units.Thousands(int64(f.files)))
+	p("- Machine: %s; %s; whole benchmark %.0f s\n", hostinfo.Describe(), f.nixVersion, f.elapsed.Seconds())
 	p("- The `app` derivation's input closure: %s files, %.1f MB (`inputs`: %s files of 2 to 4 kB, one in 8 naming a store path, and one of %d MiB; busybox; message.txt)\n",
-		thousands(f.files), float64(f.bytes)/1e6, thousands(o.files), bigBytes>>20)
+		units.Thousands(int64(f.files)), float64(f.bytes)/1e6, units.Thousands(int64(o.files)), bigBytes>>20)
 	p("- %d repetitions of each way, each from a fresh cache; median (ratio to native)\n", o.reps)
-	p("- Making a file of 3 kB in the harness's folder takes %.2f ms here (median of 10 rounds of 200; a file system of 2 to 20 µs a file makes copies far cheaper)\n\n", f.createFile.Seconds()*1e3)
+	p("- Making a file of 3 kB in the harness's folder takes %.2f ms here (median of 10 rounds of 200)\n\n", f.createFile.Seconds()*1e3)
 	p("| build | store runtime | builder phase | Nix build |\n")
 	p("|---|---|--:|--:|\n")
 	for si, s := range stages {
@@ -286,35 +230,12 @@ func report(o options, f facts, results map[[2]int]*timings) string {
 				name = s.name
 			}
 			p("| %s | %s | %s (%.2f) | %s (%.2f) |\n", name, w.name,
-				secs(median(r.builder)), ratio(median(r.builder), median(native.builder)),
-				secs(median(r.nixStep)), ratio(median(r.nixStep), median(native.nixStep)))
+				benchkit.Secs(benchkit.Median(r.builder)), ratio(benchkit.Median(r.builder), benchkit.Median(native.builder)),
+				benchkit.Secs(benchkit.Median(r.nixStep)), ratio(benchkit.Median(r.nixStep), benchkit.Median(native.nixStep)))
 		}
 	}
-	p("\nMethod:\n\n")
-	p("- **App** (generated, `bench/relocated/app.go`): a `default.nix` without nixpkgs, busybox its only tool as in the fixtures. " +
-		"`inputs` writes the files with one busybox awk; `app` lists them with busybox find, sorts the list, cats every file into busybox sha256sum, " +
-		"and writes a one-line page. The builds run with the real lifecycle (analyzer, detector, restorer, builder, exporter) and this buildpack, " +
-		"through `integration/harness`, on one machine, the ways taking turns.\n")
-	p("- **native**: `BP_NIX_STORE_RUNTIME=native`: Nix builds in its store, the builder reading the inputs where they are. " +
-		"**relocated**: `BP_NIX_STORE_RUNTIME=relocated`, the runtime of a dyno (no /nix, no user namespaces, no ptrace): " +
-		"relocbuild copies the derivation's input closure into a view at /tmp/xxxxx with /nix/store rewritten, runs the builder there, " +
-		"and rewrites its outputs back, moves them into the store and registers them; Nix evaluates twice (a dry run says what to build). " +
-		"In the lifecycle's builder /tmp and /layers are two mounts, so the outputs are copied into the store. " +
-		"**relocated, /tmp on the store's mount**: the same, with the builder's /tmp a folder of the /layers mount (`harness.BuildOptions.BuilderTmpOnLayers`), " +
-		"as in a one-off build (`heroku run build`), whose scratch layers are in $TMPDIR: the outputs are renamed into the store, and hard links work between the view and the store.\n")
-	p("- **app change**, the row that matters: message.txt changes, so Nix builds `app` alone, `inputs` being in the cached store: " +
-		"the relocated build copies the whole input closure into the view first. " +
-		"**first build**: from a fresh cache, Nix builds both, `inputs` writing the files (relocated: in the view, then rewritten back and moved into the store) and `app` reading them.\n")
-	p("- **builder phase** is the lifecycle's builder phase as the harness times it (the buildpack's whole build: Nix's set-up, the build, garbage collection, the layers). " +
-		"**Nix build** is the buildpack's own time for the Nix build, from its log line \"Nix built N derivations and fetched M paths in S s\": " +
-		"evaluation and building.\n")
+	p("\n%s\n", benchkit.Method("building-where-nothing-is-allowed"))
 	return b.String()
-}
-
-func median(ds []time.Duration) time.Duration {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[len(s)/2]
 }
 
 func ratio(a, b time.Duration) float64 {
@@ -322,15 +243,4 @@ func ratio(a, b time.Duration) float64 {
 		return 0
 	}
 	return a.Seconds() / b.Seconds()
-}
-
-func secs(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
-
-// thousands writes n with commas, as the README's tables do.
-func thousands(n int) string {
-	s := strconv.Itoa(n)
-	for i := len(s) - 3; i > 0; i -= 3 {
-		s = s[:i] + "," + s[i:]
-	}
-	return s
 }

@@ -14,6 +14,8 @@ import (
 
 	"github.com/nix-community/go-nix/pkg/nixhash"
 
+	"github.com/nixcnb/nix-buildpack/bench/benchkit"
+	"github.com/nixcnb/nix-buildpack/bench/units"
 	"github.com/nixcnb/nix-buildpack/binarycache"
 	"github.com/nixcnb/nix-buildpack/config"
 	"github.com/nixcnb/nix-buildpack/integration/s3server"
@@ -42,7 +44,6 @@ type bench struct {
 	tmp      string
 	seq      int
 	results  map[string][]sample
-	logf     func(string, ...any)
 	verify   bool // check copies against the source's NAR hashes (first repetition)
 
 	// The incremental case starts from a bucket holding the base build.
@@ -70,11 +71,11 @@ const (
 
 func (b *bench) record(name string, s sample) {
 	b.results[name] = append(b.results[name], s)
-	b.logf("  %-16s %8s  sent %s, received %s, %d requests", name, fmtDuration(s.d),
-		fmtBytes(s.t.up), fmtBytes(s.t.down), s.t.requests)
+	benchkit.Progress("  %-16s %8s  sent %s, received %s, %d requests", name, fmtDuration(s.d),
+		units.Bytes(s.t.up), units.Bytes(s.t.down), s.t.requests)
 	if s.upstream.requests > 0 {
-		b.logf("  %-16s %8s  received %s from the upstream (%d NARs), %d requests", "", "",
-			fmtBytes(s.upstream.down), s.fromUpstream, s.upstream.requests)
+		benchkit.Progress("  %-16s %8s  received %s from the upstream (%d NARs), %d requests", "", "",
+			units.Bytes(s.upstream.down), s.fromUpstream, s.upstream.requests)
 	}
 }
 
@@ -173,7 +174,7 @@ func (b *bench) ours(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer removeAll(dest.root)
+	defer benchkit.RemoveAll(dest.root)
 	settle()
 	before = obj.snapshot()
 	start = time.Now()
@@ -328,7 +329,7 @@ func (b *bench) old(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer removeAll(dest.root)
+	defer benchkit.RemoveAll(dest.root)
 	s, err = b.oldPullOnce(ctx, obj, dest, n)
 	if err != nil {
 		return fmt.Errorf("old: pull: %w", err)
@@ -368,7 +369,7 @@ func (b *bench) raw(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer removeAll(dest)
+	defer benchkit.RemoveAll(dest)
 	settle()
 	before = obj.snapshot()
 	start = time.Now()
@@ -471,7 +472,7 @@ func (b *bench) incremental(ctx context.Context, c change) error {
 	if err != nil {
 		return err
 	}
-	defer removeAll(root)
+	defer benchkit.RemoveAll(root)
 	dest := filepath.Join(root, "nix", "store")
 	if _, _, err := cache.Fetch(ctx, []string{b.src.app}, dest); err != nil {
 		return err
@@ -497,7 +498,7 @@ func (b *bench) incremental(ctx context.Context, c change) error {
 	if err != nil {
 		return err
 	}
-	defer removeAll(store.root)
+	defer benchkit.RemoveAll(store.root)
 	f, err := os.Open(b.baseExport)
 	if err != nil {
 		return err
@@ -518,14 +519,3 @@ func (b *bench) incremental(ctx context.Context, c change) error {
 // settle writes dirty pages out before a timed step, so that one step's
 // writes are not flushed during the next one's timing.
 func settle() { syscall.Sync() }
-
-// removeAll deletes a tree that may hold read-only store folders.
-func removeAll(p string) {
-	_ = filepath.WalkDir(p, func(q string, d os.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			_ = os.Chmod(q, 0o755)
-		}
-		return nil
-	})
-	_ = os.RemoveAll(p)
-}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nix-community/go-nix/pkg/nar"
 
+	"github.com/nixcnb/nix-buildpack/bench/benchkit"
 	"github.com/nixcnb/nix-buildpack/nixstore"
 )
 
@@ -53,7 +54,7 @@ type source struct {
 
 // buildSource makes the source store under dir from the release tarball
 // and the host folders, and adds the app.
-func buildSource(ctx context.Context, nixBin, tarball string, hostDirs []string, dir string, logf func(string, ...any)) (*source, []string, error) {
+func buildSource(ctx context.Context, nixBin, tarball string, hostDirs []string, dir string) (*source, []string, error) {
 	rel := filepath.Join(dir, "release")
 	if err := os.MkdirAll(rel, 0o755); err != nil {
 		return nil, nil, err
@@ -115,7 +116,7 @@ func buildSource(ctx context.Context, nixBin, tarball string, hostDirs []string,
 			skipped = append(skipped, d)
 			continue
 		}
-		logf("adding %s to the source store", d)
+		benchkit.Progress("adding %s to the source store", d)
 		p, err := s.nix.add(ctx, d)
 		if err != nil {
 			return nil, nil, err

@@ -25,6 +25,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -33,6 +34,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nixcnb/nix-buildpack/bench/benchkit"
 	"github.com/nixcnb/nix-buildpack/bench/hostinfo"
 	"github.com/nixcnb/nix-buildpack/integration/s3server"
 )
@@ -67,26 +69,19 @@ func main() {
 			o.hostDirs = append(o.hostDirs, d)
 		}
 	}
+	var flagErr error
 	if o.reps < 1 {
-		fmt.Fprintln(os.Stderr, "sharing: -n must be at least 1")
-		os.Exit(2)
+		flagErr = errors.New("-n must be at least 1")
 	}
-
-	_, statErr := os.Lstat("/nix")
-	hadNix := statErr == nil
-	err := run(context.Background(), o)
-	if _, statErr := os.Lstat("/nix"); statErr == nil && !hadNix {
-		fmt.Fprintln(os.Stderr, "sharing: /nix appeared on the host during the benchmark: some nix-store ran without --store")
-		os.Exit(1)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "sharing:", err)
-		os.Exit(1)
-	}
-}
-
-func logf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
+	benchkit.Main("sharing", flagErr, func() error {
+		_, statErr := os.Lstat("/nix")
+		hadNix := statErr == nil
+		err := run(context.Background(), o)
+		if _, statErr := os.Lstat("/nix"); statErr == nil && !hadNix {
+			return errors.New("/nix appeared on the host during the benchmark: some nix-store ran without --store")
+		}
+		return err
+	})
 }
 
 func run(ctx context.Context, o options) error {
@@ -111,22 +106,22 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	if !o.keep {
-		defer removeAll(work)
+		defer benchkit.RemoveAll(work)
 	} else {
-		defer logf("kept %s", work)
+		defer benchkit.Progress("kept %s", work)
 	}
 	tmp := filepath.Join(work, "tmp")
 	if err := os.MkdirAll(tmp, 0o755); err != nil {
 		return err
 	}
 
-	logf("making the closure in %s from %s", work, o.release)
-	src, skipped, err := buildSource(ctx, o.nixBin, o.release, o.hostDirs, filepath.Join(work, "source"), logf)
+	benchkit.Progress("making the closure in %s from %s", work, o.release)
+	src, skipped, err := buildSource(ctx, o.nixBin, o.release, o.hostDirs, filepath.Join(work, "source"))
 	if err != nil {
 		return err
 	}
 	for _, d := range skipped {
-		logf("skipped %s: not on this machine", d)
+		benchkit.Progress("skipped %s: not on this machine", d)
 	}
 	for i := range o.reps {
 		c, err := src.addChange(ctx, i)
@@ -145,19 +140,19 @@ func run(ctx context.Context, o options) error {
 	loadBefore := hostinfo.LoadAverage()
 	b := &bench{
 		nixBin: o.nixBin, parallel: o.parallel, src: src, srv: srv, work: work, tmp: tmp,
-		results: map[string][]sample{}, logf: logf,
+		results: map[string][]sample{},
 	}
 	if err := b.primeIncremental(ctx); err != nil {
 		return fmt.Errorf("pushing the base build for the incremental case: %w", err)
 	}
-	logf("filling the upstream binary cache")
+	benchkit.Progress("filling the upstream binary cache")
 	if b.up, err = b.prepareUpstream(ctx); err != nil {
 		return fmt.Errorf("preparing the upstream case: %w", err)
 	}
 	defer b.up.stop()
 	for i := range o.reps {
 		b.verify = o.verify && i == 0
-		logf("repetition %d of %d", i+1, o.reps)
+		benchkit.Progress("repetition %d of %d", i+1, o.reps)
 		// The three approaches take turns going first.
 		steps := []func(context.Context) error{b.ours, b.old, b.raw}
 		for k := range steps {
@@ -172,7 +167,7 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 	}
-	r := report{o: o, b: b, machine: machineFacts(o.nixBin), skipped: skipped, elapsed: time.Since(began),
+	r := report{o: o, b: b, nix: nixVersion(o.nixBin), versitygw: versitygwVersion(), skipped: skipped, elapsed: time.Since(began),
 		load: [2]string{loadBefore, hostinfo.LoadAverage()}}
 	r.print(os.Stdout)
 	return nil
@@ -194,36 +189,22 @@ func defaultRelease() (string, error) {
 	return "", fmt.Errorf("%s names no NIX_RELEASE_TARBALL", envFile)
 }
 
-type machine struct {
-	cpu, memory, kernel, nix, versitygw string
+// nixVersion is the version of Debian's nix-bin, which holds nixBin: from
+// the package, as nix-store --version would make /nix.
+func nixVersion(nixBin string) string {
+	out, err := exec.Command("dpkg-query", "-W", "-f=${Version}", "nix-bin").Output()
+	if err != nil {
+		return "?"
+	}
+	return "Debian nix-bin " + strings.TrimSpace(string(out)) + " (" + nixBin + ")"
 }
 
-func machineFacts(nixBin string) machine {
-	m := machine{cpu: "unknown CPU", memory: "?", kernel: "?", nix: "?", versitygw: "?"}
-	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(data), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				m.cpu = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	if data, err := os.ReadFile("/proc/meminfo"); err == nil {
-		var kb int64
-		if _, err := fmt.Sscanf(string(data), "MemTotal: %d kB", &kb); err == nil {
-			m.memory = fmt.Sprintf("%.0f GiB", float64(kb)/(1<<20))
-		}
-	}
-	if data, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
-		m.kernel = strings.TrimSpace(string(data))
-	}
-	// The package's version, not nix-store --version: that would make /nix.
-	if out, err := exec.Command("dpkg-query", "-W", "-f=${Version}", "nix-bin").Output(); err == nil {
-		m.nix = "Debian nix-bin " + strings.TrimSpace(string(out)) + " (" + nixBin + ")"
-	}
+// versitygwVersion is the version install-tools.sh stamped beside
+// versitygw.
+func versitygwVersion() string {
 	stamps, _ := filepath.Glob(filepath.Join(filepath.Dir(s3server.Binary()), ".versitygw-v*"))
-	if len(stamps) > 0 {
-		m.versitygw = strings.TrimPrefix(filepath.Base(stamps[0]), ".versitygw-")
+	if len(stamps) == 0 {
+		return "?"
 	}
-	return m
+	return strings.TrimPrefix(filepath.Base(stamps[0]), ".versitygw-")
 }

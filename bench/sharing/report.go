@@ -4,22 +4,24 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"path"
-	"runtime"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/nixcnb/nix-buildpack/s3objects"
+	"github.com/nixcnb/nix-buildpack/bench/benchkit"
+	"github.com/nixcnb/nix-buildpack/bench/hostinfo"
+	"github.com/nixcnb/nix-buildpack/bench/units"
 )
 
 type report struct {
-	o       options
-	b       *bench
-	machine machine
-	skipped []string
-	elapsed time.Duration
-	load    [2]string // 1-minute load average before and after the measurements
+	o              options
+	b              *bench
+	nix, versitygw string // their versions
+	skipped        []string
+	elapsed        time.Duration
+	load           [2]string // 1-minute load average before and after the measurements
 }
 
 // stats summarises the samples of one measurement.
@@ -41,10 +43,7 @@ func summarise(samples []sample) stats {
 	}
 	sorted := slices.Clone(samples)
 	slices.SortFunc(sorted, func(a, b sample) int { return int(a.d - b.d) })
-	mid := sorted[(len(sorted)-1)/2]
-	if len(sorted)%2 == 0 {
-		mid.d = (sorted[len(sorted)/2-1].d + sorted[len(sorted)/2].d) / 2
-	}
+	mid := sorted[len(sorted)/2] // benchkit.Median's
 	s := stats{median: mid.d, min: sorted[0].d, t: mid.t, paths: mid.paths, parts: map[string]time.Duration{},
 		upstream: mid.upstream, fromUpstream: mid.fromUpstream}
 	s.up = bytesRange(samples, func(x sample) int64 { return x.t.up })
@@ -61,12 +60,7 @@ func summarise(samples []sample) stats {
 		for _, x := range samples {
 			ds = append(ds, x.parts[k])
 		}
-		slices.Sort(ds)
-		if len(ds)%2 == 1 {
-			s.parts[k] = ds[len(ds)/2]
-		} else {
-			s.parts[k] = (ds[len(ds)/2-1] + ds[len(ds)/2]) / 2
-		}
+		s.parts[k] = benchkit.Median(ds)
 	}
 	return s
 }
@@ -78,10 +72,10 @@ func bytesRange(samples []sample, n func(sample) int64) string {
 	for _, x := range samples {
 		lo, hi = min(lo, n(x)), max(hi, n(x))
 	}
-	if fmtBytes(lo) == fmtBytes(hi) {
-		return fmtBytes(lo)
+	if units.Bytes(lo) == units.Bytes(hi) {
+		return units.Bytes(lo)
 	}
-	return fmtBytes(lo) + "–" + fmtBytes(hi)
+	return units.Bytes(lo) + "–" + units.Bytes(hi)
 }
 
 func (r report) get(name string) stats { return summarise(r.b.results[name]) }
@@ -104,21 +98,15 @@ func (r report) combined(names ...string) stats {
 
 func (r report) print(w io.Writer) {
 	src := r.b.src
-	m := r.machine
 	par := r.b.par()
 	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
 
 	p("# Sharing one Nix closure through S3: binarycache vs the old buildpack's export file")
 	p("")
-	p("- Machine: %d cores (%s), %s RAM, Linux %s; %s %s/%s.", runtime.NumCPU(), m.cpu, m.memory, m.kernel,
-		runtime.Version(), runtime.GOOS, runtime.GOARCH)
-	p("- Nix: %s, on private chroot stores (`--store DIR`).", m.nix)
-	p("- S3: versitygw %s (posix backend, data on local disk) on 127.0.0.1, SigV4, path-style; clients: aws-sdk-go-v2 through `s3objects.Objects` (parts of %d MiB above that size).",
-		m.versitygw, binaryPartMiB())
-	p("- Repetitions: %d per measurement, interleaved (ours, old and raw taking turns to go first, then the change, then the upstream case with today's and now's way taking turns); median and min shown. Whole run: %s.",
-		r.o.reps, r.elapsed.Round(time.Second))
-	p("- Load average (1 min) before and after the measurements: %s, %s (other processes on the machine add noise to the times, not to the bytes).",
-		r.load[0], r.load[1])
+	p("- Machine: %s.", hostinfo.Describe())
+	p("- Nix: %s; S3: versitygw %s; the Nix release: `%s`.", r.nix, r.versitygw, path.Base(r.o.release))
+	p("- %d repetitions per measurement; median and min. Whole run: %s. Load average (1 min) before and after the measurements: %s, %s.",
+		r.o.reps, r.elapsed.Round(time.Second), r.load[0], r.load[1])
 	p("")
 
 	// The closure.
@@ -139,12 +127,12 @@ func (r report) print(w io.Writer) {
 		if refText == "" {
 			refText = "–"
 		}
-		p("| `%s` | %s | %d | %s | %s | %s |", shortName(sp), f.origin, f.files, fmtBytes(f.fileBytes), fmtBytes(f.narSize), refText)
+		p("| `%s` | %s | %d | %s | %s | %s |", shortName(sp), f.origin, f.files, units.Bytes(f.fileBytes), units.Bytes(f.narSize), refText)
 		total.files += f.files
 		total.fileBytes += f.fileBytes
 		total.narSize += f.narSize
 	}
-	p("| **total** | | %d | %s | %s (%d B) | |", total.files, fmtBytes(total.fileBytes), fmtBytes(total.narSize), total.narSize)
+	p("| **total** | | %d | %s | %s (%d B) | |", total.files, units.Bytes(total.fileBytes), units.Bytes(total.narSize), total.narSize)
 	p("")
 	if len(r.skipped) > 0 {
 		p("Host folders not on this machine, left out: %s.", strings.Join(r.skipped, ", "))
@@ -186,9 +174,7 @@ func (r report) print(w io.Writer) {
 	oi, oiP := r.get(oursIncrPush), r.get(oursIncrPull)
 	di, diP := r.get(oldIncrPush), r.get(oldIncrPull)
 	p("## After a small change: one new path (`%s`, %s NAR) and a new app path",
-		shortName(c0.config), fmtBytes(narSizeOf(src, c0.config)))
-	p("")
-	p("The bucket holds the previous build; the pulling machine holds the previous closure (ours: in its folder; old: imported in its Nix store). Each repetition is a different change.")
+		shortName(c0.config), units.Bytes(narSizeOf(src, c0.config)))
 	p("")
 	p("| approach | push median | push min | bytes up | paths sent | requests | pull median | pull min | bytes down | requests |")
 	p("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
@@ -204,23 +190,13 @@ func (r report) print(w io.Writer) {
 			ratio(di.t.up, oi.t.up), ratio(diP.t.down, oiP.t.down))
 		p("")
 	}
+	p("At 100 Mbit/s, the old way's %s take %s on every build; ours' %s take %s on the first and %s (%s) after a small change.",
+		units.Bytes(old.t.up), wire(old.t.up, 100e6), units.Bytes(ours.t.up), wire(ours.t.up, 100e6),
+		units.Bytes(oi.t.up), wire(oi.t.up, 100e6))
+	p("")
+	p("%s", benchkit.Method("sharing-a-closure-through-s3"))
+	p("")
 	r.printUpstream(p)
-
-	p("## Method")
-	p("")
-	p("- The closure is made offline: the Nix release built from Debian's nix-bin by `scripts/make-nix-release.sh` (`%s`), copied into a private chroot store and registered with `nix-store --load-db`; the host folders added with `nix-store --add`; the app (a `bin/app` script naming those paths) added the same way, its references registered with `--load-db` (`nix-store --add` scans none). `nix-store --store DIR` everywhere; /nix is checked not to appear.", path.Base(r.o.release))
-	p("- Every approach gets a fresh bucket in every repetition and pulls into a fresh empty folder/store; the source files are in the page cache for all of them.")
-	p("- **ours**: `binarycache.Cache{Compression: zstd, Parallel: %s}.Push` of every path with its references (from `nix-store --dump-db`), as the buildpack does; then `Fetch` of the app into the empty store folder of a chroot store whose database was initialised beforehand, not timed (hashes checked, paths renamed into place). Fetch writes no Nix database — the launch image runs the files as they are; the second row adds `nix-store --load-db` of what Fetch returns, for a machine that wants the paths registered in Nix.", parallelText(r.o.parallel))
-	p("- **old buildpack**: push = `nix-store -qR app`, `nix-store --export` of those paths to a file, upload as one object (`S3Objects.Put`, multipart above %d MiB); pull = download the object to a file, then `nix-store --import` into an empty store (its database initialised beforehand, not timed).", binaryPartMiB())
-	p("- **raw copy**: each store path's files as an uncompressed tar (written to a temporary file, as ours writes its compressed NAR), one object per path, %d at a time; pull = %d parallel downloads untarred as they arrive. Nothing is hashed or registered: what moving the bytes alone costs with this parallelism and this granularity.", par, par)
-	p("- **after a change**: each repetition adds its own tiny path (`nix-store --add` of a small JSON file) and a new app path referencing it and the rest. Ours pushes the new closure into the bucket that holds the previous build (one HEAD per path finds what is missing, then only the missing NARs and narinfos go up) and fetches it into a folder holding the previous closure (only the missing paths come down). The old way exports, uploads, downloads and imports the whole closure again (`--import` skips the paths it has, after reading them).")
-	p("- Bytes are object bytes: request bodies up, response bodies down, counted around the S3 client; HTTP headers (about 1 kB per request with SigV4) are not counted, so the requests column is given too. The first repetition checks every pulled copy against the source's NAR hashes (not timed).")
-	p("")
-	p("## What this measures, and what it does not")
-	p("")
-	p("versitygw runs on loopback on this same machine: these times measure CPU and protocol overhead (NAR serialisation, zstd, SHA-256 for SigV4 and for Nix's hashes, disk writes on both ends, `nix-store`'s own work), not WAN bandwidth. The S3 server shares the %d cores with the client, so compressing costs time here that a network would hide. On a real network to S3, the bytes transferred dominate and the byte columns matter most: at 100 Mbit/s, the old way's %s take %s on every build, ours' %s take %s on the first and %s (%s) after a small change.",
-		runtime.NumCPU(), fmtBytes(old.t.up), wire(old.t.up, 100e6), fmtBytes(ours.t.up), wire(ours.t.up, 100e6),
-		fmtBytes(oi.t.up), wire(oi.t.up, 100e6))
 }
 
 func shortName(storePath string) string { return path.Base(storePath) }
@@ -233,25 +209,12 @@ func narSizeOf(src *source, p string) int64 {
 	return regs[0].narSize
 }
 
-func parallelText(n int) string {
-	if n <= 0 {
-		return "default (8)"
-	}
-	return fmt.Sprint(n)
-}
-
-func binaryPartMiB() int64 { return s3objects.DefaultPartSize >> 20 }
-
 // ratio is a/b, with thousands separated.
 func ratio(a, b int64) string {
 	if b <= 0 {
 		return "∞"
 	}
-	digits := fmt.Sprintf("%.0f", float64(a)/float64(b))
-	for i := len(digits) - 3; i > 0; i -= 3 {
-		digits = digits[:i] + "," + digits[i:]
-	}
-	return digits
+	return units.Thousands(int64(math.Round(float64(a) / float64(b))))
 }
 
 func pct(a, b int64) string { return fmt.Sprintf("%.0f%%", 100*float64(a)/float64(b)) }
@@ -273,14 +236,4 @@ func fmtDuration(d time.Duration) string {
 		return fmt.Sprintf("%.2f s", d.Seconds())
 	}
 	return d.Round(time.Second).String()
-}
-
-func fmtBytes(n int64) string {
-	switch {
-	case n >= 1e6:
-		return fmt.Sprintf("%.1f MB", float64(n)/1e6)
-	case n >= 1e3:
-		return fmt.Sprintf("%.1f kB", float64(n)/1e3)
-	}
-	return fmt.Sprintf("%d B", n)
 }

@@ -15,6 +15,8 @@ import (
 
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
 
+	"github.com/nixcnb/nix-buildpack/bench/benchkit"
+	"github.com/nixcnb/nix-buildpack/bench/units"
 	"github.com/nixcnb/nix-buildpack/binarycache"
 	"github.com/nixcnb/nix-buildpack/nixstore"
 )
@@ -210,7 +212,7 @@ func (b *bench) upstreamRows(ctx context.Context, withUpstream bool) error {
 	if err != nil {
 		return err
 	}
-	defer removeAll(dest)
+	defer benchkit.RemoveAll(dest)
 	err = measure(names[1], func() (int, int, error) {
 		_, fs, err := c.Fetch(ctx, []string{s.app}, dest)
 		return fs.Downloaded, fs.FromUpstream[u.upstream.Name()], err
@@ -233,7 +235,7 @@ func (b *bench) upstreamRows(ctx context.Context, withUpstream bool) error {
 	if err != nil {
 		return err
 	}
-	defer removeAll(dest)
+	defer benchkit.RemoveAll(dest)
 	changed := []string{}
 	for _, p := range u.closure {
 		if !slices.Contains(s.closure, p) {
@@ -294,8 +296,8 @@ func (r report) printUpstream(p func(string, ...any)) {
 	p("## A closure %s upstream: first push, deploy, deploy after a one-line change", pct(upNar, upNar+localNar))
 	p("")
 	p("The same closure, but an upstream binary cache (as cache.nixos.org would be) serves %d of its %d paths: %s of NAR, %s compressed. Built here: %s (%s of NAR, %s compressed). After the one-line change the closure has one new path, the app's (`%s`, %s compressed).",
-		len(s.closure)-len(local), len(s.closure), fmtBytes(upNar), fmtBytes(upZstd), strings.Join(local, ", "),
-		fmtBytes(localNar), fmtBytes(localZstd), shortName(u.change), fmtBytes(changedZstd))
+		len(s.closure)-len(local), len(s.closure), units.Bytes(upNar), units.Bytes(upZstd), strings.Join(local, ", "),
+		units.Bytes(localNar), units.Bytes(localZstd), shortName(u.change), units.Bytes(changedZstd))
 	p("")
 	p("| step | way | median | min | bucket bytes | bucket requests | upstream bytes | NARs from upstream | upstream requests | ideal |")
 	p("|---|---|--:|--:|--:|--:|--:|--:|--:|---|")
@@ -309,13 +311,13 @@ func (r report) printUpstream(p func(string, ...any)) {
 			bytes, st.t.requests, st.upstreamDown, st.fromUpstream, st.upstream.requests, ideal)
 	}
 	row("1. first push (bytes up)", "today: everything into the bucket", todayPush, true,
-		fmt.Sprintf("%s: the paths built here, compressed", fmtBytes(localZstd)))
+		fmt.Sprintf("%s: the paths built here, compressed", units.Bytes(localZstd)))
 	row("", "**now**: what the upstream serves is left out", nowPush, true, "")
 	row("2. restore-only deploy into an empty folder (bytes down)", "today: the whole closure from the bucket", todayDeploy, false,
-		fmt.Sprintf("%s from the bucket, %s from the upstream", fmtBytes(localZstd), fmtBytes(upZstd)))
+		fmt.Sprintf("%s from the bucket, %s from the upstream", units.Bytes(localZstd), units.Bytes(upZstd)))
 	row("", "**now**: the bucket's paths from it, the rest from the upstream", nowDeploy, false, "")
 	row("3. restore-only deploy after a one-line change (bytes down)", "today: `Fetch` of the whole new closure from the bucket", todayChange, false,
-		fmt.Sprintf("%s: the new app path, compressed", fmtBytes(changedZstd)))
+		fmt.Sprintf("%s: the new app path, compressed", units.Bytes(changedZstd)))
 	row("", "**now**: `Resolve` of the new closure, `FetchPaths` of the path the previous closure lacks", nowChange, false, "")
 	p("")
 
@@ -329,15 +331,15 @@ func (r report) printUpstream(p func(string, ...any)) {
 	p("Targets (issue 19), against the most any repetition moved:")
 	p("")
 	p("- (a) the first push moves no more than the paths built here, compressed, plus 1 MB (%s): it moved %s with the bucket and %s of narinfos from the upstream: %s.",
-		fmtBytes(localZstd+slack), fmtBytes(pushBucket), fmtBytes(pushUp), verdict(pushBucket+pushUp <= localZstd+slack))
+		units.Bytes(localZstd+slack), units.Bytes(pushBucket), units.Bytes(pushUp), verdict(pushBucket+pushUp <= localZstd+slack))
 	changeBucket, changeUp := r.moved(nowChange)
 	nars := 0
 	for _, x := range r.b.results[nowChange] {
 		nars = max(nars, x.fromUpstream)
 	}
 	p("- (b) a restore-only deploy after a one-line change moves no more than the changed paths' bytes plus 1 MB (%s), with nothing from the upstream: it moved %s from the bucket and, from the upstream, %d NARs and %s of narinfos (`Resolve` reads the narinfos of the paths the bucket lacks from the upstream): %s.",
-		fmtBytes(changedZstd+slack), fmtBytes(changeBucket), nars, fmtBytes(changeUp), verdict(changeBucket+changeUp <= changedZstd+slack && nars == 0))
+		units.Bytes(changedZstd+slack), units.Bytes(changeBucket), nars, units.Bytes(changeUp), verdict(changeBucket+changeUp <= changedZstd+slack && nars == 0))
 	p("")
-	p("Method: the upstream is a folder filled by `Cache.Push` (zstd) of its paths signed with a key of its own, served by Go's `http.FileServer` on 127.0.0.1 and read with `binarycache.NewHTTPObjects`; the benchmark trusts its key through `Upstream.TrustedKeys`. Built here: the app and the smallest host folders, until they make 10%% of the NAR bytes; every host folder names the release's libc path, the app names every path, so the upstream's paths reference only one another. The app changes by one line of `bin/app`: one new store path. In each repetition, today's way and now's (taking turns to go first) each get a fresh bucket: push the closure (timed), deploy it into an empty folder (`Fetch`, timed), push the changed closure (not timed), deploy it into another empty folder (timed): today `Fetch` of the whole closure; now `Resolve` of the new app and `FetchPaths` of the paths the previous closure lacks, as the build does (the other layers are the previous image's). Bytes are object bodies counted around the S3 client and the upstream's HTTP client; ideal sizes are the zstd NAR files' sizes (`FileSize` in their narinfos).")
+	p("%s", benchkit.Method("the-same-closure-mostly-upstream"))
 	p("")
 }

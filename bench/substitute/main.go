@@ -24,11 +24,12 @@ package main
 import (
 	"flag"
 	"fmt"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/nixcnb/nix-buildpack/bench/benchkit"
 )
 
 type options struct {
@@ -62,19 +63,7 @@ func main() {
 	if err == nil && (o.paths < 1 || o.bytes < 1 || o.reps < 1 || flag.NArg() > 0) {
 		err = fmt.Errorf("-paths, -bytes and -n must be at least 1, and there are no arguments")
 	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "substitute:", err)
-		flag.Usage()
-		os.Exit(2)
-	}
-	if err := run(o); err != nil {
-		fmt.Fprintln(os.Stderr, "substitute:", err)
-		os.Exit(1)
-	}
-}
-
-func progress(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "==> "+format+"\n", args...)
+	benchkit.Main("substitute", err, func() error { return run(o) })
 }
 
 // way is one row: how Nix is set up to substitute.

@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nixcnb/nix-buildpack/bench/benchkit"
 	"github.com/nixcnb/nix-buildpack/bench/hostinfo"
 	"github.com/nixcnb/nix-buildpack/integration/harness"
 	"github.com/nixcnb/nix-buildpack/integration/s3server"
@@ -24,27 +25,15 @@ import (
 
 func run(o options) error {
 	began := time.Now()
-	repoRoot, err := os.Getwd()
-	if err != nil {
-		return err
-	}
 	nixVersion, err := harness.NixVersion()
 	if err != nil {
 		return err
 	}
-	env, err := harness.Start("")
+	env, _, bp, offline, err := benchkit.Harness(o.verbose)
 	if err != nil {
 		return err
 	}
 	defer env.Close()
-	if o.verbose {
-		env.Log = os.Stderr
-	}
-	progress("building the buildpack (Nix %s)", nixVersion)
-	bp, offline, err := env.OfflineBuildpack(repoRoot)
-	if err != nil {
-		return err
-	}
 	srv, err := s3server.Start(filepath.Join(env.WorkDir, "s3"))
 	if err != nil {
 		return err
@@ -72,7 +61,7 @@ func run(o options) error {
 		samples: map[string][]sample{},
 	}
 
-	progress("first build: Nix builds the %d small paths and the app, the buildpack pushes them", o.paths)
+	benchkit.Progress("first build: Nix builds the %d small paths and the app, the buildpack pushes them", o.paths)
 	fill, err := b.build(way{name: "fill", jobs: 8})
 	if err != nil {
 		return fmt.Errorf("the first build: %w", err)
@@ -80,12 +69,12 @@ func run(o options) error {
 	if fill.built < o.paths {
 		return fmt.Errorf("the first build built %d derivations, want at least %d", fill.built, o.paths)
 	}
-	progress("  Nix built %d derivations in %s", fill.built, fill.nixStep)
+	benchkit.Progress("  Nix built %d derivations in %s", fill.built, fill.nixStep)
 	b.fill = fill
 	ws := ways(o)
 	// The file:// way's cache gets the Nix release, as the bucket's has it
 	// from the first build: every measured build finds it there.
-	progress("warming the file:// way's cache")
+	benchkit.Progress("warming the file:// way's cache")
 	if _, err := b.build(ws[len(ws)-1]); err != nil {
 		return fmt.Errorf("warming the file:// way's cache: %w", err)
 	}
@@ -97,12 +86,12 @@ func run(o options) error {
 			if err := a.change(); err != nil {
 				return err
 			}
-			progress("%s (%d of %d)", w, rep+1, o.reps)
+			benchkit.Progress("%s (%d of %d)", w, rep+1, o.reps)
 			s, err := b.build(w)
 			if err != nil {
 				return fmt.Errorf("%s: %w", w, err)
 			}
-			progress("  Nix step %s: fetched %d paths, built %d; %d errors; %d S3 requests, %d answered 5xx", s.nixStep, s.fetched, s.built, len(s.errors), s.requests, s.s3Errors)
+			benchkit.Progress("  Nix step %s: fetched %d paths, built %d; %d errors; %d S3 requests, %d answered 5xx", s.nixStep, s.fetched, s.built, len(s.errors), s.requests, s.s3Errors)
 			b.samples[w.name] = append(b.samples[w.name], s)
 		}
 	}
@@ -170,11 +159,7 @@ func (b *bench) build(w way) (sample, error) {
 		return s, fmt.Errorf("%w\n%s", err, result.Output)
 	}
 	defer os.RemoveAll(result.Dir)
-	for _, p := range result.Phases {
-		if p.Phase == "builder" {
-			s.total = p.Took
-		}
-	}
+	s.total = benchkit.Phase(result, "builder")
 	building, _, _ := strings.Cut(result.Output, "===> EXPORTING")
 	m := nixStepRe.FindStringSubmatch(building)
 	if m == nil {
