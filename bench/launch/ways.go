@@ -19,6 +19,7 @@ import (
 
 	"github.com/nixcnb/nix-buildpack/launch"
 	"github.com/nixcnb/nix-buildpack/nixstore"
+	"github.com/nixcnb/nix-buildpack/prootcmd"
 )
 
 // way is one way of running the closure's programs.
@@ -32,6 +33,8 @@ type way struct {
 	// the mount setup is not counted, but outside proot, whose start is
 	// part of what proot costs.
 	wrap func(timer, argv []string) []string
+	// env is added to the environment of the command wrap returns.
+	env []string
 	// control ways are not one of the compared launchers.
 	control bool
 }
@@ -80,7 +83,8 @@ func bwrapArgs(store string, keep []string) ([]string, error) {
 }
 
 // makeWays returns the ways compared: native (the store bound at a real
-// /nix/store), relocate (the rewritten copy through prefix) and proot, and
+// /nix/store), relocate (the rewritten copy through prefix) and proot (the
+// buildpack's, run as the buildpack runs it), and
 // a control: the relocated copy inside the same bwrap sandbox as native,
 // which shows whether running in bwrap's mounts slows anything down.
 //
@@ -90,7 +94,7 @@ func bwrapArgs(store string, keep []string) ([]string, error) {
 // removes it only if it exits normally; it keeps its loader and glue in
 // /tmp. In the sandbox both land in throwaway tmpfs mounts, never on the
 // host, even when a run is killed.
-func makeWays(store, relocated, prefix, scratch, self string) ([]way, error) {
+func makeWays(store, relocated, prefix, scratch, self string, proot prootcmd.Tool) ([]way, error) {
 	bw, err := bwrapArgs(store, nil)
 	if err != nil {
 		return nil, err
@@ -104,45 +108,48 @@ func makeWays(store, relocated, prefix, scratch, self string) ([]way, error) {
 		return nil, err
 	}
 	inBwrap := func(timer, argv []string) []string { return slices.Concat(bw, timer, argv) }
+	_, prootEnv := prootArgv(proot, store, nil)
 	return []way{
 		{name: "native", root: nixstore.Dir, wrap: inBwrap},
 		{name: "relocate", root: prefix, wrap: func(timer, argv []string) []string {
 			return slices.Concat(timer, argv)
 		}},
-		{name: "proot", root: nixstore.Dir, wrap: func(timer, argv []string) []string {
-			return slices.Concat(bwProot, timer, []string{"proot", "--bind=" + store + ":" + nixstore.Dir}, argv)
+		{name: "proot", root: nixstore.Dir, env: prootEnv, wrap: func(timer, argv []string) []string {
+			command, _ := prootArgv(proot, store, argv)
+			return slices.Concat(bwProot, timer, command)
 		}},
 		{name: "relocate in bwrap", root: prefix, wrap: inBwrap, control: true},
 		{name: "relocate, nix-launch", root: prefix, wrap: func(timer, argv []string) []string {
-			return slices.Concat(timer, []string{self, launcherMode, launch.ModeRelocate, relocated, prefix}, argv)
+			return slices.Concat(timer, []string{self, launcherMode, launch.ModeRelocate, relocated, prefix, ""}, argv)
 		}},
 		{name: "proot, nix-launch", root: nixstore.Dir, wrap: func(timer, argv []string) []string {
-			return slices.Concat(bwProot, timer, []string{self, launcherMode, launch.ModeProot, store, ""}, argv)
+			return slices.Concat(bwProot, timer, []string{self, launcherMode, launch.ModeProot, store, "", proot.String()}, argv)
 		}},
 	}, nil
 }
 
 // launcherMode is the first argument that makes this program nix-launch:
 // launch.Config.Run with a mode, the closure's folder, the relocation
-// prefix, then the command. As nix-launch does, it also answers as the
+// prefix, the proot (prootcmd.Tool's String, "" for none), then the
+// command. As nix-launch does, it also answers as the
 // ptrace probe and the exit reporter (see main).
 const launcherMode = "__bench-launch-launcher"
 
 func launcher(args []string) int {
-	if len(args) < 4 {
-		fmt.Fprintln(os.Stderr, "launcher: want MODE STORE PREFIX COMMAND...")
+	if len(args) < 5 {
+		fmt.Fprintln(os.Stderr, "launcher: want MODE STORE PREFIX PROOT COMMAND...")
 		return 127
 	}
 	c := launch.Config{Mode: args[0], Store: args[1], Prefix: args[2]}
 	if c.Mode == launch.ModeProot {
-		proot, err := exec.LookPath("proot")
+		proot, err := prootcmd.Parse(args[3])
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "launcher:", err)
 			return 127
 		}
-		c.Proot = proot
+		c = c.WithProot(proot)
 	}
-	code, err := c.Run(launch.LauncherName, args[3:])
+	code, err := c.Run(launch.LauncherName, args[4:])
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "launcher:", err)
 		return 127
@@ -178,7 +185,7 @@ func (r *runner) run(w way, argv []string, out io.Writer) (timing, error) {
 	full := w.wrap([]string{r.self, timerMode, r.timePath}, argv)
 	cmd := exec.CommandContext(r.ctx, full[0], full[1:]...)
 	cmd.Dir = "/"
-	cmd.Env = r.env
+	cmd.Env = slices.Concat(r.env, w.env)
 	cmd.Stdin = r.devNull
 	cmd.Stdout = r.devNull
 	if out != nil {

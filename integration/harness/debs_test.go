@@ -7,12 +7,11 @@ import (
 )
 
 // The buildpack's buildpack.toml pins, per architecture, the .debs the
-// harness mirrors: Debian 12's proot and libtalloc2 for amd64, sid's
-// proot, libtalloc2 and libc6 for arm64, each at a path of
-// snapshot.debian.org's archive.
+// harness mirrors: sid's proot, libtalloc2 and libc6 for amd64 and arm64,
+// each at a path of snapshot.debian.org's archive.
 func TestPinnedDebsOfTheBuildpack(t *testing.T) {
 	for arch, want := range map[string][]string{
-		"amd64": {"proot_5.1.0-1.3_amd64.deb", "libtalloc2_2.4.0-f2_amd64.deb"},
+		"amd64": {"proot_5.4.0-3_amd64.deb", "libtalloc2_2.5.0+samba4.25.1+dfsg-1_amd64.deb", "libc6_2.43-7_amd64.deb"},
 		"arm64": {"proot_5.4.0-3_arm64.deb", "libtalloc2_2.5.0+samba4.25.1+dfsg-1_arm64.deb", "libc6_2.43-7_arm64.deb"},
 	} {
 		debs, err := pinnedDebs("../../buildpack.toml", arch)
