@@ -11,9 +11,10 @@
 //     the buildpack's proot (Debian sid's 5.4.0, from the .debs
 //     buildpack.toml pins) run as the buildpack runs it, seccomp
 //     acceleration off;
-//   - relocate and proot again, each started through nix-launch's code
-//     (launch.Config.Run), as an image's processes are: what the launcher
-//     adds to each.
+//   - relocate and proot again, each started through the image's launcher
+//     (cmd/nix-launch, built as scripts/build.sh builds it, its settings
+//     in a layer beside it), as an image's processes are: what the
+//     launcher adds to each.
 //
 // The closure is a fake store it builds from host files: the host's loader,
 // libc and libraries in a <hash>-glibc-host path, dash, find and cat
@@ -59,11 +60,6 @@ func main() {
 	switch {
 	case len(os.Args) > 2 && os.Args[1] == timerMode:
 		os.Exit(timer(os.Args[2], os.Args[3:]))
-	case len(os.Args) > 1 && os.Args[1] == launcherMode:
-		os.Exit(launcher(os.Args[2:]))
-	}
-	if code, ok := launch.HelperRole(); ok {
-		os.Exit(code)
 	}
 	var o options
 	var files int
@@ -198,7 +194,14 @@ func run(ctx context.Context, o options) (err error) {
 		errPath:  filepath.Join(scratch, "stderr"),
 		timePath: filepath.Join(scratch, "time"),
 	}
-	ways, err := makeWays(store, relocated, prefix, scratch, self, proot)
+	progress("building the launcher, cmd/nix-launch")
+	ls, err := launchers(ctx, repoRoot, filepath.Join(scratch, "layers"),
+		launch.Config{Mode: launch.ModeRelocate, Store: relocated, Prefix: prefix},
+		launch.Config{Mode: launch.ModeProot, Store: store}.WithProot(proot))
+	if err != nil {
+		return err
+	}
+	ways, err := makeWays(store, relocated, prefix, scratch, self, proot, ls[0], ls[1])
 	if err != nil {
 		return err
 	}

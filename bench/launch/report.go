@@ -117,7 +117,7 @@ func formatReport(d reportData) string {
 		"and keeps its loader and glue in /tmp: there both land in throwaway tmpfs mounts, never on the host, even when a run is killed. "+
 		"The control row shows what the sandbox itself costs.\n", orUnknown(f.proot), accel)
 	p("- **relocate, nix-launch** and **proot, nix-launch**: the same two, started through the image's launcher, as an image's processes are " +
-		"(`launch.Config.Run`, in this program re-run as nix-launch). For relocate it makes sure of the prefix link and execs the program. " +
+		"(cmd/nix-launch, built as scripts/build.sh builds it, `-trimpath -ldflags \"-s -w\"`, and run as `LAYERS/nix-launcher/bin/nix-launch CMD` with its settings in `LAYERS/nix-closure/nix-launch.toml`, as in an image). For relocate it makes sure of the prefix link and execs the program. " +
 		"For proot it first runs itself as the ptrace probe, then starts proot as its child (to pass signals on), and proot runs it once more as the exit reporter, which runs the program. " +
 		"The difference from the row without nix-launch is what the launcher costs.\n")
 	p("- **Timing.** TIMER is this program re-run as a timer: the wall time from just before it starts the program "+
