@@ -12,7 +12,7 @@
 # The closure is a fake store built from host files (the host's glibc,
 # dash, find and cat patched with patchelf, and Debian's Python 3.11 with
 # its standard library, byte-compiled as nixpkgs does). Prints a markdown
-# report on stdout (progress on stderr); about 3 minutes with the defaults.
+# report on stdout (progress on stderr); about 5 minutes with the defaults.
 # Installs no package: it only checks that the tools are there
 # (scripts/install-tools.sh puts them there). Leaves nothing in /tmp and
 # never creates /nix.
