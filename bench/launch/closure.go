@@ -59,19 +59,21 @@ type closureSpec struct {
 	statPasses        int
 	execs             int
 	readPasses        int
+	pythonRuns        int
 }
 
 func (s closureSpec) files() int { return s.dirs * s.filesPerDir }
 
-// hostLibs are the host files the tools load: the loader and the libraries
-// ldd names, found once and copied into every closure built.
+// hostLibs are the host files the tools and Python load: the loader and
+// the libraries ldd names, found once and copied into every closure built.
 type hostLibs struct {
 	interp string            // the loader's path on the host
 	libs   map[string]string // file name in the store -> host path
 	bins   map[string]string // tool name -> host path
 }
 
-// findHostLibs resolves the tools and what they load, with ldd.
+// findHostLibs resolves the tools, the host's Python and its extension
+// modules, and what they load, with ldd.
 func findHostLibs(ctx context.Context) (hostLibs, error) {
 	h := hostLibs{libs: map[string]string{}, bins: map[string]string{}}
 	for _, t := range hostTools {
@@ -84,37 +86,60 @@ func findHostLibs(ctx context.Context) (hostLibs, error) {
 			return h, err
 		}
 		h.bins[t.name] = bin
-		interp, err := interpreter(bin)
-		if err != nil {
+		if err := h.addLibsOf(ctx, bin, true); err != nil {
 			return h, err
+		}
+	}
+	if _, err := os.Stat(hostPython); err != nil {
+		return h, fmt.Errorf("the Python workload needs Debian's python3.11 (apt-get install python3.11): %w", err)
+	}
+	if err := h.addLibsOf(ctx, hostPython, true); err != nil {
+		return h, err
+	}
+	mods, err := pythonModules()
+	if err != nil {
+		return h, err
+	}
+	for _, m := range mods {
+		if err := h.addLibsOf(ctx, m, false); err != nil {
+			return h, err
+		}
+	}
+	return h, nil
+}
+
+// addLibsOf adds the libraries the ELF file at path loads, as ldd lists
+// them; an executable must use the same loader as the others.
+func (h *hostLibs) addLibsOf(ctx context.Context, path string, executable bool) error {
+	if executable {
+		interp, err := interpreter(path)
+		if err != nil {
+			return err
 		}
 		if h.interp == "" {
 			h.interp = interp
 		} else if interp != h.interp {
-			return h, fmt.Errorf("%s uses the loader %s, others %s", bin, interp, h.interp)
-		}
-		out, err := exec.CommandContext(ctx, "ldd", bin).Output()
-		if err != nil {
-			return h, fmt.Errorf("ldd %s: %w", bin, err)
-		}
-		sc := bufio.NewScanner(bytes.NewReader(out))
-		for sc.Scan() {
-			// "\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)"
-			name, rest, ok := strings.Cut(strings.TrimSpace(sc.Text()), " => ")
-			if !ok {
-				continue
-			}
-			path, _, _ := strings.Cut(rest, " (")
-			if !filepath.IsAbs(path) {
-				return h, fmt.Errorf("ldd %s cannot find %s", bin, name)
-			}
-			h.libs[name] = path
+			return fmt.Errorf("%s uses the loader %s, others %s", path, interp, h.interp)
 		}
 	}
-	if h.interp == "" {
-		return h, errors.New("the host's tools name no ELF interpreter: they must be dynamically linked")
+	out, err := exec.CommandContext(ctx, "ldd", path).Output()
+	if err != nil {
+		return fmt.Errorf("ldd %s: %w", path, err)
 	}
-	return h, nil
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		// "\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)"
+		name, rest, ok := strings.Cut(strings.TrimSpace(sc.Text()), " => ")
+		if !ok {
+			continue
+		}
+		lib, _, _ := strings.Cut(rest, " (")
+		if !filepath.IsAbs(lib) {
+			return fmt.Errorf("ldd %s cannot find %s", path, name)
+		}
+		h.libs[name] = lib
+	}
+	return nil
 }
 
 // interpreter returns the PT_INTERP of the ELF file at path.
@@ -135,33 +160,34 @@ func storeLib() string { return nixstore.Dir + "/" + glibcPath + "/lib" }
 
 // buildClosure makes the fake closure's store paths in dir:
 //
-//	<hash>-glibc-host/lib  the host's loader, libc and the tools' libraries
+//	<hash>-glibc-host/lib  the host's loader, libc and the libraries of the tools and Python
 //	<hash>-tools/bin       sh (dash), find and cat, patched to load those
+//	<hash>-python3.11      the host's Python and its standard library (see buildPython)
 //	<hash>-data/tree       dirs×filesPerDir small files
 //	<hash>-bench/bin       the workload scripts
 //
 // Every path the files name is under /nix/store. Built twice from the same
 // inputs, it gives the same bytes.
-func buildClosure(ctx context.Context, dir string, h hostLibs, s closureSpec) error {
+func buildClosure(ctx context.Context, dir string, h hostLibs, s closureSpec) (pythonStats, error) {
 	lib := filepath.Join(dir, glibcPath, "lib")
 	if err := copyFile(h.interp, filepath.Join(lib, filepath.Base(h.interp)), 0o555); err != nil {
-		return err
+		return pythonStats{}, err
 	}
 	for name, host := range h.libs {
 		dest := filepath.Join(lib, name)
 		if err := copyFile(host, dest, 0o555); err != nil {
-			return err
+			return pythonStats{}, err
 		}
 		// An executable's RUNPATH serves only its own NEEDED entries: a
 		// library that loads others (libselinux loads libpcre2) needs its
 		// own, or the loader would take them from the host's ld.so.cache.
 		deep, err := needsMoreThanLibc(dest)
 		if err != nil {
-			return err
+			return pythonStats{}, err
 		}
 		if deep {
 			if err := patchelf(ctx, dest, "--set-rpath", storeLib()); err != nil {
-				return err
+				return pythonStats{}, err
 			}
 		}
 	}
@@ -169,27 +195,31 @@ func buildClosure(ctx context.Context, dir string, h hostLibs, s closureSpec) er
 	for _, t := range hostTools {
 		dest := filepath.Join(bin, t.name)
 		if err := copyFile(h.bins[t.name], dest, 0o755); err != nil {
-			return err
+			return pythonStats{}, err
 		}
 		if err := patchelf(ctx, dest, "--set-interpreter", storeLib()+"/"+filepath.Base(h.interp), "--set-rpath", storeLib()); err != nil {
-			return err
+			return pythonStats{}, err
 		}
 		if err := os.Chmod(dest, 0o555); err != nil {
-			return err
+			return pythonStats{}, err
 		}
 	}
+	py, err := buildPython(ctx, dir, h)
+	if err != nil {
+		return py, err
+	}
 	if err := writeData(filepath.Join(dir, dataPath, "tree"), s); err != nil {
-		return err
+		return pythonStats{}, err
 	}
 	for _, w := range workloads(s) {
 		if w.script == "" {
 			continue
 		}
 		if err := writeFile(filepath.Join(dir, benchPath, "bin", w.name), []byte(w.script), 0o555); err != nil {
-			return err
+			return pythonStats{}, err
 		}
 	}
-	return nil
+	return py, nil
 }
 
 // needsMoreThanLibc says whether the library at path needs libraries other

@@ -7,15 +7,21 @@
 //   - relocate: a copy of the closure rewritten by relocate.Rewrite to a
 //     same-length prefix that relocate.Link points at the copy, run
 //     directly;
-//   - proot: the unrewritten closure under `proot --bind=STORE:/nix/store`;
-//   - relocate and proot again, each started through nix-launch's code
-//     (launch.Config.Run), as an image's processes are: what the launcher
-//     adds to each.
+//   - proot: the unrewritten closure under `proot --bind=STORE:/nix/store`,
+//     the buildpack's proot (Debian sid's 5.4.0, from the .debs
+//     buildpack.toml pins) run as the buildpack runs it, seccomp
+//     acceleration off;
+//   - relocate and proot again, each started through the image's launcher
+//     (cmd/nix-launch, built as scripts/build.sh builds it, its settings
+//     in a layer beside it), as an image's processes are: what the
+//     launcher adds to each.
 //
 // The closure is a fake store it builds from host files: the host's loader,
 // libc and libraries in a <hash>-glibc-host path, dash, find and cat
-// patched with patchelf to load them from /nix/store, a tree of small
-// files, and the workload scripts. It prints a markdown report on stdout
+// patched with patchelf to load them from /nix/store, the host's Python
+// 3.11 and its standard library shaped as nixpkgs' Python (byte-compiled
+// to checked-hash .pyc files, some sources naming its store path), a tree
+// of small files, and the workload scripts. It prints a markdown report on stdout
 // (progress on stderr) and leaves nothing behind: its scratch folder, the
 // prefix symlink and any proot temporary files are removed, even when it
 // fails or is interrupted, and it never creates /nix on the host.
@@ -41,6 +47,7 @@ import (
 
 	"github.com/nixcnb/nix-buildpack/launch"
 	"github.com/nixcnb/nix-buildpack/nixstore"
+	"github.com/nixcnb/nix-buildpack/prootcmd"
 	"github.com/nixcnb/nix-buildpack/relocate"
 	"github.com/nixcnb/nix-buildpack/storelink"
 )
@@ -54,11 +61,6 @@ func main() {
 	switch {
 	case len(os.Args) > 2 && os.Args[1] == timerMode:
 		os.Exit(timer(os.Args[2], os.Args[3:]))
-	case len(os.Args) > 1 && os.Args[1] == launcherMode:
-		os.Exit(launcher(os.Args[2:]))
-	}
-	if code, ok := launch.HelperRole(); ok {
-		os.Exit(code)
 	}
 	var o options
 	var files int
@@ -67,9 +69,10 @@ func main() {
 	flag.IntVar(&o.spec.statPasses, "stat-passes", 10, "stat workload: passes of find over the tree, in one find")
 	flag.IntVar(&o.spec.execs, "execs", 500, "exec workload: runs of the store's cat in one dash loop")
 	flag.IntVar(&o.spec.readPasses, "read-passes", 3, "read workload: runs of the store's cat over every file")
+	flag.IntVar(&o.spec.pythonRuns, "python-runs", 5, "python workload: starts of the store's python in one dash loop")
 	flag.Parse()
-	if o.reps < 1 || files < 1 || o.spec.statPasses < 1 || o.spec.execs < 1 || o.spec.readPasses < 1 || flag.NArg() > 0 {
-		fmt.Fprintln(os.Stderr, "launch: -n, -files, -stat-passes, -execs and -read-passes must be at least 1, and there are no arguments")
+	if o.reps < 1 || files < 1 || o.spec.statPasses < 1 || o.spec.execs < 1 || o.spec.readPasses < 1 || o.spec.pythonRuns < 1 || flag.NArg() > 0 {
+		fmt.Fprintln(os.Stderr, "launch: -n, -files, -stat-passes, -execs, -read-passes and -python-runs must be at least 1, and there are no arguments")
 		flag.Usage()
 		os.Exit(2)
 	}
@@ -109,12 +112,15 @@ func (c cleanups) run() error {
 
 func run(ctx context.Context, o options) (err error) {
 	begin := time.Now()
-	for _, tool := range []string{"bwrap", "proot", "patchelf", "ldd"} {
+	for _, tool := range []string{"bwrap", "patchelf", "ldd", "dpkg-deb"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("%s is missing: run scripts/install-tools.sh", tool)
 		}
 	}
-	facts := machineFacts(ctx)
+	repoRoot, err := os.Getwd()
+	if err != nil {
+		return err
+	}
 	h, err := findHostLibs(ctx)
 	if err != nil {
 		return err
@@ -134,9 +140,17 @@ func run(ctx context.Context, o options) (err error) {
 	store := filepath.Join(scratch, "nix", "store")
 	relocated := filepath.Join(scratch, "relocated", "store")
 
-	progress("building the closure twice (%d files) in %s", o.spec.files(), scratch)
+	progress("unpacking the buildpack's proot")
+	proot, prootVersion, err := buildpackProot(ctx, repoRoot, filepath.Join(scratch, "proot"))
+	if err != nil {
+		return err
+	}
+	facts := machineFacts(ctx, proot, prootVersion)
+
+	progress("building the closure twice (%d files, Python byte-compiled) in %s", o.spec.files(), scratch)
+	var py pythonStats
 	for _, dir := range []string{store, relocated} {
-		if err := buildClosure(ctx, dir, h, o.spec); err != nil {
+		if py, err = buildClosure(ctx, dir, h, o.spec); err != nil {
 			return fmt.Errorf("building the closure: %w", err)
 		}
 	}
@@ -181,7 +195,14 @@ func run(ctx context.Context, o options) (err error) {
 		errPath:  filepath.Join(scratch, "stderr"),
 		timePath: filepath.Join(scratch, "time"),
 	}
-	ways, err := makeWays(store, relocated, prefix, scratch, self)
+	progress("building the launcher, cmd/nix-launch")
+	ls, err := launchers(ctx, repoRoot, filepath.Join(scratch, "layers"),
+		launch.Config{Mode: launch.ModeRelocate, Store: relocated, Prefix: prefix},
+		launch.Config{Mode: launch.ModeProot, Store: store}.WithProot(proot))
+	if err != nil {
+		return err
+	}
+	ways, err := makeWays(store, relocated, prefix, scratch, self, proot, ls[0], ls[1])
 	if err != nil {
 		return err
 	}
@@ -189,6 +210,13 @@ func run(ctx context.Context, o options) (err error) {
 	progress("checking that every way loads only the closure's libraries")
 	for _, w := range ways {
 		if err := r.checkLibraries(w); err != nil {
+			return err
+		}
+	}
+	progress("checking that every way's python finds its library in the closure, and what it compiles")
+	imports := make([]pythonImports, len(ways))
+	for i, w := range ways {
+		if imports[i], err = r.checkPython(w); err != nil {
 			return err
 		}
 	}
@@ -241,6 +269,8 @@ func run(ctx context.Context, o options) (err error) {
 		times:     times,
 		prefix:    prefix,
 		rewrite:   report,
+		python:    py,
+		imports:   imports,
 		elapsed:   time.Since(begin),
 	}))
 	return nil
@@ -277,11 +307,12 @@ func removeTree(dir string) error {
 type machine struct {
 	cpus, cpuModel, kernel, os, load string
 	proot, prootPkg, prootBuild      string
+	prootNoSeccomp                   bool
 	bwrap, patch                     string
 	root                             bool
 }
 
-func machineFacts(ctx context.Context) machine {
+func machineFacts(ctx context.Context, proot prootcmd.Tool, prootVersion string) machine {
 	m := machine{root: os.Getuid() == 0}
 	m.cpuModel = firstField("/proc/cpuinfo", "model name")
 	online := strings.TrimSpace(readString("/sys/devices/system/cpu/online"))
@@ -292,12 +323,20 @@ func machineFacts(ctx context.Context) machine {
 		m.load = strings.Join(f[:3], " ")
 	}
 	// proot --version prints a banner with the version, then the
-	// accelerators it was built with.
-	banner := output(ctx, "proot", "--version")
+	// accelerators it was built with (5.4.0's says seccomp_filter = no,
+	// and has it: PROOT_NO_SECCOMP turns it off).
+	program, argv, env := proot.Command([]string{"--version"}, os.Environ())
+	cmd := exec.CommandContext(ctx, program, argv[1:]...)
+	cmd.Env = env
+	out, _ := cmd.CombinedOutput()
+	banner := string(out)
 	m.proot = regexp.MustCompile(`\d+\.\d+\.\d+`).FindString(banner)
-	if deb := output(ctx, "dpkg-query", "-W", "-f=${Version}", "proot"); deb != "" {
-		m.prootPkg = "Debian package " + strings.TrimSpace(deb)
+	if m.proot == "" {
+		// Debian's 5.4.0 prints "-" where the version goes.
+		m.proot, _, _ = strings.Cut(prootVersion, "-")
 	}
+	m.prootPkg = "the buildpack's: Debian sid's package " + prootVersion + ", run by its own glibc's loader"
+	m.prootNoSeccomp = proot.NoSeccomp
 	for _, line := range strings.Split(banner, "\n") {
 		if strings.Contains(line, "accelerators") {
 			m.prootBuild = strings.TrimSpace(line)

@@ -17,8 +17,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/BurntSushi/toml"
+
 	"github.com/nixcnb/nix-buildpack/launch"
 	"github.com/nixcnb/nix-buildpack/nixstore"
+	"github.com/nixcnb/nix-buildpack/prootcmd"
 )
 
 // way is one way of running the closure's programs.
@@ -32,6 +35,8 @@ type way struct {
 	// the mount setup is not counted, but outside proot, whose start is
 	// part of what proot costs.
 	wrap func(timer, argv []string) []string
+	// env is added to the environment of the command wrap returns.
+	env []string
 	// control ways are not one of the compared launchers.
 	control bool
 }
@@ -80,7 +85,8 @@ func bwrapArgs(store string, keep []string) ([]string, error) {
 }
 
 // makeWays returns the ways compared: native (the store bound at a real
-// /nix/store), relocate (the rewritten copy through prefix) and proot, and
+// /nix/store), relocate (the rewritten copy through prefix) and proot (the
+// buildpack's, run as the buildpack runs it), and
 // a control: the relocated copy inside the same bwrap sandbox as native,
 // which shows whether running in bwrap's mounts slows anything down.
 //
@@ -90,7 +96,10 @@ func bwrapArgs(store string, keep []string) ([]string, error) {
 // removes it only if it exits normally; it keeps its loader and glue in
 // /tmp. In the sandbox both land in throwaway tmpfs mounts, never on the
 // host, even when a run is killed.
-func makeWays(store, relocated, prefix, scratch, self string) ([]way, error) {
+//
+// The nix-launch ways run the image's launcher, built with the settings
+// of each (see launchers): relocateLauncher and prootLauncher.
+func makeWays(store, relocated, prefix, scratch, self string, proot prootcmd.Tool, relocateLauncher, prootLauncher string) ([]way, error) {
 	bw, err := bwrapArgs(store, nil)
 	if err != nil {
 		return nil, err
@@ -104,50 +113,24 @@ func makeWays(store, relocated, prefix, scratch, self string) ([]way, error) {
 		return nil, err
 	}
 	inBwrap := func(timer, argv []string) []string { return slices.Concat(bw, timer, argv) }
+	_, prootEnv := prootArgv(proot, store, nil)
 	return []way{
 		{name: "native", root: nixstore.Dir, wrap: inBwrap},
 		{name: "relocate", root: prefix, wrap: func(timer, argv []string) []string {
 			return slices.Concat(timer, argv)
 		}},
-		{name: "proot", root: nixstore.Dir, wrap: func(timer, argv []string) []string {
-			return slices.Concat(bwProot, timer, []string{"proot", "--bind=" + store + ":" + nixstore.Dir}, argv)
+		{name: "proot", root: nixstore.Dir, env: prootEnv, wrap: func(timer, argv []string) []string {
+			command, _ := prootArgv(proot, store, argv)
+			return slices.Concat(bwProot, timer, command)
 		}},
 		{name: "relocate in bwrap", root: prefix, wrap: inBwrap, control: true},
 		{name: "relocate, nix-launch", root: prefix, wrap: func(timer, argv []string) []string {
-			return slices.Concat(timer, []string{self, launcherMode, launch.ModeRelocate, relocated, prefix}, argv)
+			return slices.Concat(timer, []string{relocateLauncher}, argv)
 		}},
 		{name: "proot, nix-launch", root: nixstore.Dir, wrap: func(timer, argv []string) []string {
-			return slices.Concat(bwProot, timer, []string{self, launcherMode, launch.ModeProot, store, ""}, argv)
+			return slices.Concat(bwProot, timer, []string{prootLauncher}, argv)
 		}},
 	}, nil
-}
-
-// launcherMode is the first argument that makes this program nix-launch:
-// launch.Config.Run with a mode, the closure's folder, the relocation
-// prefix, then the command. As nix-launch does, it also answers as the
-// ptrace probe and the exit reporter (see main).
-const launcherMode = "__bench-launch-launcher"
-
-func launcher(args []string) int {
-	if len(args) < 4 {
-		fmt.Fprintln(os.Stderr, "launcher: want MODE STORE PREFIX COMMAND...")
-		return 127
-	}
-	c := launch.Config{Mode: args[0], Store: args[1], Prefix: args[2]}
-	if c.Mode == launch.ModeProot {
-		proot, err := exec.LookPath("proot")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "launcher:", err)
-			return 127
-		}
-		c.Proot = proot
-	}
-	code, err := c.Run(launch.LauncherName, args[3:])
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "launcher:", err)
-		return 127
-	}
-	return code
 }
 
 // runner starts the benchmark's commands.
@@ -178,7 +161,7 @@ func (r *runner) run(w way, argv []string, out io.Writer) (timing, error) {
 	full := w.wrap([]string{r.self, timerMode, r.timePath}, argv)
 	cmd := exec.CommandContext(r.ctx, full[0], full[1:]...)
 	cmd.Dir = "/"
-	cmd.Env = r.env
+	cmd.Env = slices.Concat(r.env, w.env)
 	cmd.Stdin = r.devNull
 	cmd.Stdout = r.devNull
 	if out != nil {
@@ -312,4 +295,38 @@ type countWriter struct{ n int64 }
 func (c *countWriter) Write(p []byte) (int, error) {
 	c.n += int64(len(p))
 	return len(p), nil
+}
+
+// launchers builds the image's launcher, cmd/nix-launch, as
+// scripts/build.sh builds it, into two layer folders under dir laid out as
+// an image's (nix-launcher/bin/nix-launch, and the settings in
+// nix-closure/nix-launch.toml beside it), one for each of the settings
+// given, and returns their nix-launch paths.
+func launchers(ctx context.Context, repoRoot, dir string, settings ...launch.Config) ([]string, error) {
+	built := filepath.Join(dir, "nix-launch")
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", built, "./cmd/nix-launch")
+	cmd.Dir = repoRoot
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("building cmd/nix-launch: %w\n%s", err, out)
+	}
+	var paths []string
+	for _, s := range settings {
+		layers := filepath.Join(dir, s.Mode)
+		bin := filepath.Join(layers, launch.LauncherLayer, "bin", launch.LauncherName)
+		if err := copyFile(built, bin, 0o755); err != nil {
+			return nil, err
+		}
+		if err := s.Check(); err != nil {
+			return nil, fmt.Errorf("the launcher's settings: %w", err)
+		}
+		var b bytes.Buffer
+		if err := toml.NewEncoder(&b).Encode(s); err != nil {
+			return nil, err
+		}
+		if err := writeFile(filepath.Join(layers, launch.ClosureLayer, launch.ConfigFile), b.Bytes(), 0o644); err != nil {
+			return nil, err
+		}
+		paths = append(paths, bin)
+	}
+	return paths, nil
 }

@@ -37,6 +37,7 @@ func workloads(s closureSpec) []workload {
 	stat := sh + "exec " + tool("find") + strings.Repeat(" "+tree, s.statPasses) + " -printf '%s %p\\n'\n"
 	execs := sh + fmt.Sprintf("i=0\nwhile [ \"$i\" -lt %d ]; do\n\t%s %s\n\ti=$((i + 1))\ndone\n", s.execs, tool("cat"), firstFile)
 	read := sh + fmt.Sprintf("i=0\nwhile [ \"$i\" -lt %d ]; do\n\t%s %s/*/*\n\ti=$((i + 1))\ndone\n", s.readPasses, tool("cat"), tree)
+	python := sh + fmt.Sprintf("i=0\nwhile [ \"$i\" -lt %d ]; do\n\t%s/bin/python3 -c '%s'\n\ti=$((i + 1))\ndone\n", s.pythonRuns, nixstore.Dir+"/"+pythonPath, pythonCode)
 	entries := s.files() + s.dirs + 1
 	return []workload{
 		{
@@ -65,6 +66,15 @@ func workloads(s closureSpec) []workload {
 			opsName: "files",
 			script:  read,
 			argv:    script("read"),
+		},
+		{
+			name:    "python",
+			what:    fmt.Sprintf("Python start-up: a dash loop running the store's `python3 -c '%s'` %d times", pythonCode, s.pythonRuns),
+			ops:     s.pythonRuns,
+			opName:  "start",
+			opsName: "starts",
+			script:  python,
+			argv:    script("python"),
 		},
 		{
 			name:    "start",

@@ -58,40 +58,77 @@ func pinnedDebs(path, arch string) ([]pinnedDeb, error) {
 	return debs, nil
 }
 
-// debSuites are where the pinned packages come from: Debian 12 (amd64's
-// proot and libtalloc2), else sid (arm64's proot, libtalloc2 and libc6).
+// debSuites are where the pinned packages come from: Debian 12, else sid
+// (proot, libtalloc2 and libc6, for both architectures).
 var debSuites = []string{"bookworm", "sid"}
 
-// mirrorDebs puts every Debian package the buildpack.toml at bpTOML pins
-// for e.Arch where the dependency mirror
-// BP_DEPENDENCY_MIRROR_SNAPSHOT_DEBIAN_ORG=file:///deps/{originalHost}
-// finds it: depsDir/snapshot.debian.org/<the URI's path>. They are the
+// keptDeb is a pinned package and its file kept beside the tools.
+type keptDeb struct {
+	pinnedDeb
+	path string
+}
+
+// keepDebs returns every Debian package the buildpack.toml at bpTOML pins
+// for e.Arch, as files kept beside the tools (debs/<the pool path>): the
 // files snapshot.debian.org serves, fetched with apt from the machine's
 // Debian archive (Debian 12's, else sid's, through a private apt
-// configuration) and checked against the pinned sha256; each is kept
-// beside the tools for the next run.
-func (e *Env) mirrorDebs(bpTOML, depsDir string) error {
+// configuration) the first time and checked against the pinned sha256.
+func (e *Env) keepDebs(bpTOML string) ([]keptDeb, error) {
 	debs, err := pinnedDebs(bpTOML, e.Arch)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	var kept []keptDeb
 	for _, d := range debs {
 		pool, err := d.pool()
 		if err != nil {
-			return err
+			return nil, err
 		}
-		kept := filepath.Join(filepath.Dir(e.ToolsDir), "debs", pool)
-		if sha256Of(kept) != d.Checksum {
-			if err := e.fetchPinnedDeb(d, pool, kept); err != nil {
-				return err
+		path := filepath.Join(filepath.Dir(e.ToolsDir), "debs", pool)
+		if sha256Of(path) != d.Checksum {
+			if err := e.fetchPinnedDeb(d, pool, path); err != nil {
+				return nil, err
 			}
 		}
-		u, _ := url.Parse(d.URI)
+		kept = append(kept, keptDeb{d, path})
+	}
+	return kept, nil
+}
+
+// KeptDebs returns, by buildpack.toml id, the Debian packages the
+// buildpack.toml at bpTOML pins for the Debian architecture arch (proot
+// and its libraries), as the harness keeps them for its builds (see
+// keepDebs): the launch benchmark runs the buildpack's proot from them.
+// Fetching them the first time needs root, as the harness does.
+func KeptDebs(bpTOML, arch string) (map[string]string, error) {
+	e := &Env{ToolsDir: toolsDir(), Arch: arch}
+	kept, err := e.keepDebs(bpTOML)
+	if err != nil {
+		return nil, err
+	}
+	byID := map[string]string{}
+	for _, k := range kept {
+		byID[k.ID] = k.path
+	}
+	return byID, nil
+}
+
+// mirrorDebs puts every Debian package the buildpack.toml at bpTOML pins
+// for e.Arch (keepDebs) where the dependency mirror
+// BP_DEPENDENCY_MIRROR_SNAPSHOT_DEBIAN_ORG=file:///deps/{originalHost}
+// finds it: depsDir/snapshot.debian.org/<the URI's path>.
+func (e *Env) mirrorDebs(bpTOML, depsDir string) error {
+	kept, err := e.keepDebs(bpTOML)
+	if err != nil {
+		return err
+	}
+	for _, k := range kept {
+		u, _ := url.Parse(k.URI)
 		dest := filepath.Join(depsDir, u.Host, filepath.FromSlash(u.Path))
 		if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
 			return err
 		}
-		if err := copyFile(kept, dest, 0o644); err != nil {
+		if err := copyFile(k.path, dest, 0o644); err != nil {
 			return err
 		}
 	}
