@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"math/bits"
 	"os"
+	"path"
+	"slices"
 	"path/filepath"
 	"strings"
 )
@@ -177,8 +179,17 @@ func readPycHeader(path string) ([]byte, error) {
 }
 
 // readSource returns the Python source at path, or nil when it is not a
-// regular file or larger than maxPySource.
+// regular file or larger than maxPySource. A source that is a symlink to a
+// file beside it or below its folder's parent (Debian's and others'
+// _sysconfigdata aliases) is read through the link, as Python reads it; a
+// link elsewhere (an absolute store path) is not followed.
 func readSource(path string) ([]byte, error) {
+	if target, err := os.Readlink(path); err == nil {
+		if filepath.IsAbs(target) || strings.Contains(target, "/") {
+			return nil, nil
+		}
+		path = filepath.Join(filepath.Dir(path), target)
+	}
 	info, err := os.Lstat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -193,9 +204,22 @@ func readSource(path string) ([]byte, error) {
 // files (relative to root) and returns, by path, the hash each must record
 // once old is replaced by repl in its source. It reads the sources as they
 // are, so it runs before they are rewritten.
-func pycUpdates(root string, files []string, old, repl []byte) (map[string][]byte, error) {
+func pycUpdates(root string, files, pyLinks []string, old, repl []byte) (map[string][]byte, error) {
 	updates := map[string][]byte{}
+	rewritten := map[string]bool{}
 	for _, rel := range files {
+		rewritten[rel] = true
+	}
+	// A source that is a link to a rewritten source beside it changes
+	// with it.
+	sources := slices.Clone(files)
+	for _, rel := range pyLinks {
+		target, err := os.Readlink(filepath.Join(root, filepath.FromSlash(rel)))
+		if err == nil && !strings.Contains(target, "/") && rewritten[path.Join(path.Dir(rel), target)] {
+			sources = append(sources, rel)
+		}
+	}
+	for _, rel := range sources {
 		if !strings.HasSuffix(rel, ".py") || rel == "." {
 			continue
 		}

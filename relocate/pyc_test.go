@@ -138,9 +138,19 @@ func pyTree(t *testing.T, dir, store string) map[string][]string {
 	if err := os.WriteFile(filepath.Join(dir, "stale.py"), []byte("NEW = '"+store+"/x'\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// alias.py is a link to mod.py beside it, as Debian's _sysconfigdata
+	// aliases are: Python hashes mod's text for it.
+	if err := os.Symlink("mod.py", filepath.Join(dir, "alias.py")); err != nil {
+		t.Fatal(err)
+	}
+	pycs["alias"] = []string{filepath.Join(cache, "alias.cpython-311.pyc")}
+	compileChecked(t, filepath.Join(dir, "alias.py"), pycs["alias"], "")
 	// Read-only, as in the store.
 	for m, files := range pycs {
-		for _, p := range append(files, filepath.Join(dir, m+".py")) {
+		if m != "alias" {
+			files = append(files, filepath.Join(dir, m+".py"))
+		}
+		for _, p := range files {
 			if err := os.Chmod(p, 0o444); err != nil {
 				t.Fatal(err)
 			}
@@ -154,7 +164,7 @@ func pyTree(t *testing.T, dir, store string) map[string][]string {
 // it recorded before (staleHash).
 func checkPycs(t *testing.T, dir string, pycs map[string][]string, staleHash string) {
 	t.Helper()
-	for _, m := range []string{"mod", "plain", "other"} {
+	for _, m := range []string{"mod", "plain", "other", "alias"} {
 		want := sourceHashes(t, filepath.Join(dir, m+".py"))[0]
 		for _, pyc := range pycs[m] {
 			if got := recorded(t, pyc); got != want {
@@ -184,9 +194,10 @@ func TestApplyUpdatesPycHashes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// mod's 3, plain's 1; not stale's, not other's.
-	if report.PycsUpdated != 4 {
-		t.Errorf("report = %+v, want 4 .pyc files updated", report)
+	// mod's 3, plain's 1, alias's 1 (a link to mod.py); not stale's,
+	// not other's.
+	if report.PycsUpdated != 5 {
+		t.Errorf("report = %+v, want 5 .pyc files updated", report)
 	}
 	src, err := os.ReadFile(filepath.Join(dir, "mod.py"))
 	if err != nil {
@@ -198,7 +209,7 @@ func TestApplyUpdatesPycHashes(t *testing.T) {
 	checkPycs(t, dir, pycs, staleHash)
 	// Python, running as this test's user (root can write anywhere),
 	// takes the .pyc files as they are, and writes none.
-	importQuietly(t, dir, false, "mod", "plain", "other")
+	importQuietly(t, dir, false, "mod", "plain", "other", "alias")
 	importQuietly(t, dir, true, "mod")
 }
 
@@ -213,11 +224,11 @@ func TestRestoreAndCopyUpdatePycHashes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if report.PycsUpdated != 4 {
-		t.Errorf("report = %+v, want 4 .pyc files updated", report)
+	if report.PycsUpdated != 5 {
+		t.Errorf("report = %+v, want 5 .pyc files updated", report)
 	}
 	checkPycs(t, dir, pycs, staleHash)
-	importQuietly(t, dir, false, "mod", "plain", "other")
+	importQuietly(t, dir, false, "mod", "plain", "other", "alias")
 
 	// The restored output, now naming /nix/store, copied to a view.
 	view := filepath.Join(filepath.Dir(out), "view")

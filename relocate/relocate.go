@@ -99,6 +99,9 @@ type Plan struct {
 	Archives []string
 	// Skipped lists files that mention nixstore.Dir but cannot be rewritten.
 	Skipped []Skipped
+	// PyLinks are the Python sources that are symlinks: one naming a
+	// rewritten source beside it changes with it, and so must its .pyc.
+	PyLinks []string
 }
 
 // Scan walks storeDir, the folder that holds the copied <hash>-<name>
@@ -117,6 +120,9 @@ func scan(root, old string) (Plan, error) {
 	link := func(rel, target string) error {
 		if strings.Contains(target, old) {
 			plan.Links = append(plan.Links, rel)
+		}
+		if strings.HasSuffix(rel, ".py") {
+			plan.PyLinks = append(plan.PyLinks, rel)
 		}
 		return nil
 	}
@@ -222,7 +228,7 @@ func (p Plan) apply(root, oldText, replText string) (Report, error) {
 			report.Occurrences += n
 		}
 		// The .pyc hashes come from the sources before they change.
-		pycs, err := pycUpdates(storeDir, p.Files, old, repl)
+		pycs, err := pycUpdates(storeDir, p.Files, p.PyLinks, old, repl)
 		if err != nil {
 			return fmt.Errorf("reading the .pyc files of the Python sources: %w", err)
 		}
