@@ -40,11 +40,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/nixcnb/nix-buildpack/bench/benchkit"
 	"github.com/nixcnb/nix-buildpack/launch"
 	"github.com/nixcnb/nix-buildpack/nixstore"
 	"github.com/nixcnb/nix-buildpack/prootcmd"
@@ -93,10 +93,6 @@ func main() {
 	}
 }
 
-func progress(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "==> "+format+"\n", args...)
-}
-
 // cleanups are undone last first, whatever happens.
 type cleanups []func() error
 
@@ -140,14 +136,14 @@ func run(ctx context.Context, o options) (err error) {
 	store := filepath.Join(scratch, "nix", "store")
 	relocated := filepath.Join(scratch, "relocated", "store")
 
-	progress("unpacking the buildpack's proot")
+	benchkit.Progress("unpacking the buildpack's proot")
 	proot, prootVersion, err := buildpackProot(ctx, repoRoot, filepath.Join(scratch, "proot"))
 	if err != nil {
 		return err
 	}
 	facts := machineFacts(ctx, proot, prootVersion)
 
-	progress("building the closure twice (%d files, Python byte-compiled) in %s", o.spec.files(), scratch)
+	benchkit.Progress("building the closure twice (%d files, Python byte-compiled) in %s", o.spec.files(), scratch)
 	var py pythonStats
 	for _, dir := range []string{store, relocated} {
 		if py, err = buildClosure(ctx, dir, h, o.spec); err != nil {
@@ -158,7 +154,7 @@ func run(ctx context.Context, o options) (err error) {
 	if _, err := os.Lstat(prefix); err == nil {
 		return fmt.Errorf("the relocation prefix %s exists already: remove it, or run again (the prefix follows the scratch folder's random name)", prefix)
 	}
-	progress("relocating the copy to %s", prefix)
+	benchkit.Progress("relocating the copy to %s", prefix)
 	report, err := relocate.Rewrite(relocated, prefix)
 	if err != nil {
 		return err
@@ -195,7 +191,7 @@ func run(ctx context.Context, o options) (err error) {
 		errPath:  filepath.Join(scratch, "stderr"),
 		timePath: filepath.Join(scratch, "time"),
 	}
-	progress("building the launcher, cmd/nix-launch")
+	benchkit.Progress("building the launcher, cmd/nix-launch")
 	ls, err := launchers(ctx, repoRoot, filepath.Join(scratch, "layers"),
 		launch.Config{Mode: launch.ModeRelocate, Store: relocated, Prefix: prefix},
 		launch.Config{Mode: launch.ModeProot, Store: store}.WithProot(proot))
@@ -207,13 +203,13 @@ func run(ctx context.Context, o options) (err error) {
 		return err
 	}
 
-	progress("checking that every way loads only the closure's libraries")
+	benchkit.Progress("checking that every way loads only the closure's libraries")
 	for _, w := range ways {
 		if err := r.checkLibraries(w); err != nil {
 			return err
 		}
 	}
-	progress("checking that every way's python finds its library in the closure, and what it compiles")
+	benchkit.Progress("checking that every way's python finds its library in the closure, and what it compiles")
 	imports := make([]pythonImports, len(ways))
 	for i, w := range ways {
 		if imports[i], err = r.checkPython(w); err != nil {
@@ -222,7 +218,7 @@ func run(ctx context.Context, o options) (err error) {
 	}
 
 	wls := workloads(o.spec)
-	progress("warming up: one run of each (way, workload), comparing their output")
+	benchkit.Progress("warming up: one run of each (way, workload), comparing their output")
 	for _, wl := range wls {
 		var first int64
 		for i, w := range ways {
@@ -257,7 +253,7 @@ func run(ctx context.Context, o options) (err error) {
 				times[wi][j] = append(times[wi][j], t)
 			}
 		}
-		progress("round %d/%d: %.1f s", rep+1, o.reps, time.Since(roundStart).Seconds())
+		benchkit.Progress("round %d/%d: %.1f s", rep+1, o.reps, time.Since(roundStart).Seconds())
 	}
 
 	fmt.Print(formatReport(reportData{
@@ -377,11 +373,3 @@ func output(ctx context.Context, name string, args ...string) string {
 }
 
 // median of ds, which it sorts.
-func median(ds []time.Duration) time.Duration {
-	slices.Sort(ds)
-	n := len(ds)
-	if n%2 == 1 {
-		return ds[n/2]
-	}
-	return (ds[n/2-1] + ds[n/2]) / 2
-}
