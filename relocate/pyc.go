@@ -9,8 +9,8 @@ import (
 	"math/bits"
 	"os"
 	"path"
-	"slices"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
