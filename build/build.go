@@ -1,5 +1,5 @@
 // Package build is the buildpack's build phase. Build reads in the order of
-// the README's "How it works", each step taking what earlier steps returned:
+// docs/how-it-works.md, each step taking what earlier steps returned:
 //
 //  1. the proot layer: the launcher's proot, from checksummed Debian packages;
 //  2. the Nix bootstrap layer: the pinned Nix release, fetched and checked;

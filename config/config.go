@@ -197,7 +197,8 @@ func (s S3) URL() string {
 }
 
 // Setting describes one variable: its name, the old names it also answers
-// to, and its default. The same table documents buildpack.toml and README.
+// to, and its default. The same list documents buildpack.toml and
+// docs/settings.md, whose tests compare them.
 type Setting struct {
 	Name    string
 	Aliases []string
