@@ -18,7 +18,6 @@ import (
 )
 
 const (
-	platformAPI = "0.15"
 	// detectFailedCode is the detector's exit code when no group of
 	// buildpacks passed detection (platform API 0.6 and later).
 	detectFailedCode = 20
@@ -107,6 +106,15 @@ type BuildOptions struct {
 	// one-off build in a container, whose scratch layers are in $TMPDIR
 	// (hard links between them work; between two mounts they fail).
 	BuilderTmpOnLayers bool
+	// Lifecycle names the lifecycle that runs the phases and whose
+	// launcher goes into the image: a name in scripts/lifecycle-versions
+	// (HerokuLifecycle); "" is DefaultLifecycle.
+	Lifecycle string
+	// PlatformAPI is the Platform API the phases run at (CNB_PLATFORM_API),
+	// from OldestPlatformAPI to DefaultPlatformAPI; "" is
+	// DefaultPlatformAPI. The phases get the flags and files that API has
+	// (see phases).
+	PlatformAPI string
 }
 
 // Bind is a bind mount of the host's Source at Dest in a sandbox.
@@ -139,6 +147,7 @@ type PhaseTime struct {
 type phase struct {
 	name      string   // the lifecycle binary's name, e.g. "analyzer"
 	title     string   // e.g. "ANALYZING"
+	api       string   // the Platform API it runs at
 	asCNBUser bool     // the detector and the builder refuse to run as root
 	args      []string // the phase's flags and arguments
 	bwrapArgs []string // extra sandbox args for this phase
@@ -156,6 +165,12 @@ type buildDirs struct {
 	root string
 
 	layers, workspace, platform, buildpacks, orderTOML, home, tmp, cache string
+	// lifecycle is the lifecycle's folder, mounted at /cnb/lifecycle.
+	lifecycle string
+	// runTOML is what a builder image has as /cnb/run.toml (Platform API
+	// 0.12 and later) or /cnb/stack.toml (before): the run image; its
+	// path there is runTOMLDest.
+	runTOML, runTOMLDest string
 }
 
 // Build runs the lifecycle phases analyzer, detector, restorer, builder and
@@ -174,6 +189,12 @@ func (e *Env) Build(opts BuildOptions) (BuildResult, error) {
 	opts, err := absolutePaths(opts)
 	if err != nil {
 		return BuildResult{}, err
+	}
+	if opts.PlatformAPI == "" {
+		opts.PlatformAPI = DefaultPlatformAPI
+	}
+	if !supportedPlatformAPI(opts.PlatformAPI) {
+		return BuildResult{}, fmt.Errorf("BuildOptions.PlatformAPI %q: the lifecycle 0.21 supports %s to %s", opts.PlatformAPI, OldestPlatformAPI, DefaultPlatformAPI)
 	}
 	dirs, err := e.prepareBuild(opts)
 	if err != nil {
@@ -219,18 +240,54 @@ func absolutePaths(opts BuildOptions) (BuildOptions, error) {
 	return opts, nil
 }
 
+// supportedPlatformAPI says whether api is one of the Platform APIs the
+// lifecycle 0.21 supports, 0.7 to 0.15 (its api/apis.go).
+func supportedPlatformAPI(api string) bool {
+	minor, ok := strings.CutPrefix(api, "0.")
+	n, err := strconv.Atoi(minor)
+	return ok && err == nil && fmt.Sprint(n) == minor && n >= 7 && n <= 15
+}
+
+// atLeast says whether the Platform API api is minor or later (both "0.N").
+func atLeast(api, minor string) bool {
+	a, _ := strconv.Atoi(strings.TrimPrefix(api, "0."))
+	b, _ := strconv.Atoi(strings.TrimPrefix(minor, "0."))
+	return a >= b
+}
+
+// phases are the five phases as a platform runs them at opts.PlatformAPI
+// (the lifecycle's cmd/lifecycle/*.go say which flags each API has; the
+// ones used here all are in 0.7 and later). The analyzed.toml, group.toml
+// and plan.toml the phases hand on are in /layers, their default at every
+// one of these APIs. What differs is the run image: from Platform API 0.12
+// the analyzer reads it from the builder's /cnb/run.toml, before from
+// -run-image (the exporter reads /cnb/stack.toml for the image's run image
+// metadata); and only from 0.12 does the analyzer record the run image's
+// os and arch, which the lifecycle gives buildpacks as CNB_TARGET_* (before,
+// CNB_TARGET_OS is linux and CNB_TARGET_ARCH the lifecycle binary's, and the
+// distribution the build image's /etc/os-release). -launch-cache (only with
+// -daemon) and -layout (0.12 and later) are not used: the images go to a
+// registry.
 func (e *Env) phases(opts BuildOptions, dirs buildDirs) []phase {
 	// The root phases drop to the cnb user themselves. Only they see the
 	// cache, which may lie where the cnb user cannot reach.
 	ids := []string{"-uid", fmt.Sprint(cnbUID), "-gid", fmt.Sprint(cnbGID)}
 	cache := []string{"--bind", dirs.cache, "/cache"}
-	return []phase{
-		{name: "analyzer", title: "ANALYZING", args: slices.Concat(ids, []string{"-run-image", e.RunImage, opts.Image})},
+	analyzer := slices.Concat(ids, []string{opts.Image})
+	if !atLeast(opts.PlatformAPI, "0.12") {
+		analyzer = slices.Concat(ids, []string{"-run-image", e.RunImage, opts.Image})
+	}
+	phases := []phase{
+		{name: "analyzer", title: "ANALYZING", args: analyzer},
 		{name: "detector", title: "DETECTING", asCNBUser: true},
 		{name: "restorer", title: "RESTORING", args: slices.Concat(ids, []string{"-cache-dir", "/cache"}), bwrapArgs: cache},
 		{name: "builder", title: "BUILDING", asCNBUser: true, bwrapArgs: builderBwrapArgs(opts), killOn: opts.KillBuilderOn, stopOn: opts.StopBuildpackOn, denyPtrace: opts.DenyPtrace, tmpOnLayers: opts.BuilderTmpOnLayers},
 		{name: "exporter", title: "EXPORTING", args: slices.Concat(ids, []string{"-cache-dir", "/cache", opts.Image}), bwrapArgs: cache},
 	}
+	for i := range phases {
+		phases[i].api = opts.PlatformAPI
+	}
+	return phases
 }
 
 func builderBwrapArgs(opts BuildOptions) []string {
@@ -267,7 +324,7 @@ func (e *Env) runPhase(p phase, dirs buildDirs, out io.Writer) error {
 	cmd.ExtraFiles = extraFiles
 	cmd.Env = []string{
 		"PATH=" + phasePath,
-		"CNB_PLATFORM_API=" + platformAPI,
+		"CNB_PLATFORM_API=" + p.api,
 		fmt.Sprintf("CNB_USER_ID=%d", cnbUID),
 		fmt.Sprintf("CNB_GROUP_ID=%d", cnbGID),
 	}
@@ -391,7 +448,8 @@ func (e *Env) phaseBwrapArgs(dirs buildDirs, tmpOnLayers bool) []string {
 		"--perms", "0755", "--dir", "/cnb",
 		"--ro-bind", dirs.buildpacks, "/cnb/buildpacks",
 		"--ro-bind", dirs.orderTOML, "/cnb/order.toml",
-		"--ro-bind", e.lifecycleDir, "/cnb/lifecycle",
+		"--ro-bind", dirs.lifecycle, "/cnb/lifecycle",
+		"--ro-bind", dirs.runTOML, dirs.runTOMLDest,
 		"--bind", dirs.layers, "/layers",
 		"--bind", dirs.workspace, "/workspace",
 		"--ro-bind", dirs.platform, "/platform",
@@ -418,6 +476,12 @@ func (e *Env) prepareBuild(opts BuildOptions) (buildDirs, error) {
 		home:       filepath.Join(root, "home"),
 		tmp:        filepath.Join(root, "tmp"),
 		cache:      opts.CacheDir,
+	}
+	if dirs.lifecycle, err = e.lifecycleDir(opts.Lifecycle); err != nil {
+		return buildDirs{}, err
+	}
+	if dirs.runTOML, dirs.runTOMLDest, err = e.writeRunTOML(root, opts.PlatformAPI); err != nil {
+		return buildDirs{}, err
 	}
 	if dirs.cache == "" {
 		dirs.cache = filepath.Join(root, "cache")
@@ -459,6 +523,22 @@ func (e *Env) prepareBuild(opts BuildOptions) (buildDirs, error) {
 		return buildDirs{}, err
 	}
 	return dirs, nil
+}
+
+// writeRunTOML writes into dir what a builder image tells the lifecycle of
+// its run image, for the Platform API api: run.toml from 0.12 on, else
+// stack.toml. It returns the file and where the phases see it.
+func (e *Env) writeRunTOML(dir, api string) (path, dest string, err error) {
+	content := fmt.Sprintf("[[images]]\n  image = %q\n", e.RunImage)
+	path, dest = filepath.Join(dir, "run.toml"), "/cnb/run.toml"
+	if !atLeast(api, "0.12") {
+		content = fmt.Sprintf("[run-image]\n  image = %q\n", e.RunImage)
+		path, dest = filepath.Join(dir, "stack.toml"), "/cnb/stack.toml"
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		return "", "", fmt.Errorf("writing %s: %w", filepath.Base(dest), err)
+	}
+	return path, dest, nil
 }
 
 // mountTmpfs mounts a tmpfs of size bytes at dir, owned by the cnb user,
