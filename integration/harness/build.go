@@ -2,6 +2,7 @@ package harness
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -108,13 +109,17 @@ type BuildOptions struct {
 	BuilderTmpOnLayers bool
 	// Lifecycle names the lifecycle that runs the phases and whose
 	// launcher goes into the image: a name in scripts/lifecycle-versions
-	// (HerokuLifecycle); "" is DefaultLifecycle.
+	// (HerokuLifecycle); "" is $NIXCNB_LIFECYCLE, else DefaultLifecycle.
 	Lifecycle string
 	// PlatformAPI is the Platform API the phases run at (CNB_PLATFORM_API),
 	// from OldestPlatformAPI to DefaultPlatformAPI; "" is
-	// DefaultPlatformAPI. The phases get the flags and files that API has
-	// (see phases).
+	// $NIXCNB_PLATFORM_API, else DefaultPlatformAPI. The phases get the
+	// flags and files that API has (see phases).
 	PlatformAPI string
+	// CacheImage, if set, is the full ref in Registry of an image that
+	// holds the build cache (-cache-image, as kpack's registry cache and
+	// `pack build --cache-image` keep it), in place of CacheDir.
+	CacheImage string
 }
 
 // Bind is a bind mount of the host's Source at Dest in a sandbox.
@@ -190,8 +195,11 @@ func (e *Env) Build(opts BuildOptions) (BuildResult, error) {
 	if err != nil {
 		return BuildResult{}, err
 	}
+	if opts.Lifecycle == "" {
+		opts.Lifecycle = os.Getenv("NIXCNB_LIFECYCLE")
+	}
 	if opts.PlatformAPI == "" {
-		opts.PlatformAPI = DefaultPlatformAPI
+		opts.PlatformAPI = cmp.Or(os.Getenv("NIXCNB_PLATFORM_API"), DefaultPlatformAPI)
 	}
 	if !supportedPlatformAPI(opts.PlatformAPI) {
 		return BuildResult{}, fmt.Errorf("BuildOptions.PlatformAPI %q: the lifecycle 0.21 supports %s to %s", opts.PlatformAPI, OldestPlatformAPI, DefaultPlatformAPI)
@@ -272,17 +280,21 @@ func (e *Env) phases(opts BuildOptions, dirs buildDirs) []phase {
 	// The root phases drop to the cnb user themselves. Only they see the
 	// cache, which may lie where the cnb user cannot reach.
 	ids := []string{"-uid", fmt.Sprint(cnbUID), "-gid", fmt.Sprint(cnbGID)}
-	cache := []string{"--bind", dirs.cache, "/cache"}
-	analyzer := slices.Concat(ids, []string{opts.Image})
+	cacheArgs, cacheBind := []string{"-cache-dir", "/cache"}, []string{"--bind", dirs.cache, "/cache"}
+	analyzer := ids
+	if opts.CacheImage != "" {
+		cacheArgs, cacheBind = []string{"-cache-image", opts.CacheImage}, nil
+		analyzer = slices.Concat(analyzer, cacheArgs)
+	}
 	if !atLeast(opts.PlatformAPI, "0.12") {
-		analyzer = slices.Concat(ids, []string{"-run-image", e.RunImage, opts.Image})
+		analyzer = slices.Concat(analyzer, []string{"-run-image", e.RunImage})
 	}
 	phases := []phase{
-		{name: "analyzer", title: "ANALYZING", args: analyzer},
+		{name: "analyzer", title: "ANALYZING", args: slices.Concat(analyzer, []string{opts.Image})},
 		{name: "detector", title: "DETECTING", asCNBUser: true},
-		{name: "restorer", title: "RESTORING", args: slices.Concat(ids, []string{"-cache-dir", "/cache"}), bwrapArgs: cache},
+		{name: "restorer", title: "RESTORING", args: slices.Concat(ids, cacheArgs), bwrapArgs: cacheBind},
 		{name: "builder", title: "BUILDING", asCNBUser: true, bwrapArgs: builderBwrapArgs(opts), killOn: opts.KillBuilderOn, stopOn: opts.StopBuildpackOn, denyPtrace: opts.DenyPtrace, tmpOnLayers: opts.BuilderTmpOnLayers},
-		{name: "exporter", title: "EXPORTING", args: slices.Concat(ids, []string{"-cache-dir", "/cache", opts.Image}), bwrapArgs: cache},
+		{name: "exporter", title: "EXPORTING", args: slices.Concat(ids, cacheArgs, []string{opts.Image}), bwrapArgs: cacheBind},
 	}
 	for i := range phases {
 		phases[i].api = opts.PlatformAPI
