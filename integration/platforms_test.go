@@ -1,14 +1,18 @@
 package integration
 
 import (
+	"crypto/rand"
 	"encoding/json"
 	"maps"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nix-community/go-nix/pkg/narinfo/signature"
 
 	"github.com/nixcnb/nix-buildpack/integration/harness"
 )
@@ -20,11 +24,13 @@ var platformConfigs = []struct {
 	name      string
 	lifecycle string // in scripts/lifecycle-versions
 	api       string
-	// registryCache keeps the build cache as an image in the registry
-	// (-cache-image), with the store out of it (BP_NIX_STORE_CACHE=s3), as
-	// docs/platforms.md advises for kpack's registry cache; else the cache
-	// is a folder (a volume), with the store in it.
-	registryCache bool
+	// kpack builds as docs/platforms.md advises for kpack: the build cache
+	// an image in the registry (-cache-image) with the store out of it
+	// (BP_NIX_STORE_CACHE=s3), and the S3 keys and the signing key in
+	// service bindings laid out as Kubernetes mounts Secrets. Else the
+	// cache is a folder (a volume) with the store in it, and the keys are
+	// in the environment.
+	kpack bool
 }{
 	// Heroku's builder images 24 and 26 ship lifecycle 0.21.12.
 	{"Heroku's lifecycle at 0.15", harness.HerokuLifecycle, "0.15", false},
@@ -52,9 +58,22 @@ func TestLifecyclesAndPlatformAPIs(t *testing.T) {
 			app := fixture(t, "hello-web")
 			repo := suite.env.Registry + "/platforms-" + strings.ReplaceAll(c.api, ".", "-")
 			image := repo + ":latest"
-			settings := map[string]string{}
-			if c.registryCache {
+			settings := s3.env
+			var bindings map[string]map[string]string
+			if c.kpack {
+				settings = maps.Clone(s3.env)
+				delete(settings, "NIX_S3_KEY")
+				delete(settings, "NIX_S3_SECRET")
+				delete(settings, "NIX_S3_BUCKET")
 				settings["BP_NIX_STORE_CACHE"] = "s3"
+				key, _, err := signature.GenerateKeypair("cache-1", rand.Reader)
+				if err != nil {
+					t.Fatal(err)
+				}
+				bindings = map[string]map[string]string{
+					"nix-cache":       {"type": "s3", "access-key-id": s3.srv.Access, "secret-access-key": s3.srv.Secret, "bucket": s3.name},
+					"nix-signing-key": {"type": "nix-signing-key", "cache-1.sec": key.String()},
+				}
 			}
 			// build builds app into image, with the cache in the folder
 			// cache or, with a registry cache, in the image cache-TAG.
@@ -62,15 +81,17 @@ func TestLifecyclesAndPlatformAPIs(t *testing.T) {
 				t.Helper()
 				suite.env.Log = t.Output()
 				opts := harness.BuildOptions{
-					BuildpackDir: suite.buildpackDir,
-					AppDir:       app,
-					Image:        image,
-					CacheDir:     filepath.Join(suite.env.WorkDir, "cache-"+strings.ReplaceAll(t.Name(), "/", "-")+"-"+cache),
-					PlatformEnv:  platformEnv(s3.with(merge(settings, extra))),
-					Lifecycle:    c.lifecycle,
-					PlatformAPI:  c.api,
+					BuildpackDir:      suite.buildpackDir,
+					AppDir:            app,
+					Image:             image,
+					CacheDir:          filepath.Join(suite.env.WorkDir, "cache-"+strings.ReplaceAll(t.Name(), "/", "-")+"-"+cache),
+					PlatformEnv:       platformEnv(merge(settings, extra)),
+					PlatformBindings:  bindings,
+					BindingsAsSecrets: true,
+					Lifecycle:         c.lifecycle,
+					PlatformAPI:       c.api,
 				}
-				if c.registryCache {
+				if c.kpack {
 					opts.CacheDir, opts.CacheImage = "", repo+":cache-"+cache
 				}
 				result, err := suite.env.Build(opts)
@@ -83,6 +104,19 @@ func TestLifecyclesAndPlatformAPIs(t *testing.T) {
 			first := build(image, "app", nil)
 			assertContains(t, first, "Nix built 3 derivations and fetched 0 paths")
 			assertContains(t, first, "App pointer hello now names this build")
+			if c.kpack {
+				assertContains(t, first, "Service binding nix-cache (type s3) gives access-key-id, secret-access-key, bucket")
+				assertContains(t, first, "Service binding nix-signing-key (type nix-signing-key) gives cache-1.sec")
+				for name := range s3.files(t) {
+					data, err := os.ReadFile(filepath.Join(s3.srv.DataDir, s3.name, name))
+					if err != nil {
+						t.Fatal(err)
+					}
+					if strings.HasSuffix(name, ".narinfo") && !strings.Contains(string(data), "\nSig: cache-1:") {
+						t.Errorf("%s was pushed without a signature by the bound key", name)
+					}
+				}
+			}
 			assertMadeBy(t, image, version, c.api)
 			rootfs := export(t, image)
 			assertServesPtraceDenied(t, rootfs, "v1")
@@ -105,7 +139,7 @@ func TestLifecyclesAndPlatformAPIs(t *testing.T) {
 
 			writeFile(t, filepath.Join(app, "version.txt"), []byte("v2\n"))
 			changed := build(image, "app", nil)
-			if c.registryCache {
+			if c.kpack {
 				// The store comes from the bucket, and stays out of the cache.
 				if !regexp.MustCompile(`Nix built 1 derivation and fetched [1-9][0-9]* paths?`).MatchString(changed) {
 					t.Errorf("the one-line change with the store in S3 did not build the app alone from what it fetched:\n%s", changed)

@@ -70,7 +70,12 @@ type BuildOptions struct {
 	// DIR:/platform/bindings` gives): name → entry ("type" among them) →
 	// content.
 	PlatformBindings map[string]map[string]string
-	ExtraBinds       []Bind // extra bind mounts for the builder phase only
+	// BindingsAsSecrets lays each of PlatformBindings out as Kubernetes
+	// projects a Secret into a pod, as kpack mounts an Image's
+	// spec.build.services: the files in a hidden timestamped folder,
+	// "..data" a link to it, and each entry a link to ..data/ENTRY.
+	BindingsAsSecrets bool
+	ExtraBinds        []Bind // extra bind mounts for the builder phase only
 	// DisableUserNamespaces makes user namespaces fail inside the builder
 	// phase (bwrap --unshare-user --disable-userns).
 	DisableUserNamespaces bool
@@ -528,7 +533,7 @@ func (e *Env) prepareBuild(opts BuildOptions) (buildDirs, error) {
 	if err := writePlatformEnv(dirs.platform, opts.PlatformEnv); err != nil {
 		return buildDirs{}, err
 	}
-	if err := writeBindings(dirs.platform, opts.PlatformBindings); err != nil {
+	if err := writeBindings(dirs.platform, opts.PlatformBindings, opts.BindingsAsSecrets); err != nil {
 		return buildDirs{}, err
 	}
 	if err := installBuildpack(opts.BuildpackDir, dirs.buildpacks, dirs.orderTOML); err != nil {
@@ -592,21 +597,39 @@ func writePlatformEnv(platformDir string, env map[string]string) error {
 	return nil
 }
 
-func writeBindings(platformDir string, bindings map[string]map[string]string) error {
+// writeBindings writes bindings into platformDir/bindings; asSecrets lays
+// them out as the kubelet projects a Secret (see
+// BuildOptions.BindingsAsSecrets).
+func writeBindings(platformDir string, bindings map[string]map[string]string, asSecrets bool) error {
+	const stamp = "..2026_06_01_12_00_00.000000001" // the kubelet's name for one version of the Secret
 	for name, entries := range bindings {
 		if name == "" || strings.ContainsAny(name, "/") {
 			return fmt.Errorf("service binding %q: not a valid name", name)
 		}
 		dir := filepath.Join(platformDir, "bindings", name)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+		files := dir
+		if asSecrets {
+			files = filepath.Join(dir, stamp)
+		}
+		if err := os.MkdirAll(files, 0o755); err != nil {
 			return fmt.Errorf("creating the service binding %s: %w", name, err)
+		}
+		if asSecrets {
+			if err := os.Symlink(stamp, filepath.Join(dir, "..data")); err != nil {
+				return fmt.Errorf("creating the service binding %s: %w", name, err)
+			}
 		}
 		for entry, content := range entries {
 			if entry == "" || strings.ContainsAny(entry, "/") {
 				return fmt.Errorf("service binding %s: entry %q is not a valid name", name, entry)
 			}
-			if err := os.WriteFile(filepath.Join(dir, entry), []byte(content), 0o644); err != nil {
+			if err := os.WriteFile(filepath.Join(files, entry), []byte(content), 0o644); err != nil {
 				return fmt.Errorf("writing the service binding %s: %w", name, err)
+			}
+			if asSecrets {
+				if err := os.Symlink(filepath.Join("..data", entry), filepath.Join(dir, entry)); err != nil {
+					return fmt.Errorf("writing the service binding %s: %w", name, err)
+				}
 			}
 		}
 	}
