@@ -36,7 +36,7 @@ var platformConfigs = []struct {
 	{"Heroku's lifecycle at 0.15", harness.HerokuLifecycle, "0.15", false},
 	// kpack's build pods negotiate Platform API 0.7 to 0.9, so 0.9 with a
 	// lifecycle 0.21.
-	{"Platform API 0.9 with a registry cache (kpack)", harness.DefaultLifecycle, "0.9", true},
+	{"kpack: Platform API 0.9, a registry cache, Secrets as bindings", harness.DefaultLifecycle, "0.9", true},
 	// The oldest the lifecycle supports and buildpack.toml claims.
 	{"Platform API " + harness.OldestPlatformAPI, harness.DefaultLifecycle, harness.OldestPlatformAPI, false},
 }
