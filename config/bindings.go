@@ -77,9 +77,9 @@ func (v values) bind(resolver *servicebindings.Resolver) ([]string, error) {
 // secret-access-key, in place of AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY`.
 func (v values) bindOne(b servicebindings.Binding, typ string) (string, error) {
 	entries := bindingEntries[typ]
-	if typ == BindingSigningKey && b.Entries["key"] == nil && len(b.Entries) == 1 {
-		for name := range b.Entries {
-			entries = []bindingEntry{{name, "BP_NIX_SIGNING_KEY", true}}
+	if typ == BindingSigningKey && b.Entries["key"] == nil {
+		if names := entryNames(b); len(names) == 1 {
+			entries = []bindingEntry{{names[0], "BP_NIX_SIGNING_KEY", true}}
 		}
 	}
 	var gave, replaced []string
@@ -122,6 +122,20 @@ func (v values) bindOne(b servicebindings.Binding, typ string) (string, error) {
 		line += ", in place of " + strings.Join(replaced, ", ") + " from the environment"
 	}
 	return line, nil
+}
+
+// entryNames are the names of a binding's entries, leaving out hidden
+// names: Kubernetes projects a Secret (as kpack mounts its Image's
+// spec.build.services) with a timestamped folder "..2026_..." and a link
+// "..data" to it beside the entries, which are links into it.
+func entryNames(b servicebindings.Binding) []string {
+	var names []string
+	for name := range b.Entries {
+		if !strings.HasPrefix(name, ".") {
+			names = append(names, name)
+		}
+	}
+	return names
 }
 
 // setBy is the variable of the environment that sets a setting, by its

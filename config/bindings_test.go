@@ -38,6 +38,33 @@ func platformWithBindings(t *testing.T, bindings map[string]map[string]string) s
 	return platform
 }
 
+// asSecretVolume rewrites the binding folder dir as the kubelet projects a
+// Kubernetes Secret into a pod (kpack mounts each of an Image's
+// spec.build.services so): the files in a hidden timestamped folder,
+// ..data a symlink to it, and each entry a symlink to ..data/ENTRY.
+func asSecretVolume(t *testing.T, dir string) {
+	t.Helper()
+	files, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stamp := "..2026_06_01_12_00_00.123456789"
+	if err := os.Mkdir(filepath.Join(dir, stamp), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if err := os.Rename(filepath.Join(dir, f.Name()), filepath.Join(dir, stamp, f.Name())); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(filepath.Join("..data", f.Name()), filepath.Join(dir, f.Name())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(stamp, filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func secretKey(t *testing.T, name string) string {
 	t.Helper()
 	_, sk, err := ed25519.GenerateKey(nil)
@@ -123,12 +150,21 @@ func TestBindingsFromServiceBindingRoot(t *testing.T) {
 
 func TestSigningKeyBinding(t *testing.T) {
 	key := secretKey(t, "cache-1")
-	for name, entries := range map[string]map[string]string{
-		"in its key entry":  {"type": "nix-signing-key", "key": key + "\n", "public": "ignored"},
-		"in its only entry": {"type": "nix-signing-key", "cache-1.sec": key},
+	for name, tc := range map[string]struct {
+		entries map[string]string
+		// secretVolume lays the binding out as Kubernetes mounts a Secret.
+		secretVolume bool
+	}{
+		"in its key entry":                         {map[string]string{"type": "nix-signing-key", "key": key + "\n", "public": "ignored"}, false},
+		"in its only entry":                        {map[string]string{"type": "nix-signing-key", "cache-1.sec": key}, false},
+		"in its only entry, from a Secret (kpack)": {map[string]string{"type": "nix-signing-key", "cache-1.sec": key}, true},
+		"in its key entry, from a Secret (kpack)":  {map[string]string{"type": "nix-signing-key", "key": key, "public": "ignored"}, true},
 	} {
 		t.Run(name, func(t *testing.T) {
-			platform := platformWithBindings(t, map[string]map[string]string{"signing": entries})
+			platform := platformWithBindings(t, map[string]map[string]string{"signing": tc.entries})
+			if tc.secretVolume {
+				asSecretVolume(t, filepath.Join(platform, "bindings", "signing"))
+			}
 			c, err := config.Load([]string{"CNB_PLATFORM_DIR=" + platform, "BP_NIX_SIGNING_KEY=" + secretKey(t, "env-1")},
 				servicebindings.NewResolver())
 			if err != nil {

@@ -1,4 +1,4 @@
-// Integration tests: the real lifecycle (v0.21.0) builds the fixtures with
+// Integration tests: the real lifecycle (scripts/lifecycle-versions) builds the fixtures with
 // the buildpack as scripts/build.sh makes it, with real Nix, bubblewrap and
 // proot, and the images run as a platform would run them.
 //

@@ -8,15 +8,16 @@
 # Usage: scripts/install-tools.sh [--with-docker]
 #   --with-docker also installs Debian's docker.io (never started as a
 #   service: the pack test starts a daemon of its own) and builds pack.
-# Tools land in $NIXCNB_TOOLS (default /var/cache/nixcnb-tools/bin); the
-# arm64 lifecycle and launcher (for the arm64 test, run under qemu-user
-# through binfmt_misc) as lifecycle-arm64 and launcher-arm64; that
-# qemu-user, Debian 13's pinned in scripts/qemu/, in $NIXCNB_TOOLS/../qemu;
-# Debian 12's arm64 kernel, pinned in scripts/vm/, for the arm64 test's
+# Tools land in $NIXCNB_TOOLS (default /var/cache/nixcnb-tools/bin). The
+# lifecycles are those scripts/lifecycle-versions pins: the default one as
+# lifecycle and launcher, and for arm64 (for the arm64 test, run under
+# qemu-user through binfmt_misc) as lifecycle-arm64 and launcher-arm64;
+# each other one as lifecycle-NAME and launcher-NAME. The qemu-user that
+# runs arm64, Debian 13's pinned in scripts/qemu/, lands in
+# $NIXCNB_TOOLS/../qemu; Debian 12's arm64 kernel, pinned in scripts/vm/, for the arm64 test's
 # emulated machine (Debian's qemu-system-arm), in $NIXCNB_TOOLS/../vm-kernel.
 set -euo pipefail
 
-LIFECYCLE_VERSION=0.21.0
 PACK_VERSION=0.40.3
 CRANE_VERSION=0.22.1
 VERSITYGW_VERSION=1.8.0
@@ -170,20 +171,28 @@ go_tool() {
   touch "$stamp"
 }
 
+# lifecycle_tools: builds each lifecycle of scripts/lifecycle-versions, its
+# lifecycle and launcher, with the replaces its line gives.
+lifecycle_tools() {
+  local name version replaces suffix module=github.com/buildpacks/lifecycle
+  while read -r name version replaces <&3; do
+    [[ -z $name || $name == \#* ]] && continue
+    # shellcheck disable=SC2086 # replaces is a list of words
+    set -- $replaces
+    suffix=-$name
+    [[ $name == default ]] && suffix=
+    for tool in lifecycle launcher; do
+      go_tool "$tool$suffix" "$module" "v$version" "$module/cmd/$tool" "-X $module/cmd.Version=$version" "$@"
+      if [[ $name == default ]]; then
+        GOARCH=arm64 go_tool "$tool-arm64" "$module" "v$version" "$module/cmd/$tool" "-X $module/cmd.Version=$version" "$@"
+      fi
+    done
+  done 3< "$here/lifecycle-versions"
+}
+
 install_go_tools() {
   mkdir -p "$tools_dir"
-  go_tool lifecycle github.com/buildpacks/lifecycle "v$LIFECYCLE_VERSION" \
-    github.com/buildpacks/lifecycle/cmd/lifecycle \
-    "-X github.com/buildpacks/lifecycle/cmd.Version=$LIFECYCLE_VERSION"
-  go_tool launcher github.com/buildpacks/lifecycle "v$LIFECYCLE_VERSION" \
-    github.com/buildpacks/lifecycle/cmd/launcher \
-    "-X github.com/buildpacks/lifecycle/cmd.Version=$LIFECYCLE_VERSION"
-  GOARCH=arm64 go_tool lifecycle-arm64 github.com/buildpacks/lifecycle "v$LIFECYCLE_VERSION" \
-    github.com/buildpacks/lifecycle/cmd/lifecycle \
-    "-X github.com/buildpacks/lifecycle/cmd.Version=$LIFECYCLE_VERSION"
-  GOARCH=arm64 go_tool launcher-arm64 github.com/buildpacks/lifecycle "v$LIFECYCLE_VERSION" \
-    github.com/buildpacks/lifecycle/cmd/launcher \
-    "-X github.com/buildpacks/lifecycle/cmd.Version=$LIFECYCLE_VERSION"
+  lifecycle_tools
   go_tool crane github.com/google/go-containerregistry "v$CRANE_VERSION" \
     github.com/google/go-containerregistry/cmd/crane ""
   go_tool versitygw github.com/versity/versitygw "v$VERSITYGW_VERSION" \

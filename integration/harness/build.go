@@ -2,6 +2,7 @@ package harness
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -18,7 +19,6 @@ import (
 )
 
 const (
-	platformAPI = "0.15"
 	// detectFailedCode is the detector's exit code when no group of
 	// buildpacks passed detection (platform API 0.6 and later).
 	detectFailedCode = 20
@@ -70,7 +70,12 @@ type BuildOptions struct {
 	// DIR:/platform/bindings` gives): name → entry ("type" among them) →
 	// content.
 	PlatformBindings map[string]map[string]string
-	ExtraBinds       []Bind // extra bind mounts for the builder phase only
+	// BindingsAsSecrets lays each of PlatformBindings out as Kubernetes
+	// projects a Secret into a pod, as kpack mounts an Image's
+	// spec.build.services: the files in a hidden timestamped folder,
+	// "..data" a link to it, and each entry a link to ..data/ENTRY.
+	BindingsAsSecrets bool
+	ExtraBinds        []Bind // extra bind mounts for the builder phase only
 	// DisableUserNamespaces makes user namespaces fail inside the builder
 	// phase (bwrap --unshare-user --disable-userns).
 	DisableUserNamespaces bool
@@ -107,6 +112,19 @@ type BuildOptions struct {
 	// one-off build in a container, whose scratch layers are in $TMPDIR
 	// (hard links between them work; between two mounts they fail).
 	BuilderTmpOnLayers bool
+	// Lifecycle names the lifecycle that runs the phases and whose
+	// launcher goes into the image: a name in scripts/lifecycle-versions
+	// (HerokuLifecycle); "" is $NIXCNB_LIFECYCLE, else DefaultLifecycle.
+	Lifecycle string
+	// PlatformAPI is the Platform API the phases run at (CNB_PLATFORM_API),
+	// from OldestPlatformAPI to DefaultPlatformAPI; "" is
+	// $NIXCNB_PLATFORM_API, else DefaultPlatformAPI. The phases get the
+	// flags and files that API has (see phases).
+	PlatformAPI string
+	// CacheImage, if set, is the full ref in Registry of an image that
+	// holds the build cache (-cache-image, as kpack's registry cache and
+	// `pack build --cache-image` keep it), in place of CacheDir.
+	CacheImage string
 }
 
 // Bind is a bind mount of the host's Source at Dest in a sandbox.
@@ -139,6 +157,7 @@ type PhaseTime struct {
 type phase struct {
 	name      string   // the lifecycle binary's name, e.g. "analyzer"
 	title     string   // e.g. "ANALYZING"
+	api       string   // the Platform API it runs at
 	asCNBUser bool     // the detector and the builder refuse to run as root
 	args      []string // the phase's flags and arguments
 	bwrapArgs []string // extra sandbox args for this phase
@@ -156,6 +175,12 @@ type buildDirs struct {
 	root string
 
 	layers, workspace, platform, buildpacks, orderTOML, home, tmp, cache string
+	// lifecycle is the lifecycle's folder, mounted at /cnb/lifecycle.
+	lifecycle string
+	// runTOML is what a builder image has as /cnb/run.toml (Platform API
+	// 0.12 and later) or /cnb/stack.toml (before): the run image; its
+	// path there is runTOMLDest.
+	runTOML, runTOMLDest string
 }
 
 // Build runs the lifecycle phases analyzer, detector, restorer, builder and
@@ -174,6 +199,15 @@ func (e *Env) Build(opts BuildOptions) (BuildResult, error) {
 	opts, err := absolutePaths(opts)
 	if err != nil {
 		return BuildResult{}, err
+	}
+	if opts.Lifecycle == "" {
+		opts.Lifecycle = os.Getenv("NIXCNB_LIFECYCLE")
+	}
+	if opts.PlatformAPI == "" {
+		opts.PlatformAPI = cmp.Or(os.Getenv("NIXCNB_PLATFORM_API"), DefaultPlatformAPI)
+	}
+	if !supportedPlatformAPI(opts.PlatformAPI) {
+		return BuildResult{}, fmt.Errorf("BuildOptions.PlatformAPI %q: the lifecycle 0.21 supports %s to %s", opts.PlatformAPI, OldestPlatformAPI, DefaultPlatformAPI)
 	}
 	dirs, err := e.prepareBuild(opts)
 	if err != nil {
@@ -219,18 +253,58 @@ func absolutePaths(opts BuildOptions) (BuildOptions, error) {
 	return opts, nil
 }
 
+// supportedPlatformAPI says whether api is one of the Platform APIs the
+// lifecycle 0.21 supports, 0.7 to 0.15 (its api/apis.go).
+func supportedPlatformAPI(api string) bool {
+	minor, ok := strings.CutPrefix(api, "0.")
+	n, err := strconv.Atoi(minor)
+	return ok && err == nil && fmt.Sprint(n) == minor && n >= 7 && n <= 15
+}
+
+// atLeast says whether the Platform API api is minor or later (both "0.N").
+func atLeast(api, minor string) bool {
+	a, _ := strconv.Atoi(strings.TrimPrefix(api, "0."))
+	b, _ := strconv.Atoi(strings.TrimPrefix(minor, "0."))
+	return a >= b
+}
+
+// phases are the five phases as a platform runs them at opts.PlatformAPI
+// (the lifecycle's cmd/lifecycle/*.go say which flags each API has; the
+// ones used here all are in 0.7 and later). The analyzed.toml, group.toml
+// and plan.toml the phases hand on are in /layers, their default at every
+// one of these APIs. What differs is the run image: from Platform API 0.12
+// the analyzer reads it from the builder's /cnb/run.toml, before from
+// -run-image (the exporter reads /cnb/stack.toml for the image's run image
+// metadata); and only from 0.12 does the analyzer record the run image's
+// os and arch, which the lifecycle gives buildpacks as CNB_TARGET_* (before,
+// CNB_TARGET_OS is linux and CNB_TARGET_ARCH the lifecycle binary's, and the
+// distribution the build image's /etc/os-release). -launch-cache (only with
+// -daemon) and -layout (0.12 and later) are not used: the images go to a
+// registry.
 func (e *Env) phases(opts BuildOptions, dirs buildDirs) []phase {
 	// The root phases drop to the cnb user themselves. Only they see the
 	// cache, which may lie where the cnb user cannot reach.
 	ids := []string{"-uid", fmt.Sprint(cnbUID), "-gid", fmt.Sprint(cnbGID)}
-	cache := []string{"--bind", dirs.cache, "/cache"}
-	return []phase{
-		{name: "analyzer", title: "ANALYZING", args: slices.Concat(ids, []string{"-run-image", e.RunImage, opts.Image})},
-		{name: "detector", title: "DETECTING", asCNBUser: true},
-		{name: "restorer", title: "RESTORING", args: slices.Concat(ids, []string{"-cache-dir", "/cache"}), bwrapArgs: cache},
-		{name: "builder", title: "BUILDING", asCNBUser: true, bwrapArgs: builderBwrapArgs(opts), killOn: opts.KillBuilderOn, stopOn: opts.StopBuildpackOn, denyPtrace: opts.DenyPtrace, tmpOnLayers: opts.BuilderTmpOnLayers},
-		{name: "exporter", title: "EXPORTING", args: slices.Concat(ids, []string{"-cache-dir", "/cache", opts.Image}), bwrapArgs: cache},
+	cacheArgs, cacheBind := []string{"-cache-dir", "/cache"}, []string{"--bind", dirs.cache, "/cache"}
+	analyzer := ids
+	if opts.CacheImage != "" {
+		cacheArgs, cacheBind = []string{"-cache-image", opts.CacheImage}, nil
+		analyzer = slices.Concat(analyzer, cacheArgs)
 	}
+	if !atLeast(opts.PlatformAPI, "0.12") {
+		analyzer = slices.Concat(analyzer, []string{"-run-image", e.RunImage})
+	}
+	phases := []phase{
+		{name: "analyzer", title: "ANALYZING", args: slices.Concat(analyzer, []string{opts.Image})},
+		{name: "detector", title: "DETECTING", asCNBUser: true},
+		{name: "restorer", title: "RESTORING", args: slices.Concat(ids, cacheArgs), bwrapArgs: cacheBind},
+		{name: "builder", title: "BUILDING", asCNBUser: true, bwrapArgs: builderBwrapArgs(opts), killOn: opts.KillBuilderOn, stopOn: opts.StopBuildpackOn, denyPtrace: opts.DenyPtrace, tmpOnLayers: opts.BuilderTmpOnLayers},
+		{name: "exporter", title: "EXPORTING", args: slices.Concat(ids, cacheArgs, []string{opts.Image}), bwrapArgs: cacheBind},
+	}
+	for i := range phases {
+		phases[i].api = opts.PlatformAPI
+	}
+	return phases
 }
 
 func builderBwrapArgs(opts BuildOptions) []string {
@@ -267,7 +341,7 @@ func (e *Env) runPhase(p phase, dirs buildDirs, out io.Writer) error {
 	cmd.ExtraFiles = extraFiles
 	cmd.Env = []string{
 		"PATH=" + phasePath,
-		"CNB_PLATFORM_API=" + platformAPI,
+		"CNB_PLATFORM_API=" + p.api,
 		fmt.Sprintf("CNB_USER_ID=%d", cnbUID),
 		fmt.Sprintf("CNB_GROUP_ID=%d", cnbGID),
 	}
@@ -391,7 +465,8 @@ func (e *Env) phaseBwrapArgs(dirs buildDirs, tmpOnLayers bool) []string {
 		"--perms", "0755", "--dir", "/cnb",
 		"--ro-bind", dirs.buildpacks, "/cnb/buildpacks",
 		"--ro-bind", dirs.orderTOML, "/cnb/order.toml",
-		"--ro-bind", e.lifecycleDir, "/cnb/lifecycle",
+		"--ro-bind", dirs.lifecycle, "/cnb/lifecycle",
+		"--ro-bind", dirs.runTOML, dirs.runTOMLDest,
 		"--bind", dirs.layers, "/layers",
 		"--bind", dirs.workspace, "/workspace",
 		"--ro-bind", dirs.platform, "/platform",
@@ -418,6 +493,12 @@ func (e *Env) prepareBuild(opts BuildOptions) (buildDirs, error) {
 		home:       filepath.Join(root, "home"),
 		tmp:        filepath.Join(root, "tmp"),
 		cache:      opts.CacheDir,
+	}
+	if dirs.lifecycle, err = e.lifecycleDir(opts.Lifecycle); err != nil {
+		return buildDirs{}, err
+	}
+	if dirs.runTOML, dirs.runTOMLDest, err = e.writeRunTOML(root, opts.PlatformAPI); err != nil {
+		return buildDirs{}, err
 	}
 	if dirs.cache == "" {
 		dirs.cache = filepath.Join(root, "cache")
@@ -452,13 +533,29 @@ func (e *Env) prepareBuild(opts BuildOptions) (buildDirs, error) {
 	if err := writePlatformEnv(dirs.platform, opts.PlatformEnv); err != nil {
 		return buildDirs{}, err
 	}
-	if err := writeBindings(dirs.platform, opts.PlatformBindings); err != nil {
+	if err := writeBindings(dirs.platform, opts.PlatformBindings, opts.BindingsAsSecrets); err != nil {
 		return buildDirs{}, err
 	}
 	if err := installBuildpack(opts.BuildpackDir, dirs.buildpacks, dirs.orderTOML); err != nil {
 		return buildDirs{}, err
 	}
 	return dirs, nil
+}
+
+// writeRunTOML writes into dir what a builder image tells the lifecycle of
+// its run image, for the Platform API api: run.toml from 0.12 on, else
+// stack.toml. It returns the file and where the phases see it.
+func (e *Env) writeRunTOML(dir, api string) (path, dest string, err error) {
+	content := fmt.Sprintf("[[images]]\n  image = %q\n", e.RunImage)
+	path, dest = filepath.Join(dir, "run.toml"), "/cnb/run.toml"
+	if !atLeast(api, "0.12") {
+		content = fmt.Sprintf("[run-image]\n  image = %q\n", e.RunImage)
+		path, dest = filepath.Join(dir, "stack.toml"), "/cnb/stack.toml"
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		return "", "", fmt.Errorf("writing %s: %w", filepath.Base(dest), err)
+	}
+	return path, dest, nil
 }
 
 // mountTmpfs mounts a tmpfs of size bytes at dir, owned by the cnb user,
@@ -500,21 +597,39 @@ func writePlatformEnv(platformDir string, env map[string]string) error {
 	return nil
 }
 
-func writeBindings(platformDir string, bindings map[string]map[string]string) error {
+// writeBindings writes bindings into platformDir/bindings; asSecrets lays
+// them out as the kubelet projects a Secret (see
+// BuildOptions.BindingsAsSecrets).
+func writeBindings(platformDir string, bindings map[string]map[string]string, asSecrets bool) error {
+	const stamp = "..2026_06_01_12_00_00.000000001" // the kubelet's name for one version of the Secret
 	for name, entries := range bindings {
 		if name == "" || strings.ContainsAny(name, "/") {
 			return fmt.Errorf("service binding %q: not a valid name", name)
 		}
 		dir := filepath.Join(platformDir, "bindings", name)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+		files := dir
+		if asSecrets {
+			files = filepath.Join(dir, stamp)
+		}
+		if err := os.MkdirAll(files, 0o755); err != nil {
 			return fmt.Errorf("creating the service binding %s: %w", name, err)
+		}
+		if asSecrets {
+			if err := os.Symlink(stamp, filepath.Join(dir, "..data")); err != nil {
+				return fmt.Errorf("creating the service binding %s: %w", name, err)
+			}
 		}
 		for entry, content := range entries {
 			if entry == "" || strings.ContainsAny(entry, "/") {
 				return fmt.Errorf("service binding %s: entry %q is not a valid name", name, entry)
 			}
-			if err := os.WriteFile(filepath.Join(dir, entry), []byte(content), 0o644); err != nil {
+			if err := os.WriteFile(filepath.Join(files, entry), []byte(content), 0o644); err != nil {
 				return fmt.Errorf("writing the service binding %s: %w", name, err)
+			}
+			if asSecrets {
+				if err := os.Symlink(filepath.Join("..data", entry), filepath.Join(dir, entry)); err != nil {
+					return fmt.Errorf("writing the service binding %s: %w", name, err)
+				}
 			}
 		}
 	}

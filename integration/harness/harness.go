@@ -56,9 +56,13 @@ type Env struct {
 	// holds its busybox-static and libc6 packages unpacked.
 	busybox, sysroot string
 
-	lifecycleDir string   // mounted at /cnb/lifecycle in every phase
 	hostRootArgs []string // bwrap args that replicate the host's /bin, /lib...
 	registry     *process
+
+	// lifecycleDirs are the folders mounted at /cnb/lifecycle, by the
+	// lifecycle's name in scripts/lifecycle-versions (see lifecycleDir).
+	lifecycleMu   sync.Mutex
+	lifecycleDirs map[string]string
 
 	mu      sync.Mutex
 	counter int                  // numbers the dirs of builds and exports
@@ -134,7 +138,7 @@ func (e *Env) start(workRoot string) error {
 	if e.hostRootArgs, err = hostRootArgs(); err != nil {
 		return err
 	}
-	if err := e.installLifecycle(); err != nil {
+	if _, err := e.lifecycleDir(DefaultLifecycle); err != nil {
 		return err
 	}
 	if e.toolSuffix() != "" {
@@ -273,27 +277,6 @@ func hostRootArgs() ([]string, error) {
 		}
 	}
 	return args, nil
-}
-
-// installLifecycle makes the dir mounted at /cnb/lifecycle: the lifecycle
-// binary, a symlink to it for each phase, and the launcher (which the
-// exporter copies into the image).
-func (e *Env) installLifecycle() error {
-	e.lifecycleDir = filepath.Join(e.WorkDir, "lifecycle")
-	if err := os.Mkdir(e.lifecycleDir, 0o755); err != nil {
-		return fmt.Errorf("creating the lifecycle dir: %w", err)
-	}
-	for _, name := range []string{"lifecycle", "launcher"} {
-		if err := copyFile(filepath.Join(e.ToolsDir, name+e.toolSuffix()), filepath.Join(e.lifecycleDir, name), 0o755); err != nil {
-			return fmt.Errorf("installing the lifecycle: %w", err)
-		}
-	}
-	for _, phase := range []string{"analyzer", "detector", "restorer", "builder", "exporter"} {
-		if err := os.Symlink("lifecycle", filepath.Join(e.lifecycleDir, phase)); err != nil {
-			return fmt.Errorf("installing the lifecycle: %w", err)
-		}
-	}
-	return nil
 }
 
 // newDir creates a fresh numbered dir WorkDir/kind-N.

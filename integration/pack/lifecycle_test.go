@@ -9,14 +9,16 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/nixcnb/nix-buildpack/integration/harness"
 )
 
-// The lifecycle that scripts/install-tools.sh builds from the Go module
-// proxy, and the APIs it supports (github.com/buildpacks/lifecycle's
-// api/apis.go at that version). pack reads them from lifecycle.toml.
-const (
-	lifecycleVersion = "0.21.0"
-	lifecycleTOML    = `[apis]
+// lifecycleTOML describes the default lifecycle of scripts/lifecycle-versions,
+// which scripts/install-tools.sh builds from the Go module proxy: its
+// version and the APIs it supports (github.com/buildpacks/lifecycle's
+// api/apis.go, the same in every 0.21 release). pack reads them from
+// lifecycle.toml.
+const lifecycleTOML = `[apis]
 [apis.buildpack]
   deprecated = []
   supported = ["0.7", "0.8", "0.9", "0.10", "0.11", "0.12"]
@@ -29,10 +31,9 @@ const (
   buildpack = "0.7"
 
 [lifecycle]
-  version = "` + lifecycleVersion + `"
+  version = "%s"
   sbom-formats = ["application/vnd.cyclonedx+json", "application/spdx+json", "application/vnd.syft+json"]
 `
-)
 
 // lifecyclePhases are the names the lifecycle binary answers to; pack
 // checks that detector, restorer, analyzer, builder, exporter, launcher and
@@ -44,12 +45,16 @@ var lifecyclePhases = []string{"analyzer", "detector", "restorer", "builder", "e
 // lifecycle/{lifecycle,launcher,<phase> -> lifecycle}. pack copies every
 // lifecycle/<name> entry into the builder's /cnb/lifecycle/.
 func writeLifecycleArchive(toolsDir, path string) error {
+	version, err := harness.LifecycleVersion(harness.DefaultLifecycle)
+	if err != nil {
+		return err
+	}
 	out, err := exec.Command(filepath.Join(toolsDir, "lifecycle"), "-version").Output()
 	if err != nil {
 		return fmt.Errorf("lifecycle -version: %w", err)
 	}
-	if got := strings.TrimSpace(string(out)); got != lifecycleVersion {
-		return fmt.Errorf("the lifecycle in %s is %s; the test's lifecycle.toml describes %s: update both together", toolsDir, got, lifecycleVersion)
+	if got := strings.TrimSpace(string(out)); got != version {
+		return fmt.Errorf("the lifecycle in %s is %s, but scripts/lifecycle-versions pins %s: run scripts/install-tools.sh", toolsDir, got, version)
 	}
 	f, err := os.Create(path)
 	if err != nil {
@@ -70,7 +75,7 @@ func writeLifecycleArchive(toolsDir, path string) error {
 		_, err := tw.Write(data)
 		return err
 	}
-	if err := add(&tar.Header{Name: "lifecycle.toml", Typeflag: tar.TypeReg, Mode: 0o644}, []byte(lifecycleTOML)); err != nil {
+	if err := add(&tar.Header{Name: "lifecycle.toml", Typeflag: tar.TypeReg, Mode: 0o644}, []byte(fmt.Sprintf(lifecycleTOML, version))); err != nil {
 		return err
 	}
 	if err := add(&tar.Header{Name: "lifecycle/", Typeflag: tar.TypeDir, Mode: 0o755}, nil); err != nil {
