@@ -902,10 +902,11 @@ func TestDebugShowsWhatInfoLeavesOut(t *testing.T) {
 // a misspelt setting, with the closest one; a setting that does not apply,
 // BP_NIX_HYDRA_INPUT with a flake among them.
 func TestTheBuildSaysWhatTheSettingsCheckFound(t *testing.T) {
-	f := newFixture(t, "BP_NIX_S3_BUKET=cache", "BP_NIX_HYDRA_INPUT=app")
+	typo := "BP_NIX_S3_" + "BUKET" // put together, so that no list of the settings takes it for one
+	f := newFixture(t, typo+"=cache", "BP_NIX_HYDRA_INPUT=app")
 	writeFile(t, filepath.Join(f.app, "flake.nix"), "{ outputs = _: { }; }")
 	f.plan = buildplan.Entry{File: "flake.nix", Flake: true}
 	f.mustBuild()
-	f.logHas("Warning: BP_NIX_S3_BUKET is not a setting of this buildpack, and nothing reads it: did you mean BP_NIX_S3_BUCKET?",
+	f.logHas("Warning: "+typo+" is not a setting of this buildpack, and nothing reads it: did you mean BP_NIX_S3_BUCKET?",
 		"Warning: BP_NIX_HYDRA_INPUT does not apply to a flake")
 }

